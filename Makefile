@@ -1,0 +1,59 @@
+# The two commands first: `make run` and `make test`. `make help` lists every target.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+
+# The project and its runtime dependencies (editable: the checkout is what runs).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable .
+	touch $@
+
+# ...plus the test and lint tools.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --editable . --group dev
+	touch $@
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: $(VENV)/.installed ## run the whole stack in the foreground (Ctrl-C stops it)
+	exec $(BIN)/qr-manage run
+
+.PHONY: test
+test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL and Traefik
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(VENV)/.installed-dev ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: $(VENV)/.installed-dev ## format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: migrate
+migrate: $(VENV)/.installed ## upgrade the database schema to head
+	$(BIN)/qr-manage migrate
+
+.PHONY: backup
+backup: $(VENV)/.installed ## write a checked pg_dump archive into BACKUP_DIR
+	$(BIN)/qr-manage backup
+
+.PHONY: status
+status: $(VENV)/.installed ## database, schema revision, last backup, counts
+	$(BIN)/qr-manage status
+
+.PHONY: clean
+clean: ## remove the virtual environment and caches (keeps var/ and backups/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,115 @@
+"""The errors a client can cause, and their one JSON shape.
+
+::
+
+    ServiceError                 status and machine-readable code travel with the class
+    ├── BadRequest           400 the request cannot be read (malformed JSON, bad query string)
+    ├── Unauthorized         401 a bearer token is required and missing or wrong
+    ├── Forbidden            403 the client address is not allowed
+    ├── NotFound             404 no such code (or route)
+    ├── MethodNotAllowed     405
+    ├── Conflict             409 the slug is taken or was ever used
+    ├── PayloadTooLarge      413
+    ├── UnsupportedMediaType 415
+    ├── InvalidField         422 a field has a bad value; ``details`` names it
+    └── Unavailable          503 the database cannot be reached; ``retry_after`` seconds
+
+Each service translates driver exceptions into these at its edge and renders them in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class BadRequest(ServiceError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidField(ServiceError):
+    """A bad value for one field; ``details`` is ``{"field": name}``."""
+
+    status, code = 422, "invalid_field"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", details={"field": field})
+        self.field = field
+
+
+class Unavailable(ServiceError):
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_BY_STATUS: dict[int, type[ServiceError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unavailable,
+    )
+}
+
+
+def for_status(status: int, message: str) -> ServiceError:
+    """The error for a bare HTTP status (a framework-level 404 or 405, say)."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        error = ServiceError(message)
+        return error
+    if cls is Unavailable:
+        return Unavailable(message)
+    return cls(message)

@@ -1,0 +1,121 @@
+"""Reading configuration from an explicit environment mapping, failing fast with a clear message.
+
+Each service has a frozen settings dataclass with a ``from_env(environ)`` constructor built on these
+readers; nothing reads ``os.environ`` at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def read_str(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "").strip()
+    return value or default
+
+
+def read_required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} must be set")
+    return value
+
+
+def read_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def read_float(
+    environ: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float
+) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:  # also refuses nan
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {raw}")
+    return value
+
+
+def read_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_networks(name: str, raw: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (a bare address means one host); empty or malformed is an error."""
+    items = [item.strip() for item in raw.split(",")]
+    if not any(items):
+        raise ConfigError(f"{name} must list at least one address or CIDR")
+    networks = []
+    for item in items:
+        if not item:
+            raise ConfigError(f"{name} has an empty entry in {raw!r}")
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
+def read_networks(environ: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
+    raw = environ.get(name)
+    return parse_networks(name, default if raw is None else raw)
+
+
+def read_base_url(environ: Mapping[str, str], name: str, default: str) -> str:
+    """An absolute http(s) URL without query or fragment, returned without a trailing slash."""
+    raw = read_str(environ, name, default)
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an absolute http(s) URL like https://qr.example.org, got {raw!r}")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{name} must not contain credentials")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    return raw.rstrip("/")
+
+
+def read_log_level(environ: Mapping[str, str]) -> str:
+    level = read_str(environ, "LOG_LEVEL", "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return level
+
+
+def read_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
+    """A PostgreSQL DSN in libpq URL form (``postgresql://`` or ``postgres://``, any driver suffix)."""
+    raw = read_required(environ, name)
+    scheme = urlsplit(raw).scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{name} must be a postgresql:// URL")
+    return raw

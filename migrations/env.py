@@ -1,0 +1,63 @@
+"""Alembic environment: async engine, one transaction per migration, and guard rails.
+
+Every run takes a session-level advisory lock (two ``migrate`` at once queue instead of racing), and
+runs under a lock timeout (a migration waiting behind the redirect service's reads gives up instead
+of stalling them) and a statement timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy import pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.management.models import metadata
+from shared.database import sqlalchemy_url
+
+ADVISORY_LOCK_KEY = 7_265_031_001  # any constant shared by every migrator of this schema
+LOCK_TIMEOUT = os.environ.get("MIGRATION_LOCK_TIMEOUT", "5s")
+STATEMENT_TIMEOUT = os.environ.get("MIGRATION_STATEMENT_TIMEOUT", "300s")
+
+
+def _database_url() -> str:
+    url = context.config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
+    if not url:
+        raise SystemExit("no database: set DATABASE_URL or run through qr-manage")
+    return sqlalchemy_url(url)
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        transaction_per_migration=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_online() -> None:
+    engine = create_async_engine(_database_url(), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
+            await connection.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            await connection.commit()
+            try:
+                await connection.run_sync(_run)
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+                await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run against a database")
+asyncio.run(_run_online())

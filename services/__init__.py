@@ -1,0 +1,1 @@
+"""The redirect service, the management service, and the operators' tooling around them."""

@@ -1,0 +1,1 @@
+"""The management service: every admin write, QR rendering and image storage."""

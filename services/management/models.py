@@ -1,0 +1,81 @@
+"""The schema, as SQLAlchemy Core tables: the management service writes through them and Alembic
+compares the migrations against them (``alembic check``). The redirect service does not import this
+module; its few SQL statements are plain strings, prepared against the migrated schema in the tests.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    false,
+    func,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+# Deterministic constraint names, so that a later migration can drop what an earlier one made.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+REDIRECT_STATUSES = (301, 302, 307, 308)
+
+qr_codes = Table(
+    "qr_codes",
+    metadata,
+    # A generated id or a custom slug. Rows are never deleted, only tombstoned (deleted_at), so an
+    # id once handed out can never point somewhere new.
+    Column("id", String(64), primary_key=True),
+    # Fixed at creation: a later change of PUBLIC_BASE_URL must not change printed codes.
+    Column("short_url", Text, nullable=False),
+    Column("target_url", Text, nullable=False),
+    Column("title", Text),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("redirect_status", SmallInteger, nullable=False, server_default=text("302")),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted_at", DateTime(timezone=True)),
+    CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
+    CheckConstraint("redirect_status IN (301, 302, 307, 308)", name="redirect_status"),
+    CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),
+    # Listing pages walk (created_at, id) with a keyset cursor.
+    Index(None, "created_at", "id"),
+)
+
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("code_id", String(64), ForeignKey("qr_codes.id"), nullable=False),
+    Column("scanned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("user_agent", Text),
+    Column("referrer", Text),
+    # Keyed hash of (client address, user agent); the key rotates daily, the address is never stored.
+    Column("visitor_hash", LargeBinary),
+    Column("is_bot", Boolean, nullable=False, server_default=false()),
+    Column("bot_reason", Text),
+    # Per-code counts and time ranges.
+    Index(None, "code_id", "scanned_at"),
+)

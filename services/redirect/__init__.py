@@ -1,0 +1,1 @@
+"""The redirect service: ``/r/{id}`` answered from memory, PostgreSQL behind it."""

@@ -1,0 +1,42 @@
+"""The redirect service's SQL: named constants, one function per query, raw asyncpg.
+
+Every constant here is prepared against the migrated schema in the tests, so a schema change that
+breaks one fails there rather than in production.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.redirect.cache import Target
+from shared.urls import location_bytes
+
+LOOKUP_TARGET = """
+SELECT target_url, redirect_status, enabled, expires_at
+FROM qr_codes
+WHERE id = $1 AND deleted_at IS NULL
+"""
+
+PING = "SELECT 1"
+
+ALL = (LOOKUP_TARGET, PING)
+
+
+async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> Target | None:
+    """The code's current target, or ``None`` for an unknown or deleted id."""
+    async with pool.acquire(timeout=timeout) as connection:
+        row = await connection.fetchrow(LOOKUP_TARGET, code_id, timeout=timeout)
+    if row is None:
+        return None
+    expires_at = row["expires_at"]
+    return Target(
+        location=location_bytes(row["target_url"]),
+        status=row["redirect_status"],
+        enabled=row["enabled"],
+        expires_at=None if expires_at is None else expires_at.timestamp(),
+    )
+
+
+async def ping(pool: asyncpg.Pool, *, timeout: float) -> None:
+    async with pool.acquire(timeout=timeout) as connection:
+        await connection.fetchval(PING, timeout=timeout)

@@ -1,0 +1,156 @@
+"""The redirect service against a real PostgreSQL, through its ASGI app and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from services.redirect import queries
+from services.redirect.app import create_app
+from services.redirect.settings import RedirectSettings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
+    async with LifespanManager(app) as manager:
+        await asyncio.wait_for(app.state.listener.connected.wait(), 5)
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
+            yield http
+
+
+async def insert_code(db: asyncpg.Connection, code_id: str, target: str, **columns: object) -> None:
+    names = ["id", "short_url", "target_url", *columns]
+    values = [code_id, f"http://qr.test/r/{code_id}", target, *columns.values()]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    await db.execute(f"INSERT INTO qr_codes ({', '.join(names)}) VALUES ({placeholders})", *values)
+
+
+async def test_get_and_head_redirect_with_no_store(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    await insert_code(db, "menu123abc", "https://example.org/menu")
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, "/r/menu123abc")
+        assert response.status_code == 302
+        assert response.headers["location"] == "https://example.org/menu"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-robots-tag"] == "noindex"
+        assert response.content == b""
+
+
+@pytest.mark.parametrize(("status", "no_store"), [(301, False), (307, True), (308, False)])
+async def test_each_code_answers_with_its_own_status(
+    client: httpx.AsyncClient, db: asyncpg.Connection, status: int, no_store: bool
+) -> None:
+    await insert_code(db, f"status{status}", "https://example.org/", redirect_status=status)
+    response = await client.get(f"/r/status{status}")
+    assert response.status_code == status
+    assert ("cache-control" in response.headers) is no_store
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r/unknown123",
+        "/r/",
+        "/r/ab",
+        "/r/has%20space",
+        "/r/a%2Fb",
+        "/r/../api",
+        "/r/" + "x" * 65,
+        "/r/%00abc",
+    ],
+)
+async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "location" not in response.headers
+
+
+async def test_deleted_codes_are_404(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    await insert_code(db, "gone123abc", "https://example.org/", deleted_at=datetime.now(UTC))
+    assert (await client.get("/r/gone123abc")).status_code == 404
+
+
+async def test_disabled_and_expired_codes_are_410(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    await insert_code(db, "disabled12", "https://example.org/", enabled=False)
+    await insert_code(
+        db, "expired123", "https://example.org/", expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    await insert_code(
+        db, "future1234", "https://example.org/", expires_at=datetime.now(UTC) + timedelta(days=1)
+    )
+    assert (await client.get("/r/disabled12")).status_code == 410
+    assert (await client.get("/r/expired123")).status_code == 410
+    assert (await client.get("/r/future1234")).status_code == 302
+
+
+async def test_a_browser_gets_a_short_human_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/r/unknown123", headers={"accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>Not found</h1>" in response.text
+    assert "unknown123" not in response.text
+
+
+async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
+    response = await client.post("/r/unknown123")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+async def test_changes_are_followed_within_a_second(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    # Cached as unknown first: the insert's notification must evict the negative entry.
+    assert (await client.get("/r/later12345")).status_code == 404
+    await insert_code(db, "later12345", "https://example.org/one")
+    await eventually(client, "/r/later12345", 302, "https://example.org/one")
+    await db.execute("UPDATE qr_codes SET target_url = 'https://example.org/two' WHERE id = 'later12345'")
+    await eventually(client, "/r/later12345", 302, "https://example.org/two")
+    await db.execute("UPDATE qr_codes SET enabled = false WHERE id = 'later12345'")
+    await eventually(client, "/r/later12345", 410)
+    await db.execute("UPDATE qr_codes SET deleted_at = now() WHERE id = 'later12345'")
+    await eventually(client, "/r/later12345", 404)
+
+
+async def eventually(client: httpx.AsyncClient, path: str, status: int, location: str | None = None) -> None:
+    deadline = asyncio.get_running_loop().time() + 1.0
+    while True:
+        response = await client.get(path)
+        if response.status_code == status and response.headers.get("location") == location:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{path}: still {response.status_code}"
+        await asyncio.sleep(0.02)
+
+
+async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["database"] == "ok"
+    assert response.json()["listener"] == "ok"
+    assert (await client.get("/livez")).json() == {"status": "ok"}
+
+
+async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
+    for statement in queries.ALL:
+        await db.prepare(statement)

@@ -1,0 +1,185 @@
+"""The management API's endpoints (``/api/v1``), health, and the resources they share."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.management import codes
+from services.management.fields import parse_new_code
+from services.management.images import ImageOptions, RenderRefused, parse_options, render_png
+from services.management.settings import ManagementSettings
+from services.management.storage import ImageStore, LocalImageStore
+from shared.database import sqlalchemy_url
+from shared.errors import (
+    BadRequest,
+    InvalidField,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from shared.ids import is_well_formed
+from shared.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 2.0
+DB_TIMEOUT = 10.0
+
+
+class Images:
+    """PNGs for codes: from the store when rendered before, else rendered off the event loop.
+
+    At most ``concurrency`` renders run at once, and one key is never rendered twice at the same time.
+    """
+
+    def __init__(self, store: ImageStore, *, concurrency: int) -> None:
+        self.store = store
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._flights: SingleFlight[str, bytes] = SingleFlight()
+
+    async def png(self, key: str, payload: str, options: ImageOptions) -> bytes:
+        return await self._flights.run(key, functools.partial(self._fetch_or_render, key, payload, options))
+
+    async def _fetch_or_render(self, key: str, payload: str, options: ImageOptions) -> bytes:
+        return await anyio.to_thread.run_sync(
+            functools.partial(self._fetch_or_render_sync, key, payload, options), limiter=self._limiter
+        )
+
+    def _fetch_or_render_sync(self, key: str, payload: str, options: ImageOptions) -> bytes:
+        data = self.store.get(key)
+        if data is None:
+            data = render_png(payload, options)
+            self.store.put(key, data)
+        return data
+
+
+class ManagementApi:
+    def __init__(self, settings: ManagementSettings) -> None:
+        self.settings = settings
+        self.images = Images(LocalImageStore(settings.qr_data_dir), concurrency=settings.render_concurrency)
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "the lifespan has not opened the engine"
+        return self._engine
+
+    async def open(self) -> None:
+        self._engine = create_async_engine(
+            sqlalchemy_url(self.settings.database_url),
+            pool_size=4,
+            max_overflow=4,
+            pool_timeout=DB_TIMEOUT,
+            pool_pre_ping=True,
+            connect_args={"timeout": DB_TIMEOUT, "command_timeout": DB_TIMEOUT},
+        )
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def create_code(self, request: Request) -> JSONResponse:
+        body = await read_json_object(request, max_bytes=self.settings.max_body_bytes)
+        new = parse_new_code(body, own_origins=self.settings.own_origins)
+        async with self.engine.begin() as conn:
+            resource = await codes.create_code(conn, new, public_base_url=self.settings.public_base_url)
+        log.info("code created", extra={"code_id": resource["id"]})
+        return JSONResponse(resource, status_code=201, headers={"Location": f"/api/v1/qr/{resource['id']}"})
+
+    async def get_code(self, request: Request) -> JSONResponse:
+        code_id = _code_id(request)
+        async with self.engine.connect() as conn:
+            return JSONResponse(await codes.get_code(conn, code_id))
+
+    async def get_png(self, request: Request) -> Response:
+        code_id = _code_id(request)
+        options = parse_options(_query_lists(request))
+        async with self.engine.connect() as conn:
+            short_url = await codes.get_short_url(conn, code_id)
+        key = options.cache_key(short_url, "png")
+        etag = f'"{key[:32]}"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        if etag in _if_none_match(request):
+            return Response(status_code=304, headers=headers)
+        try:
+            png = await self.images.png(key, short_url, options)
+        except RenderRefused as exc:
+            log.error("render refused", extra={"code_id": code_id, "reason": str(exc)})
+            raise InvalidField("image", f"this combination of options does not scan reliably: {exc}") from exc
+        return Response(png, media_type="image/png", headers=headers)
+
+    async def health(self, request: Request) -> JSONResponse:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure to answer is the finding
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "service": "management",
+                    "database": f"unreachable ({type(exc).__name__})",
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "service": "management", "database": "ok"})
+
+    async def livez(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+
+def _code_id(request: Request) -> str:
+    code_id: str = request.path_params["code_id"]
+    if not is_well_formed(code_id):
+        raise NotFound("no QR code with that id")
+    return code_id
+
+
+def _query_lists(request: Request) -> dict[str, list[str]]:
+    params = request.query_params
+    return {name: params.getlist(name) for name in params}
+
+
+def _if_none_match(request: Request) -> set[str]:
+    header = request.headers.get("if-none-match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, refused early when too large or not JSON."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body

@@ -1,0 +1,45 @@
+"""Management service settings, read once from an explicit environment mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import settings as env
+from shared.urls import Origin, origin
+
+
+@dataclass(frozen=True)
+class ManagementSettings:
+    database_url: str
+    public_base_url: str
+    qr_data_dir: Path
+    admin_allowlist: tuple[env.Network, ...]
+    trusted_proxies: tuple[env.Network, ...]
+    host: str = "127.0.0.1"
+    port: int = 8002
+    log_level: str = "INFO"
+    max_body_bytes: int = 64 * 1024
+    render_concurrency: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
+        return cls(
+            database_url=env.read_database_url(environ),
+            public_base_url=env.read_base_url(environ, "PUBLIC_BASE_URL", "http://localhost:8080"),
+            qr_data_dir=Path(env.read_str(environ, "QR_DATA_DIR", "var/qr_data")),
+            admin_allowlist=env.read_networks(environ, "ADMIN_ALLOWLIST", "127.0.0.1/32,::1/128"),
+            trusted_proxies=env.read_networks(environ, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
+            host=env.read_str(environ, "MANAGEMENT_HOST", cls.host),
+            port=env.read_int(environ, "MANAGEMENT_PORT", cls.port, minimum=1, maximum=65535),
+            log_level=env.read_log_level(environ),
+            render_concurrency=env.read_int(
+                environ, "RENDER_CONCURRENCY", cls.render_concurrency, minimum=1, maximum=64
+            ),
+        )
+
+    @property
+    def own_origins(self) -> tuple[Origin, ...]:
+        """Where this service's short links live; destinations there would loop."""
+        return (origin(self.public_base_url),)

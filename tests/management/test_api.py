@@ -1,0 +1,277 @@
+"""The management API against a real PostgreSQL, through its ASGI app and lifespan."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import zxingcpp
+from asgi_lifespan import LifespanManager
+from PIL import Image
+
+from services.management.app import create_app
+from services.management.settings import ManagementSettings
+from shared import ids
+
+pytestmark = pytest.mark.anyio
+
+BASE = "http://qr.test:8080"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> ManagementSettings:
+    return ManagementSettings.from_env(
+        {"DATABASE_URL": database_url, "PUBLIC_BASE_URL": BASE, "QR_DATA_DIR": str(tmp_path / "images")}
+    )
+
+
+@pytest.fixture
+async def client(settings: ManagementSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as http:
+            yield http
+
+
+async def create(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post("/api/v1/qr", json=body)
+
+
+def decode(png: bytes) -> list[str]:
+    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+
+async def test_create_and_read_a_code(client: httpx.AsyncClient) -> None:
+    response = await create(client, target_url="https://example.org/menu", title="Menu", tags=["print"])
+    assert response.status_code == 201
+    code = response.json()
+    assert ids.is_well_formed(code["id"])
+    assert len(code["id"]) == ids.ID_LENGTH
+    assert code["short_url"] == f"{BASE}/r/{code['id']}"
+    assert response.headers["location"] == f"/api/v1/qr/{code['id']}"
+    expected = {
+        "target_url": "https://example.org/menu",
+        "title": "Menu",
+        "tags": ["print"],
+        "redirect_status": 302,
+        "enabled": True,
+        "expires_at": None,
+        "scan_count": 0,
+    }
+    assert {k: code[k] for k in expected} == expected
+    assert code["created_at"].endswith("Z")
+    assert code["created_at"] == code["updated_at"]
+    fetched = await client.get(f"/api/v1/qr/{code['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == code
+
+
+async def test_create_with_every_field(client: httpx.AsyncClient) -> None:
+    response = await create(
+        client,
+        target_url="https://example.org/",
+        slug="Spring-Menu_2027",
+        title="  Spring menu ",
+        tags=["print", "menu", "print"],
+        redirect_status=307,
+        enabled=False,
+        expires_at="2027-06-01T18:00:00+02:00",
+    )
+    assert response.status_code == 201, response.text
+    code = response.json()
+    assert code["id"] == "Spring-Menu_2027"
+    assert code["title"] == "Spring menu"
+    assert code["tags"] == ["print", "menu"]
+    assert code["redirect_status"] == 307
+    assert code["enabled"] is False
+    assert code["expires_at"] == "2027-06-01T16:00:00Z"
+
+
+async def test_a_slug_is_never_handed_out_twice(client: httpx.AsyncClient, database_url: str) -> None:
+    assert (await create(client, target_url="https://example.org/", slug="menu")).status_code == 201
+    again = await create(client, target_url="https://example.org/other", slug="menu")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
+    assert again.json()["error"]["details"] == {"field": "slug"}
+    # A deleted (tombstoned) code keeps its id forever.
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("UPDATE qr_codes SET deleted_at = now() WHERE id = 'menu'")
+    finally:
+        await connection.close()
+    assert (await client.get("/api/v1/qr/menu")).status_code == 404
+    assert (await create(client, target_url="https://example.org/", slug="menu")).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"target_url": "javascript:alert(1)"}, "target_url"),
+        ({"target_url": "https://a.com\\@b.com"}, "target_url"),
+        ({"target_url": f"{BASE}/r/loop"}, "target_url"),
+        ({}, "target_url"),
+        ({"target_url": "https://example.org", "slug": "a/b"}, "slug"),
+        ({"target_url": "https://example.org", "slug": "api"}, "slug"),
+        ({"target_url": "https://example.org", "slug": 12345}, "slug"),
+        ({"target_url": "https://example.org", "title": "x" * 201}, "title"),
+        ({"target_url": "https://example.org", "title": "bell\x07"}, "title"),
+        ({"target_url": "https://example.org", "tags": "print"}, "tags"),
+        ({"target_url": "https://example.org", "tags": [1]}, "tags"),
+        ({"target_url": "https://example.org", "tags": [""]}, "tags"),
+        ({"target_url": "https://example.org", "tags": [f"t{n}" for n in range(21)]}, "tags"),
+        ({"target_url": "https://example.org", "redirect_status": 303}, "redirect_status"),
+        ({"target_url": "https://example.org", "redirect_status": "302"}, "redirect_status"),
+        ({"target_url": "https://example.org", "redirect_status": True}, "redirect_status"),
+        ({"target_url": "https://example.org", "enabled": "yes"}, "enabled"),
+        ({"target_url": "https://example.org", "expires_at": "tomorrow"}, "expires_at"),
+        ({"target_url": "https://example.org", "expires_at": "2027-01-01T00:00:00"}, "expires_at"),
+        ({"target_url": "https://example.org", "expires_at": "0001-01-01T00:00:00+01:00"}, "expires_at"),
+        ({"target_url": "https://example.org", "id": "mine"}, "id"),
+        ({"target": "https://example.org"}, "target"),
+    ],
+)
+async def test_bad_fields_are_422_naming_the_field_and_write_nothing(
+    client: httpx.AsyncClient, database_url: str, body: dict[str, Any], field: str
+) -> None:
+    response = await create(client, **body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_field"
+    assert error["details"] == {"field": field}
+    assert field in error["message"]
+    assert await count_codes(database_url) == 0
+
+
+async def count_codes(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM qr_codes"))
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"target_url": "https://example.org"', "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b"", "application/json", 400),
+        (b'{"target_url": NaN}', "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b"[" * 20_000 + b"]" * 20_000, "application/json", 400),
+        (b"target_url=https://example.org", "application/x-www-form-urlencoded", 415),
+        (b'{"target_url": "https://example.org"}', "text/plain", 415),
+        (b'{"title": "' + b"x" * 70_000 + b'"}', "application/json", 413),
+    ],
+)
+async def test_unreadable_bodies_get_clear_4xx(
+    client: httpx.AsyncClient, database_url: str, content: bytes, content_type: str, status: int
+) -> None:
+    response = await client.post("/api/v1/qr", content=content, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+    assert await count_codes(database_url) == 0
+
+
+async def test_unknown_ids_and_routes_are_json_404(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/qr/unknown123", "/api/v1/qr/" + "x" * 300, "/api/v1/qr/a%20b", "/nowhere"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    response = await client.delete("/api/v1/qr")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/qr/unknown123", headers={"x-request-id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    response = await client.get("/api/v1/qr/unknown123", headers={"x-request-id": "bad id\twith junk"})
+    assert response.headers["x-request-id"] != "bad id\twith junk"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_the_png_encodes_the_short_url_and_is_cached(
+    client: httpx.AsyncClient, settings: ManagementSettings
+) -> None:
+    code = (await create(client, target_url="https://example.org/menu")).json()
+    response = await client.get(f"/api/v1/qr/{code['id']}/image.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert decode(response.content) == [code["short_url"]]
+    width, height = Image.open(io.BytesIO(response.content)).size
+    assert width == height
+    assert abs(width - 400) <= 40
+    etag = response.headers["etag"]
+    again = await client.get(f"/api/v1/qr/{code['id']}/image.png", headers={"if-none-match": etag})
+    assert again.status_code == 304
+    # The store is only a cache: without it, the same request renders the same bytes.
+    stored = list(settings.qr_data_dir.rglob("*"))
+    assert any(p.is_file() for p in stored)
+    for path in sorted(stored, reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    rerendered = await client.get(f"/api/v1/qr/{code['id']}/image.png")
+    assert rerendered.content == response.content
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "size=64&border=0&ecc=L",
+        "size=4096&ecc=H",
+        "size=1000&border=10&ecc=q",
+        "border=0",
+    ],
+)
+async def test_image_options_still_decode(client: httpx.AsyncClient, query: str) -> None:
+    # A zero-heavy payload too: qrcode 8.2 once failed on those (glog(0)).
+    code = (await create(client, target_url="https://example.org/", slug="000000000000000000000000")).json()
+    response = await client.get(f"/api/v1/qr/{code['id']}/image.png?{query}")
+    assert response.status_code == 200, response.text
+    image = Image.open(io.BytesIO(response.content))
+    size = int(query.split("size=")[1].split("&")[0]) if "size=" in query else 400
+    assert abs(image.width - size) <= 0.1 * size
+    framed = Image.new("L", (image.width + 80, image.height + 80), 255)
+    framed.paste(image.convert("L"), (40, 40))
+    assert [r.text for r in zxingcpp.read_barcodes(framed)] == [code["short_url"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("size=0", "size"),
+        ("size=100000", "size"),
+        ("size=-5", "size"),
+        ("size=abc", "size"),
+        ("size=1e3", "size"),
+        ("size=٣٠٠", "size"),
+        ("border=17", "border"),
+        ("ecc=X", "ecc"),
+        ("size=300&size=400", "size"),
+        ("colour=red", "colour"),
+    ],
+)
+async def test_bad_image_options_are_422(client: httpx.AsyncClient, query: str, field: str) -> None:
+    code = (await create(client, target_url="https://example.org/")).json()
+    response = await client.get(f"/api/v1/qr/{code['id']}/image.png?{query}")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == {"field": field}
+
+
+async def test_images_of_unknown_codes_are_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/qr/unknown123/image.png")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["database"] == "ok"

@@ -1,0 +1,93 @@
+"""pg_dump backups: written under a temporary name, checked, then renamed into place.
+
+A failed or partial dump therefore never looks like a backup. The ``pg_dump`` used is the one
+shipped with the embedded server: it matches its major version (the one on a Debian PATH is older
+and refuses to dump a newer server), and a newer pg_dump also reads older servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import asyncpg
+
+from services.ops.embedded import bin_dir
+from shared.database import asyncpg_dsn
+
+HOLDS_DATA = """
+SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema'))
+"""
+SUFFIX = ".dump"
+PREFIX = "qr-"
+
+
+class BackupError(RuntimeError):
+    """A dump or its check failed; nothing was left that looks like a backup."""
+
+
+def _libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
+    """The DSN without its password (which would show in ``ps``), and an env passing it instead."""
+    parts = urlsplit(asyncpg_dsn(dsn))
+    env = dict(os.environ)
+    if parts.password is not None:
+        env["PGPASSWORD"] = parts.password
+        netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
+        parts = SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment)
+    return urlunsplit(parts), env
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> None:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    if result.returncode != 0:
+        raise BackupError(
+            f"{what} failed: {result.stderr.strip()[-2000:] or 'exit code ' + str(result.returncode)}"
+        )
+
+
+def take_backup(dsn: str, backup_dir: Path, *, now: datetime | None = None) -> Path:
+    """Dump the database in custom format into ``backup_dir``; return the archive's path."""
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    final = backup_dir / f"{PREFIX}{moment:%Y%m%dT%H%M%S_%fZ}{SUFFIX}"
+    partial = final.with_name(final.name + ".partial")
+    target, env = _libpq_target(dsn)
+    try:
+        _run(
+            [str(bin_dir() / "pg_dump"), "--format=custom", "--file", str(partial), "--dbname", target],
+            env,
+            "pg_dump",
+        )
+        _run(
+            [str(bin_dir() / "pg_restore"), "--list", str(partial)],
+            env,
+            "checking the archive (pg_restore --list)",
+        )
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return final
+
+
+def list_backups(backup_dir: Path) -> list[Path]:
+    """Complete archives, oldest first (their names sort by time)."""
+    if not backup_dir.is_dir():
+        return []
+    return sorted(p for p in backup_dir.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))
+
+
+async def holds_data(dsn: str) -> bool:
+    """Whether the database has any table of ours (then it is worth a backup before migrating)."""
+    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
+    try:
+        return bool(await connection.fetchval(HOLDS_DATA))
+    finally:
+        await connection.close()
+
+
+def holds_data_sync(dsn: str) -> bool:
+    return asyncio.run(holds_data(dsn))

@@ -1,0 +1,149 @@
+"""``qr-manage``: the operators' command line, on the server side.
+
+It reads the same environment as the services. With ``DATABASE_URL`` unset it uses the embedded
+database under the checkout's ``var/`` (the one ``make run`` uses), starting it if needed and
+stopping only what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import asyncpg
+import click
+
+from services.ops import backups, embedded, schema
+from services.ops.settings import OpsSettings, StackSettings
+from shared import logging as qrlog
+from shared.database import asyncpg_dsn
+from shared.settings import ConfigError, read_log_level
+
+
+def _settings() -> OpsSettings:
+    try:
+        return OpsSettings.from_env(os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def database(settings: OpsSettings) -> Iterator[str]:
+    """The DSN to work on: ``DATABASE_URL``, or the embedded server (stopped again if started here)."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    server = embedded.start(settings.var_dir)
+    try:
+        yield server.dsn()
+    finally:
+        if server.started_here:
+            server.stop()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Operate a QR service installation: run it locally, migrate, back up, check.
+
+    \b
+    Examples:
+      qr-manage run             # the whole local stack in the foreground (what `make run` does)
+      qr-manage migrate         # upgrade the schema to the newest revision
+      qr-manage backup          # pg_dump into BACKUP_DIR, checked, path printed
+      qr-manage status          # is everything in order? (exit code 1 when not)
+    """
+    try:
+        qrlog.configure(read_log_level(os.environ))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+def run() -> None:
+    """Run the whole stack in the foreground until Ctrl-C or SIGTERM.
+
+    Starts the embedded PostgreSQL (unless DATABASE_URL is set), backs up a database that holds data,
+    migrates, then starts the redirect service, the management service and Traefik, and prints the
+    URLs. Stopping stops every process it started.
+    """
+    from services.ops.stack import Stack
+
+    try:
+        settings = StackSettings.from_env(os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(Stack(settings, environ=dict(os.environ)).run())
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision (safe to repeat)."""
+    with database(_settings()) as dsn:
+        schema.upgrade(dsn)
+        click.echo(f"schema at revision {schema.current_revision_sync(dsn)}")
+
+
+@main.command()
+def backup() -> None:
+    """Write a checked pg_dump archive (custom format) into BACKUP_DIR and print its path."""
+    settings = _settings()
+    with database(settings) as dsn:
+        try:
+            archive = backups.take_backup(dsn, settings.backup_dir)
+        except backups.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(str(archive))
+
+
+async def _counts(dsn: str) -> dict[str, int]:
+    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
+    try:
+        return {
+            "codes": await connection.fetchval("SELECT count(*) FROM qr_codes WHERE deleted_at IS NULL"),
+            "deleted_codes": await connection.fetchval(
+                "SELECT count(*) FROM qr_codes WHERE deleted_at IS NOT NULL"
+            ),
+            "scans": await connection.fetchval("SELECT count(*) FROM scans"),
+        }
+    finally:
+        await connection.close()
+
+
+@main.command()
+def status() -> None:
+    """Report reachability, schema revision against head, the last backup and row counts.
+
+    Exits 1 when something needs attention (database unreachable, schema not at head, no backup),
+    so that a cron job or a health check can act on it.
+    """
+    settings = _settings()
+    problems: list[str] = []
+    with database(settings) as dsn:
+        try:
+            current = schema.current_revision_sync(dsn)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            click.echo(f"database:  unreachable ({type(exc).__name__}: {exc})")
+            sys.exit(1)
+        head = schema.head_revision()
+        click.echo("database:  reachable")
+        click.echo(f"schema:    {current or 'empty'} (head {head})")
+        if current != head:
+            problems.append("schema is not at head: run qr-manage migrate")
+        if current is not None:
+            for name, count in asyncio.run(_counts(dsn)).items():
+                click.echo(f"{name + ':':<11}{count}")
+    archives = backups.list_backups(settings.backup_dir)
+    if archives:
+        last = archives[-1]
+        age = datetime.now(UTC) - datetime.fromtimestamp(last.stat().st_mtime, UTC)
+        click.echo(f"backup:    {last} ({age.total_seconds() / 3600:.1f} h old)")
+    else:
+        click.echo(f"backup:    none in {settings.backup_dir}")
+        problems.append("no backup yet: run qr-manage backup")
+    for problem in problems:
+        click.echo(f"attention: {problem}", err=True)
+    sys.exit(1 if problems else 0)

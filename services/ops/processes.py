@@ -1,0 +1,110 @@
+"""Child processes of the stack: started in their own session, stopped by pid, waited for.
+
+Each child gets a session of its own, so Ctrl-C in the terminal reaches only the supervisor, which
+then stops the children in order (edge first, database last). Each also asks the kernel to send it
+SIGTERM should the supervisor die without cleaning up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StartError(RuntimeError):
+    """A child exited or did not become ready in time."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def signal_and_wait(pid: int, signum: int, timeout: float) -> bool:
+    """Signal a process that is not our child and poll until it is gone; True if it went."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def exited(self) -> int | None:
+        return self.process.poll()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``; then anything left in its process group."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # Worker processes a server left behind share its process group (= its pid).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def spawn(name: str, args: Sequence[str], *, env: Mapping[str, str]) -> Child:
+    process = subprocess.Popen(
+        list(args),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    return Child(name, process)
+
+
+def wait_ready(child: Child, url: str, *, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200; fail early if the child exits."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0, verify=False) as client:  # noqa: S501 - our own self-signed edge
+        while time.monotonic() < deadline:
+            code = child.exited()
+            if code is not None:
+                raise StartError(f"{child.name} exited with code {code} while starting")
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    raise StartError(f"{child.name} did not answer {url} within {timeout:.0f} s")

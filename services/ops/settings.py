@@ -1,0 +1,100 @@
+"""Operator-side settings: where the checkout keeps its data, ports, and the stack's choices.
+
+Relative paths (``var``, ``backups``) are taken relative to the checkout, not the current folder,
+so ``qr-manage`` finds the same embedded database wherever it is run from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import settings as env
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _path(environ: Mapping[str, str], name: str, default: str) -> Path:
+    path = Path(env.read_str(environ, name, default)).expanduser()
+    return path if path.is_absolute() else CHECKOUT / path
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    var_dir: Path
+    backup_dir: Path
+    backup_retention: int
+    database_url: str | None  # None: the embedded server under var/
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OpsSettings:
+        database_url = None
+        if environ.get("DATABASE_URL", "").strip():
+            database_url = env.read_database_url(environ)
+        return cls(
+            var_dir=_path(environ, "QR_VAR_DIR", "var"),
+            backup_dir=_path(environ, "BACKUP_DIR", "backups"),
+            backup_retention=env.read_int(environ, "BACKUP_RETENTION", 7, minimum=1, maximum=10_000),
+            database_url=database_url,
+        )
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything ``make run`` decides before it starts a process."""
+
+    ops: OpsSettings
+    http_port: int
+    https_port: int
+    edge_admin_port: int
+    redirect_port: int
+    management_port: int
+    redirect_workers: int
+    public_base_url: str
+    admin_allowlist: str
+    qr_data_dir: Path
+    rate_limits: dict[str, int]
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StackSettings:
+        ports = {
+            name: env.read_int(environ, name, default, minimum=1, maximum=65535)
+            for name, default in (
+                ("EDGE_HTTP_PORT", 8080),
+                ("EDGE_HTTPS_PORT", 8443),
+                ("EDGE_ADMIN_PORT", 8082),
+                ("REDIRECT_PORT", 8001),
+                ("MANAGEMENT_PORT", 8002),
+            )
+        }
+        if len(set(ports.values())) != len(ports):
+            raise env.ConfigError(f"the ports must all differ: {ports}")
+        allowlist = environ.get("ADMIN_ALLOWLIST", "127.0.0.1/32,::1/128")
+        env.parse_networks("ADMIN_ALLOWLIST", allowlist)  # fail here, not silently inside Traefik
+        ops = OpsSettings.from_env(environ)
+        rate_limits = {
+            name: env.read_int(environ, name, default, minimum=0, maximum=1_000_000)
+            for name, default in (
+                ("RATE_LIMIT_AVERAGE", 100),
+                ("RATE_LIMIT_BURST", 200),
+                ("ADMIN_RATE_LIMIT_AVERAGE", 50),
+                ("ADMIN_RATE_LIMIT_BURST", 100),
+            )
+        }
+        return cls(
+            ops=ops,
+            http_port=ports["EDGE_HTTP_PORT"],
+            https_port=ports["EDGE_HTTPS_PORT"],
+            edge_admin_port=ports["EDGE_ADMIN_PORT"],
+            redirect_port=ports["REDIRECT_PORT"],
+            management_port=ports["MANAGEMENT_PORT"],
+            redirect_workers=env.read_int(environ, "REDIRECT_WORKERS", 1, minimum=1, maximum=64),
+            public_base_url=env.read_base_url(
+                environ, "PUBLIC_BASE_URL", f"http://localhost:{ports['EDGE_HTTP_PORT']}"
+            ),
+            admin_allowlist=",".join(part.strip() for part in allowlist.split(",")),
+            qr_data_dir=_path(environ, "QR_DATA_DIR", "var/qr_data"),
+            rate_limits=rate_limits,
+        )

@@ -1,0 +1,257 @@
+"""The local stack behind ``make run``: database, migrations, both services and Traefik.
+
+Start order: the embedded PostgreSQL (unless ``DATABASE_URL`` is set), a backup when the database
+already holds data (so a bad migration can be undone), the migrations, the redirect service
+(Granian), the management service (Hypercorn), Traefik. It stays in the foreground; SIGINT or
+SIGTERM stops everything it started in the reverse order, by pid, so the redirect service can
+flush its scans while the database is still up. If any child dies, the whole stack stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from services.ops import backups, edge, embedded, schema
+from services.ops.processes import Child, StartError, pid_alive, spawn, wait_ready
+from services.ops.settings import StackSettings
+from shared.database import redacted
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """A stop signal arrived."""
+
+
+class Stack:
+    def __init__(self, settings: StackSettings, *, environ: dict[str, str], out: TextIO = sys.stdout) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.out = out
+        self.children: list[Child] = []
+        self.database: embedded.EmbeddedServer | None = None
+        self.dsn = ""
+        self._owns_state_file = False
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.ops.var_dir / "stack.json"
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse to start beside another stack: ports taken, or this var/ in use by a live supervisor."""
+        s = self.settings
+        try:
+            other = json.loads(self.state_file.read_text())["supervisor"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            other = None
+        if isinstance(other, int) and other != os.getpid() and pid_alive(other):
+            raise StartError(f"another stack (pid {other}) is running on {s.ops.var_dir}; stop it first")
+        for name, port in (
+            ("EDGE_HTTP_PORT", s.http_port),
+            ("EDGE_HTTPS_PORT", s.https_port),
+            ("EDGE_ADMIN_PORT", s.edge_admin_port),
+            ("REDIRECT_PORT", s.redirect_port),
+            ("MANAGEMENT_PORT", s.management_port),
+        ):
+            with socket.socket() as probe:
+                try:
+                    probe.bind((s.host, port))
+                except OSError:
+                    raise StartError(
+                        f"{s.host}:{port} ({name}) is already in use; stop whatever listens there "
+                        f"or set {name} to a free port"
+                    ) from None
+
+    def start(self) -> None:
+        s = self.settings
+        self.preflight()
+        s.ops.var_dir.mkdir(parents=True, exist_ok=True)
+        if s.ops.database_url is None:
+            self.database = embedded.start(s.ops.var_dir)
+            self.dsn = self.database.dsn()
+        else:
+            self.dsn = s.ops.database_url
+        self._write_state()
+
+        if backups.holds_data_sync(self.dsn):
+            archive = backups.take_backup(self.dsn, s.ops.backup_dir)
+            self._say(f"backup before migrating: {archive}")
+        schema.upgrade(self.dsn)
+
+        bin_dir = Path(sys.executable).parent
+        service_env = {
+            **self.environ,
+            "DATABASE_URL": self.dsn,
+            "PUBLIC_BASE_URL": s.public_base_url,
+            "QR_DATA_DIR": str(s.qr_data_dir),
+            "ADMIN_ALLOWLIST": s.admin_allowlist,
+            "MANAGEMENT_HOST": s.host,
+            "MANAGEMENT_PORT": str(s.management_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        redirect = self._spawn(
+            "redirect service",
+            [
+                str(bin_dir / "granian"),
+                "--interface",
+                "asgi",
+                "--host",
+                s.host,
+                "--port",
+                str(s.redirect_port),
+                "--workers",
+                str(s.redirect_workers),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "--factory",
+                "services.redirect.app:app_from_env",
+            ],
+            service_env,
+        )
+        management = self._spawn(
+            "management service", [sys.executable, "-m", "services.management"], service_env
+        )
+        wait_ready(redirect, f"http://{s.host}:{s.redirect_port}/livez")
+        wait_ready(management, f"http://{s.host}:{s.management_port}/livez")
+
+        cert, key = edge.ensure_certificate(s.ops.var_dir / "tls")
+        static_file = s.ops.var_dir / "traefik" / "traefik.yml"
+        static_file.parent.mkdir(parents=True, exist_ok=True)
+        static_file.write_text(
+            edge.static_config(
+                edge.EdgeAddresses(
+                    http=f"{s.host}:{s.http_port}",
+                    https=f"{s.host}:{s.https_port}",
+                    admin=f"{s.host}:{s.edge_admin_port}",
+                ),
+                dynamic_file=str(edge.DYNAMIC_FILE),
+            )
+        )
+        edge_env = {
+            **self.environ,
+            "REDIRECT_UPSTREAM": f"http://{s.host}:{s.redirect_port}",
+            "MANAGEMENT_UPSTREAM": f"http://{s.host}:{s.management_port}",
+            "ADMIN_ALLOWLIST": s.admin_allowlist,
+            "EDGE_TLS_CERT": str(cert),
+            "EDGE_TLS_KEY": str(key),
+            **{name: str(value) for name, value in s.rate_limits.items()},
+        }
+        traefik = self._spawn(
+            "traefik", [str(edge.traefik_binary()), f"--configfile={static_file}"], edge_env
+        )
+        wait_ready(traefik, f"http://{s.host}:{s.edge_admin_port}/ping")
+        # The routers appear once the dynamic file is loaded: wait until the edge really routes.
+        wait_ready(traefik, f"http://{s.host}:{s.http_port}/health")
+        self._say(self._banner())
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        child = spawn(name, args, env=env)
+        self.children.append(child)
+        self._write_state()
+        return child
+
+    def _write_state(self) -> None:
+        """Pids and addresses of this run, for tests and for an operator wondering what runs."""
+        state = {
+            "supervisor": os.getpid(),
+            "database": self.database.pid if self.database else None,
+            "database_started_here": bool(self.database and self.database.started_here),
+            "children": {child.name: child.pid for child in self.children},
+            "edge": f"http://{self.settings.host}:{self.settings.http_port}",
+        }
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+        self._owns_state_file = True
+
+    def _banner(self) -> str:
+        s = self.settings
+        h = s.host
+        database = (
+            f"embedded PostgreSQL, data in {s.ops.var_dir / 'pgdata'}"
+            if self.database
+            else redacted(self.dsn)
+        )
+        return "\n".join(
+            [
+                "",
+                "QR service is running.",
+                f"  short links      {s.public_base_url}/r/{{id}}",
+                f"  management API   http://{h}:{s.http_port}/api/v1/qr",
+                f"                   (allowed from {s.admin_allowlist})",
+                f"  HTTPS            https://{h}:{s.https_port}/",
+                f"                   (self-signed certificate in {s.ops.var_dir / 'tls'})",
+                f"  health           http://{h}:{s.http_port}/health",
+                f"  metrics          http://{h}:{s.redirect_port}/metrics  http://{h}:{s.management_port}/metrics"
+                f"  http://{h}:{s.edge_admin_port}/metrics",
+                f"  database         {database}",
+                f"  backups          {s.ops.backup_dir}",
+                "Press Ctrl-C to stop.",
+                "",
+            ]
+        )
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every child in reverse start order, then the database if it was started here."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if self.database is not None and self.database.started_here:
+            self.database.stop()
+        self.database = None
+        if self._owns_state_file:
+            self.state_file.unlink(missing_ok=True)
+
+    # -- foreground ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, wait for a signal or a dying child, stop. Returns the exit code."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            raise Stopped(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        code = 0
+        try:
+            self.start()
+            while True:
+                for child in self.children:
+                    status = child.exited()
+                    if status is not None:
+                        self._say(f"{child.name} exited with code {status}; stopping the stack")
+                        code = 1
+                        raise Stopped(child.name)
+                time.sleep(0.2)
+        except Stopped as reason:
+            self._say(f"stopping ({reason}) ...")
+        except StartError as exc:
+            self._say(f"could not start the stack: {exc}")
+            code = 1
+        except Exception as exc:
+            log.exception("the stack failed")
+            self._say(f"could not start the stack: {exc}")
+            code = 1
+        finally:
+            # A second Ctrl-C must not cut the orderly stop short.
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self._say("stopped.")
+        return code

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.ops import edge
+from services.ops.settings import StackSettings
+from shared.settings import ConfigError
+
+
+def test_the_compose_static_file_is_the_generated_one() -> None:
+    committed = (edge.INFRA_DIR / "traefik.yml").read_text()
+    assert committed == edge.COMPOSE_STATIC, "regenerate infra/traefik/traefik.yml from services/ops/edge.py"
+
+
+def test_https_only_redirects_plain_http() -> None:
+    addresses = edge.EdgeAddresses(http=":80", https=":443", admin=":8082")
+    assert "redirections" not in edge.static_config(addresses, dynamic_file="/d.yml")
+    assert "to: websecure" in edge.static_config(addresses, dynamic_file="/d.yml", https_only=True)
+
+
+def test_the_certificate_is_made_once(tmp_path: Path) -> None:
+    cert, key = edge.ensure_certificate(tmp_path)
+    assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert key.stat().st_mode & 0o077 == 0
+    first = cert.read_bytes()
+    assert edge.ensure_certificate(tmp_path) == (cert, key)
+    assert cert.read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"ADMIN_ALLOWLIST": ""}, "ADMIN_ALLOWLIST"),
+        ({"ADMIN_ALLOWLIST": " , "}, "ADMIN_ALLOWLIST"),
+        ({"ADMIN_ALLOWLIST": "127.0.0.1/40"}, "ADMIN_ALLOWLIST"),
+        ({"ADMIN_ALLOWLIST": "localhost"}, "ADMIN_ALLOWLIST"),
+        ({"EDGE_HTTP_PORT": "8001"}, "differ"),
+        ({"EDGE_HTTP_PORT": "http"}, "EDGE_HTTP_PORT"),
+        ({"REDIRECT_WORKERS": "0"}, "REDIRECT_WORKERS"),
+        ({"RATE_LIMIT_AVERAGE": "-1"}, "RATE_LIMIT_AVERAGE"),
+        ({"BACKUP_RETENTION": "none"}, "BACKUP_RETENTION"),
+        ({"DATABASE_URL": "sqlite:///x"}, "DATABASE_URL"),
+    ],
+)
+def test_stack_settings_refuse_mistakes_before_anything_starts(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        StackSettings.from_env(environ)
+
+
+def test_stack_settings_defaults_follow_the_ports() -> None:
+    settings = StackSettings.from_env({"EDGE_HTTP_PORT": "9080"})
+    assert settings.public_base_url == "http://localhost:9080"
+    assert settings.ops.var_dir.name == "var"
+    assert settings.ops.var_dir.is_absolute()
+    assert settings.ops.database_url is None

@@ -1,0 +1,123 @@
+"""``make run`` itself, as an operator starts and stops it: twice on the same ``var/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.ops.processes import pid_alive
+from services.ops.settings import CHECKOUT
+from tests.e2e.conftest import stack_environ
+
+pytestmark = pytest.mark.e2e
+
+
+def start(environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # Its own process group, like a terminal's foreground job, so that a "Ctrl-C" reaches make and
+    # the supervisor (and nothing else) exactly as a terminal would deliver it.
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=CHECKOUT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], edge: str, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"make run exited early:\n{log.read_text()}"
+        try:
+            if (
+                httpx.get(f"{edge}/health", timeout=1).status_code == 200
+                and "Press Ctrl-C" in log.read_text()
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"make run did not serve in time:\n{log.read_text()}")
+
+
+def started_pids(var_dir: Path) -> list[int]:
+    state = json.loads((var_dir / "stack.json").read_text())
+    pids = [state["supervisor"], state["database"], *state["children"].values()]
+    assert len(pids) == 5
+    assert all(isinstance(pid, int) for pid in pids)
+    return pids
+
+
+def stop(process: subprocess.Popen[bytes], signum: int, pids: list[int]) -> None:
+    try:
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        else:
+            process.send_signal(signum)  # `kill <pid of make>`
+        process.wait(timeout=90)
+    finally:
+        for pid in pids:  # never leave anything behind, whatever the test found
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    environ = stack_environ(var_dir)
+    edge = f"http://127.0.0.1:{environ['EDGE_HTTP_PORT']}"
+    log = tmp_path / "make-run.log"
+
+    first = start(environ, log)
+    pids: list[int] = []
+    try:
+        wait_until_serving(first, edge, log)
+        pids = started_pids(var_dir)
+        output = log.read_text()
+        assert f"{edge}/api/v1/qr" in output
+        assert "/r/{id}" in output
+        code = httpx.post(
+            f"{edge}/api/v1/qr", json={"target_url": "https://example.org/kept"}, timeout=10
+        ).json()
+    finally:
+        stop(first, signal.SIGTERM, pids)
+    assert [pid for pid in pids if pid_alive(pid)] == [], "processes left running after SIGTERM"
+    assert not (var_dir / "stack.json").exists()
+
+    second = start(environ, log)
+    pids = []
+    try:
+        wait_until_serving(second, edge, log)
+        pids = started_pids(var_dir)
+        # The database held data, so this start took a backup before migrating.
+        assert list((var_dir / "backups").glob("qr-*.dump"))
+        kept = httpx.get(f"{edge}/r/{code['id']}", timeout=10)
+        assert kept.status_code == 302
+        assert kept.headers["location"] == "https://example.org/kept"
+    finally:
+        stop(second, signal.SIGINT, pids)
+    assert [pid for pid in pids if pid_alive(pid)] == [], "processes left running after Ctrl-C"
+    assert "stopped." in log.read_text()
+
+
+def test_make_run_refuses_a_bad_allowlist_with_a_clear_message(tmp_path: Path) -> None:
+    environ = stack_environ(tmp_path / "var", ADMIN_ALLOWLIST="")
+    result = subprocess.run(
+        ["make", "--no-print-directory", "run"],
+        cwd=CHECKOUT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "ADMIN_ALLOWLIST must list at least one address" in result.stderr
+    assert not (tmp_path / "var").exists()  # nothing was started or written

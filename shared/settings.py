@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The default of ADMIN_ALLOWLIST and TRUSTED_PROXIES: this machine only.
+LOOPBACK_NETWORKS = "127.0.0.1/32,::1/128"
 
 
 class ConfigError(ValueError):
@@ -98,6 +100,9 @@ def read_base_url(environ: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(f"{name} must be an absolute http(s) URL like https://qr.example.org, got {raw!r}")
     if "@" in parts.netloc:
         raise ConfigError(f"{name} must not contain credentials")
+    if parts.path not in ("", "/"):
+        # The edge routes /r/ at the root; a path prefix would print links nothing answers.
+        raise ConfigError(f"{name} must be a scheme and host (and port) without a path, got {raw!r}")
     try:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:

@@ -2,12 +2,13 @@
 
 A destination is accepted only when it is an absolute ``http``/``https`` URL with a host, at most
 2,048 characters, without control characters, whitespace, backslashes or credentials, and not one
-of this service's own short links. Browsers and Python's parser disagree about backslashes,
-``@`` and stripped whitespace, so those are refused before parsing rather than interpreted.
+of this service's own short links. Browsers and Python's parser disagree about backslashes, ``@``
+and stripped whitespace, so those are refused before parsing rather than interpreted.
 
-Accepted URLs are stored in a canonical form: lower-case scheme and host, IDNA (punycode) host,
-non-ASCII characters of the path, query and fragment percent-encoded as UTF-8. The stored string
-is therefore plain printable ASCII and goes into a ``Location`` header unchanged.
+An accepted URL is stored as given (an internationalised host stays readable, so that a homograph
+is visible to whoever reads it). :func:`ascii_url` gives the form that goes on the wire: the host in
+IDNA (punycode), every byte outside printable ASCII percent-encoded, so that no ``Location`` header
+can carry a line break or a byte a client would misread.
 """
 
 from __future__ import annotations
@@ -15,30 +16,37 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidField
 
 MAX_URL_LENGTH = 2048
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEMES = ("http", "https")
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]")
+_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
-Origin = tuple[str, int]
+
+def has_control_characters(text: str) -> bool:
+    """Controls, format characters (bidi overrides, zero-width), surrogates or unassigned code points."""
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
 
 
-def origin(url: str) -> Origin:
-    """``(host, port)`` of an http(s) URL, with the scheme's default port filled in."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return (parts.hostname or "", parts.port or _DEFAULT_PORTS.get(scheme, 0))
+def own_hosts(public_base_url: str) -> frozenset[str]:
+    """The host names under which this service's short links are reached.
+
+    A loopback base (``localhost``) is reached under every loopback name, so all of them count.
+    """
+    host = (urlsplit(public_base_url).hostname or "").rstrip(".").lower()
+    return _LOOPBACK_NAMES | {host} if _is_loopback(host) else frozenset({host})
 
 
 def validate_target_url(
-    value: object, *, own_origins: Iterable[Origin] = (), field: str = "target_url"
+    value: object, *, own: frozenset[str] = frozenset(), field: str = "target_url"
 ) -> str:
-    """The canonical form of ``value``, or :class:`InvalidField` naming ``field`` and the reason."""
+    """``value`` itself when it is an acceptable destination, else :class:`InvalidField` naming
+    ``field`` and the reason. ``own`` are this service's host names (see :func:`own_hosts`)."""
     if not isinstance(value, str):
         raise InvalidField(field, "must be a string")
     if not value:
@@ -46,14 +54,13 @@ def validate_target_url(
     if len(value) > MAX_URL_LENGTH:
         raise InvalidField(field, f"must be at most {MAX_URL_LENGTH} characters")
     for ch in value:
-        # C* are controls, format characters (bidi overrides, zero-width) and unassigned code
-        # points; Z* is every kind of space.
+        # C* are controls, format characters, surrogates and unassigned code points; Z* is every
+        # kind of space.
         if ch == "\\" or unicodedata.category(ch)[0] in "CZ":
-            raise InvalidField(field, f"must not contain {ch!r}")
+            raise InvalidField(field, f"must not contain {ch!a}")
 
     scheme, sep, rest = value.partition(":")
-    scheme = scheme.lower()
-    if not sep or scheme not in _DEFAULT_PORTS:
+    if not sep or scheme.lower() not in _SCHEMES:
         raise InvalidField(field, "must be an absolute http or https URL")
     if not rest.startswith("//"):
         raise InvalidField(field, "must have a host (scheme://host/...)")
@@ -65,55 +72,87 @@ def validate_target_url(
     if "@" in parts.netloc:
         raise InvalidField(field, "must not contain credentials (user@host)")
     try:
-        port = parts.port
+        parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise InvalidField(field, "has an invalid port") from None
-    host = _canonical_host(hostname, field)
-
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    tail = parts.path
-    if parts.query or value.split("#", 1)[0].endswith("?"):
-        tail += "?" + parts.query
-    if parts.fragment or "#" in value:
-        tail += "#" + parts.fragment
-    canonical = f"{scheme}://{netloc}{_percent_encode(tail)}"
-    if len(canonical) > MAX_URL_LENGTH:
+    host = ascii_host(hostname, field=field)
+    if len(ascii_url(value)) > MAX_URL_LENGTH:
         raise InvalidField(field, f"must be at most {MAX_URL_LENGTH} characters once encoded")
 
-    effective = (host, port or _DEFAULT_PORTS[scheme])
-    if effective in set(own_origins) and (parts.path == "/r" or parts.path.startswith("/r/")):
+    bare = host.rstrip(".")
+    is_own = bare in own or (_is_loopback(bare) and bool(own & _LOOPBACK_NAMES))
+    routed = _routed_path(parts.path)
+    if is_own and (routed == "/r" or routed.startswith("/r/")):
         raise InvalidField(field, "must not point at this service's own short links")
-    return canonical
+    return value
 
 
-def _canonical_host(host: str, field: str) -> str:
-    if not host:
+def ascii_host(hostname: str, *, field: str = "target_url") -> str:
+    """The host in ASCII: lower case, IDNA for names, compressed form for IPv6 literals."""
+    if not hostname:
         raise InvalidField(field, "must have a host")
-    if ":" in host:  # urlsplit removed the brackets of an IPv6 literal
+    if ":" in hostname:  # urlsplit removed the brackets of an IPv6 literal
         try:
-            return str(ipaddress.IPv6Address(host))
+            return str(ipaddress.IPv6Address(hostname))
         except ValueError:
             raise InvalidField(field, "has an invalid IPv6 address") from None
     try:
-        ascii_host = host.encode("idna").decode("ascii").lower()
+        host = hostname.encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise InvalidField(field, "has an invalid host name") from None
-    name = ascii_host.removesuffix(".")
+    name = host.removesuffix(".")
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
         raise InvalidField(field, "has an invalid host name")
-    return ascii_host
+    return host
 
 
-def _percent_encode(text: str) -> str:
-    return _NOT_PRINTABLE_ASCII.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+def ascii_url(url: str) -> str:
+    """``url`` as it goes on the wire: IDNA host, everything outside printable ASCII percent-encoded.
+
+    Total for any string (a row written around the API included): a host that cannot be encoded is
+    left as it is and then percent-encoded with the rest.
+    """
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        hostname = None
+    start = len(parts.scheme) + 3 if hostname else -1
+    if hostname and not hostname.isascii() and url[start : start + len(parts.netloc)] == parts.netloc:
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        host, colon, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+        try:
+            netloc = f"{userinfo}{at}{host.encode('idna').decode('ascii')}{colon}{port}"
+            url = url[:start] + netloc + url[start + len(parts.netloc) :]
+        except UnicodeError:
+            pass  # left for the percent-encoding below
+    return _NOT_PRINTABLE_ASCII.sub(
+        lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), url
+    )
 
 
 def location_bytes(url: str) -> bytes:
-    """``url`` as a safe ``Location`` header value, whatever was stored in the database.
+    """``url`` as a safe ``Location`` header value, whatever was stored in the database."""
+    return ascii_url(url).encode("ascii")
 
-    Canonical URLs pass through unchanged; anything else (a row written around the API) has
-    every byte outside printable ASCII percent-encoded, so no CR/LF can split the response.
-    """
-    return _percent_encode(url).encode("ascii")
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _routed_path(path: str) -> str:
+    """The path as the edge routes it: unreserved escapes decoded, dot segments and ``//`` removed."""
+    path = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    return "/" + "/".join(segments)

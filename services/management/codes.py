@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -16,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.management.fields import NewCode
 from services.management.models import qr_codes, scans
 from shared import ids
-from shared.errors import Conflict, NotFound, ServiceError
+from shared.errors import Conflict, InvalidField, NotFound, ServiceError
+from shared.urls import ascii_host
 
 # With ~49.5 bits per id a collision is rare; several in a row mean something else is wrong.
 MAX_ID_ATTEMPTS = 5
@@ -41,11 +43,20 @@ def _timestamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _host_ascii(url: str) -> str | None:
+    try:
+        return ascii_host(urlsplit(url).hostname or "")
+    except (InvalidField, ValueError):  # a row written around the API
+        return None
+
+
 def to_resource(row: Any, *, scan_count: int) -> dict[str, Any]:
     return {
         "id": row.id,
         "short_url": row.short_url,
         "target_url": row.target_url,
+        # The host as a browser will look it up: a homograph (a Cyrillic letter for a Latin one) shows here.
+        "target_host_ascii": _host_ascii(row.target_url),
         "title": row.title,
         "tags": list(row.tags),
         "redirect_status": row.redirect_status,

@@ -6,7 +6,6 @@ create a code that points nowhere it meant.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from typing import Any
 from services.management.models import REDIRECT_STATUSES
 from shared.errors import InvalidField
 from shared.ids import slug_problem
-from shared.urls import Origin, validate_target_url
+from shared.urls import has_control_characters, validate_target_url
 
 MAX_TITLE = 200
 MAX_TAGS = 20
@@ -33,15 +32,16 @@ class NewCode:
     expires_at: datetime | None = None
 
 
-def parse_new_code(body: Mapping[str, Any], *, own_origins: tuple[Origin, ...]) -> NewCode:
+def parse_new_code(body: Mapping[str, Any], *, own_hosts: frozenset[str]) -> NewCode:
     known = {"target_url", "slug", "title", "tags", "redirect_status", "enabled", "expires_at"}
     for name in body:
         if name not in known:
-            raise InvalidField(name, "is not a field of a QR code")
+            shown = name if name.isidentifier() and len(name) <= 40 else ascii(name[:40])
+            raise InvalidField(shown, "is not a field of a QR code")
     if "target_url" not in body:
         raise InvalidField("target_url", "is required")
     return NewCode(
-        target_url=validate_target_url(body["target_url"], own_origins=own_origins),
+        target_url=validate_target_url(body["target_url"], own=own_hosts),
         slug=parse_slug(body.get("slug")),
         title=parse_title(body.get("title")),
         tags=parse_tags(body.get("tags", [])),
@@ -49,10 +49,6 @@ def parse_new_code(body: Mapping[str, Any], *, own_origins: tuple[Origin, ...]) 
         enabled=parse_bool("enabled", body.get("enabled", True)),
         expires_at=parse_timestamp("expires_at", body.get("expires_at")),
     )
-
-
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch)[0] == "C" for ch in text)
 
 
 def parse_slug(value: object) -> str | None:
@@ -71,7 +67,7 @@ def parse_title(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidField("title", "must be a string")
-    if _has_control(value):
+    if has_control_characters(value):
         raise InvalidField("title", "must not contain control characters")
     value = value.strip()
     if len(value) > MAX_TITLE:
@@ -89,7 +85,7 @@ def parse_tags(value: object) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise InvalidField("tags", "must be a list of strings")
         tag = item.strip()
-        if not tag or len(tag) > MAX_TAG or _has_control(tag):
+        if not tag or len(tag) > MAX_TAG or has_control_characters(tag):
             raise InvalidField("tags", f"each tag must be 1 to {MAX_TAG} printable characters")
         if tag not in tags:
             tags.append(tag)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import settings as env
-from shared.urls import Origin, origin
+from shared.urls import own_hosts
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class ManagementSettings:
             database_url=env.read_database_url(environ),
             public_base_url=env.read_base_url(environ, "PUBLIC_BASE_URL", "http://localhost:8080"),
             qr_data_dir=Path(env.read_str(environ, "QR_DATA_DIR", "var/qr_data")),
-            admin_allowlist=env.read_networks(environ, "ADMIN_ALLOWLIST", "127.0.0.1/32,::1/128"),
-            trusted_proxies=env.read_networks(environ, "TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
+            admin_allowlist=env.read_networks(environ, "ADMIN_ALLOWLIST", env.LOOPBACK_NETWORKS),
+            trusted_proxies=env.read_networks(environ, "TRUSTED_PROXIES", env.LOOPBACK_NETWORKS),
             host=env.read_str(environ, "MANAGEMENT_HOST", cls.host),
             port=env.read_int(environ, "MANAGEMENT_PORT", cls.port, minimum=1, maximum=65535),
             log_level=env.read_log_level(environ),
@@ -40,6 +40,6 @@ class ManagementSettings:
         )
 
     @property
-    def own_origins(self) -> tuple[Origin, ...]:
+    def own_hosts(self) -> frozenset[str]:
         """Where this service's short links live; destinations there would loop."""
-        return (origin(self.public_base_url),)
+        return own_hosts(self.public_base_url)

@@ -45,6 +45,8 @@ def test_redirect_settings_refuse_bad_values(environ: dict[str, str], message: s
         ({"PUBLIC_BASE_URL": "localhost:8080"}, "PUBLIC_BASE_URL"),
         ({"PUBLIC_BASE_URL": "https://u:p@qr.example"}, "credentials"),
         ({"PUBLIC_BASE_URL": "https://qr.example/?x=1"}, "PUBLIC_BASE_URL"),
+        ({"PUBLIC_BASE_URL": "https://qr.example/qr"}, "without a path"),
+        ({"PUBLIC_BASE_URL": "https://qr.example:http"}, "port"),
         ({"ADMIN_ALLOWLIST": ""}, "ADMIN_ALLOWLIST must list"),
         ({"ADMIN_ALLOWLIST": "10.0.0.0/8,,"}, "empty entry"),
         ({"ADMIN_ALLOWLIST": "10.0.0.0/33"}, "not an IP address"),
@@ -62,9 +64,19 @@ def test_management_settings_normalise() -> None:
         {"DATABASE_URL": DSN, "PUBLIC_BASE_URL": "https://qr.example.org/"}
     )
     assert settings.public_base_url == "https://qr.example.org"
-    assert settings.own_origins == (("qr.example.org", 443),)
+    assert settings.own_hosts == frozenset({"qr.example.org"})
 
 
 def test_networks_accept_bare_addresses_and_spaces() -> None:
     networks = parse_networks("X", " 10.0.0.1 , ::1/128,192.168.0.0/16")
     assert [str(n) for n in networks] == ["10.0.0.1/32", "::1/128", "192.168.0.0/16"]
+
+
+def test_passwords_are_split_out_decoded_and_redacted() -> None:
+    from shared.database import redacted, split_password
+
+    url = "postgresql://qr:p%40ss%2Fw@db.example:5432/qr?sslmode=require"
+    assert split_password(url) == ("postgresql://qr@db.example:5432/qr?sslmode=require", "p@ss/w")
+    assert redacted(url) == "postgresql://qr:***@db.example:5432/qr?sslmode=require"
+    assert split_password(DSN) == (DSN, None)
+    assert redacted(DSN) == DSN

@@ -3,31 +3,31 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import InvalidField
-from shared.urls import location_bytes, origin, validate_target_url
+from shared.urls import ascii_url, location_bytes, own_hosts, validate_target_url
 
-OWN = (origin("http://localhost:8080"),)
+OWN = own_hosts("http://localhost:8080")
 
 
 @pytest.mark.parametrize(
-    ("value", "canonical"),
+    ("value", "wire"),
     [
         ("https://example.org/menu", "https://example.org/menu"),
-        ("HTTPS://Example.ORG/Menu?a=1#top", "https://example.org/Menu?a=1#top"),
+        ("HTTPS://Example.ORG/Menu?a=1#top", "HTTPS://Example.ORG/Menu?a=1#top"),
         ("http://example.org", "http://example.org"),
         ("https://example.org:8443/x", "https://example.org:8443/x"),
         ("https://bücher.example/café", "https://xn--bcher-kva.example/caf%C3%A9"),
-        ("https://[2001:DB8::1]/x", "https://[2001:db8::1]/x"),
+        ("https://Bücher.example:8443/", "https://xn--bcher-kva.example:8443/"),
+        ("https://[2001:DB8::1]/x", "https://[2001:DB8::1]/x"),
         ("https://example.org/a?", "https://example.org/a?"),
         ("https://example.org/?utm_source=print&x=%20y", "https://example.org/?utm_source=print&x=%20y"),
         ("https://localhost:8080/not-a-short-link", "https://localhost:8080/not-a-short-link"),
-        ("http://localhost:9999/r/abc", "http://localhost:9999/r/abc"),
+        ("http://other.example:8080/r/abc", "http://other.example:8080/r/abc"),
     ],
 )
-def test_accepted_urls_are_canonical(value: str, canonical: str) -> None:
-    assert validate_target_url(value, own_origins=OWN) == canonical
-    # Canonical means: idempotent, and printable ASCII that goes into a header unchanged.
-    assert validate_target_url(canonical, own_origins=OWN) == canonical
-    assert location_bytes(canonical) == canonical.encode("ascii")
+def test_accepted_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: str) -> None:
+    assert validate_target_url(value, own=OWN) == value
+    assert ascii_url(value) == wire
+    assert location_bytes(value) == wire.encode("ascii")
 
 
 @pytest.mark.parametrize(
@@ -56,23 +56,46 @@ def test_accepted_urls_are_canonical(value: str, canonical: str) -> None:
         "https://exa mple.org/",
         "https://example.org/\u202eevil",  # bidi override
         "https://example.org/\u200b",  # zero-width space
+        "https://example.org/\ud800",  # lone surrogate
         "https://example.org:99999/",
         "https://example.org:port/",
         "https://-bad-.example/",
         "https://exa_mple..org/",
         "https://[::zz]/",
         "https://" + "a" * 64 + ".example/",
-        "https://example.org/" + "a" * 2048,
-        "http://localhost:8080/r/abc",  # our own short link: a loop
+        "https://example.org/" + "a" * 2030,  # 2,049 characters
+        "https://example.org/" + "é" * 700,  # short as given, too long once encoded
+        # our own short links, under every name and spelling that reaches the edge
+        "http://localhost:8080/r/abc",
         "http://LOCALHOST:8080/r/abc",
+        "http://localhost.:8080/r/abc",
+        "http://127.0.0.1:8080/r/abc",
+        "http://127.0.0.2/r/abc",
+        "http://[::1]:8080/r/abc",
+        "https://localhost:8443/r/abc",
+        "http://localhost:8080/./r/abc",
+        "http://localhost:8080//r/abc",
+        "http://localhost:8080/x/../r/abc",
+        "http://localhost:8080/%72/abc",
+        "http://localhost:8080/r",
         "",
     ],
 )
 def test_hostile_urls_are_refused_with_the_field_named(value: str) -> None:
     with pytest.raises(InvalidField) as caught:
-        validate_target_url(value, own_origins=OWN)
+        validate_target_url(value, own=OWN)
     assert caught.value.field == "target_url"
     assert caught.value.to_dict()["error"]["details"] == {"field": "target_url"}
+    caught.value.message.encode("utf-8")  # always encodable: the answer is JSON
+
+
+def test_a_public_host_counts_under_any_port() -> None:
+    own = own_hosts("https://qr.example.org")
+    assert own == frozenset({"qr.example.org"})
+    with pytest.raises(InvalidField):
+        validate_target_url("http://QR.example.org:8080/r/abc", own=own)
+    assert validate_target_url("http://localhost:8080/r/abc", own=own)  # not a loopback base
+    assert validate_target_url("https://qr.example.org/menu", own=own)
 
 
 @pytest.mark.parametrize("value", [None, 42, ["https://example.org"], {"url": "x"}])
@@ -81,6 +104,15 @@ def test_non_strings_are_refused(value: object) -> None:
         validate_target_url(value)
 
 
-def test_location_bytes_never_carries_a_line_break() -> None:
+@pytest.mark.parametrize(
+    ("stored", "header"),
+    [
+        ("https://example.org/a\r\nX: y é", b"https://example.org/a%0D%0AX:%20y%20%C3%A9"),
+        ("https://exa\u0000mple.org/\ud800", b"https://exa%00mple.org/%ED%A0%80"),
+        ("not a url at all", b"not%20a%20url%20at%20all"),
+        ("https://[bad/", b"https://[bad/"),
+    ],
+)
+def test_location_bytes_is_safe_for_anything_stored(stored: str, header: bytes) -> None:
     # A row written around the API (psql, an old version) must still not split the response.
-    assert location_bytes("https://example.org/a\r\nX: y é") == b"https://example.org/a%0D%0AX:%20y%20%C3%A9"
+    assert location_bytes(stored) == header

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 
 def _with_scheme(url: str, scheme: str) -> str:
@@ -20,10 +20,19 @@ def sqlalchemy_url(url: str) -> str:
     return _with_scheme(url, "postgresql+asyncpg")
 
 
-def redacted(url: str) -> str:
-    """The DSN with any password replaced, for logs and messages."""
+def split_password(url: str, *, placeholder: str = "") -> tuple[str, str | None]:
+    """The DSN with its password taken out (or replaced by ``placeholder``), and the password itself,
+    percent-decoded (``p%40ss`` in a URL is the password ``p@ss``)."""
     parts = urlsplit(url)
     if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return url, None
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    netloc = f"{user}:{placeholder}@{hostinfo}" if placeholder else f"{user}@{hostinfo}"
+    stripped = urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return stripped, unquote(parts.password)
+
+
+def redacted(url: str) -> str:
+    """The DSN with any password replaced, for logs and messages."""
+    return split_password(url, placeholder="***")[0]

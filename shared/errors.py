@@ -106,10 +106,4 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 
 def for_status(status: int, message: str) -> ServiceError:
     """The error for a bare HTTP status (a framework-level 404 or 405, say)."""
-    cls = _BY_STATUS.get(status)
-    if cls is None:
-        error = ServiceError(message)
-        return error
-    if cls is Unavailable:
-        return Unavailable(message)
-    return cls(message)
+    return _BY_STATUS.get(status, ServiceError)(message)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import sqlalchemy.exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +29,7 @@ from shared.errors import (
     InvalidField,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     UnsupportedMediaType,
 )
 from shared.ids import is_well_formed
@@ -35,6 +39,15 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 2.0
 DB_TIMEOUT = 10.0
+# What a database that is down, restarting or overloaded raises through SQLAlchemy and asyncpg
+# (a refused or missing socket comes through as a bare OSError).
+DATABASE_FAULTS = (
+    OSError,
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 class Images:
@@ -89,30 +102,40 @@ class ManagementApi:
         if self._engine is not None:
             await self._engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def database(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection (in a transaction when ``write``); an unreachable database becomes a 503."""
+        try:
+            async with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except DATABASE_FAULTS as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise Unavailable("the database is unavailable; try again shortly") from exc
+
     # -- endpoints ---------------------------------------------------------------------------
 
     async def create_code(self, request: Request) -> JSONResponse:
         body = await read_json_object(request, max_bytes=self.settings.max_body_bytes)
-        new = parse_new_code(body, own_origins=self.settings.own_origins)
-        async with self.engine.begin() as conn:
+        new = parse_new_code(body, own_hosts=self.settings.own_hosts)
+        async with self.database(write=True) as conn:
             resource = await codes.create_code(conn, new, public_base_url=self.settings.public_base_url)
         log.info("code created", extra={"code_id": resource["id"]})
         return JSONResponse(resource, status_code=201, headers={"Location": f"/api/v1/qr/{resource['id']}"})
 
     async def get_code(self, request: Request) -> JSONResponse:
         code_id = _code_id(request)
-        async with self.engine.connect() as conn:
+        async with self.database() as conn:
             return JSONResponse(await codes.get_code(conn, code_id))
 
     async def get_png(self, request: Request) -> Response:
         code_id = _code_id(request)
         options = parse_options(_query_lists(request))
-        async with self.engine.connect() as conn:
+        async with self.database() as conn:
             short_url = await codes.get_short_url(conn, code_id)
         key = options.cache_key(short_url, "png")
         etag = f'"{key[:32]}"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
-        if etag in _if_none_match(request):
+        if _if_none_match(request) & {etag, "*"}:
             return Response(status_code=304, headers=headers)
         try:
             png = await self.images.png(key, short_url, options)
@@ -182,4 +205,8 @@ async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any
         raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    try:  # JSON may escape lone surrogates (\ud800), which no text column or answer can hold
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape") from None
     return body

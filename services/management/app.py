@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-import sqlalchemy.exc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -42,11 +41,6 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", type(exc).__name__)
-    return error_response(Unavailable("the database is unavailable; try again shortly"))
-
-
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = request_id.get() or "unknown"
     return JSONResponse(
@@ -79,11 +73,6 @@ def create_app(settings: ManagementSettings) -> RequestContext:
         exception_handlers={
             ServiceError: _on_service_error,
             HTTPException: _on_http_exception,
-            sqlalchemy.exc.OperationalError: _on_database_down,
-            sqlalchemy.exc.InterfaceError: _on_database_down,
-            sqlalchemy.exc.TimeoutError: _on_database_down,
-            OSError: _on_database_down,
-            TimeoutError: _on_database_down,
             Exception: _on_unexpected,
         },
     )

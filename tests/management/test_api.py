@@ -275,3 +275,68 @@ async def test_health(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["database"] == "ok"
+
+
+async def test_without_a_database_requests_get_503_json(tmp_path: Path) -> None:
+    settings = ManagementSettings.from_env(
+        {
+            "DATABASE_URL": f"postgresql://postgres@/qr?host={tmp_path}",
+            "QR_DATA_DIR": str(tmp_path / "images"),
+        }
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+            for response in (
+                await client.post("/api/v1/qr", json={"target_url": "https://example.org/"}),
+                await client.get("/api/v1/qr/abcdefghjk"),
+                await client.get("/api/v1/qr/abcdefghjk/image.png"),
+            ):
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "5"
+                assert response.json()["error"]["code"] == "unavailable"
+            health = await client.get("/health")
+            assert health.status_code == 503
+            assert health.json()["database"].startswith("unreachable")
+            # A client error is still judged without the database.
+            assert (await client.post("/api/v1/qr", json={"target_url": "ftp://x"})).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"target_url": "https://example.org", "\\ud800x": 1}',
+        b'{"target_url": "https://example.org", "title": "\\udfff"}',
+        b'{"target_url": "https://example.org/\\ud83d"}',
+    ],
+)
+async def test_unpaired_surrogates_are_refused_not_a_crash(
+    client: httpx.AsyncClient, database_url: str, content: bytes
+) -> None:
+    response = await client.post("/api/v1/qr", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "surrogate" in response.json()["error"]["message"]
+    assert await count_codes(database_url) == 0
+
+
+async def test_a_long_unknown_field_name_is_shortened_in_the_answer(client: httpx.AsyncClient) -> None:
+    response = await create(client, target_url="https://example.org", **{"x" * 5000: 1})
+    assert response.status_code == 422
+    assert len(response.text) < 300
+
+
+async def test_if_none_match_star_matches_any_image(client: httpx.AsyncClient) -> None:
+    code = (await create(client, target_url="https://example.org/")).json()
+    response = await client.get(f"/api/v1/qr/{code['id']}/image.png", headers={"if-none-match": "*"})
+    assert response.status_code == 304
+    assert response.headers["etag"]
+
+
+@pytest.mark.parametrize(("length", "kept"), [(128, True), (129, False)])
+async def test_request_ids_are_kept_up_to_128_characters(
+    client: httpx.AsyncClient, length: int, kept: bool
+) -> None:
+    rid = "r" * length
+    response = await client.get("/health", headers={"x-request-id": rid})
+    assert (response.headers["x-request-id"] == rid) is kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -154,3 +155,30 @@ async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -
 async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
     for statement in queries.ALL:
         await db.prepare(statement)
+
+
+@pytest.fixture
+async def client_without_database(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    # A socket folder where no server listens: every connection attempt fails at once.
+    dsn = f"postgresql://postgres@/qr?host={tmp_path}"
+    app = create_app(RedirectSettings(lookup_database_url=dsn, primary_database_url=dsn, db_timeout=0.5))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
+            yield http
+
+
+async def test_without_a_database_unknown_ids_are_503_never_404(
+    client_without_database: httpx.AsyncClient,
+) -> None:
+    response = await client_without_database.get("/r/unknown123")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "location" not in response.headers
+    # Malformed ids need no database to be judged.
+    assert (await client_without_database.get("/r/a")).status_code == 404
+    health = await client_without_database.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable"
+    assert health.json()["database"].startswith("unreachable")
+    assert (await client_without_database.get("/livez")).status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 
 from alembic import context
 from sqlalchemy import pool, text
@@ -19,8 +20,18 @@ from services.management.models import metadata
 from shared.database import sqlalchemy_url
 
 ADVISORY_LOCK_KEY = 7_265_031_001  # any constant shared by every migrator of this schema
-LOCK_TIMEOUT = os.environ.get("MIGRATION_LOCK_TIMEOUT", "5s")
-STATEMENT_TIMEOUT = os.environ.get("MIGRATION_STATEMENT_TIMEOUT", "300s")
+_DURATION = re.compile(r"[1-9][0-9]{0,6}(ms|s|min)")
+
+
+def _duration(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip() or default
+    if not _DURATION.fullmatch(value):
+        raise SystemExit(f"{name} must be a duration like 500ms, 5s or 2min, got {value!r}")
+    return value
+
+
+LOCK_TIMEOUT = _duration("MIGRATION_LOCK_TIMEOUT", "5s")
+STATEMENT_TIMEOUT = _duration("MIGRATION_STATEMENT_TIMEOUT", "300s")
 
 
 def _database_url() -> str:
@@ -45,9 +56,11 @@ async def _run_online() -> None:
     engine = create_async_engine(_database_url(), poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
+            # The advisory lock first, with no timeout: a second migrator waits for the first to
+            # finish (and then finds nothing to do) rather than failing.
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
             await connection.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
             await connection.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
-            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
             await connection.commit()
             try:
                 await connection.run_sync(_run)

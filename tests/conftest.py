@@ -38,8 +38,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.Emb
     try:
         yield server
     finally:
-        if server.started_here:
-            server.stop()
+        server.release()
 
 
 async def _admin(server: embedded.EmbeddedServer, *statements: str) -> None:

@@ -12,12 +12,11 @@ import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import asyncpg
 
 from services.ops.embedded import bin_dir
-from shared.database import asyncpg_dsn
+from shared.database import asyncpg_dsn, split_password
 
 HOLDS_DATA = """
 SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema'))
@@ -32,13 +31,11 @@ class BackupError(RuntimeError):
 
 def _libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     """The DSN without its password (which would show in ``ps``), and an env passing it instead."""
-    parts = urlsplit(asyncpg_dsn(dsn))
+    target, password = split_password(asyncpg_dsn(dsn))
     env = dict(os.environ)
-    if parts.password is not None:
-        env["PGPASSWORD"] = parts.password
-        netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
-        parts = SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment)
-    return urlunsplit(parts), env
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return target, env
 
 
 def _run(args: list[str], env: dict[str, str], what: str) -> None:
@@ -78,6 +75,18 @@ def list_backups(backup_dir: Path) -> list[Path]:
     if not backup_dir.is_dir():
         return []
     return sorted(p for p in backup_dir.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))
+
+
+def prune(backup_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` archives; return what was deleted. Only complete archives
+    of ours count or go: anything else in the folder is left alone."""
+    if keep < 1:
+        raise ValueError("keep at least one backup")
+    archives = list_backups(backup_dir)
+    doomed = archives[:-keep]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 async def holds_data(dsn: str) -> bool:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 import click
 
-from services.ops import backups, embedded, schema
+from services.ops import backups, embedded
 from services.ops.settings import OpsSettings, StackSettings
 from shared import logging as qrlog
 from shared.database import asyncpg_dsn
@@ -37,12 +37,14 @@ def database(settings: OpsSettings) -> Iterator[str]:
     if settings.database_url is not None:
         yield settings.database_url
         return
+    from services.ops.stack import live_supervisor
+
     server = embedded.start(settings.var_dir)
     try:
         yield server.dsn()
     finally:
-        if server.started_here:
-            server.stop()
+        # A stack that started meanwhile is using the server: it takes it over and stops it later.
+        server.release(heir=live_supervisor(settings.var_dir))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,6 +56,7 @@ def main() -> None:
       qr-manage run             # the whole local stack in the foreground (what `make run` does)
       qr-manage migrate         # upgrade the schema to the newest revision
       qr-manage backup          # pg_dump into BACKUP_DIR, checked, path printed
+      qr-manage prune-backups   # keep the newest BACKUP_RETENTION archives
       qr-manage status          # is everything in order? (exit code 1 when not)
     """
     try:
@@ -82,6 +85,8 @@ def run() -> None:
 @main.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision (safe to repeat)."""
+    from services.ops import schema  # Alembic and SQLAlchemy: imported only where needed
+
     with database(_settings()) as dsn:
         schema.upgrade(dsn)
         click.echo(f"schema at revision {schema.current_revision_sync(dsn)}")
@@ -97,6 +102,14 @@ def backup() -> None:
         except backups.BackupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(str(archive))
+
+
+@main.command("prune-backups")
+def prune_backups() -> None:
+    """Delete all but the newest BACKUP_RETENTION archives in BACKUP_DIR; print what went."""
+    settings = _settings()
+    for path in backups.prune(settings.backup_dir, settings.backup_retention):
+        click.echo(f"deleted {path}")
 
 
 async def _counts(dsn: str) -> dict[str, int]:
@@ -120,6 +133,8 @@ def status() -> None:
     Exits 1 when something needs attention (database unreachable, schema not at head, no backup),
     so that a cron job or a health check can act on it.
     """
+    from services.ops import schema
+
     settings = _settings()
     problems: list[str] = []
     with database(settings) as dsn:

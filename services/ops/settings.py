@@ -71,7 +71,7 @@ class StackSettings:
         }
         if len(set(ports.values())) != len(ports):
             raise env.ConfigError(f"the ports must all differ: {ports}")
-        allowlist = environ.get("ADMIN_ALLOWLIST", "127.0.0.1/32,::1/128")
+        allowlist = environ.get("ADMIN_ALLOWLIST", env.LOOPBACK_NETWORKS)
         env.parse_networks("ADMIN_ALLOWLIST", allowlist)  # fail here, not silently inside Traefik
         ops = OpsSettings.from_env(environ)
         rate_limits = {

@@ -28,6 +28,9 @@ from shared.database import redacted
 log = logging.getLogger(__name__)
 
 
+STATE_FILE = "stack.json"
+
+
 class Stopped(Exception):
     """A stop signal arrived."""
 
@@ -44,18 +47,15 @@ class Stack:
 
     @property
     def state_file(self) -> Path:
-        return self.settings.ops.var_dir / "stack.json"
+        return self.settings.ops.var_dir / STATE_FILE
 
     # -- start ---------------------------------------------------------------------------------
 
     def preflight(self) -> None:
         """Refuse to start beside another stack: ports taken, or this var/ in use by a live supervisor."""
         s = self.settings
-        try:
-            other = json.loads(self.state_file.read_text())["supervisor"]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            other = None
-        if isinstance(other, int) and other != os.getpid() and pid_alive(other):
+        other = live_supervisor(s.ops.var_dir)
+        if other is not None and other != os.getpid():
             raise StartError(f"another stack (pid {other}) is running on {s.ops.var_dir}; stop it first")
         for name, port in (
             ("EDGE_HTTP_PORT", s.http_port),
@@ -65,6 +65,9 @@ class Stack:
             ("MANAGEMENT_PORT", s.management_port),
         ):
             with socket.socket() as probe:
+                # SO_REUSEADDR: connections of a previous run in TIME_WAIT must not count as in use;
+                # a socket that really listens there still does.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((s.host, port))
                 except OSError:
@@ -86,6 +89,7 @@ class Stack:
 
         if backups.holds_data_sync(self.dsn):
             archive = backups.take_backup(self.dsn, s.ops.backup_dir)
+            backups.prune(s.ops.backup_dir, s.ops.backup_retention)
             self._say(f"backup before migrating: {archive}")
         schema.upgrade(self.dsn)
 
@@ -167,7 +171,7 @@ class Stack:
         state = {
             "supervisor": os.getpid(),
             "database": self.database.pid if self.database else None,
-            "database_started_here": bool(self.database and self.database.started_here),
+            "database_owned": bool(self.database and self.database.owned),
             "children": {child.name: child.pid for child in self.children},
             "edge": f"http://{self.settings.host}:{self.settings.http_port}",
         }
@@ -192,8 +196,7 @@ class Stack:
                 f"  HTTPS            https://{h}:{s.https_port}/",
                 f"                   (self-signed certificate in {s.ops.var_dir / 'tls'})",
                 f"  health           http://{h}:{s.http_port}/health",
-                f"  metrics          http://{h}:{s.redirect_port}/metrics  http://{h}:{s.management_port}/metrics"
-                f"  http://{h}:{s.edge_admin_port}/metrics",
+                f"  edge ping        http://{h}:{s.edge_admin_port}/ping",
                 f"  database         {database}",
                 f"  backups          {s.ops.backup_dir}",
                 "Press Ctrl-C to stop.",
@@ -207,12 +210,12 @@ class Stack:
     # -- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every child in reverse start order, then the database if it was started here."""
+        """Stop every child in reverse start order (the edge first), then the database if we own it."""
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
-        if self.database is not None and self.database.started_here:
-            self.database.stop()
+        if self.database is not None:
+            self.database.release()
         self.database = None
         if self._owns_state_file:
             self.state_file.unlink(missing_ok=True)
@@ -221,9 +224,13 @@ class Stack:
 
     def run(self) -> int:
         """Start, wait for a signal or a dying child, stop. Returns the exit code."""
+        stopping = False
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            raise Stopped(signal.Signals(signum).name)
+            nonlocal stopping
+            if not stopping:  # a second Ctrl-C must not cut the orderly stop short
+                stopping = True
+                raise Stopped(signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         code = 0
@@ -233,25 +240,36 @@ class Stack:
                 for child in self.children:
                     status = child.exited()
                     if status is not None:
+                        stopping = True
                         self._say(f"{child.name} exited with code {status}; stopping the stack")
                         code = 1
                         raise Stopped(child.name)
                 time.sleep(0.2)
         except Stopped as reason:
+            stopping = True
             self._say(f"stopping ({reason}) ...")
         except StartError as exc:
+            stopping = True
             self._say(f"could not start the stack: {exc}")
             code = 1
         except Exception as exc:
+            stopping = True
             log.exception("the stack failed")
             self._say(f"could not start the stack: {exc}")
             code = 1
         finally:
-            # A second Ctrl-C must not cut the orderly stop short.
-            for sig in previous:
-                signal.signal(sig, signal.SIG_IGN)
+            stopping = True
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self._say("stopped.")
         return code
+
+
+def live_supervisor(var_dir: Path) -> int | None:
+    """The pid of a stack supervisor running on ``var_dir``, if one is."""
+    try:
+        pid = json.loads((var_dir / STATE_FILE).read_text())["supervisor"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    return pid if isinstance(pid, int) and pid_alive(pid) else None

@@ -57,6 +57,22 @@ def started_pids(var_dir: Path) -> list[int]:
     return pids
 
 
+def processes_of(var_dir: Path) -> list[int]:
+    """Every process whose environment names this run's var/: all that make run started, whatever
+    started them (Granian's workers, PostgreSQL's backends, anything forgotten)."""
+    marker = f"QR_VAR_DIR={var_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
 def stop(process: subprocess.Popen[bytes], signum: int, pids: list[int]) -> None:
     try:
         if signum == signal.SIGINT:
@@ -81,6 +97,8 @@ def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
     try:
         wait_until_serving(first, edge, log)
         pids = started_pids(var_dir)
+        assert set(pids) <= set(processes_of(var_dir))
+        assert len(processes_of(var_dir)) > len(pids)  # workers and backends are found too
         output = log.read_text()
         assert f"{edge}/api/v1/qr" in output
         assert "/r/{id}" in output
@@ -90,6 +108,7 @@ def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
     finally:
         stop(first, signal.SIGTERM, pids)
     assert [pid for pid in pids if pid_alive(pid)] == [], "processes left running after SIGTERM"
+    assert processes_of(var_dir) == []
     assert not (var_dir / "stack.json").exists()
 
     second = start(environ, log)
@@ -105,6 +124,7 @@ def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
     finally:
         stop(second, signal.SIGINT, pids)
     assert [pid for pid in pids if pid_alive(pid)] == [], "processes left running after Ctrl-C"
+    assert processes_of(var_dir) == []
     assert "stopped." in log.read_text()
 
 
@@ -121,3 +141,36 @@ def test_make_run_refuses_a_bad_allowlist_with_a_clear_message(tmp_path: Path) -
     assert result.returncode != 0
     assert "ADMIN_ALLOWLIST must list at least one address" in result.stderr
     assert not (tmp_path / "var").exists()  # nothing was started or written
+
+
+def test_after_a_crash_the_next_run_cleans_up_what_the_crashed_one_left(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    environ = stack_environ(var_dir)
+    edge = f"http://127.0.0.1:{environ['EDGE_HTTP_PORT']}"
+    log = tmp_path / "make-run.log"
+
+    crashed = start(environ, log)
+    pids: list[int] = []
+    try:
+        wait_until_serving(crashed, edge, log)
+        pids = started_pids(var_dir)
+        os.kill(pids[0], signal.SIGKILL)  # the supervisor dies without cleaning up
+        crashed.wait(timeout=30)
+        # Its services follow it (they asked the kernel for SIGTERM when their parent dies) ...
+        deadline = time.monotonic() + 30
+        while any(pid_alive(pid) for pid in pids[2:]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(pid_alive(pid) for pid in pids[2:])
+        # ... while the database, a daemon of its own, is left behind.
+        assert pid_alive(pids[1])
+
+        again = start(environ, log)
+        try:
+            wait_until_serving(again, edge, log)
+            assert started_pids(var_dir)[1] == pids[1]  # the orphan was adopted
+        finally:
+            stop(again, signal.SIGTERM, started_pids(var_dir) if (var_dir / "stack.json").exists() else [])
+        assert processes_of(var_dir) == []
+    finally:
+        for pid in processes_of(var_dir):
+            os.kill(pid, signal.SIGKILL)

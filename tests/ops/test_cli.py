@@ -1,0 +1,111 @@
+"""``qr-manage`` as an operator runs it: a subprocess, its output and its exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
+
+
+def qr_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BACKUP_DIR")}
+    environ.update(env)
+    return subprocess.run([QR_MANAGE, *args], env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_migrate_status_backup_prune(empty_database_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path), "BACKUP_RETENTION": "2"}
+    status = qr_manage("status", **env)
+    assert status.returncode == 1
+    assert "schema:    empty" in status.stdout
+    assert "not at head" in status.stderr
+
+    migrated = qr_manage("migrate", **env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema at revision 0001" in migrated.stdout
+    assert qr_manage("migrate", **env).returncode == 0  # idempotent
+
+    status = qr_manage("status", **env)
+    assert status.returncode == 1  # no backup yet
+    assert "no backup yet" in status.stderr
+    assert "codes:     0" in status.stdout
+
+    archives = []
+    for _ in range(3):
+        backup = qr_manage("backup", **env)
+        assert backup.returncode == 0, backup.stderr
+        archives.append(Path(backup.stdout.strip()))
+        assert archives[-1].exists()
+    status = qr_manage("status", **env)
+    assert status.returncode == 0, status.stderr
+    assert str(archives[-1]) in status.stdout
+
+    pruned = qr_manage("prune-backups", **env)
+    assert pruned.returncode == 0
+    assert pruned.stdout.strip() == f"deleted {archives[0]}"
+    assert sorted(tmp_path.iterdir()) == archives[1:]
+
+
+def test_two_migrations_at_once_queue_on_the_advisory_lock(empty_database_url: str) -> None:
+    results: list[subprocess.CompletedProcess[str]] = []
+    runners = [
+        threading.Thread(target=lambda: results.append(qr_manage("migrate", DATABASE_URL=empty_database_url)))
+        for _ in range(2)
+    ]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["backup"], {"BACKUP_RETENTION": "many"}, "BACKUP_RETENTION"),
+        (["status"], {"DATABASE_URL": "mysql://db/qr"}, "DATABASE_URL"),
+        (["status"], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        (["run"], {"ADMIN_ALLOWLIST": "everyone"}, "ADMIN_ALLOWLIST"),
+        (["run"], {"EDGE_HTTP_PORT": "0"}, "EDGE_HTTP_PORT"),
+        (["frobnicate"], {}, "No such command"),
+        (["backup", "--now"], {}, "No such option"),
+    ],
+)
+def test_bad_arguments_and_settings_are_usage_errors(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = qr_manage(*args, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_migration_timeouts_are_refused(empty_database_url: str) -> None:
+    result = qr_manage(
+        "migrate", DATABASE_URL=empty_database_url, MIGRATION_LOCK_TIMEOUT="5s'; DROP TABLE x; --"
+    )
+    assert result.returncode != 0
+    assert "MIGRATION_LOCK_TIMEOUT must be a duration" in result.stderr
+
+
+def test_status_of_an_unreachable_database(tmp_path: Path) -> None:
+    result = qr_manage(
+        "status", DATABASE_URL=f"postgresql://postgres@/qr?host={tmp_path}", BACKUP_DIR=str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "unreachable" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_help_reads_like_a_manual() -> None:
+    result = qr_manage("--help")
+    assert result.returncode == 0
+    for command in ("run", "migrate", "backup", "prune-backups", "status"):
+        assert command in result.stdout
+    assert "Examples:" in result.stdout

@@ -16,7 +16,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.management.models import metadata
+from services.management.models import SEARCH_INDEX, metadata
 from shared.database import sqlalchemy_url
 
 ADVISORY_LOCK_KEY = 7_265_031_001  # any constant shared by every migrator of this schema
@@ -41,12 +41,18 @@ def _database_url() -> str:
     return sqlalchemy_url(url)
 
 
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    # Expression indexes are not compared by autogenerate; this one lives in the migrations only.
+    return not (type_ == "index" and name == SEARCH_INDEX)
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
         transaction_per_migration=True,
         compare_server_default=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

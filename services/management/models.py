@@ -25,7 +25,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 
 # Deterministic constraint names, so that a later migration can drop what an earlier one made.
 metadata = MetaData(
@@ -39,6 +39,13 @@ metadata = MetaData(
 )
 
 REDIRECT_STATUSES = (301, 302, 307, 308)
+HISTORY_ACTIONS = ("create", "update", "delete")
+
+# What `q` searches (id, title, target), lower-cased; a trigram index over exactly this expression
+# (migration 0002, ix_qr_codes_search) serves substring searches. Alembic does not compare
+# expression indexes, so migrations/env.py leaves that one out of `alembic check`.
+SEARCH_EXPRESSION = "lower(id || ' ' || coalesce(title, '') || ' ' || target_url)"
+SEARCH_INDEX = "ix_qr_codes_search"
 
 qr_codes = Table(
     "qr_codes",
@@ -57,11 +64,35 @@ qr_codes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("deleted_at", DateTime(timezone=True)),
+    # Where a disabled or expired code sends people instead of the 410 page.
+    Column("fallback_url", Text),
+    # Append the scan's query string (UTM tags, say) to the target.
+    Column("forward_query", Boolean, nullable=False, server_default=false()),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint("redirect_status IN (301, 302, 307, 308)", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),
+    CheckConstraint("char_length(fallback_url) <= 2048", name="fallback_url_length"),
     # Listing pages walk (created_at, id) with a keyset cursor.
     Index(None, "created_at", "id"),
+    # The tag filter: tags @> ARRAY[tag].
+    Index(None, "tags", postgresql_using="gin"),
+)
+
+# Every change of every code, kept for as long as the code (printed codes live for years: "where
+# did this code point last March?"). ``changes`` maps each changed field to {"old": ..., "new": ...}.
+qr_code_changes = Table(
+    "qr_code_changes",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("code_id", String(64), ForeignKey("qr_codes.id"), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("action", Text, nullable=False),
+    Column("changes", JSONB, nullable=False),
+    Column("client_address", INET),
+    Column("request_id", Text),
+    Column("token_name", Text),
+    CheckConstraint("action IN ('create', 'update', 'delete')", name="action"),
+    Index(None, "code_id", "id"),
 )
 
 scans = Table(

@@ -13,6 +13,7 @@ import signal
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from starlette.types import ASGIApp
 
 from services.management.app import create_app
 from services.management.settings import ManagementSettings
@@ -20,7 +21,7 @@ from shared import logging as qrlog
 from shared.settings import ConfigError
 
 
-async def _serve(settings: ManagementSettings) -> None:
+async def _serve(app: ASGIApp, settings: ManagementSettings) -> None:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None  # our middleware writes the access line
@@ -30,16 +31,17 @@ async def _serve(settings: ManagementSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(create_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def main() -> None:
     try:
         settings = ManagementSettings.from_env(os.environ)
+        app = create_app(settings)
     except ConfigError as exc:
         raise SystemExit(f"management service: {exc}") from None
     qrlog.configure(settings.log_level)
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(app, settings))
 
 
 if __name__ == "__main__":

@@ -5,27 +5,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
+from starlette.types import Receive, Scope, Send
 
+from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
 from services.management.middleware import RequestContext
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
-from shared.errors import ServiceError, Unavailable, for_status
+from shared.errors import MethodNotAllowed, ServiceError, for_status
 from shared.logging import request_id
 
 log = logging.getLogger(__name__)
 
 
 def error_response(error: ServiceError) -> JSONResponse:
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else None
-    return JSONResponse(error.to_dict(), status_code=error.status, headers=headers)
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
 
 
 async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -50,6 +51,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: ManagementSettings) -> RequestContext:
+    """The app, wrapped in the request context and the access rules; :class:`ConfigError` when the
+    tokens file cannot be used."""
     api = ManagementApi(settings)
 
     @contextlib.asynccontextmanager
@@ -61,11 +64,15 @@ def create_app(settings: ManagementSettings) -> RequestContext:
             await api.close()
 
     routes = [
-        Route("/api/v1/qr", api.create_code, methods=["POST"]),
-        Route("/api/v1/qr/{code_id}", api.get_code, methods=["GET"]),
-        Route("/api/v1/qr/{code_id}/image.png", api.get_png, methods=["GET"]),
-        Route("/health", api.health, methods=["GET"]),
-        Route("/livez", api.livez, methods=["GET"]),
+        Route("/api/v1/openapi.json", by_method(GET=api.openapi)),
+        Route("/api/v1/qr", by_method(GET=api.list_codes, POST=api.create_code)),
+        Route(
+            "/api/v1/qr/{code_id}", by_method(GET=api.get_code, PATCH=api.update_code, DELETE=api.delete_code)
+        ),
+        Route("/api/v1/qr/{code_id}/history", by_method(GET=api.history)),
+        Route("/api/v1/qr/{code_id}/image.png", by_method(GET=api.get_png)),
+        Route("/health", by_method(GET=api.health)),
+        Route("/livez", by_method(GET=api.livez)),
     ]
     app = Starlette(
         routes=routes,
@@ -77,7 +84,35 @@ def create_app(settings: ManagementSettings) -> RequestContext:
         },
     )
     app.state.api = api
-    return RequestContext(app)
+    tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
+    rules = AccessRules(
+        allowlist=settings.admin_allowlist, trusted_proxies=settings.trusted_proxies, tokens=tokens
+    )
+    return RequestContext(AccessControl(app, rules))
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class by_method:
+    """One endpoint per path, dispatching on the method, so that a 405 names every method allowed.
+
+    An ASGI callable rather than a function: Starlette then passes every method through to it.
+    """
+
+    def __init__(self, **handlers: Endpoint) -> None:
+        self.handlers = handlers
+        self.allowed = tuple(sorted({*handlers, "HEAD"} if "GET" in handlers else set(handlers)))
+        self._app = request_response(self._dispatch)
+
+    async def _dispatch(self, request: Request) -> Response:
+        handler = self.handlers.get("GET" if request.method == "HEAD" else request.method)
+        if handler is None:
+            raise MethodNotAllowed(f"{request.method} is not allowed here", allow=self.allowed)
+        return await handler(request)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 def app_from_env() -> RequestContext:

@@ -1,21 +1,27 @@
-"""Reading and writing QR codes (SQLAlchemy Core on the async engine).
+"""Reading and writing QR codes (SQLAlchemy Core on the async engine), with their history.
 
 Every write to ``qr_codes`` fires the ``qr_changed`` notification from a trigger inside the same
-transaction, so the redirect processes see a change exactly when it commits.
+transaction, so the redirect processes see a change exactly when it commits. Every write also
+records a row in ``qr_code_changes`` in that same transaction: the history cannot miss a change.
+Codes are never deleted, only tombstoned (``deleted_at``): an id once printed never comes back.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management.fields import NewCode
-from services.management.models import qr_codes, scans
+from services.management.fields import WRITABLE, NewCode
+from services.management.models import SEARCH_EXPRESSION, qr_code_changes, qr_codes, scans
 from shared import ids
 from shared.errors import Conflict, InvalidField, NotFound, ServiceError
 from shared.urls import ascii_host
@@ -32,15 +38,50 @@ _RESOURCE_COLUMNS = (
     qr_codes.c.redirect_status,
     qr_codes.c.enabled,
     qr_codes.c.expires_at,
+    qr_codes.c.fallback_url,
+    qr_codes.c.forward_query,
     qr_codes.c.created_at,
     qr_codes.c.updated_at,
 )
+_SCAN_COUNT = (
+    select(func.count())
+    .select_from(scans)
+    .where(scans.c.code_id == qr_codes.c.id)
+    .scalar_subquery()
+    .label("scan_count")
+)
+_LIVE = qr_codes.c.deleted_at.is_(None)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change, as the history records it."""
+
+    client_address: str | None = None
+    request_id: str | None = None
+    token_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Filters:
+    q: str | None = None
+    tag: str | None = None
+    enabled: bool | None = None
 
 
 def _timestamp(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: Any) -> Any:
+    """A column value as it appears in answers and in the history."""
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def _host_ascii(url: str) -> str | None:
@@ -50,7 +91,7 @@ def _host_ascii(url: str) -> str | None:
         return None
 
 
-def to_resource(row: Any, *, scan_count: int) -> dict[str, Any]:
+def to_resource(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "short_url": row.short_url,
@@ -62,38 +103,52 @@ def to_resource(row: Any, *, scan_count: int) -> dict[str, Any]:
         "redirect_status": row.redirect_status,
         "enabled": row.enabled,
         "expires_at": _timestamp(row.expires_at),
+        "fallback_url": row.fallback_url,
+        "forward_query": row.forward_query,
         "created_at": _timestamp(row.created_at),
         "updated_at": _timestamp(row.updated_at),
-        "scan_count": scan_count,
+        "scan_count": row.scan_count,
     }
 
 
-async def create_code(conn: AsyncConnection, new: NewCode, *, public_base_url: str) -> dict[str, Any]:
+async def _record(
+    conn: AsyncConnection, code_id: str, action: str, changes: dict[str, Any], actor: Actor
+) -> None:
+    await conn.execute(
+        qr_code_changes.insert().values(
+            code_id=code_id,
+            action=action,
+            changes=changes,
+            client_address=actor.client_address,
+            request_id=actor.request_id,
+            token_name=actor.token_name,
+        )
+    )
+
+
+async def create_code(
+    conn: AsyncConnection, new: NewCode, *, public_base_url: str, actor: Actor
+) -> dict[str, Any]:
     """Insert a code under its slug or a fresh random id; :class:`Conflict` if the slug was ever used.
 
     ``ON CONFLICT DO NOTHING`` rather than catching the unique violation: two creates racing for
     one slug then cost one insert and one empty result, never an aborted transaction.
     """
+    values = {name: getattr(new, name) for name in WRITABLE}
+    values["tags"] = list(new.tags)
     for _ in range(MAX_ID_ATTEMPTS):
         code_id = new.slug or ids.new_id()
         statement = (
             insert(qr_codes)
-            .values(
-                id=code_id,
-                short_url=f"{public_base_url}/r/{code_id}",
-                target_url=new.target_url,
-                title=new.title,
-                tags=list(new.tags),
-                redirect_status=new.redirect_status,
-                enabled=new.enabled,
-                expires_at=new.expires_at,
-            )
+            .values(id=code_id, short_url=f"{public_base_url}/r/{code_id}", **values)
             .on_conflict_do_nothing(index_elements=[qr_codes.c.id])
-            .returning(*_RESOURCE_COLUMNS)
+            .returning(*_RESOURCE_COLUMNS, literal_column("0").label("scan_count"))
         )
         row = (await conn.execute(statement)).first()
         if row is not None:
-            return to_resource(row, scan_count=0)
+            changes = {name: {"old": None, "new": _json_value(value)} for name, value in values.items()}
+            await _record(conn, code_id, "create", changes, actor)
+            return to_resource(row)
         if new.slug is not None:
             raise Conflict(f"the id '{new.slug}' is taken or was used before", details={"field": "slug"})
     raise ServiceError("could not find a free id; try again")
@@ -101,22 +156,139 @@ async def create_code(conn: AsyncConnection, new: NewCode, *, public_base_url: s
 
 async def get_code(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
     """The live (not deleted) code ``code_id`` with its scan count, or :class:`NotFound`."""
-    scan_count = (
-        select(func.count()).select_from(scans).where(scans.c.code_id == qr_codes.c.id).scalar_subquery()
-    )
-    statement = select(*_RESOURCE_COLUMNS, scan_count.label("scan_count")).where(
-        qr_codes.c.id == code_id, qr_codes.c.deleted_at.is_(None)
-    )
-    row = (await conn.execute(statement)).first()
+    row = (
+        await conn.execute(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(qr_codes.c.id == code_id, _LIVE))
+    ).first()
     if row is None:
         raise NotFound(f"no QR code with id '{code_id}'")
-    return to_resource(row, scan_count=row.scan_count)
+    return to_resource(row)
 
 
 async def get_short_url(conn: AsyncConnection, code_id: str) -> str:
     """What the code's images encode; :class:`NotFound` for an unknown or deleted id."""
-    statement = select(qr_codes.c.short_url).where(qr_codes.c.id == code_id, qr_codes.c.deleted_at.is_(None))
+    statement = select(qr_codes.c.short_url).where(qr_codes.c.id == code_id, _LIVE)
     short_url = (await conn.execute(statement)).scalar_one_or_none()
     if short_url is None:
         raise NotFound(f"no QR code with id '{code_id}'")
     return str(short_url)
+
+
+async def update_code(
+    conn: AsyncConnection, code_id: str, changes: dict[str, Any], *, actor: Actor
+) -> dict[str, Any]:
+    """Apply ``changes`` (validated field values); record what really changed."""
+    current = (
+        await conn.execute(
+            select(*_RESOURCE_COLUMNS).where(qr_codes.c.id == code_id, _LIVE).with_for_update()
+        )
+    ).first()
+    if current is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
+    diff = {}
+    for name, value in changes.items():
+        old, new = _json_value(getattr(current, name)), _json_value(value)
+        if old != new:
+            diff[name] = {"old": old, "new": new}
+    if diff:
+        values = {name: list(value) if isinstance(value, tuple) else value for name, value in changes.items()}
+        await conn.execute(
+            update(qr_codes).where(qr_codes.c.id == code_id).values(**values, updated_at=func.now())
+        )
+        await _record(conn, code_id, "update", diff, actor)
+    return await get_code(conn, code_id)
+
+
+async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> None:
+    """Tombstone the code: /r/ stops answering, its id is never reused, its scans stay."""
+    deleted_at = (
+        await conn.execute(
+            update(qr_codes)
+            .where(qr_codes.c.id == code_id, _LIVE)
+            .values(deleted_at=func.now(), updated_at=func.now())
+            .returning(qr_codes.c.deleted_at)
+        )
+    ).scalar_one_or_none()
+    if deleted_at is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
+    await _record(
+        conn, code_id, "delete", {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}, actor
+    )
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps([_json_value(k) for k in key]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The key a previous page ended with; :class:`InvalidField` for anything that is not one."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        key = None
+    if not isinstance(key, list) or len(key) != arity:
+        raise InvalidField("cursor", "is not a cursor from a previous page")
+    return key
+
+
+def _search_pattern(q: str) -> str:
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_codes(
+    conn: AsyncConnection, filters: Filters, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of live codes, oldest first (codes created meanwhile come at the end), and the
+    cursor of the next page, ``None`` on the last one."""
+    statement: Select[Any] = select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE)
+    if filters.q:
+        statement = statement.where(literal_column(SEARCH_EXPRESSION).like(_search_pattern(filters.q)))
+    if filters.tag is not None:
+        statement = statement.where(qr_codes.c.tags.contains([filters.tag]))
+    if filters.enabled is not None:
+        statement = statement.where(qr_codes.c.enabled.is_(filters.enabled))
+    if cursor is not None:
+        created_at, code_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), str(code_id))
+        except (TypeError, ValueError):
+            raise InvalidField("cursor", "is not a cursor from a previous page") from None
+        statement = statement.where(tuple_(qr_codes.c.created_at, qr_codes.c.id) > after)
+    rows = (
+        await conn.execute(statement.order_by(qr_codes.c.created_at, qr_codes.c.id).limit(limit + 1))
+    ).all()
+    items = [to_resource(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def code_history(
+    conn: AsyncConnection, code_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The code's changes, newest first; deleted codes keep their history."""
+    exists = (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first()
+    if exists is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
+    statement = select(qr_code_changes).where(qr_code_changes.c.code_id == code_id)
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, 1)
+        if isinstance(before, bool) or not isinstance(before, int):
+            raise InvalidField("cursor", "is not a cursor from a previous page")
+        statement = statement.where(qr_code_changes.c.id < before)
+    rows = (await conn.execute(statement.order_by(qr_code_changes.c.id.desc()).limit(limit + 1))).all()
+    items = [
+        {
+            "id": row.id,
+            "changed_at": _timestamp(row.changed_at),
+            "action": row.action,
+            "changes": row.changes,
+            "client_address": None if row.client_address is None else str(row.client_address),
+            "request_id": row.request_id,
+            "token_name": row.token_name,
+        }
+        for row in rows[:limit]
+    ]
+    return items, encode_cursor(rows[limit - 1].id) if len(rows) > limit else None

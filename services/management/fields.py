@@ -1,13 +1,13 @@
 """Client input for codes: every field checked, every refusal naming the field.
 
 Unknown fields are refused too: a script that misspells ``target_url`` should hear about it, not
-create a code that points nowhere it meant.
+create a code that points nowhere it meant. Values are stored as given once accepted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,19 @@ MAX_TITLE = 200
 MAX_TAGS = 20
 MAX_TAG = 40
 
+# Fields a client may set on create and change with PATCH (the id is chosen once, as a slug).
+WRITABLE = (
+    "target_url",
+    "title",
+    "tags",
+    "redirect_status",
+    "enabled",
+    "expires_at",
+    "fallback_url",
+    "forward_query",
+)
+READ_ONLY = ("id", "short_url", "created_at", "updated_at", "scan_count", "target_host_ascii", "slug")
+
 
 @dataclass(frozen=True)
 class NewCode:
@@ -30,25 +43,49 @@ class NewCode:
     redirect_status: int = 302
     enabled: bool = True
     expires_at: datetime | None = None
+    fallback_url: str | None = None
+    forward_query: bool = False
+
+
+def _shown(name: str) -> str:
+    """A client's field name, safe and short enough to echo."""
+    return name if name.isidentifier() and len(name) <= 40 else ascii(name[:40])
+
+
+def _check_names(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for name in body:
+        if name in allowed:
+            continue
+        if name in READ_ONLY or name in WRITABLE:
+            raise InvalidField(name, "cannot be changed" if name != "slug" else "is chosen once, at creation")
+        raise InvalidField(_shown(name), "is not a field of a QR code")
 
 
 def parse_new_code(body: Mapping[str, Any], *, own_hosts: frozenset[str]) -> NewCode:
-    known = {"target_url", "slug", "title", "tags", "redirect_status", "enabled", "expires_at"}
-    for name in body:
-        if name not in known:
-            shown = name if name.isidentifier() and len(name) <= 40 else ascii(name[:40])
-            raise InvalidField(shown, "is not a field of a QR code")
+    _check_names(body, (*WRITABLE, "slug"))
     if "target_url" not in body:
         raise InvalidField("target_url", "is required")
-    return NewCode(
-        target_url=validate_target_url(body["target_url"], own=own_hosts),
-        slug=parse_slug(body.get("slug")),
-        title=parse_title(body.get("title")),
-        tags=parse_tags(body.get("tags", [])),
-        redirect_status=parse_redirect_status(body.get("redirect_status", 302)),
-        enabled=parse_bool("enabled", body.get("enabled", True)),
-        expires_at=parse_timestamp("expires_at", body.get("expires_at")),
-    )
+    values = parse_changes({k: v for k, v in body.items() if k != "slug"}, own_hosts=own_hosts)
+    defaults = {f.name: f.default for f in fields(NewCode) if f.name in WRITABLE}
+    return NewCode(slug=parse_slug(body.get("slug")), **{**defaults, **values})
+
+
+def parse_changes(body: Mapping[str, Any], *, own_hosts: frozenset[str]) -> dict[str, Any]:
+    """The validated values of a PATCH body (or of a create body without its slug)."""
+    _check_names(body, WRITABLE)
+    parsers: dict[str, Callable[[object], Any]] = {
+        "target_url": lambda v: validate_target_url(v, own=own_hosts),
+        "title": parse_title,
+        "tags": parse_tags,
+        "redirect_status": parse_redirect_status,
+        "enabled": lambda v: parse_bool("enabled", v),
+        "expires_at": lambda v: parse_timestamp("expires_at", v),
+        "fallback_url": lambda v: (
+            None if v is None else validate_target_url(v, own=own_hosts, field="fallback_url")
+        ),
+        "forward_query": lambda v: parse_bool("forward_query", v),
+    }
+    return {name: parsers[name](value) for name, value in body.items()}
 
 
 def parse_slug(value: object) -> str | None:
@@ -66,13 +103,12 @@ def parse_title(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidField("title", "must be a string")
+        raise InvalidField("title", "must be a string or null")
     if has_control_characters(value):
         raise InvalidField("title", "must not contain control characters")
-    value = value.strip()
     if len(value) > MAX_TITLE:
         raise InvalidField("title", f"must be at most {MAX_TITLE} characters")
-    return value or None
+    return value
 
 
 def parse_tags(value: object) -> tuple[str, ...]:
@@ -84,11 +120,10 @@ def parse_tags(value: object) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise InvalidField("tags", "must be a list of strings")
-        tag = item.strip()
-        if not tag or len(tag) > MAX_TAG or has_control_characters(tag):
+        if not item.strip() or len(item) > MAX_TAG or has_control_characters(item):
             raise InvalidField("tags", f"each tag must be 1 to {MAX_TAG} printable characters")
-        if tag not in tags:
-            tags.append(tag)
+        if item not in tags:
+            tags.append(item)
     if len(tags) > MAX_TAGS:
         raise InvalidField("tags", f"at most {MAX_TAGS} tags")
     return tuple(tags)

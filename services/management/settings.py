@@ -22,6 +22,7 @@ class ManagementSettings:
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
     render_concurrency: int = 2
+    admin_tokens_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
@@ -37,6 +38,12 @@ class ManagementSettings:
             render_concurrency=env.read_int(
                 environ, "RENDER_CONCURRENCY", cls.render_concurrency, minimum=1, maximum=64
             ),
+            max_body_bytes=env.read_int(
+                environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            admin_tokens_file=Path(tokens)
+            if (tokens := env.read_str(environ, "ADMIN_TOKENS_FILE", ""))
+            else None,
         )
 
     @property

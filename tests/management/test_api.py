@@ -1,50 +1,21 @@
-"""The management API against a real PostgreSQL, through its ASGI app and lifespan."""
+"""Creating and reading codes, and every way a request can be wrong."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import zxingcpp
 from asgi_lifespan import LifespanManager
-from PIL import Image
 
 from services.management.app import create_app
 from services.management.settings import ManagementSettings
 from shared import ids
+from tests.management.conftest import BASE, count_rows, create
 
 pytestmark = pytest.mark.anyio
-
-BASE = "http://qr.test:8080"
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> ManagementSettings:
-    return ManagementSettings.from_env(
-        {"DATABASE_URL": database_url, "PUBLIC_BASE_URL": BASE, "QR_DATA_DIR": str(tmp_path / "images")}
-    )
-
-
-@pytest.fixture
-async def client(settings: ManagementSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as http:
-            yield http
-
-
-async def create(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
-    return await client.post("/api/v1/qr", json=body)
-
-
-def decode(png: bytes) -> list[str]:
-    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
 
 
 async def test_create_and_read_a_code(client: httpx.AsyncClient) -> None:
@@ -86,7 +57,7 @@ async def test_create_with_every_field(client: httpx.AsyncClient) -> None:
     assert response.status_code == 201, response.text
     code = response.json()
     assert code["id"] == "Spring-Menu_2027"
-    assert code["title"] == "Spring menu"
+    assert code["title"] == "  Spring menu "  # stored as given
     assert code["tags"] == ["print", "menu"]
     assert code["redirect_status"] == 307
     assert code["enabled"] is False
@@ -145,15 +116,7 @@ async def test_bad_fields_are_422_naming_the_field_and_write_nothing(
     assert error["code"] == "invalid_field"
     assert error["details"] == {"field": field}
     assert field in error["message"]
-    assert await count_codes(database_url) == 0
-
-
-async def count_codes(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(await connection.fetchval("SELECT count(*) FROM qr_codes"))
-    finally:
-        await connection.close()
+    assert await count_rows(database_url) == 0
 
 
 @pytest.mark.parametrize(
@@ -176,7 +139,7 @@ async def test_unreadable_bodies_get_clear_4xx(
     response = await client.post("/api/v1/qr", content=content, headers={"content-type": content_type})
     assert response.status_code == status
     assert response.json()["error"]["message"]
-    assert await count_codes(database_url) == 0
+    assert await count_rows(database_url) == 0
 
 
 async def test_unknown_ids_and_routes_are_json_404(client: httpx.AsyncClient) -> None:
@@ -195,79 +158,6 @@ async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient) -> N
     response = await client.get("/api/v1/qr/unknown123", headers={"x-request-id": "bad id\twith junk"})
     assert response.headers["x-request-id"] != "bad id\twith junk"
     assert len(response.headers["x-request-id"]) == 32
-
-
-async def test_the_png_encodes_the_short_url_and_is_cached(
-    client: httpx.AsyncClient, settings: ManagementSettings
-) -> None:
-    code = (await create(client, target_url="https://example.org/menu")).json()
-    response = await client.get(f"/api/v1/qr/{code['id']}/image.png")
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "image/png"
-    assert decode(response.content) == [code["short_url"]]
-    width, height = Image.open(io.BytesIO(response.content)).size
-    assert width == height
-    assert abs(width - 400) <= 40
-    etag = response.headers["etag"]
-    again = await client.get(f"/api/v1/qr/{code['id']}/image.png", headers={"if-none-match": etag})
-    assert again.status_code == 304
-    # The store is only a cache: without it, the same request renders the same bytes.
-    stored = list(settings.qr_data_dir.rglob("*"))
-    assert any(p.is_file() for p in stored)
-    for path in sorted(stored, reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    rerendered = await client.get(f"/api/v1/qr/{code['id']}/image.png")
-    assert rerendered.content == response.content
-
-
-@pytest.mark.parametrize(
-    "query",
-    [
-        "size=64&border=0&ecc=L",
-        "size=4096&ecc=H",
-        "size=1000&border=10&ecc=q",
-        "border=0",
-    ],
-)
-async def test_image_options_still_decode(client: httpx.AsyncClient, query: str) -> None:
-    # A zero-heavy payload too: qrcode 8.2 once failed on those (glog(0)).
-    code = (await create(client, target_url="https://example.org/", slug="000000000000000000000000")).json()
-    response = await client.get(f"/api/v1/qr/{code['id']}/image.png?{query}")
-    assert response.status_code == 200, response.text
-    image = Image.open(io.BytesIO(response.content))
-    size = int(query.split("size=")[1].split("&")[0]) if "size=" in query else 400
-    assert abs(image.width - size) <= 0.1 * size
-    framed = Image.new("L", (image.width + 80, image.height + 80), 255)
-    framed.paste(image.convert("L"), (40, 40))
-    assert [r.text for r in zxingcpp.read_barcodes(framed)] == [code["short_url"]]
-
-
-@pytest.mark.parametrize(
-    ("query", "field"),
-    [
-        ("size=0", "size"),
-        ("size=100000", "size"),
-        ("size=-5", "size"),
-        ("size=abc", "size"),
-        ("size=1e3", "size"),
-        ("size=٣٠٠", "size"),
-        ("border=17", "border"),
-        ("ecc=X", "ecc"),
-        ("size=300&size=400", "size"),
-        ("colour=red", "colour"),
-    ],
-)
-async def test_bad_image_options_are_422(client: httpx.AsyncClient, query: str, field: str) -> None:
-    code = (await create(client, target_url="https://example.org/")).json()
-    response = await client.get(f"/api/v1/qr/{code['id']}/image.png?{query}")
-    assert response.status_code == 422
-    assert response.json()["error"]["details"] == {"field": field}
-
-
-async def test_images_of_unknown_codes_are_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/v1/qr/unknown123/image.png")
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
 
 
 async def test_health(client: httpx.AsyncClient) -> None:
@@ -317,20 +207,13 @@ async def test_unpaired_surrogates_are_refused_not_a_crash(
     response = await client.post("/api/v1/qr", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert "surrogate" in response.json()["error"]["message"]
-    assert await count_codes(database_url) == 0
+    assert await count_rows(database_url) == 0
 
 
 async def test_a_long_unknown_field_name_is_shortened_in_the_answer(client: httpx.AsyncClient) -> None:
     response = await create(client, target_url="https://example.org", **{"x" * 5000: 1})
     assert response.status_code == 422
     assert len(response.text) < 300
-
-
-async def test_if_none_match_star_matches_any_image(client: httpx.AsyncClient) -> None:
-    code = (await create(client, target_url="https://example.org/")).json()
-    response = await client.get(f"/api/v1/qr/{code['id']}/image.png", headers={"if-none-match": "*"})
-    assert response.status_code == 304
-    assert response.headers["etag"]
 
 
 @pytest.mark.parametrize(("length", "kept"), [(128, True), (129, False)])
@@ -340,3 +223,12 @@ async def test_request_ids_are_kept_up_to_128_characters(
     rid = "r" * length
     response = await client.get("/health", headers={"x-request-id": rid})
     assert (response.headers["x-request-id"] == rid) is kept
+
+
+async def test_a_homograph_host_is_stored_as_given_and_shown_in_ascii(client: httpx.AsyncClient) -> None:
+    # "apple.com" spelled with a Cyrillic first letter: readable as given, unmistakable in ASCII.
+    response = await create(client, target_url="https://\u0430pple.com/login")
+    assert response.status_code == 201
+    code = response.json()
+    assert code["target_url"] == "https://\u0430pple.com/login"
+    assert code["target_host_ascii"] == "xn--pple-43d.com"

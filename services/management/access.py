@@ -1,0 +1,159 @@
+"""Who may use the management API: the network rule, and optional bearer tokens on top.
+
+The edge already refuses addresses outside ``ADMIN_ALLOWLIST``; the service checks again, so that
+reaching it around the edge (another container, a mistaken port mapping) opens nothing. With
+``ADMIN_TOKENS_FILE`` set, every admin request also needs ``Authorization: Bearer <token>`` for a
+token listed there by name and SHA-256; the token's name goes into the history, the token nowhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.clients import client_address, in_networks
+from shared.errors import Forbidden, ServiceError, Unauthorized
+from shared.settings import ConfigError, Network
+
+log = logging.getLogger(__name__)
+
+# Answered for anyone: health for the edge and probes; metrics for Prometheus on this port.
+OPEN_PATHS = frozenset({"/health", "/livez", "/metrics"})
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+RELOAD_INTERVAL = 2.0
+
+
+def parse_tokens(text: str, *, source: str = "ADMIN_TOKENS_FILE") -> dict[str, str]:
+    """``name:sha256hex`` lines (``#`` comments and blank lines allowed) -> {digest: name}."""
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, digest = line.partition(":")
+        name, digest = name.strip(), digest.strip().lower()
+        if not _TOKEN_NAME.fullmatch(name) or not _SHA256.fullmatch(digest):
+            raise ConfigError(f"{source} line {number}: expected name:sha256-hex-of-token")
+        if digest in tokens:
+            raise ConfigError(f"{source} line {number}: the same token is listed twice")
+        tokens[digest] = name
+    if not tokens:
+        raise ConfigError(f"{source} lists no tokens: nobody could use the API")
+    return tokens
+
+
+class TokenFile:
+    """The tokens file, read again when it changes (checked at most every two seconds)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self._tokens = parse_tokens(self._read())
+        self._checked = time.monotonic()
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"ADMIN_TOKENS_FILE: cannot read {self.path}: {exc.strerror}") from None
+
+    def _stat(self) -> tuple[float, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_mtime, info.st_size)
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < RELOAD_INTERVAL:
+            return
+        self._checked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return
+        try:
+            self._tokens = parse_tokens(self._read())
+            self._stamp = stamp
+            log.info("admin tokens reloaded", extra={"tokens": len(self._tokens)})
+        except ConfigError as exc:
+            log.error("admin tokens file not reloaded, keeping the previous tokens: %s", exc)
+
+    def name_of(self, token: str) -> str | None:
+        self._refresh()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for known, name in self._tokens.items():
+            if hmac.compare_digest(known, digest):
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class AccessRules:
+    allowlist: Sequence[Network]
+    trusted_proxies: Sequence[Network]
+    tokens: TokenFile | None = None
+
+
+class AccessControl:
+    """ASGI middleware: refuse with 403 outside the allowlist, 401 without a valid token (when
+    tokens are on); otherwise note the client address and token name in ``scope["state"]``."""
+
+    def __init__(self, app: ASGIApp, rules: AccessRules) -> None:
+        self.app = app
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
+        peer = scope.get("client")
+        address = client_address(
+            peer[0] if peer else None, ",".join(forwarded) if forwarded else None, self.rules.trusted_proxies
+        )
+        if address is None or not in_networks(address, self.rules.allowlist):
+            await send_error(send, Forbidden("this address may not use the management API"))
+            return
+        token_name = None
+        if self.rules.tokens is not None:
+            authorization = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), "")
+            scheme, _, token = authorization.partition(" ")
+            token_name = self.rules.tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
+            if token_name is None:
+                await send_error(
+                    send,
+                    Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)"),
+                    extra_headers=[(b"www-authenticate", b'Bearer realm="qr-management"')],
+                )
+                return
+        state = scope.setdefault("state", {})
+        state["client_address"] = str(address)
+        state["token_name"] = token_name
+        await self.app(scope, receive, send)
+
+
+async def send_error(
+    send: Send, error: ServiceError, *, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(error.to_dict()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

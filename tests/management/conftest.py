@@ -1,0 +1,62 @@
+"""The management service against a real PostgreSQL, through its ASGI app and lifespan."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import zxingcpp
+from asgi_lifespan import LifespanManager
+from PIL import Image
+
+from services.management.app import create_app
+from services.management.settings import ManagementSettings
+
+BASE = "http://qr.test:8080"
+
+
+@pytest.fixture
+def environ(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "PUBLIC_BASE_URL": BASE, "QR_DATA_DIR": str(tmp_path / "images")}
+
+
+@pytest.fixture
+def settings(environ: dict[str, str]) -> ManagementSettings:
+    return ManagementSettings.from_env(environ)
+
+
+async def serve(
+    settings: ManagementSettings, *, client_address: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=(client_address, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as http:
+            yield http
+
+
+@pytest.fixture
+async def client(settings: ManagementSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async for http in serve(settings):
+        yield http
+
+
+async def create(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post("/api/v1/qr", json=body)
+
+
+def decode(png: bytes) -> list[str]:
+    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+
+async def count_rows(database_url: str, table: str = "qr_codes") -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await connection.close()

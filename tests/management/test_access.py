@@ -1,0 +1,150 @@
+"""The management service's own access rules: the allowlist again, and optional bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.management.access import parse_tokens
+from services.management.app import create_app
+from services.management.settings import ManagementSettings
+from shared.settings import ConfigError
+from tests.management.conftest import count_rows, create, serve
+
+pytestmark = pytest.mark.anyio
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def test_an_address_outside_the_allowlist_is_refused_even_around_the_edge(
+    settings: ManagementSettings, database_url: str
+) -> None:
+    async for client in serve(settings, client_address="192.0.2.10"):
+        response = await create(client, target_url="https://example.org/")
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+        assert response.headers["x-request-id"]
+        assert (await client.get("/api/v1/qr")).status_code == 403
+        assert (await client.get("/api/v1/openapi.json")).status_code == 403
+        # Probes and health stay open.
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/livez")).status_code == 200
+    assert await count_rows(database_url) == 0
+
+
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_ALLOWLIST": "203.0.113.0/24"})
+    # From the edge (127.0.0.1, trusted), the forwarded client address decides.
+    async for client in serve(settings):
+        allowed = await client.get("/api/v1/qr", headers={"x-forwarded-for": "203.0.113.7"})
+        assert allowed.status_code == 200
+        forged = await client.get("/api/v1/qr", headers={"x-forwarded-for": "203.0.113.7, 198.51.100.1"})
+        assert forged.status_code == 403  # the rightmost untrusted entry is the client
+        assert (await client.get("/api/v1/qr")).status_code == 403  # the edge itself is not allowlisted
+        assert (await client.get("/api/v1/qr", headers={"x-forwarded-for": "junk"})).status_code == 403
+    # From anyone else, the header is ignored.
+    async for client in serve(settings, client_address="198.51.100.1"):
+        response = await client.get("/api/v1/qr", headers={"x-forwarded-for": "203.0.113.7"})
+        assert response.status_code == 403
+
+
+async def test_history_records_the_client_behind_the_edge(environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_ALLOWLIST": "203.0.113.0/24"})
+    async for client in serve(settings):
+        headers = {"x-forwarded-for": "203.0.113.7"}
+        code = (
+            await client.post("/api/v1/qr", json={"target_url": "https://example.org/"}, headers=headers)
+        ).json()
+        history = (await client.get(f"/api/v1/qr/{code['id']}/history", headers=headers)).json()
+        assert history["items"][0]["client_address"] == "203.0.113.7"
+
+
+async def test_bearer_tokens_when_a_tokens_file_is_set(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(
+        f"# name:sha256 of the token\nci-bot:{digest('s3cret-bot')}\n\nalice:{digest('alice-pw')}\n"
+    )
+    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})
+    async for client in serve(settings):
+        missing = await create(client, target_url="https://example.org/")
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert missing.json()["error"]["code"] == "unauthorized"
+        for header in (
+            "Bearer wrong",
+            "Basic czNjcmV0LWJvdA==",
+            "s3cret-bot",
+            f"Bearer {digest('s3cret-bot')}",
+        ):
+            response = await client.get("/api/v1/qr", headers={"authorization": header})
+            assert response.status_code == 401, header
+        good = {"authorization": "Bearer s3cret-bot"}
+        code = (
+            await client.post("/api/v1/qr", json={"target_url": "https://example.org/"}, headers=good)
+        ).json()
+        history = (await client.get(f"/api/v1/qr/{code['id']}/history", headers=good)).json()
+        assert history["items"][0]["token_name"] == "ci-bot"
+        assert (await client.get("/health")).status_code == 200  # open without a token
+
+        # Adding a token to the file takes effect without a restart.
+        tokens.write_text(tokens.read_text() + f"carol:{digest('carol-pw')}\n")
+        stat = tokens.stat()
+        os.utime(tokens, (stat.st_atime, stat.st_mtime + 5))
+        monkeypatch.setattr("services.management.access.RELOAD_INTERVAL", 0.0)
+        assert (
+            await client.get("/api/v1/qr", headers={"authorization": "Bearer carol-pw"})
+        ).status_code == 200
+
+
+async def test_the_token_never_reaches_the_log(
+    environ: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared import logging as qrlog
+
+    qrlog.configure("INFO")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
+    async for client in serve(ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})):
+        await client.get("/api/v1/qr", headers={"authorization": "Bearer s3cret-bot"})
+        await client.get("/api/v1/qr", headers={"authorization": "Bearer not-the-token"})
+    output = capsys.readouterr().out
+    assert '"path": "/api/v1/qr"' in output
+    assert "s3cret-bot" not in output
+    assert "not-the-token" not in output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "lists no tokens"),
+        ("# only a comment\n", "lists no tokens"),
+        ("alice\n", "line 1"),
+        ("alice:not-a-digest\n", "line 1"),
+        (f"al ice:{'a' * 64}\n", "line 1"),
+        (f"a:{'a' * 64}\nb:{'a' * 64}\n", "twice"),
+    ],
+)
+def test_a_bad_tokens_file_stops_the_service_with_a_message(content: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_tokens(content)
+
+
+def test_a_missing_tokens_file_stops_the_service(environ: dict[str, str], tmp_path: Path) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tmp_path / "absent")})
+    with pytest.raises(ConfigError, match="cannot read"):
+        create_app(settings)
+
+
+async def test_an_unknown_method_names_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/v1/qr/abcdefghjk", json={})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert response.json()["error"]["code"] == "method_not_allowed"

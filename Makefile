@@ -31,6 +31,10 @@ run: $(VENV)/.installed ## run the whole stack in the foreground (Ctrl-C stops i
 test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL and Traefik
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json
+	$(BIN)/python -m tests.bench
+
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

@@ -31,6 +31,11 @@ class ServiceError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer must carry besides the body."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details is not None:
@@ -56,6 +61,14 @@ class NotFound(ServiceError):
 
 class MethodNotAllowed(ServiceError):
     status, code = 405, "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)} if self.allow else {}
 
 
 class Conflict(ServiceError):
@@ -86,6 +99,10 @@ class Unavailable(ServiceError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 _BY_STATUS: dict[int, type[ServiceError]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ssl
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -93,3 +94,32 @@ def test_https_serves_the_same_with_hsts(admin: httpx.Client, running_stack: Run
         assert response.headers["location"] == "https://example.org/tls"
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert tls.get(f"/api/v1/qr/{code['id']}").json()["id"] == code["id"]
+
+
+def test_changes_through_the_api_reach_the_redirect_at_once(
+    admin: httpx.Client, running_stack: RunningStack
+) -> None:
+    code = admin.post("/api/v1/qr", json={"target_url": "https://example.org/before"}).json()
+    path = f"/r/{code['id']}"
+    assert admin.get(path).headers["location"] == "https://example.org/before"  # now cached
+
+    def answer_within_a_second(status: int, location: str | None = None) -> None:
+        deadline = time.monotonic() + 1.0
+        while True:
+            response = admin.get(path)
+            if response.status_code == status and response.headers.get("location") == location:
+                return
+            assert time.monotonic() < deadline, (
+                f"still {response.status_code} {response.headers.get('location')}"
+            )
+            time.sleep(0.02)
+
+    assert (
+        admin.patch(f"/api/v1/qr/{code['id']}", json={"target_url": "https://example.org/after"}).status_code
+        == 200
+    )
+    answer_within_a_second(302, "https://example.org/after")
+    assert admin.patch(f"/api/v1/qr/{code['id']}", json={"enabled": False}).status_code == 200
+    answer_within_a_second(410)
+    assert admin.delete(f"/api/v1/qr/{code['id']}").status_code == 204
+    answer_within_a_second(404)

@@ -1,0 +1,1 @@
+"""``make bench``: measurements beside their baselines, taken in the same run on the same machine."""

@@ -1,0 +1,67 @@
+"""``make bench``: each figure beside its baseline, measured in the same run, printed as a table and
+written to ``bench-results.json``.
+
+It starts its own stack (embedded PostgreSQL in a temporary folder, both services, Traefik) on free
+ports, with the edge's rate limits off so that they do not measure themselves. Nothing here
+asserts a number: a timing assertion is a flaky test, not a benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.bench import management
+from tests.bench.report import Report
+
+
+@contextlib.contextmanager
+def bench_stack() -> Iterator[Any]:
+    from services.ops.settings import StackSettings
+    from services.ops.stack import Stack
+    from tests.conftest import free_port
+
+    with tempfile.TemporaryDirectory(prefix="qr-bench-") as tmp:
+        var_dir = Path(tmp) / "var"
+        names = ("EDGE_HTTP_PORT", "EDGE_HTTPS_PORT", "EDGE_ADMIN_PORT", "REDIRECT_PORT", "MANAGEMENT_PORT")
+        environ = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+        environ.update({name: str(free_port()) for name in names})
+        environ.update(
+            QR_VAR_DIR=str(var_dir),
+            BACKUP_DIR=str(var_dir / "backups"),
+            QR_DATA_DIR=str(var_dir / "qr_data"),
+            LOG_LEVEL="WARNING",
+            RATE_LIMIT_AVERAGE="0",  # 0: no limit (Traefik), so the edge is measured, not its limiter
+            ADMIN_RATE_LIMIT_AVERAGE="0",
+        )
+        stack = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+
+
+def main() -> int:
+    report = Report()
+    started = time.monotonic()
+    with bench_stack() as stack:
+        asyncio.run(management.run(stack, report))
+    report.note(f"total bench time {time.monotonic() - started:.0f} s")
+    print(report.table())
+    Path("bench-results.json").write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    print("written: bench-results.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

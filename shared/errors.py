@@ -9,6 +9,7 @@
     ├── NotFound             404 no such code (or route)
     ├── MethodNotAllowed     405
     ├── Conflict             409 the slug is taken or was ever used
+    ├── MisdirectedRequest   421 a host name the API does not answer to (ADMIN_HOSTS)
     ├── PayloadTooLarge      413
     ├── UnsupportedMediaType 415
     ├── InvalidField         422 a field has a bad value; ``details`` names it
@@ -50,6 +51,10 @@ class BadRequest(ServiceError):
 class Unauthorized(ServiceError):
     status, code = 401, "unauthorized"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="qr-management"'}
+
 
 class Forbidden(ServiceError):
     status, code = 403, "forbidden"
@@ -73,6 +78,10 @@ class MethodNotAllowed(ServiceError):
 
 class Conflict(ServiceError):
     status, code = 409, "conflict"
+
+
+class MisdirectedRequest(ServiceError):
+    status, code = 421, "misdirected_request"
 
 
 class PayloadTooLarge(ServiceError):
@@ -114,6 +123,7 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
         NotFound,
         MethodNotAllowed,
         Conflict,
+        MisdirectedRequest,
         PayloadTooLarge,
         UnsupportedMediaType,
         Unavailable,

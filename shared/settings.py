@@ -7,6 +7,7 @@ readers; nothing reads ``os.environ`` at import time.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -90,6 +91,32 @@ def parse_networks(name: str, raw: str) -> tuple[Network, ...]:
 def read_networks(environ: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
     raw = environ.get(name)
     return parse_networks(name, default if raw is None else raw)
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?"
+)
+
+
+def read_host_names(environ: Mapping[str, str], name: str, default: str) -> frozenset[str]:
+    """Comma-separated host names or IP addresses (no ports); empty or malformed is an error."""
+    raw = environ.get(name)
+    items = [item.strip().lower() for item in (default if raw is None else raw).split(",")]
+    if not any(items):
+        raise ConfigError(f"{name} must list at least one host name")
+    hosts = set()
+    for item in items:
+        bare = item.strip("[]")
+        try:
+            ipaddress.ip_address(bare)
+            hosts.add(bare)
+            continue
+        except ValueError:
+            pass
+        if not _HOST_NAME.fullmatch(item):
+            raise ConfigError(f"{name}: {item!r} is not a host name or IP address (no ports, no schemes)")
+        hosts.add(item.rstrip("."))
+    return frozenset(hosts)
 
 
 def read_base_url(environ: Mapping[str, str], name: str, default: str) -> str:

@@ -137,12 +137,45 @@ def location_bytes(url: str) -> bytes:
 
 
 def _is_loopback(host: str) -> bool:
+    """Whether a browser would connect to this machine for ``host``: loopback names and addresses in
+    every spelling a browser accepts (``127.1``, ``0x7f000001``, ``2130706433``, ``::ffff:127.0.0.1``),
+    and the unspecified address."""
     if host in _LOOPBACK_NAMES:
         return True
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        address = _whatwg_ipv4(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and (address.is_loopback or address.is_unspecified)
+
+
+def _whatwg_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """An IPv4 host as browsers read it: 1 to 4 parts, each decimal, 0x-hex or 0-octal, the last
+    part filling the remaining bytes."""
+    parts = host.removesuffix(".").split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        try:
+            if part.lower().startswith("0x"):
+                numbers.append(int(part[2:] or "0", 16))
+            elif len(part) > 1 and part.startswith("0"):
+                numbers.append(int(part[1:], 8))
+            else:
+                numbers.append(int(part, 10))
+        except ValueError:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
 
 
 def _routed_path(path: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -21,8 +20,9 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.management.errors import error_response
 from shared.clients import client_address, in_networks
-from shared.errors import Forbidden, ServiceError, Unauthorized
+from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
 from shared.settings import ConfigError, Network
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,22 @@ def parse_tokens(text: str, *, source: str = "ADMIN_TOKENS_FILE") -> dict[str, s
         if digest in tokens:
             raise ConfigError(f"{source} line {number}: the same token is listed twice")
         tokens[digest] = name
-    if not tokens:
-        raise ConfigError(f"{source} lists no tokens: nobody could use the API")
     return tokens
 
 
 class TokenFile:
-    """The tokens file, read again when it changes (checked at most every two seconds)."""
+    """The tokens file, read again when it changes (checked at most every two seconds).
+
+    Emptying or deleting the file revokes every token at once; a file that became unreadable as
+    text (a syntax error half-way through an edit) keeps the previous tokens until it is fixed.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stamp = self._stat()
         self._tokens = parse_tokens(self._read())
+        if not self._tokens:
+            raise ConfigError("ADMIN_TOKENS_FILE lists no tokens: nobody could use the API")
         self._checked = time.monotonic()
 
     def _read(self) -> str:
@@ -83,12 +87,17 @@ class TokenFile:
         stamp = self._stat()
         if stamp == self._stamp:
             return
+        if stamp is None:
+            self._tokens, self._stamp = {}, None
+            log.error("admin tokens file is gone: no token is accepted")
+            return
         try:
             self._tokens = parse_tokens(self._read())
-            self._stamp = stamp
-            log.info("admin tokens reloaded", extra={"tokens": len(self._tokens)})
         except ConfigError as exc:
             log.error("admin tokens file not reloaded, keeping the previous tokens: %s", exc)
+            return
+        self._stamp = stamp
+        log.info("admin tokens reloaded", extra={"tokens": len(self._tokens)})
 
     def name_of(self, token: str) -> str | None:
         self._refresh()
@@ -103,12 +112,25 @@ class TokenFile:
 class AccessRules:
     allowlist: Sequence[Network]
     trusted_proxies: Sequence[Network]
+    hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     tokens: TokenFile | None = None
 
 
+def host_name(header: bytes | None) -> str | None:
+    """The name in a ``Host`` header, without its port, lower case (``[::1]`` for IPv6)."""
+    if not header:
+        return None
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
 class AccessControl:
-    """ASGI middleware: refuse with 403 outside the allowlist, 401 without a valid token (when
-    tokens are on); otherwise note the client address and token name in ``scope["state"]``."""
+    """ASGI middleware: refuse with 403 outside the allowlist, with 421 for a host name not in
+    ADMIN_HOSTS (a page that rebinds its DNS name to an allowed address cannot drive the API from an
+    administrator's browser), 401 without a valid token when tokens are on; otherwise note the
+    client address and token name in ``scope["state"]``."""
 
     def __init__(self, app: ASGIApp, rules: AccessRules) -> None:
         self.app = app
@@ -125,7 +147,13 @@ class AccessControl:
             peer[0] if peer else None, ",".join(forwarded) if forwarded else None, self.rules.trusted_proxies
         )
         if address is None or not in_networks(address, self.rules.allowlist):
-            await send_error(send, Forbidden("this address may not use the management API"))
+            await send_error(scope, receive, send, Forbidden("this address may not use the management API"))
+            return
+        host = host_name(next((v for k, v in headers if k == b"host"), None))
+        if host is None or (host not in self.rules.hosts and host.strip("[]") not in self.rules.hosts):
+            await send_error(
+                scope, receive, send, MisdirectedRequest("this host name does not serve the management API")
+            )
             return
         token_name = None
         if self.rules.tokens is not None:
@@ -134,9 +162,10 @@ class AccessControl:
             token_name = self.rules.tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
             if token_name is None:
                 await send_error(
+                    scope,
+                    receive,
                     send,
                     Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)"),
-                    extra_headers=[(b"www-authenticate", b'Bearer realm="qr-management"')],
                 )
                 return
         state = scope.setdefault("state", {})
@@ -145,15 +174,5 @@ class AccessControl:
         await self.app(scope, receive, send)
 
 
-async def send_error(
-    send: Send, error: ServiceError, *, extra_headers: Sequence[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps(error.to_dict()).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
-        *extra_headers,
-    ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def send_error(scope: Scope, receive: Receive, send: Send, error: ServiceError) -> None:
+    await error_response(error)(scope, receive, send)

@@ -15,13 +15,20 @@ import anyio.to_thread
 import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from services.management import codes
 from services.management.fields import parse_changes, parse_new_code
-from services.management.images import ImageOptions, RenderRefused, parse_options, render_png
+from services.management.images import (
+    IMAGE_PARAMETERS,
+    ImageOptions,
+    RenderRefused,
+    parse_options,
+    render_png,
+)
 from services.management.openapi import OPENAPI
+from services.management.params import Params
 from services.management.settings import ManagementSettings
 from services.management.storage import ImageStore, LocalImageStore
 from shared.database import sqlalchemy_url
@@ -36,7 +43,6 @@ from shared.errors import (
 from shared.ids import is_well_formed
 from shared.logging import request_id
 from shared.singleflight import SingleFlight
-from shared.urls import has_control_characters
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +141,13 @@ class ManagementApi:
         return JSONResponse(resource, status_code=201, headers={"Location": f"/api/v1/qr/{resource['id']}"})
 
     async def list_codes(self, request: Request) -> JSONResponse:
-        params = _single_params(request, allowed=("limit", "cursor", "q", "tag", "enabled"))
+        params = Params(request.query_params, allowed=("limit", "cursor", "q", "tag", "enabled"))
         filters = codes.Filters(
-            q=_text_param(params, "q", maximum=200),
-            tag=_text_param(params, "tag", maximum=40),
-            enabled=_bool_param(params, "enabled"),
+            q=params.text("q", maximum=200),
+            tag=params.text("tag", maximum=40),
+            enabled=params.boolean("enabled"),
         )
-        limit = _int_param(params, "limit", default=50, minimum=1, maximum=500)
+        limit = params.integer("limit", default=50, minimum=1, maximum=500)
         async with self.database() as conn:
             items, next_cursor = await codes.list_codes(
                 conn, filters, limit=limit, cursor=params.get("cursor")
@@ -171,20 +177,26 @@ class ManagementApi:
 
     async def history(self, request: Request) -> JSONResponse:
         code_id = _code_id(request)
-        params = _single_params(request, allowed=("limit", "cursor"))
-        limit = _int_param(params, "limit", default=100, minimum=1, maximum=500)
+        params = Params(request.query_params, allowed=("limit", "cursor"))
+        limit = params.integer("limit", default=100, minimum=1, maximum=500)
         async with self.database() as conn:
             items, next_cursor = await codes.code_history(
                 conn, code_id, limit=limit, cursor=params.get("cursor")
             )
         return JSONResponse({"items": items, "next_cursor": next_cursor})
 
+    async def scans(self, request: Request) -> JSONResponse:
+        code_id = _code_id(request)
+        Params(request.query_params, allowed=())
+        async with self.database() as conn:
+            return JSONResponse(await codes.scan_totals(conn, code_id))
+
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)
 
     async def get_png(self, request: Request) -> Response:
         code_id = _code_id(request)
-        options = parse_options(_query_lists(request))
+        options = parse_options(Params(request.query_params, allowed=IMAGE_PARAMETERS))
         async with self.database() as conn:
             short_url = await codes.get_short_url(conn, code_id)
         key = options.cache_key(short_url, "png")
@@ -225,50 +237,6 @@ def _code_id(request: Request) -> str:
     return code_id
 
 
-def _query_lists(request: Request) -> dict[str, list[str]]:
-    params = request.query_params
-    return {name: params.getlist(name) for name in params}
-
-
-def _single_params(request: Request, *, allowed: tuple[str, ...]) -> dict[str, str]:
-    """Query parameters, each known and given once; anything else is named in a 422."""
-    params = {}
-    for name, values in _query_lists(request).items():
-        if name not in allowed:
-            raise InvalidField(ascii(name[:40])[1:-1], f"is not a parameter here ({', '.join(allowed)})")
-        if len(values) != 1:
-            raise InvalidField(name, "must be given once")
-        params[name] = values[0]
-    return params
-
-
-def _int_param(params: dict[str, str], name: str, *, default: int, minimum: int, maximum: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and minimum <= int(raw) <= maximum):
-        raise InvalidField(name, f"must be a whole number from {minimum} to {maximum}")
-    return int(raw)
-
-
-def _bool_param(params: dict[str, str], name: str) -> bool | None:
-    raw = params.get(name)
-    if raw is None:
-        return None
-    if raw not in ("true", "false"):
-        raise InvalidField(name, "must be true or false")
-    return raw == "true"
-
-
-def _text_param(params: dict[str, str], name: str, *, maximum: int) -> str | None:
-    raw = params.get(name)
-    if raw is None:
-        return None
-    if not raw or len(raw) > maximum or has_control_characters(raw):
-        raise InvalidField(name, f"must be 1 to {maximum} printable characters")
-    return raw
-
-
 def _actor(request: Request) -> codes.Actor:
     state = request.scope.get("state", {})
     return codes.Actor(
@@ -298,11 +266,15 @@ async def read_json_object(request: Request, *, max_bytes: int, patch: bool = Fa
         raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to read the answer; the access line still shows what happened.
+        raise BadRequest("the client went away before sending the whole body") from None
     try:
         body = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

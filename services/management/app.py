@@ -8,46 +8,20 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
 from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
+from services.management.errors import EXCEPTION_HANDLERS
 from services.management.middleware import RequestContext
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
-from shared.errors import MethodNotAllowed, ServiceError, for_status
-from shared.logging import request_id
+from shared.errors import MethodNotAllowed
 
 log = logging.getLogger(__name__)
-
-
-def error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
-
-
-async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return error_response(exc)
-
-
-async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    response = error_response(for_status(exc.status_code, exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)  # Allow on a 405, for one
-    return response
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    rid = request_id.get() or "unknown"
-    return JSONResponse(
-        {"error": {"code": "internal_error", "message": f"internal error; the server log has request {rid}"}},
-        status_code=500,
-    )
 
 
 def create_app(settings: ManagementSettings) -> RequestContext:
@@ -70,23 +44,21 @@ def create_app(settings: ManagementSettings) -> RequestContext:
             "/api/v1/qr/{code_id}", by_method(GET=api.get_code, PATCH=api.update_code, DELETE=api.delete_code)
         ),
         Route("/api/v1/qr/{code_id}/history", by_method(GET=api.history)),
+        Route("/api/v1/qr/{code_id}/scans", by_method(GET=api.scans)),
         Route("/api/v1/qr/{code_id}/image.png", by_method(GET=api.get_png)),
         Route("/health", by_method(GET=api.health)),
         Route("/livez", by_method(GET=api.livez)),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            ServiceError: _on_service_error,
-            HTTPException: _on_http_exception,
-            Exception: _on_unexpected,
-        },
-    )
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.
+    app.router.redirect_slashes = False
     app.state.api = api
     tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
     rules = AccessRules(
-        allowlist=settings.admin_allowlist, trusted_proxies=settings.trusted_proxies, tokens=tokens
+        allowlist=settings.admin_allowlist,
+        trusted_proxies=settings.trusted_proxies,
+        hosts=settings.admin_hosts,
+        tokens=tokens,
     )
     return RequestContext(AccessControl(app, rules))
 

@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management.fields import WRITABLE, NewCode
-from services.management.models import SEARCH_EXPRESSION, qr_code_changes, qr_codes, scans
+from services.management.models import SEARCH_EXPRESSION, qr_code_changes, qr_codes, scan_counts
 from shared import ids
-from shared.errors import Conflict, InvalidField, NotFound, ServiceError
+from shared.errors import Conflict, InvalidField, NotFound, Unavailable
 from shared.urls import ascii_host
 
 # With ~49.5 bits per id a collision is rare; several in a row mean something else is wrong.
@@ -43,13 +43,13 @@ _RESOURCE_COLUMNS = (
     qr_codes.c.created_at,
     qr_codes.c.updated_at,
 )
-_SCAN_COUNT = (
-    select(func.count())
-    .select_from(scans)
-    .where(scans.c.code_id == qr_codes.c.id)
-    .scalar_subquery()
-    .label("scan_count")
-)
+_SCAN_COUNT = func.coalesce(
+    select(scan_counts.c.total).where(scan_counts.c.code_id == qr_codes.c.id).scalar_subquery(), 0
+).label("scan_count")
+# Held by every create until it commits, and created_at read from the clock while holding it: codes
+# then commit in created_at order, so a listing walking (created_at, id) can never step past a code
+# that becomes visible a moment later. Creates are serialised; they are not the hot path.
+CREATE_LOCK = 7_265_031_002
 _LIVE = qr_codes.c.deleted_at.is_(None)
 
 
@@ -136,6 +136,9 @@ async def create_code(
     """
     values = {name: getattr(new, name) for name in WRITABLE}
     values["tags"] = list(new.tags)
+    await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
+    now = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
+    values.update(created_at=now, updated_at=now)
     for _ in range(MAX_ID_ATTEMPTS):
         code_id = new.slug or ids.new_id()
         statement = (
@@ -146,12 +149,12 @@ async def create_code(
         )
         row = (await conn.execute(statement)).first()
         if row is not None:
-            changes = {name: {"old": None, "new": _json_value(value)} for name, value in values.items()}
+            changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
             await _record(conn, code_id, "create", changes, actor)
             return to_resource(row)
         if new.slug is not None:
             raise Conflict(f"the id '{new.slug}' is taken or was used before", details={"field": "slug"})
-    raise ServiceError("could not find a free id; try again")
+    raise Unavailable("could not find a free id; try again", retry_after=1)
 
 
 async def get_code(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
@@ -218,12 +221,17 @@ async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> N
 # -- pages -------------------------------------------------------------------------------------
 
 
+MAX_CURSOR = 512
+
+
 def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps([_json_value(k) for k in key]).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
     """The key a previous page ended with; :class:`InvalidField` for anything that is not one."""
+    if len(cursor) > MAX_CURSOR:
+        raise InvalidField("cursor", "is not a cursor from a previous page")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
@@ -253,16 +261,34 @@ async def list_codes(
     if cursor is not None:
         created_at, code_id = decode_cursor(cursor, 2)
         try:
-            after = (datetime.fromisoformat(created_at), str(code_id))
-        except (TypeError, ValueError):
-            raise InvalidField("cursor", "is not a cursor from a previous page") from None
-        statement = statement.where(tuple_(qr_codes.c.created_at, qr_codes.c.id) > after)
+            moment = datetime.fromisoformat(created_at)
+            after = moment.astimezone(UTC) if moment.tzinfo is not None else None
+        except (TypeError, ValueError, OverflowError):
+            after = None
+        if after is None or not isinstance(code_id, str) or not ids.is_well_formed(code_id):
+            raise InvalidField("cursor", "is not a cursor from a previous page")
+        statement = statement.where(tuple_(qr_codes.c.created_at, qr_codes.c.id) > (after, code_id))
     rows = (
         await conn.execute(statement.order_by(qr_codes.c.created_at, qr_codes.c.id).limit(limit + 1))
     ).all()
     items = [to_resource(row) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return items, next_cursor
+
+
+async def scan_totals(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
+    """Scans recorded for the code (deleted codes keep theirs), people and bots apart."""
+    row = (
+        await conn.execute(
+            select(qr_codes.c.id, scan_counts.c.total, scan_counts.c.bots)
+            .select_from(qr_codes.outerjoin(scan_counts, scan_counts.c.code_id == qr_codes.c.id))
+            .where(qr_codes.c.id == code_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
+    total, bots = row.total or 0, row.bots or 0
+    return {"code_id": code_id, "total": total, "people": total - bots, "bots": bots}
 
 
 async def code_history(
@@ -275,7 +301,7 @@ async def code_history(
     statement = select(qr_code_changes).where(qr_code_changes.c.code_id == code_id)
     if cursor is not None:
         (before,) = decode_cursor(cursor, 1)
-        if isinstance(before, bool) or not isinstance(before, int):
+        if isinstance(before, bool) or not isinstance(before, int) or not 0 < before < 2**63:
             raise InvalidField("cursor", "is not a cursor from a previous page")
         statement = statement.where(qr_code_changes.c.id < before)
     rows = (await conn.execute(statement.order_by(qr_code_changes.c.id.desc()).limit(limit + 1))).all()

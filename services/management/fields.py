@@ -65,14 +65,18 @@ def parse_new_code(body: Mapping[str, Any], *, own_hosts: frozenset[str]) -> New
     _check_names(body, (*WRITABLE, "slug"))
     if "target_url" not in body:
         raise InvalidField("target_url", "is required")
-    values = parse_changes({k: v for k, v in body.items() if k != "slug"}, own_hosts=own_hosts)
+    values = _parse_values({k: v for k, v in body.items() if k != "slug"}, own_hosts)
     defaults = {f.name: f.default for f in fields(NewCode) if f.name in WRITABLE}
     return NewCode(slug=parse_slug(body.get("slug")), **{**defaults, **values})
 
 
 def parse_changes(body: Mapping[str, Any], *, own_hosts: frozenset[str]) -> dict[str, Any]:
-    """The validated values of a PATCH body (or of a create body without its slug)."""
+    """The validated values of a PATCH body."""
     _check_names(body, WRITABLE)
+    return _parse_values(body, own_hosts)
+
+
+def _parse_values(body: Mapping[str, Any], own_hosts: frozenset[str]) -> dict[str, Any]:
     parsers: dict[str, Callable[[object], Any]] = {
         "target_url": lambda v: validate_target_url(v, own=own_hosts),
         "title": parse_title,
@@ -99,13 +103,18 @@ def parse_slug(value: object) -> str | None:
     return value
 
 
+def _unprintable(text: str) -> bool:
+    """Control characters, or line and paragraph separators (which break lines in logs and pages)."""
+    return has_control_characters(text) or "\u2028" in text or "\u2029" in text
+
+
 def parse_title(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidField("title", "must be a string or null")
-    if has_control_characters(value):
-        raise InvalidField("title", "must not contain control characters")
+    if _unprintable(value):
+        raise InvalidField("title", "must not contain control characters or line separators")
     if len(value) > MAX_TITLE:
         raise InvalidField("title", f"must be at most {MAX_TITLE} characters")
     return value
@@ -120,7 +129,7 @@ def parse_tags(value: object) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise InvalidField("tags", "must be a list of strings")
-        if not item.strip() or len(item) > MAX_TAG or has_control_characters(item):
+        if not item.strip() or len(item) > MAX_TAG or _unprintable(item):
             raise InvalidField("tags", f"each tag must be 1 to {MAX_TAG} printable characters")
         if item not in tags:
             tags.append(item)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import qrcode
@@ -18,6 +17,7 @@ import qrcode.constants
 import zxingcpp
 from PIL import Image
 
+from services.management.params import Params
 from shared.errors import InvalidField
 
 # Part of every cache key: bump it when the renderer's output changes for the same options.
@@ -54,34 +54,16 @@ class ImageOptions:
         return hashlib.sha256(material.encode()).hexdigest()
 
 
-def parse_options(params: Mapping[str, list[str]]) -> ImageOptions:
-    """Image options from a query string (name -> all its values), each refusal naming the parameter."""
-    known = {"size", "border", "ecc"}
-    for name, values in params.items():
-        if name not in known:
-            raise InvalidField(name, "is not an image option (size, border, ecc)")
-        if len(values) != 1:
-            raise InvalidField(name, "must be given once")
-    given = {name: values[0] for name, values in params.items()}
-    ecc = given.get("ecc", "M").upper()
-    if ecc not in ECC_LEVELS:
-        raise InvalidField("ecc", "must be one of L, M, Q, H")
+def parse_options(params: Params) -> ImageOptions:
+    """Image options from the query string (``size``, ``border``, ``ecc``)."""
     return ImageOptions(
-        size=_parse_int("size", given.get("size"), DEFAULT_SIZE, MIN_SIZE, MAX_SIZE),
-        border=_parse_int("border", given.get("border"), DEFAULT_BORDER, 0, MAX_BORDER),
-        ecc=ecc,
+        size=params.integer("size", default=DEFAULT_SIZE, minimum=MIN_SIZE, maximum=MAX_SIZE),
+        border=params.integer("border", default=DEFAULT_BORDER, minimum=0, maximum=MAX_BORDER),
+        ecc=params.choice("ecc", tuple(ECC_LEVELS), default="M"),
     )
 
 
-def _parse_int(name: str, raw: str | None, default: int, minimum: int, maximum: int) -> int:
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 6:
-        raise InvalidField(name, f"must be a whole number from {minimum} to {maximum}")
-    value = int(raw)
-    if not minimum <= value <= maximum:
-        raise InvalidField(name, f"must be a whole number from {minimum} to {maximum}")
-    return value
+IMAGE_PARAMETERS = ("size", "border", "ecc")
 
 
 def _new_qr(payload: str, options: ImageOptions) -> qrcode.QRCode:

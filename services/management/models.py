@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -109,4 +110,25 @@ scans = Table(
     Column("bot_reason", Text),
     # Per-code counts and time ranges.
     Index(None, "code_id", "scanned_at"),
+)
+
+# Running totals per code, kept by the redirect service's scan writer in the transaction that writes
+# the scans: a code's scan_count is one row away, however many scans it has.
+scan_counts = Table(
+    "scan_counts",
+    metadata,
+    Column("code_id", String(64), ForeignKey("qr_codes.id"), primary_key=True),
+    Column("total", BigInteger, nullable=False, server_default=text("0")),
+    Column("bots", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# The key of each UTC day's visitor hashes, shared by every redirect process. A day's key is
+# deleted soon after the day ends, so hashes of different days cannot be linked, and no address
+# can be recovered by trying them all against a key that still exists.
+visitor_keys = Table(
+    "visitor_keys",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    CheckConstraint("octet_length(key) = 32", name="key_length"),
 )

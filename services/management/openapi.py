@@ -34,8 +34,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERRORS = {
-    "401": _error("A bearer token is required and was missing or wrong (only with ADMIN_TOKENS_FILE)."),
+    "401": {
+        **_error("A bearer token is required and was missing or wrong (only with ADMIN_TOKENS_FILE)."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
     "403": _error("The client address is outside ADMIN_ALLOWLIST."),
+    "405": {
+        **_error("The method is not allowed on this path."),
+        "headers": {"Allow": {"schema": {"type": "string"}}},
+    },
+    "421": _error("The Host header names a host outside ADMIN_HOSTS."),
     "429": {"description": "Too many requests (from the edge's rate limit)."},
     "503": _error("The database cannot be reached; retry after Retry-After seconds."),
 }
@@ -59,7 +67,7 @@ _PAGE = [
     {
         "name": "cursor",
         "in": "query",
-        "schema": {"type": "string", "maxLength": 512},
+        "schema": {"type": "string", "maxLength": 512, "pattern": "^[A-Za-z0-9_-]+$"},
         "description": "next_cursor of the previous page.",
     },
 ]
@@ -203,6 +211,17 @@ _SCHEMAS: dict[str, Any] = {
             "next_cursor": {"type": "string", "nullable": True},
         },
     },
+    "ScanTotals": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["code_id", "total", "people", "bots"],
+        "properties": {
+            "code_id": {"type": "string"},
+            "total": {"type": "integer", "minimum": 0, "description": "Every recorded scan."},
+            "people": {"type": "integer", "minimum": 0},
+            "bots": {"type": "integer", "minimum": 0, "description": "Crawlers, previews, monitors, tools."},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "database"],
@@ -221,6 +240,7 @@ _CODE_LINKS = {
         ("UpdateCode", "updateCode"),
         ("DeleteCode", "deleteCode"),
         ("CodeImage", "getImagePng"),
+        ("CodeScans", "getScans"),
     )
 }
 
@@ -314,6 +334,14 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("History"), "A page of changes."), **_404, **_422, **_ERRORS},
             },
         },
+        "/api/v1/qr/{code_id}/scans": {
+            "parameters": [_CODE_ID],
+            "get": {
+                "operationId": "getScans",
+                "summary": "Scans recorded for the code, people and bots apart (kept after deletion)",
+                "responses": {"200": _json(_ref("ScanTotals"), "The totals."), **_404, **_422, **_ERRORS},
+            },
+        },
         "/api/v1/qr/{code_id}/image.png": {
             "parameters": [_CODE_ID],
             "get": {
@@ -376,5 +404,41 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
-    "components": {"schemas": _SCHEMAS},
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Only with ADMIN_TOKENS_FILE set; otherwise the allowlist alone.",
+            }
+        },
+    },
+    # Either no authentication (the network allowlist) or a bearer token.
+    "security": [{}, {"bearer": []}],
 }
+
+
+def _with_request_ids(document: dict[str, Any]) -> dict[str, Any]:
+    """Every operation takes an optional X-Request-ID and every answer carries one."""
+    document["components"]["parameters"] = {
+        "RequestId": {
+            "name": "X-Request-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Kept when well formed ([A-Za-z0-9._:-], up to 128), else replaced.",
+        }
+    }
+    header = {"description": "The request's id, as in the server's log.", "schema": {"type": "string"}}
+    for item in document["paths"].values():
+        item.setdefault("parameters", []).append({"$ref": "#/components/parameters/RequestId"})
+        for name, operation in item.items():
+            if name == "parameters":
+                continue
+            for response in operation["responses"].values():
+                response.setdefault("headers", {})["X-Request-ID"] = header
+    return document
+
+
+OPENAPI = _with_request_ids(OPENAPI)

@@ -23,6 +23,7 @@ class ManagementSettings:
     max_body_bytes: int = 64 * 1024
     render_concurrency: int = 2
     admin_tokens_file: Path | None = None
+    admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
@@ -41,6 +42,7 @@ class ManagementSettings:
             max_body_bytes=env.read_int(
                 environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
             ),
+            admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
             admin_tokens_file=Path(tokens)
             if (tokens := env.read_str(environ, "ADMIN_TOKENS_FILE", ""))
             else None,

@@ -36,7 +36,7 @@ async def serve(
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=(client_address, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield http
 
 

@@ -124,8 +124,6 @@ async def test_the_token_never_reaches_the_log(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("", "lists no tokens"),
-        ("# only a comment\n", "lists no tokens"),
         ("alice\n", "line 1"),
         ("alice:not-a-digest\n", "line 1"),
         (f"al ice:{'a' * 64}\n", "line 1"),
@@ -137,10 +135,112 @@ def test_a_bad_tokens_file_stops_the_service_with_a_message(content: str, messag
         parse_tokens(content)
 
 
-def test_a_missing_tokens_file_stops_the_service(environ: dict[str, str], tmp_path: Path) -> None:
-    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tmp_path / "absent")})
-    with pytest.raises(ConfigError, match="cannot read"):
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "cannot read"), ("", "no tokens"), ("# none\n", "no tokens")]
+)
+def test_a_missing_or_empty_tokens_file_stops_the_service(
+    environ: dict[str, str], tmp_path: Path, content: str | None, message: str
+) -> None:
+    tokens = tmp_path / "tokens"
+    if content is not None:
+        tokens.write_text(content)
+    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})
+    with pytest.raises(ConfigError, match=message):
         create_app(settings)
+
+
+@pytest.mark.parametrize("revoke", ["empty", "delete"])
+async def test_emptying_or_deleting_the_tokens_file_revokes_every_token(
+    environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revoke: str
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
+    monkeypatch.setattr("services.management.access.RELOAD_INTERVAL", 0.0)
+    async for client in serve(ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})):
+        good = {"authorization": "Bearer s3cret-bot"}
+        assert (await client.get("/api/v1/qr", headers=good)).status_code == 200
+        if revoke == "empty":
+            tokens.write_text("")
+        else:
+            tokens.unlink()
+        assert (await client.get("/api/v1/qr", headers=good)).status_code == 401
+        # A half-written file (a syntax error) keeps the previous tokens instead.
+        tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
+        os.utime(tokens, (0, 1))
+        assert (await client.get("/api/v1/qr", headers=good)).status_code == 200
+        tokens.write_text("ci-bot:half-writ")
+        assert (await client.get("/api/v1/qr", headers=good)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer",
+        "Bearer ",
+        "bearer s3cret-bot-x",
+        "Bearer s3cret-bot extra",
+        "Bearer s\u00e9cret",
+        "Token s3cret-bot",
+    ],
+)
+async def test_malformed_authorization_is_401_not_a_crash(
+    environ: dict[str, str], tmp_path: Path, authorization: str
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
+    async for client in serve(ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})):
+        response = await client.get("/api/v1/qr", headers={"authorization": authorization.encode("utf-8")})
+        assert response.status_code == 401
+        assert (
+            await client.get("/api/v1/qr", headers={"authorization": "bearer s3cret-bot"})
+        ).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("localhost", 200),
+        ("localhost:8080", 200),
+        ("127.0.0.1:8002", 200),
+        ("LOCALHOST", 200),
+        ("rebound.attacker.example", 421),
+        ("rebound.attacker.example:8080", 421),
+        ("[::1]:8080", 421),  # not in the default ADMIN_HOSTS
+        ("", 421),
+    ],
+)
+async def test_the_host_header_must_name_an_admin_host(
+    client: httpx.AsyncClient, host: str, status: int
+) -> None:
+    response = await client.get("/api/v1/qr", headers={"host": host})
+    assert response.status_code == status
+    if status == 421:
+        assert response.json()["error"]["code"] == "misdirected_request"
+    assert (await client.get("/health", headers={"host": "rebound.attacker.example"})).status_code == 200
+
+
+async def test_admin_hosts_can_name_the_public_host(environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_HOSTS": "qr.example.org, 10.0.0.5"})
+    async for client in serve(settings):
+        assert (await client.get("/api/v1/qr", headers={"host": "qr.example.org"})).status_code == 200
+        assert (await client.get("/api/v1/qr", headers={"host": "localhost"})).status_code == 421
+
+
+@pytest.mark.parametrize("value", ["", " , ", "https://qr.example.org", "qr.example.org:8080", "bad host"])
+def test_bad_admin_hosts_are_refused(environ: dict[str, str], value: str) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_HOSTS"):
+        ManagementSettings.from_env({**environ, "ADMIN_HOSTS": value})
+
+
+async def test_forwarded_for_on_several_header_lines(environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_ALLOWLIST": "203.0.113.0/24"})
+    async for client in serve(settings):
+        headers = [("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "203.0.113.7")]
+        assert (await client.get("/api/v1/qr", headers=headers)).status_code == 200
+        reversed_lines = [("x-forwarded-for", "203.0.113.7"), ("x-forwarded-for", "198.51.100.1")]
+        assert (await client.get("/api/v1/qr", headers=reversed_lines)).status_code == 403
+        with_port = await client.get("/api/v1/qr", headers={"x-forwarded-for": "203.0.113.7:5555"})
+        assert with_port.status_code == 403  # not an address: fail closed
 
 
 async def test_an_unknown_method_names_the_allowed_ones(client: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,7 @@ async def test_without_a_database_requests_get_503_json(tmp_path: Path) -> None:
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             for response in (
                 await client.post("/api/v1/qr", json={"target_url": "https://example.org/"}),
                 await client.get("/api/v1/qr/abcdefghjk"),
@@ -232,3 +233,80 @@ async def test_a_homograph_host_is_stored_as_given_and_shown_in_ascii(client: ht
     code = response.json()
     assert code["target_url"] == "https://\u0430pple.com/login"
     assert code["target_host_ascii"] == "xn--pple-43d.com"
+
+
+async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient, database_url: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"target_url": "https://example.org", "title": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = await client.post("/api/v1/qr", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert await count_rows(database_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"target_url": "https://example.org", "title": "line\u2028break"}, 422),
+        ({"target_url": "https://example.org", "tags": ["a\u2029b"]}, 422),
+        ({"target_url": "https://example.org", "title": "non\u00a0breaking space is fine"}, 201),
+    ],
+)
+async def test_line_separators_are_refused_in_text(
+    client: httpx.AsyncClient, body: dict[str, Any], status: int
+) -> None:
+    assert (await client.post("/api/v1/qr", json=body)).status_code == status
+
+
+async def test_a_huge_number_is_400(client: httpx.AsyncClient) -> None:
+    content = b'{"target_url": "https://example.org", "redirect_status": ' + b"9" * 5000 + b"}"
+    response = await client.post("/api/v1/qr", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+
+
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/qr/", json={"target_url": "https://example.org"}, headers={"host": "localhost"}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert "location" not in response.headers
+
+
+async def test_a_client_that_goes_away_mid_body_is_no_crash(
+    settings: ManagementSettings, database_url: str
+) -> None:
+    app = create_app(settings)
+    sent: list[dict[str, Any]] = []
+    messages = [
+        {"type": "http.request", "body": b'{"target_url": "https://exa', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/qr",
+        "raw_path": b"/api/v1/qr",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8002),
+    }
+    async with LifespanManager(app):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert await count_rows(database_url) == 0

@@ -268,3 +268,101 @@ async def test_every_write_notifies_the_redirect_processes(
         assert received == [code["id"]] * 3
     finally:
         await listener.close()
+
+
+async def test_a_walk_during_concurrent_creates_skips_no_code(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    # Creates commit in created_at order (they serialise on a lock), so a cursor can never step past
+    # a code that becomes visible a moment later: every code older than the last one seen is seen.
+    await make(client, 5)
+    stop = asyncio.Event()
+
+    async def creator() -> None:
+        n = 0
+        while not stop.is_set():
+            await asyncio.gather(
+                *(create(client, target_url=f"https://example.org/c{n}/{k}") for k in range(4))
+            )
+            n += 1
+
+    task = asyncio.create_task(creator())
+    try:
+        seen = await walk(client, limit=2)
+    finally:
+        stop.set()
+        await task
+    assert len(seen) == len(set(seen))
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch("SELECT id FROM qr_codes ORDER BY created_at, id")
+    finally:
+        await connection.close()
+    ordered = [row["id"] for row in rows]
+    last = ordered.index(seen[-1])
+    assert seen == ordered[: last + 1]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzAxOjAwIiwgImEiXQ",  # a time that overflows in UTC
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwWiIsICJcdWQ4MDAiXQ",  # an id with a lone surrogate
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwWiIsICJhXHUwMDAwIl0",  # an id with NUL
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgImFiY2RlZiJd",  # a time without a zone
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwWiIsIDEyM10",  # an id that is a number
+        "x" * 600,
+        "====",
+    ],
+)
+async def test_crafted_list_cursors_are_422(client: httpx.AsyncClient, cursor: str) -> None:
+    response = await client.get(f"/api/v1/qr?cursor={cursor}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"] == {"field": "cursor"}
+
+
+@pytest.mark.parametrize("key", ["[100000000000000000000]", "[-1]", "[0]", "[true]", '["1"]'])
+async def test_crafted_history_cursors_are_422(client: httpx.AsyncClient, key: str) -> None:
+    import base64
+
+    code = (await create(client, target_url="https://example.org/")).json()
+    cursor = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    response = await client.get(f"/api/v1/qr/{code['id']}/history?cursor={cursor}")
+    assert response.status_code == 422, response.text
+
+
+async def test_scan_totals_people_and_bots_apart_kept_after_deletion(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    code = (await create(client, target_url="https://example.org/")).json()
+    assert (await client.get(f"/api/v1/qr/{code['id']}/scans")).json() == {
+        "code_id": code["id"],
+        "total": 0,
+        "people": 0,
+        "bots": 0,
+    }
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO scan_counts (code_id, total, bots) VALUES ($1, 7, 2)", code["id"]
+        )
+    finally:
+        await connection.close()
+    assert (await client.get(f"/api/v1/qr/{code['id']}")).json()["scan_count"] == 7
+    await client.delete(f"/api/v1/qr/{code['id']}")
+    totals = (await client.get(f"/api/v1/qr/{code['id']}/scans")).json()
+    assert totals == {"code_id": code["id"], "total": 7, "people": 5, "bots": 2}
+    assert (await client.get("/api/v1/qr/unknown123/scans")).status_code == 404
+    assert (await client.get(f"/api/v1/qr/{code['id']}/scans?limit=1")).status_code == 422
+
+
+async def test_a_patch_racing_a_delete(client: httpx.AsyncClient) -> None:
+    code = (await create(client, target_url="https://example.org/")).json()
+    url = f"/api/v1/qr/{code['id']}"
+    results = await asyncio.gather(
+        *(client.patch(url, json={"title": f"t{n}"}) for n in range(5)), client.delete(url)
+    )
+    assert {r.status_code for r in results} <= {200, 204, 404}
+    assert results[-1].status_code == 204
+    history = (await client.get(f"{url}/history")).json()["items"]
+    assert history[0]["action"] == "delete"  # nothing changed the code after its deletion

@@ -78,6 +78,15 @@ def test_accepted_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: s
         "http://localhost:8080/x/../r/abc",
         "http://localhost:8080/%72/abc",
         "http://localhost:8080/r",
+        # loopback in every spelling a browser accepts
+        "http://127.1/r/abc",
+        "http://2130706433/r/abc",
+        "http://0x7f000001/r/abc",
+        "http://0177.0.0.1/r/abc",
+        "http://[::ffff:127.0.0.1]/r/abc",
+        "http://0.0.0.0:8080/r/abc",
+        "http://0/r/abc",
+        "http://[::]/r/abc",
         "",
     ],
 )

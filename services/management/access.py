@@ -14,16 +14,15 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.management.errors import error_response
-from shared.clients import client_address, in_networks
+from shared.clients import NetworkSet, client_address
 from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
-from shared.settings import ConfigError, Network
+from shared.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +109,8 @@ class TokenFile:
 
 @dataclass(frozen=True)
 class AccessRules:
-    allowlist: Sequence[Network]
-    trusted_proxies: Sequence[Network]
+    allowlist: NetworkSet
+    trusted_proxies: NetworkSet
     hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     tokens: TokenFile | None = None
 
@@ -146,7 +145,7 @@ class AccessControl:
         address = client_address(
             peer[0] if peer else None, ",".join(forwarded) if forwarded else None, self.rules.trusted_proxies
         )
-        if address is None or not in_networks(address, self.rules.allowlist):
+        if address is None or not self.rules.allowlist.contains_text(address):
             await send_error(scope, receive, send, Forbidden("this address may not use the management API"))
             return
         host = host_name(next((v for k, v in headers if k == b"host"), None))
@@ -169,7 +168,7 @@ class AccessControl:
                 )
                 return
         state = scope.setdefault("state", {})
-        state["client_address"] = str(address)
+        state["client_address"] = address
         state["token_name"] = token_name
         await self.app(scope, receive, send)
 

@@ -19,6 +19,7 @@ from services.management.errors import EXCEPTION_HANDLERS
 from services.management.middleware import RequestContext
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
+from shared.clients import NetworkSet
 from shared.errors import MethodNotAllowed
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ def create_app(settings: ManagementSettings) -> RequestContext:
     app.state.api = api
     tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
     rules = AccessRules(
-        allowlist=settings.admin_allowlist,
-        trusted_proxies=settings.trusted_proxies,
+        allowlist=NetworkSet(settings.admin_allowlist),
+        trusted_proxies=NetworkSet(settings.trusted_proxies),
         hosts=settings.admin_hosts,
         tokens=tokens,
     )

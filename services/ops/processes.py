@@ -93,8 +93,8 @@ def spawn(name: str, args: Sequence[str], *, env: Mapping[str, str]) -> Child:
     return Child(name, process)
 
 
-def wait_ready(child: Child, url: str, *, timeout: float = 60.0) -> None:
-    """Poll ``url`` until it answers 200; fail early if the child exits."""
+def wait_ready(child: Child, url: str, *, timeout: float = 60.0, status: int = 200) -> None:
+    """Poll ``url`` until it answers ``status``; fail early if the child exits."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1.0, verify=False) as client:  # noqa: S501 - our own self-signed edge
         while time.monotonic() < deadline:
@@ -102,7 +102,7 @@ def wait_ready(child: Child, url: str, *, timeout: float = 60.0) -> None:
             if code is not None:
                 raise StartError(f"{child.name} exited with code {code} while starting")
             try:
-                if client.get(url).status_code == 200:
+                if client.get(url).status_code == status:
                     return
             except httpx.HTTPError:
                 pass

@@ -1,4 +1,8 @@
-"""The redirect service's app factory: routes, and the resources its lifespan opens and closes."""
+"""The redirect service's app: ``/r/...`` straight to the hot path, the rest through Starlette.
+
+The lifespan opens, in order: the lookup pool, the scan writer, the change listener; and closes
+them in reverse, so that the scans of the last requests are written before anything goes.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services.redirect import queries
 from services.redirect.cache import LookupCache, Target
 from services.redirect.listener import ChangeListener
 from services.redirect.redirects import RedirectEndpoint
 from services.redirect.resolver import DATABASE_FAULTS, Resolver
+from services.redirect.scans import ScanRecorder
 from services.redirect.settings import RedirectSettings
 from shared import logging as qrlog
 from shared.database import asyncpg_dsn
@@ -46,9 +52,10 @@ class Database:
         self._pool = await asyncpg.create_pool(
             asyncpg_dsn(self._settings.lookup_database_url),
             min_size=0,
-            max_size=8,
+            max_size=self._settings.db_pool_size,
             timeout=self._settings.db_timeout,
             command_timeout=self._settings.db_timeout,
+            reset=queries.keep_session,
         )
         try:
             await queries.ping(self._pool, timeout=self._settings.db_timeout)
@@ -63,56 +70,94 @@ class Database:
         return await queries.lookup_target(self.pool, code_id, timeout=self._settings.db_timeout)
 
 
-def create_app(settings: RedirectSettings) -> Starlette:
-    cache = LookupCache(
-        max_entries=settings.cache_max_entries, ttl=settings.cache_ttl, negative_ttl=settings.negative_ttl
-    )
-    database = Database(settings)
-    resolver = Resolver(cache, database.lookup)
-    listener = ChangeListener(asyncpg_dsn(settings.primary_database_url), cache)
+class RedirectApp:
+    """The ASGI app: short links go to the endpoint before any routing; everything else (health,
+    liveness, the lifespan) to Starlette."""
+
+    def __init__(self, settings: RedirectSettings) -> None:
+        self.settings = settings
+        self.cache = LookupCache(
+            max_entries=settings.cache_max_entries, ttl=settings.cache_ttl, negative_ttl=settings.negative_ttl
+        )
+        self.database = Database(settings)
+        self.resolver = Resolver(self.cache, self.database.lookup)
+        self.recorder = ScanRecorder(
+            asyncpg_dsn(settings.primary_database_url),
+            trusted_proxies=settings.trusted_proxies,
+            flush_interval=settings.scan_flush_interval,
+            max_buffered=settings.scan_buffer_max,
+        )
+        self.listener = ChangeListener(asyncpg_dsn(settings.primary_database_url), self.cache)
+        self.endpoint = RedirectEndpoint(
+            self.cache, self.resolver, self.recorder, access_log=settings.access_log
+        )
+        self.other = Starlette(
+            routes=[
+                Route("/health", self.health, methods=["GET"]),
+                Route("/livez", self.livez, methods=["GET"]),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/r/"):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.other(scope, receive, send)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await database.open()
-        listener.start()
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.database.open()
+        await self.recorder.start()
+        self.listener.start()
         try:
             yield
         finally:
-            await listener.stop()
-            await database.close()
+            await self.recorder.close()
+            await self.listener.stop()
+            await self.database.close()
 
-    async def health(request: Request) -> JSONResponse:
-        body: dict[str, Any] = {"service": "redirect", "cached_ids": len(cache)}
+    async def health(self, request: Request) -> JSONResponse:
+        body: dict[str, Any] = {
+            "service": "redirect",
+            "cached_ids": len(self.cache),
+            "scans": {
+                "buffered": self.recorder.buffered,
+                "written": self.recorder.written,
+                "dropped": self.recorder.dropped,
+                "writer": "ok" if self.recorder.healthy else "failing",
+            },
+        }
         try:
-            await queries.ping(database.pool, timeout=HEALTH_TIMEOUT)
+            await queries.ping(self.database.pool, timeout=HEALTH_TIMEOUT)
             body["database"] = "ok"
         except DATABASE_FAULTS as exc:
             body["database"] = f"unreachable ({type(exc).__name__})"
-        body["listener"] = "ok" if listener.connected.is_set() else "disconnected"
+        body["listener"] = "ok" if self.listener.connected.is_set() else "disconnected"
+        reasons = []
         if body["database"] != "ok":
-            if len(cache) == 0:
+            if len(self.cache) == 0:
                 return JSONResponse({"status": "unavailable", **body}, status_code=503)
-            body["reason"] = "database unreachable: serving cached ids only"
+            reasons.append("database unreachable: serving cached ids only")
         elif body["listener"] != "ok":
-            body["reason"] = "change listener disconnected: changes apply after the cache TTL"
-        return JSONResponse({"status": "degraded" if "reason" in body else "ok", **body})
+            reasons.append("change listener disconnected: changes apply after the cache TTL")
+        if not self.recorder.healthy:
+            reasons.append("scans cannot be written: they wait in memory")
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        return JSONResponse({"status": "degraded" if reasons else "ok", **body})
 
-    async def livez(request: Request) -> JSONResponse:
+    async def livez(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    routes = [
-        Route("/r/{code_id:path}", RedirectEndpoint(resolver)),
-        Route("/health", health, methods=["GET"]),
-        Route("/livez", livez, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.cache = cache
-    app.state.listener = listener
-    return app
+
+def create_app(settings: RedirectSettings) -> RedirectApp:
+    return RedirectApp(settings)
 
 
-def app_from_env() -> Starlette:
-    """Entry point for Granian (``--factory``): settings and logging from the process environment."""
+def app_from_env() -> RedirectApp:
+    """Entry point for Granian (``--factory``) and Hypercorn (``app_from_env()``): settings and
+    logging from the process environment."""
     settings = RedirectSettings.from_env(os.environ)
     qrlog.configure(settings.log_level)
     return create_app(settings)

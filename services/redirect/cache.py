@@ -5,6 +5,8 @@ Semantics:
 - bounded: at most ``max_entries`` ids; the least recently used goes first;
 - every entry expires: found ids after ``ttl``, unknown ids (negative entries, so that scanning
   random ids does not reach the database each time) after the shorter ``negative_ttl``;
+- an expired found id stays (until the bound pushes it out) for :meth:`LookupCache.get_stale`:
+  while the database is unreachable, a printed code keeps working on what was last known;
 - values are immutable (:class:`Target` is a frozen dataclass, :data:`NOT_FOUND` a sentinel), so
   callers share them safely;
 - ``evict``/``clear`` bump an epoch, and :meth:`LookupCache.put` drops a value read from the
@@ -26,12 +28,15 @@ from typing import Final, final
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a code answers: the ``Location`` bytes, its status, and when it stops answering."""
+    """What a code answers: the ``Location`` bytes, its status, when it stops answering, and what
+    it does then (``fallback``: a ``Location`` instead of 410)."""
 
     location: bytes
     status: int
-    enabled: bool
-    expires_at: float | None  # Unix time; None: never
+    enabled: bool = True
+    expires_at: float | None = None  # Unix time; None: never
+    fallback: bytes | None = None
+    forward_query: bool = False
 
     def is_live(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
@@ -75,6 +80,11 @@ class LookupCache:
             return None
         self._entries.move_to_end(key)
         return item[1]
+
+    def get_stale(self, key: str) -> Target | None:
+        """The last known target for ``key``, fresh or not (unknown ids are never served stale)."""
+        item = self._entries.get(key)
+        return item[1] if item is not None and isinstance(item[1], Target) else None
 
     def put(self, key: str, value: Cached, *, epoch: int | None = None) -> None:
         """Store ``value``; with ``epoch``, only if nothing was evicted since it was read."""

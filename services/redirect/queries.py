@@ -12,7 +12,7 @@ from services.redirect.cache import Target
 from shared.urls import location_bytes
 
 LOOKUP_TARGET = """
-SELECT target_url, redirect_status, enabled, expires_at
+SELECT target_url, redirect_status, enabled, expires_at, fallback_url, forward_query
 FROM qr_codes
 WHERE id = $1 AND deleted_at IS NULL
 """
@@ -29,12 +29,21 @@ async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> 
     if row is None:
         return None
     expires_at = row["expires_at"]
+    fallback = row["fallback_url"]
     return Target(
         location=location_bytes(row["target_url"]),
         status=row["redirect_status"],
         enabled=row["enabled"],
         expires_at=None if expires_at is None else expires_at.timestamp(),
+        fallback=None if fallback is None else location_bytes(fallback),
+        forward_query=row["forward_query"],
     )
+
+
+async def keep_session(connection: object) -> None:
+    """Pool ``reset``: nothing to undo. Our statements leave no session state (no SET, LISTEN,
+    cursor or advisory lock), and asyncpg's default reset costs a round trip per released
+    connection, that is per cache miss."""
 
 
 async def ping(pool: asyncpg.Pool, *, timeout: float) -> None:

@@ -1,9 +1,17 @@
-"""From an id to its :class:`Target`: the cache first, then one database query per id at a time."""
+"""From an id to its :class:`Target` when the cache has no fresh answer: one database query per id
+at a time, and the last known answer while the database cannot give one.
+
+While the database is failing, every miss would wait for a connect or query timeout; a short
+breaker spares that: after a failure, misses within ``cooldown`` seconds do not try the database
+but answer at once, from a stale entry when there is one (stale is better than dead for a printed
+code), else with :class:`Unavailable` (503). The first miss after the cooldown tries again.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -21,29 +29,61 @@ DATABASE_FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 
 class Resolver:
-    def __init__(self, cache: LookupCache, fetch: Fetch) -> None:
+    def __init__(
+        self,
+        cache: LookupCache,
+        fetch: Fetch,
+        *,
+        cooldown: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cache = cache
         self._fetch = fetch
         self._flights: SingleFlight[str, Target | None] = SingleFlight()
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failing_until = 0.0
+        self.stale_served = 0
+        self.lookups = 0
+
+    @property
+    def database_failing(self) -> bool:
+        return self._clock() < self._failing_until
 
     async def resolve(self, code_id: str) -> Target | None:
-        """The target of ``code_id``, ``None`` if there is no such code.
-
-        Raises :class:`Unavailable` when the answer is not cached and the database cannot give it:
-        an outage must never look like an unknown id.
-        """
+        """The target of ``code_id``, ``None`` if there is no such code (cache first)."""
         cached = self.cache.get(code_id)
         if cached is not None:
             return cached if isinstance(cached, Target) else None
+        return await self.load(code_id)
+
+    async def load(self, code_id: str) -> Target | None:
+        """The target of an id the cache has no fresh answer for.
+
+        Raises :class:`Unavailable` when the database cannot answer and nothing was ever known of
+        the id: an outage must never look like an unknown id.
+        """
         # Concurrent misses for one id wait for the same query (single flight).
         return await self._flights.run(code_id, functools.partial(self._load, code_id))
 
     async def _load(self, code_id: str) -> Target | None:
+        if self.database_failing:
+            return self._stale_or_unavailable(code_id)
         epoch = self.cache.epoch
+        self.lookups += 1
         try:
             target = await self._fetch(code_id)
         except DATABASE_FAULTS as exc:
             log.warning("lookup failed: %s", type(exc).__name__)
-            raise Unavailable("the database is unavailable") from exc
+            self._failing_until = self._clock() + self.cooldown
+            return self._stale_or_unavailable(code_id)
+        self._failing_until = 0.0
         self.cache.put(code_id, NOT_FOUND if target is None else target, epoch=epoch)
         return target
+
+    def _stale_or_unavailable(self, code_id: str) -> Target:
+        stale = self.cache.get_stale(code_id)
+        if stale is None:
+            raise Unavailable("the database is unavailable")
+        self.stale_served += 1
+        return stale

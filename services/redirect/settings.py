@@ -10,14 +10,20 @@ from shared import settings as env
 
 @dataclass(frozen=True)
 class RedirectSettings:
-    # Lookups may go to a replica or through a restricted role; the change listener must reach the
-    # primary, because that is where NOTIFY is sent.
+    # Lookups may go to a replica or through a restricted role; scan writes and the change
+    # listener must reach the primary, where the scans live and NOTIFY is sent.
     lookup_database_url: str
     primary_database_url: str
+    trusted_proxies: tuple[env.Network, ...] = env.parse_networks("TRUSTED_PROXIES", env.LOOPBACK_NETWORKS)
     cache_max_entries: int = 100_000
     cache_ttl: float = 300.0
     negative_ttl: float = 5.0
     db_timeout: float = 2.0
+    # Lookup connections per worker; a worker also holds up to 2 for scan writes and 1 listener.
+    db_pool_size: int = 16
+    scan_flush_interval: float = 1.0
+    scan_buffer_max: int = 100_000
+    access_log: bool = False
     log_level: str = "INFO"
 
     @classmethod
@@ -29,6 +35,7 @@ class RedirectSettings:
         return cls(
             lookup_database_url=lookups,
             primary_database_url=primary,
+            trusted_proxies=env.read_networks(environ, "TRUSTED_PROXIES", env.LOOPBACK_NETWORKS),
             cache_max_entries=env.read_int(
                 environ, "REDIRECT_CACHE_SIZE", cls.cache_max_entries, minimum=1, maximum=10_000_000
             ),
@@ -38,8 +45,18 @@ class RedirectSettings:
             negative_ttl=env.read_float(
                 environ, "REDIRECT_NEGATIVE_TTL", cls.negative_ttl, minimum=0.1, maximum=3_600
             ),
+            db_pool_size=env.read_int(
+                environ, "REDIRECT_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=500
+            ),
             db_timeout=env.read_float(
                 environ, "REDIRECT_DB_TIMEOUT", cls.db_timeout, minimum=0.05, maximum=60
             ),
+            scan_flush_interval=env.read_float(
+                environ, "SCAN_FLUSH_INTERVAL", cls.scan_flush_interval, minimum=0.05, maximum=60
+            ),
+            scan_buffer_max=env.read_int(
+                environ, "SCAN_BUFFER_MAX", cls.scan_buffer_max, minimum=100, maximum=10_000_000
+            ),
+            access_log=env.read_bool(environ, "REDIRECT_ACCESS_LOG", cls.access_log),
             log_level=env.read_log_level(environ),
         )

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from services.redirect import queries
-from services.redirect.app import create_app
+from services.redirect import queries, scans
+from services.redirect.app import RedirectApp, create_app
 from services.redirect.settings import RedirectSettings
 
 pytestmark = pytest.mark.anyio
@@ -29,10 +29,14 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
+def app(database_url: str) -> RedirectApp:
+    return create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
+
+
+@pytest.fixture
+async def client(app: RedirectApp) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app) as manager:
-        await asyncio.wait_for(app.state.listener.connected.wait(), 5)
+        await asyncio.wait_for(app.listener.connected.wait(), 5)
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
             yield http
@@ -153,7 +157,7 @@ async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -
 
 
 async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
-    for statement in queries.ALL:
+    for statement in (*queries.ALL, *scans.ALL):
         await db.prepare(statement)
 
 
@@ -182,3 +186,133 @@ async def test_without_a_database_unknown_ids_are_503_never_404(
     assert health.json()["status"] == "unavailable"
     assert health.json()["database"].startswith("unreachable")
     assert (await client_without_database.get("/livez")).status_code == 200
+
+
+async def test_a_dead_code_with_a_fallback_redirects_there(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(
+        db, "fallback01", "https://example.org/", enabled=False, fallback_url="https://example.org/sorry"
+    )
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await insert_code(
+        db, "fallback02", "https://example.org/", expires_at=past, fallback_url="https://example.org/over"
+    )
+    for code_id, location in (
+        ("fallback01", "https://example.org/sorry"),
+        ("fallback02", "https://example.org/over"),
+    ):
+        response = await client.get(f"/r/{code_id}")
+        assert response.status_code == 302
+        assert response.headers["location"] == location
+        assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("target", "query", "location"),
+    [
+        ("https://example.org/menu", "utm_source=poster", "https://example.org/menu?utm_source=poster"),
+        (
+            "https://example.org/m?lang=de",
+            "utm_source=poster",
+            "https://example.org/m?lang=de&utm_source=poster",
+        ),
+        ("https://example.org/m?", "a=1", "https://example.org/m?a=1"),
+        ("https://example.org/m#top", "a=1", "https://example.org/m?a=1#top"),
+        ("https://example.org/m", "a=%20b&c=d%0D%0A", "https://example.org/m?a=%20b&c=d%0D%0A"),
+        ("https://example.org/m", "", "https://example.org/m"),
+    ],
+)
+async def test_forward_query_appends_the_scans_query_string(
+    client: httpx.AsyncClient, db: asyncpg.Connection, target: str, query: str, location: str
+) -> None:
+    await insert_code(db, "forward123", target, forward_query=True)
+    response = await client.get(f"/r/forward123?{query}" if query else "/r/forward123")
+    assert response.headers["location"] == location
+
+
+async def test_without_forward_query_the_query_string_is_dropped(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(db, "noforward1", "https://example.org/m")
+    assert (await client.get("/r/noforward1?utm_source=x")).headers["location"] == "https://example.org/m"
+
+
+def test_forwarded_queries_are_made_header_safe() -> None:
+    from services.redirect.redirects import MAX_FORWARDED_QUERY, with_query
+
+    assert with_query(b"https://e.org/", b"a=\xff#b c") == b"https://e.org/?a=%FF%23b%20c"
+    assert with_query(b"https://e.org/", b"x" * (MAX_FORWARDED_QUERY + 1)) == b"https://e.org/"
+
+
+async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    await insert_code(db, "reqid12345", "https://example.org/")
+    for path in ("/r/reqid12345", "/r/unknown123", "/r/a"):
+        kept = await client.get(path, headers={"x-request-id": "scan-42"})
+        assert kept.headers["x-request-id"] == "scan-42"
+        fresh = [(await client.get(path)).headers["x-request-id"] for _ in range(3)]
+        assert len(set(fresh)) == 3
+        replaced = await client.get(path, headers={"x-request-id": "bad id"})
+        assert replaced.headers["x-request-id"] != "bad id"
+
+
+async def scan_rows(db: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT code_id, user_agent, referrer, visitor_hash, is_bot, bot_reason FROM scans ORDER BY id"
+    )
+
+
+async def test_gets_are_recorded_heads_are_not(
+    app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(db, "scanned123", "https://example.org/")
+    phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Mobile/15E148 Safari/604.1"
+    await client.get("/r/scanned123", headers={"user-agent": phone, "referer": "https://poster.example/"})
+    await client.get("/r/scanned123", headers={"user-agent": "WhatsApp/2.23.20.0"})
+    await client.head("/r/scanned123", headers={"user-agent": phone})
+    await client.get("/r/unknown123", headers={"user-agent": phone})  # no redirect, no scan
+    recorder = app.recorder
+    await recorder.flush()
+    rows = await scan_rows(db)
+    assert [(r["code_id"], r["is_bot"], r["bot_reason"]) for r in rows] == [
+        ("scanned123", False, None),
+        ("scanned123", True, "link-preview"),
+    ]
+    assert rows[0]["user_agent"] == phone
+    assert rows[0]["referrer"] == "https://poster.example/"
+    assert len(rows[0]["visitor_hash"]) == 16
+    assert rows[0]["visitor_hash"] != rows[1]["visitor_hash"]
+    totals = await db.fetchrow("SELECT total, bots FROM scan_counts WHERE code_id = 'scanned123'")
+    assert (totals["total"], totals["bots"]) == (2, 1)
+    assert recorder.written == 2
+
+
+async def test_the_visitor_is_the_client_behind_a_trusted_proxy(
+    app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(db, "visitor123", "https://example.org/")
+    agent = {"user-agent": "Mozilla/5.0 (Android 15) Mobile"}
+    # The ASGI client is 127.0.0.1, a trusted proxy: its X-Forwarded-For names the visitor.
+    await client.get("/r/visitor123", headers={**agent, "x-forwarded-for": "203.0.113.7"})
+    await client.get("/r/visitor123", headers={**agent, "x-forwarded-for": "203.0.113.7"})
+    await client.get("/r/visitor123", headers={**agent, "x-forwarded-for": "198.51.100.9"})
+    await app.recorder.flush()
+    hashes = [row["visitor_hash"] for row in await scan_rows(db)]
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert b"203.0.113.7" not in b"".join(hashes)
+    day_keys = await db.fetchval("SELECT count(*) FROM visitor_keys")
+    assert day_keys == 1
+
+
+async def test_hostile_headers_are_stored_safely(
+    app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(db, "hostile123", "https://example.org/")
+    await client.get(
+        "/r/hostile123",
+        headers=[(b"user-agent", b"evil\x00agent \xff\xfe" + b"x" * 5000), (b"referer", b"\x00")],
+    )
+    await app.recorder.flush()
+    (row,) = await scan_rows(db)
+    assert "\x00" not in row["user_agent"]
+    assert len(row["user_agent"]) <= 512

@@ -49,19 +49,68 @@ async def test_unknown_ids_are_remembered_briefly() -> None:
     assert calls == ["nope"]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_a_database_fault_is_unavailable_not_unknown_and_not_cached() -> None:
     failing = True
+    calls = 0
 
     async def fetch(code_id: str) -> Target | None:
+        nonlocal calls
+        calls += 1
         if failing:
             raise ConnectionRefusedError("database down")
         return TARGET
 
-    resolver = Resolver(make_cache(), fetch)
+    clock = Clock()
+    resolver = Resolver(make_cache(), fetch, cooldown=1.0, clock=clock)
     with pytest.raises(Unavailable):
         await resolver.resolve("abc")
     failing = False
+    # Within the cooldown the database is not asked again: the answer comes at once.
+    with pytest.raises(Unavailable):
+        await resolver.resolve("abc")
+    assert calls == 1
+    clock.now += 1.0
     assert await resolver.resolve("abc") == TARGET
+    assert calls == 2
+
+
+async def test_stale_entries_answer_while_the_database_fails() -> None:
+    failing = False
+    calls = 0
+
+    async def fetch(code_id: str) -> Target | None:
+        nonlocal calls
+        calls += 1
+        if failing:
+            raise TimeoutError
+        return TARGET if code_id == "known" else None
+
+    cache_clock, breaker_clock = Clock(), Clock()
+    cache = LookupCache(max_entries=100, ttl=60, negative_ttl=5, clock=cache_clock)
+    resolver = Resolver(cache, fetch, cooldown=2.0, clock=breaker_clock)
+    assert await resolver.resolve("known") == TARGET
+    assert await resolver.resolve("unknown") is None
+    cache_clock.now += 3600  # every entry expired
+    failing = True
+    assert await resolver.resolve("known") == TARGET  # stale, after one failed attempt
+    assert resolver.stale_served == 1
+    assert await resolver.resolve("known") == TARGET  # stale at once: the breaker is open
+    assert calls == 3
+    with pytest.raises(Unavailable):  # a stale "unknown" is no answer
+        await resolver.resolve("unknown")
+    failing = False
+    breaker_clock.now += 2.0
+    assert await resolver.resolve("known") == TARGET
+    assert calls == 4
+    assert cache.get("known") == TARGET  # fresh again
 
 
 async def test_a_caller_going_away_does_not_cancel_the_lookup_for_others() -> None:

@@ -1,0 +1,295 @@
+"""Scan recording: a bounded buffer filled by the request, written in batches in the background.
+
+The request does one thing: append the raw facts (time, id, user agent, referrer, peer address,
+forwarded-for header) to a list. Everything else happens in the writer, off the request: the client
+address behind trusted proxies, the visitor hash, bot classification, and the write itself, one
+``COPY`` plus one upsert of the running totals per batch, in one transaction.
+
+Guarantees: flushed at least every ``flush_interval`` seconds and at shutdown, so a graceful stop
+loses nothing and a crash at most the last interval. The buffer is bounded: past ``max_buffered``
+scans (the database down for long under load) new scans are dropped, counted and logged, never
+allowed to eat the memory. A failed write is retried with back-off, the batch kept in front.
+
+The visitor hash is a keyed BLAKE2b of (client address, user agent) under the key of the scan's UTC
+day. Every redirect process shares the day's key through the ``visitor_keys`` table, and keys of
+days before yesterday are deleted: hashes can be counted per day but never linked across days, and
+no raw address is stored anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.redirect.bots import classify
+from services.redirect.resolver import DATABASE_FAULTS
+from shared.clients import NetworkSet, client_address
+from shared.settings import Network
+
+log = logging.getLogger(__name__)
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+# (unix time, code id, user agent, referrer, peer address, X-Forwarded-For), as the request saw them.
+RawScan = tuple[float, str, bytes | None, bytes | None, str | None, bytes | None]
+
+COPY_COLUMNS = ("code_id", "scanned_at", "user_agent", "referrer", "visitor_hash", "is_bot", "bot_reason")
+# Rows locked in code-id order by every writer: two processes upserting overlapping codes wait for
+# each other instead of deadlocking.
+UPSERT_COUNTS = """
+INSERT INTO scan_counts (code_id, total, bots)
+SELECT code_id, total, bots FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(code_id, total, bots)
+ORDER BY code_id
+ON CONFLICT (code_id) DO UPDATE
+SET total = scan_counts.total + EXCLUDED.total, bots = scan_counts.bots + EXCLUDED.bots
+"""
+INSERT_DAY_KEY = "INSERT INTO visitor_keys (day, key) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING"
+SELECT_DAY_KEY = "SELECT key FROM visitor_keys WHERE day = $1"
+FORGET_OLD_KEYS = "DELETE FROM visitor_keys WHERE day < $1"
+EXISTING_CODES = "SELECT id FROM qr_codes WHERE id = ANY($1::text[])"
+ALL = (UPSERT_COUNTS, INSERT_DAY_KEY, SELECT_DAY_KEY, FORGET_OLD_KEYS, EXISTING_CODES)
+
+MAX_USER_AGENT = 512
+MAX_REFERRER = 2048
+PREPARE_CHUNK = 250  # records prepared between yields to the event loop (keeps redirects flowing)
+MAX_BACKOFF = 10.0
+
+
+def _text(raw: bytes | None, limit: int) -> str | None:
+    if raw is None:
+        return None
+    # Headers are bytes of any kind; PostgreSQL text holds no NUL.
+    return raw[:limit].decode("utf-8", "replace").replace("\x00", "")
+
+
+class ScanRecorder:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        trusted_proxies: Sequence[Network],
+        flush_interval: float = 1.0,
+        max_buffered: int = 100_000,
+        batch_size: int = 2_000,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._dsn = dsn
+        self._trusted = NetworkSet(trusted_proxies)
+        self.flush_interval = flush_interval
+        self.max_buffered = max_buffered
+        self.batch_size = batch_size
+        self._timeout = timeout
+        self._clock = clock
+        self._buffer: list[RawScan] = []
+        self._pool: asyncpg.Pool | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._keys: dict[date, Any] = {}  # day -> BLAKE2b keyed with the day's key
+        self._classified: dict[str, str | None] = {}
+        self._clients: dict[tuple[str | None, bytes | None], str | None] = {}
+        self.written = 0
+        self.dropped = 0
+        self._dropped_unlogged = 0
+        self.healthy = True  # the last write succeeded
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # -- the request side: as little as possible --------------------------------------------------
+
+    def record(
+        self,
+        code_id: str,
+        user_agent: bytes | None,
+        referrer: bytes | None,
+        peer: str | None,
+        forwarded: bytes | None,
+    ) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffered:
+            self.dropped += 1
+            self._dropped_unlogged += 1
+            return
+        buffer.append((self._clock(), code_id, user_agent, referrer, peer, forwarded))
+        if len(buffer) == self.batch_size:
+            self._wake.set()
+
+    # -- the writer -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=0, max_size=2, timeout=self._timeout, command_timeout=self._timeout
+        )
+        self._task = asyncio.create_task(self._run(), name="qr-scan-writer")
+
+    async def close(self, *, deadline: float = 15.0) -> None:
+        """Stop the writer and flush what is buffered, retrying until ``deadline`` seconds pass."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        give_up = time.monotonic() + deadline
+        while self._buffer and time.monotonic() < give_up:
+            try:
+                await self.flush()
+            except DATABASE_FAULTS as exc:
+                log.warning("final scan flush failed, retrying: %s", type(exc).__name__)
+                await asyncio.sleep(0.5)
+        if self._buffer:
+            self.dropped += len(self._buffer)
+            log.error(
+                "scans lost at shutdown: the database did not take them", extra={"lost": len(self._buffer)}
+            )
+            self._buffer = []
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _run(self) -> None:
+        backoff = self.flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+            self._log_drops()
+            try:
+                await self.flush()
+                backoff = self.flush_interval
+            except DATABASE_FAULTS as exc:
+                log.warning("scan flush failed, will retry: %s", type(exc).__name__)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:
+                log.exception("scan flush failed unexpectedly, will retry")
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _log_drops(self) -> None:
+        if self._dropped_unlogged:
+            log.error(
+                "scan buffer full: scans dropped",
+                extra={"dropped": self._dropped_unlogged, "max_buffered": self.max_buffered},
+            )
+            self._dropped_unlogged = 0
+
+    async def flush(self) -> None:
+        """Write everything buffered now (in batches); on failure put it back in front and raise."""
+        while self._buffer:
+            batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
+            try:
+                await self._write(batch)
+            except BaseException:
+                self._buffer = batch + self._buffer
+                overflow = len(self._buffer) - self.max_buffered
+                if overflow > 0:  # keep the oldest: they are the ones a crash would lose first
+                    del self._buffer[self.max_buffered :]
+                    self.dropped += overflow
+                    self._dropped_unlogged += overflow
+                self.healthy = False
+                raise
+            self.written += len(batch)
+            self.healthy = True
+
+    async def _write(self, batch: list[RawScan]) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire(timeout=self._timeout) as connection:
+            records = await self._prepare(connection, batch)
+            try:
+                await self._insert(connection, records)
+            except asyncpg.ForeignKeyViolationError:
+                # A code gone from qr_codes (a restore of an older backup, say): keep the scans of the
+                # codes that exist, drop the others and say so.
+                existing = {
+                    row["id"] for row in await connection.fetch(EXISTING_CODES, [r[0] for r in records])
+                }
+                kept = [r for r in records if r[0] in existing]
+                lost = len(records) - len(kept)
+                self.dropped += lost
+                log.error("scans of unknown codes dropped", extra={"dropped": lost})
+                await self._insert(connection, kept)
+
+    async def _insert(self, connection: Connection, records: list[tuple[Any, ...]]) -> None:
+        totals: dict[str, list[int]] = {}
+        for record in records:
+            counts = totals.setdefault(record[0], [0, 0])
+            counts[0] += 1
+            counts[1] += record[5]
+        async with connection.transaction():
+            await connection.copy_records_to_table("scans", records=records, columns=COPY_COLUMNS)
+            await connection.execute(
+                UPSERT_COUNTS, list(totals), [c[0] for c in totals.values()], [c[1] for c in totals.values()]
+            )
+
+    async def _prepare(self, connection: Connection, batch: list[RawScan]) -> list[tuple[Any, ...]]:
+        records = []
+        for start in range(0, len(batch), PREPARE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            for moment, code_id, raw_agent, raw_referrer, peer, forwarded in batch[
+                start : start + PREPARE_CHUNK
+            ]:
+                scanned_at = datetime.fromtimestamp(moment, UTC)
+                user_agent = _text(raw_agent, MAX_USER_AGENT)
+                address = self._client(peer, forwarded)
+                day = scanned_at.date()
+                keyed = self._keys.get(day) or await self._day_key(connection, day)
+                hasher = keyed.copy()  # a keyed BLAKE2b, copied: cheaper than keying anew per scan
+                hasher.update(f"{address or ''}\x00{user_agent or ''}".encode())
+                visitor = hasher.digest()
+                reason = self._classify(user_agent)
+                records.append(
+                    (
+                        code_id,
+                        scanned_at,
+                        user_agent,
+                        _text(raw_referrer, MAX_REFERRER),
+                        visitor,
+                        reason is not None,
+                        reason,
+                    )
+                )
+        return records
+
+    def _client(self, peer: str | None, forwarded: bytes | None) -> str | None:
+        # Most scans come through the same proxy from clients seen before: remember the answers.
+        key = (peer, forwarded)
+        try:
+            return self._clients[key]
+        except KeyError:
+            if len(self._clients) >= 50_000:
+                self._clients.clear()
+            address = self._clients[key] = client_address(
+                peer, None if forwarded is None else forwarded.decode("latin-1"), self._trusted
+            )
+            return address
+
+    def _classify(self, user_agent: str | None) -> str | None:
+        key = user_agent or ""
+        try:
+            return self._classified[key]
+        except KeyError:
+            if len(self._classified) >= 10_000:
+                self._classified.clear()
+            reason = self._classified[key] = classify(user_agent)
+            return reason
+
+    async def _day_key(self, connection: Connection, day: date) -> Any:
+        """A BLAKE2b hasher keyed with ``day``'s key, made (and shared with every process through
+        ``visitor_keys``) on first use."""
+        keyed = self._keys.get(day)
+        if keyed is None:
+            await connection.execute(INSERT_DAY_KEY, day, secrets.token_bytes(32))
+            key = await connection.fetchval(SELECT_DAY_KEY, day)
+            # Yesterday's key stays for scans flushed just after midnight; older ones go.
+            await connection.execute(FORGET_OLD_KEYS, day - timedelta(days=1))
+            self._keys = {d: k for d, k in self._keys.items() if d >= day - timedelta(days=1)}
+            keyed = self._keys[day] = hashlib.blake2b(key=key, digest_size=16)
+        return keyed

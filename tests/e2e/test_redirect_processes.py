@@ -1,0 +1,240 @@
+"""Redirect processes (Granian, as deployed) against a real PostgreSQL: several at once following
+changes, a frozen and a stopped database, and a graceful stop that loses no scan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+from asgi_lifespan import LifespanManager
+
+from services.management.app import create_app as create_management
+from services.management.settings import ManagementSettings
+from services.ops import embedded, schema
+from services.ops.processes import Child, spawn, wait_ready
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+GRANIAN = str(Path(sys.executable).parent / "granian")
+
+
+def start_redirect(database_url: str, **env: str) -> tuple[Child, str]:
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    args = [GRANIAN, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--no-ws"]
+    args += ["--log-level", "warning", "--factory", "services.redirect.app:app_from_env"]
+    child = spawn(f"redirect:{port}", args, env=environ)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(child, f"{base}/livez", timeout=30)
+    except Exception:
+        child.stop()
+        raise
+    return child, base
+
+
+@pytest.fixture
+def redirects(database_url: str) -> Iterator[list[str]]:
+    children = [start_redirect(database_url) for _ in range(2)]
+    try:
+        yield [base for _, base in children]
+    finally:
+        for child, _ in children:
+            child.stop()
+
+
+async def follow(bases: list[str], path: str, status: int, location: str | None, within: float) -> float:
+    """Poll every process until all answer as expected; the seconds it took (fails past ``within``)."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=5) as client:
+        while True:
+            answers = [await client.get(f"{base}{path}") for base in bases]
+            if all(a.status_code == status and a.headers.get("location") == location for a in answers):
+                return time.monotonic() - started
+            assert time.monotonic() - started < within, [
+                (a.status_code, a.headers.get("location")) for a in answers
+            ]
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_two_processes_follow_every_change_within_a_second(
+    redirects: list[str], database_url: str, tmp_path: Path
+) -> None:
+    settings = ManagementSettings.from_env({"DATABASE_URL": database_url, "QR_DATA_DIR": str(tmp_path)})
+    management = create_management(settings)
+    async with LifespanManager(management) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as admin:
+            code = (await admin.post("/api/v1/qr", json={"target_url": "https://example.org/one"})).json()
+            path = f"/r/{code['id']}"
+            await follow(redirects, path, 302, "https://example.org/one", within=1.0)  # now cached in both
+
+            await admin.patch(f"/api/v1/qr/{code['id']}", json={"target_url": "https://example.org/two"})
+            await follow(redirects, path, 302, "https://example.org/two", within=1.0)
+            await admin.patch(f"/api/v1/qr/{code['id']}", json={"enabled": False})
+            await follow(redirects, path, 410, None, within=1.0)
+            await admin.patch(f"/api/v1/qr/{code['id']}", json={"enabled": True})
+            await follow(redirects, path, 302, "https://example.org/two", within=1.0)
+
+            # Kill the listeners' connections: the processes reconnect, flush, and follow again.
+            connection = await asyncpg.connect(database_url)
+            try:
+                killed = await connection.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            finally:
+                await connection.close()
+            assert killed == 2
+            await admin.patch(f"/api/v1/qr/{code['id']}", json={"target_url": "https://example.org/three"})
+            await follow(redirects, path, 302, "https://example.org/three", within=5.0)
+
+            await admin.delete(f"/api/v1/qr/{code['id']}")
+            await follow(redirects, path, 404, None, within=1.0)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[embedded.EmbeddedServer]:
+    """A PostgreSQL of this test's own, to freeze and stop without touching anyone else's."""
+    server = embedded.start(tmp_path / "var")
+    schema.upgrade(server.dsn())
+    try:
+        yield server
+    finally:
+        for process in _cluster(server.pid):
+            process.send_signal(signal.SIGCONT)
+        server.release()
+
+
+def _cluster(pid: int) -> list[psutil.Process]:
+    try:
+        postmaster = psutil.Process(pid)
+        return [postmaster, *postmaster.children()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+async def _insert(dsn: str, code_id: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO qr_codes (id, short_url, target_url) "
+            "VALUES ($1::text, 'http://x/r/' || $1::text, $2)",
+            code_id,
+            f"https://example.org/{code_id}",
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.anyio
+async def test_a_frozen_then_stopped_database(own_server: embedded.EmbeddedServer, tmp_path: Path) -> None:
+    dsn = own_server.dsn()
+    await _insert(dsn, "cached1234")
+    child, base = start_redirect(dsn, REDIRECT_DB_TIMEOUT="0.5", REDIRECT_CACHE_TTL="0.2")
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            assert (await client.get("/r/cached1234")).status_code == 302
+            await asyncio.sleep(0.3)  # the entry is stale now: a lookup would go to the database
+
+            # Frozen: every PostgreSQL process stopped where it stands (SIGSTOP).
+            for process in _cluster(own_server.pid):
+                process.send_signal(signal.SIGSTOP)
+            for _ in range(5):
+                started = time.monotonic()
+                cached = await client.get("/r/cached1234")
+                uncached = await client.get("/r/uncached12")
+                assert time.monotonic() - started < 3.0  # nothing hangs
+                assert cached.status_code == 302
+                assert cached.headers["location"] == "https://example.org/cached1234"
+                assert uncached.status_code == 503
+                assert uncached.headers["retry-after"]
+            health = await client.get("/health")
+            assert health.status_code == 200
+            assert health.json()["status"] == "degraded"
+
+            for process in _cluster(own_server.pid):
+                process.send_signal(signal.SIGCONT)
+            await _heals(client, "/r/uncached12", 404)
+
+            # Stopped outright.
+            own_server.stop()
+            await asyncio.sleep(0.3)
+            assert (await client.get("/r/cached1234")).status_code == 302
+            assert (await client.get("/r/another12")).status_code == 503
+
+            restarted = await asyncio.to_thread(embedded.start, tmp_path / "var")
+            await _insert(restarted.dsn(), "another12")
+            await _heals(client, "/r/another12", 302)
+    finally:
+        child.stop()
+
+
+async def _heals(client: httpx.AsyncClient, path: str, status: int) -> None:
+    deadline = time.monotonic() + 15
+    while (await client.get(path)).status_code != status:
+        assert time.monotonic() < deadline, f"{path} did not heal"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.anyio
+async def test_n_gets_then_sigterm_leaves_exactly_n_scans(database_url: str) -> None:
+    await _insert(database_url, "counted123")
+    child, base = start_redirect(database_url, SCAN_FLUSH_INTERVAL="30")  # only the stop can flush them
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            gets = 0
+            for n in range(300):
+                if n % 3 == 0:
+                    assert (await client.head("/r/counted123")).status_code == 302
+                else:
+                    assert (await client.get("/r/counted123")).status_code == 302
+                    gets += 1
+    finally:
+        child.stop()
+    assert child.exited() == 0
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = 'counted123'") == gets
+        assert await connection.fetchval("SELECT total FROM scan_counts WHERE code_id = 'counted123'") == gets
+    finally:
+        await connection.close()
+
+
+@pytest.mark.anyio
+async def test_the_same_app_runs_under_hypercorn(database_url: str) -> None:
+    await _insert(database_url, "hyper12345")
+    port = free_port()
+    environ = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    args = [str(Path(sys.executable).parent / "hypercorn"), "--bind", f"127.0.0.1:{port}"]
+    child = spawn("hypercorn redirect", [*args, "services.redirect.app:app_from_env()"], env=environ)
+    try:
+        wait_ready(child, f"http://127.0.0.1:{port}/livez", timeout=30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            response = await client.get("/r/hyper12345")
+            assert response.status_code == 302
+            assert response.headers["location"] == "https://example.org/hyper12345"
+    finally:
+        child.stop()
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = 'hyper12345'") == 1
+    finally:
+        await connection.close()

@@ -1,0 +1,88 @@
+"""The scan writer against a real PostgreSQL: batches, the bound, failures and shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.redirect.scans import ScanRecorder
+from shared.settings import parse_networks
+
+pytestmark = pytest.mark.anyio
+TRUSTED = parse_networks("TRUSTED_PROXIES", "127.0.0.1/32")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    await connection.execute(
+        "INSERT INTO qr_codes (id, short_url, target_url) VALUES ('scan123abc', 'http://x/r/scan123abc', 'https://e.org/')"
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def test_a_full_buffer_drops_and_counts(database_url: str, db: asyncpg.Connection) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, max_buffered=100, flush_interval=60)
+    await recorder.start()
+    for _ in range(150):
+        recorder.record("scan123abc", b"agent", None, "127.0.0.1", None)
+    assert recorder.buffered == 100
+    assert recorder.dropped == 50
+    await recorder.close()
+    assert await db.fetchval("SELECT count(*) FROM scans") == 100
+    assert recorder.written == 100
+
+
+async def test_a_failed_write_keeps_the_batch_and_close_gives_up_after_its_deadline(tmp_path: Path) -> None:
+    recorder = ScanRecorder(
+        f"postgresql://postgres@/qr?host={tmp_path}", trusted_proxies=TRUSTED, timeout=0.5
+    )
+    await recorder.start()
+    for _ in range(10):
+        recorder.record("scan123abc", None, None, None, None)
+    with pytest.raises(OSError, match="No such file"):  # no socket where the server should be
+        await recorder.flush()
+    assert recorder.buffered == 10
+    assert not recorder.healthy
+    await recorder.close(deadline=1.0)
+    assert recorder.dropped == 10  # counted and logged, never silently lost
+    assert recorder.buffered == 0
+
+
+async def test_batches_are_written_in_the_background_within_the_interval(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    import asyncio
+
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=0.1)
+    await recorder.start()
+    try:
+        for _ in range(25):
+            recorder.record("scan123abc", b"Mozilla/5.0 (iPhone)", None, "203.0.113.9", None)
+        for _ in range(50):
+            if await db.fetchval("SELECT count(*) FROM scans") == 25:
+                break
+            await asyncio.sleep(0.05)
+        assert await db.fetchval("SELECT count(*) FROM scans") == 25
+        assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = 'scan123abc'") == 25
+    finally:
+        await recorder.close()
+
+
+async def test_scans_of_codes_that_vanished_are_dropped_not_blocking(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    recorder.record("scan123abc", None, None, None, None)
+    recorder.record("vanished12", None, None, None, None)  # never existed (a restore of an old backup)
+    await recorder.flush()
+    assert await db.fetchval("SELECT count(*) FROM scans") == 1
+    assert recorder.dropped == 1
+    await recorder.close()

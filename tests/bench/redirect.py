@@ -318,13 +318,7 @@ def _miss_path(dsn: str, base: str, report: Report) -> None:
         ids_file.write("\n".join(ids) + "\n")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(MISS_SCRIPT)
-    lookups_before = asyncio.run(
-        _sql(dsn, "SELECT sum(idx_scan) FROM pg_stat_user_indexes WHERE indexrelname = 'pk_qr_codes'")
-    )
     result = wrk(base, duration=DURATION, script=script.name, env={"IDS_FILE": ids_file.name})
-    lookups = asyncio.run(
-        _sql(dsn, "SELECT sum(idx_scan) FROM pg_stat_user_indexes WHERE indexrelname = 'pk_qr_codes'")
-    )
     report.add(
         "redirect",
         f"cache misses: each of {len(ids):,} codes asked once (first {min(result.requests, len(ids)):,})",
@@ -333,7 +327,6 @@ def _miss_path(dsn: str, base: str, report: Report) -> None:
         p50_ms=result.p50_ms,
         p99_ms=result.p99_ms,
         not_3xx=result.not_3xx,
-        pk_lookups=int(lookups - lookups_before),
     )
     if result.requests > len(ids):
         report.note("the miss run went past the id list: later requests were cache hits")

@@ -1,0 +1,1 @@
+"""``qrctl``: the administrators' command line for the management API (click over httpx)."""

@@ -1,0 +1,409 @@
+"""The qrctl commands: one per management API operation, so that later endpoints slot in as new
+commands without changing what scripts already call."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from services.qrctl import output
+from services.qrctl.config import ConfigProblem, environment, load
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CODE_COLUMNS = ("id", "short_url", "target_url", "enabled", "scan_count", "title")
+CODE_FIELDS = (
+    "id",
+    "short_url",
+    "target_url",
+    "target_host_ascii",
+    "title",
+    "tags",
+    "redirect_status",
+    "enabled",
+    "expires_at",
+    "fallback_url",
+    "forward_query",
+    "scan_count",
+    "created_at",
+    "updated_at",
+)
+HISTORY_COLUMNS = ("changed_at", "action", "fields", "client_address", "token_name", "request_id")
+SCAN_FIELDS = ("code_id", "total", "people", "bots")
+
+
+class Settings:
+    def __init__(
+        self, api_url: str | None, token_file: str | None, timeout: float | None, retries: int, as_json: bool
+    ):
+        self.api_url, self.token_file, self.timeout, self.retries = api_url, token_file, timeout, retries
+        self.as_json = as_json
+
+
+@contextmanager
+def api(ctx: click.Context) -> Iterator[Any]:
+    """The API client for this command; a failure becomes its message on stderr and its exit code."""
+    from services.qrctl.client import Api, Failure  # httpx is imported only when a request is made
+
+    settings: Settings = ctx.obj
+    try:
+        config = load(
+            environment(),
+            api_url=settings.api_url,
+            token_file=settings.token_file,
+            timeout=settings.timeout,
+            retries=settings.retries,
+        )
+    except ConfigProblem as exc:
+        raise click.UsageError(str(exc)) from None
+    client = Api(config)
+    try:
+        yield client
+    except Failure as exc:
+        output.message(f"qrctl: {exc}")
+        ctx.exit(exc.exit_code)
+    finally:
+        client.close()
+
+
+def _print_code(ctx: click.Context, code: dict[str, Any], text: str) -> None:
+    if ctx.obj.as_json:
+        click.echo(text)
+    else:
+        output.one(code, CODE_FIELDS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--api-url",
+    metavar="URL",
+    help="The management API (default: $QR_API_URL, the config file, http://127.0.0.1:8080).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON unchanged instead of a table.")
+@click.option(
+    "--token-file", metavar="FILE", help="A file holding a bearer token (default: $QR_API_TOKEN_FILE)."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(0, 600, min_open=True), help="Seconds to wait for an answer (10)."
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=2,
+    show_default=True,
+    help="Retries of reads (never writes).",
+)
+@click.version_option(package_name="qr-service", prog_name="qrctl")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    api_url: str | None,
+    as_json: bool,
+    token_file: str | None,
+    timeout: float | None,
+    retries: int,
+) -> None:
+    """Manage dynamic QR codes through the management API.
+
+    Output is a table on a terminal and tab-separated rows (no header) in a pipe, so that
+    `cut -f1` gives the ids; --json prints the API's JSON. Messages go to stderr.
+
+    \b
+    Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 refused (401/403),
+                5 conflict, 69 service unavailable or unreachable.
+
+    \b
+    Examples:
+      qrctl create https://example.org/menu --title Menu --tag print
+      qrctl list --tag print --all
+      qrctl image kx7m2qpz4a --size 600 -o menu.png
+      qrctl --api-url https://qr.example.org --token-file ~/.qr-token get kx7m2qpz4a
+    """
+    ctx.obj = Settings(api_url, token_file, timeout, retries, as_json)
+
+
+def _code_options(creating: bool) -> Callable[[F], F]:
+    def decorate(command: F) -> F:
+        options = [
+            click.option("--title", help="A title for people (not shown to scanners)."),
+            click.option("--tag", "tags", multiple=True, help="A tag; repeat for several."),
+            click.option(
+                "--status",
+                "redirect_status",
+                type=click.Choice(["301", "302", "307", "308"]),
+                help="The redirect status (302 unless set; 301/308 are cached by browsers).",
+            ),
+            click.option(
+                "--expires",
+                "expires_at",
+                metavar="TIME",
+                help="When the code stops redirecting, ISO 8601 with a zone (2027-06-01T18:00:00Z).",
+            ),
+            click.option(
+                "--fallback",
+                "fallback_url",
+                metavar="URL",
+                help="Where a disabled or expired code sends people instead of a 410 page.",
+            ),
+            click.option(
+                "--forward-query/--no-forward-query",
+                default=None,
+                help="Append the scan's query string (UTM tags) to the target.",
+            ),
+        ]
+        if not creating:
+            options += [
+                click.option("--target", "target_url", metavar="URL", help="The new destination."),
+                click.option("--clear-tags", is_flag=True, help="Remove every tag."),
+                click.option("--no-title", is_flag=True, help="Remove the title."),
+                click.option("--no-expiry", is_flag=True, help="Never expire."),
+                click.option(
+                    "--no-fallback", is_flag=True, help="Answer 410 again when disabled or expired."
+                ),
+            ]
+        options.append(
+            click.option("--enable/--disable", "enabled", default=None, help="Switch the code on or off.")
+        )
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@main.command()
+@click.argument("target_url")
+@click.option("--slug", help="Your own id (3-64 of A-Z a-z 0-9 _ -) instead of a random one.")
+@_code_options(creating=True)
+@click.pass_context
+def create(
+    ctx: click.Context, /, target_url: str, slug: str | None, tags: tuple[str, ...], **fields: Any
+) -> None:
+    """Create a code pointing at TARGET_URL; print it.
+
+    \b
+    Example:
+      qrctl create https://example.org/menu --slug spring-menu --title "Spring menu" --tag print
+      id=$(qrctl create https://example.org/menu | cut -f1)
+    """
+    body: dict[str, Any] = {"target_url": target_url, **_fields(fields)}
+    if slug is not None:
+        body["slug"] = slug
+    if tags:
+        body["tags"] = list(tags)
+    with api(ctx) as client:
+        code, text = client.json("POST", "/api/v1/qr", json=body)
+        _print_code(ctx, code, text)
+
+
+@main.command("list")
+@click.option("--q", "query", metavar="TEXT", help="Search id, title and target.")
+@click.option("--tag", help="Only codes with this tag.")
+@click.option("--enabled/--disabled", "enabled", default=None, help="Only codes switched on (or off).")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True, help="Codes per page.")
+@click.option("--all", "every_page", is_flag=True, help="Follow the pages to the end.")
+@click.pass_context
+def list_codes(
+    ctx: click.Context, query: str | None, tag: str | None, enabled: bool | None, limit: int, every_page: bool
+) -> None:
+    """List codes, oldest first (one page, or --all of them).
+
+    \b
+    Example:
+      qrctl list --tag print --all | cut -f1,2
+    """
+    params: dict[str, Any] = {"limit": limit}
+    if query is not None:
+        params["q"] = query
+    if tag is not None:
+        params["tag"] = tag
+    if enabled is not None:
+        params["enabled"] = "true" if enabled else "false"
+    items: list[dict[str, Any]] = []
+    with api(ctx) as client:
+        while True:
+            page, text = client.json("GET", "/api/v1/qr", params=params)
+            if not ctx.obj.as_json:
+                output.table(page["items"], CODE_COLUMNS)  # page by page: a long walk shows progress
+            items += page["items"]
+            if not every_page or page["next_cursor"] is None:
+                break
+            params["cursor"] = page["next_cursor"]
+    if ctx.obj.as_json:
+        from services.qrctl.client import dumps
+
+        click.echo(text if not every_page else dumps({"items": items, "next_cursor": None}))
+
+
+@main.command()
+@click.argument("code_id")
+@click.pass_context
+def get(ctx: click.Context, code_id: str) -> None:
+    """Show one code.
+
+    \b
+    Example:
+      qrctl get spring-menu
+    """
+    with api(ctx) as client:
+        code, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}")
+        _print_code(ctx, code, text)
+
+
+@main.command()
+@click.argument("code_id")
+@_code_options(creating=False)
+@click.pass_context
+def update(ctx: click.Context, /, code_id: str, tags: tuple[str, ...], **fields: Any) -> None:
+    """Change a code; every redirect follows within a second. The printed image stays valid.
+
+    \b
+    Example:
+      qrctl update spring-menu --target https://example.org/summer-menu
+      qrctl update spring-menu --disable --fallback https://example.org/closed
+    """
+    changes = _fields(fields)
+    for flag, field in (("no_title", "title"), ("no_expiry", "expires_at"), ("no_fallback", "fallback_url")):
+        if fields.get(flag):
+            if field in changes:
+                raise click.UsageError(f"--{flag.replace('_', '-')} and a new {field} contradict each other")
+            changes[field] = None
+    if fields.get("clear_tags"):
+        if tags:
+            raise click.UsageError("--clear-tags and --tag contradict each other")
+        changes["tags"] = []
+    elif tags:
+        changes["tags"] = list(tags)
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option (see qrctl update --help)")
+    with api(ctx) as client:
+        code, text = client.json("PATCH", f"/api/v1/qr/{_path(code_id)}", json=changes)
+        _print_code(ctx, code, text)
+
+
+@main.command()
+@click.argument("code_id")
+@click.pass_context
+def delete(ctx: click.Context, code_id: str) -> None:
+    """Delete a code: its short link answers 404 from now on and its id is never handed out again.
+    Its scans and history stay.
+
+    \b
+    Example:
+      qrctl delete spring-menu
+    """
+    with api(ctx) as client:
+        client.request("DELETE", f"/api/v1/qr/{_path(code_id)}")
+    output.message(f"deleted {code_id}")
+
+
+@main.command()
+@click.argument("code_id")
+@click.option("--format", "image_format", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+@click.option("--size", type=click.IntRange(64, 4096), help="Pixels (PNG), drawn at whole pixels per module.")
+@click.option("--border", type=click.IntRange(0, 16), help="Quiet-zone modules (4).")
+@click.option(
+    "--ecc", type=click.Choice(["L", "M", "Q", "H"], case_sensitive=False), help="Error correction (M)."
+)
+@click.option(
+    "-o", "--output", "target", required=True, metavar="FILE", help="Where to write it; - for stdout."
+)
+@click.pass_context
+def image(
+    ctx: click.Context,
+    code_id: str,
+    image_format: str,
+    size: int | None,
+    border: int | None,
+    ecc: str | None,
+    target: str,
+) -> None:
+    """Download a code's image; it encodes the short link and is checked by decoding before it is served.
+
+    \b
+    Example:
+      qrctl image spring-menu --size 1200 --ecc Q -o spring-menu.png
+    """
+    params = {k: v for k, v in (("size", size), ("border", border), ("ecc", ecc)) if v is not None}
+    if target == "-" and sys.stdout.isatty():
+        raise click.UsageError("refusing to write an image to a terminal; use -o FILE or a pipe")
+    with api(ctx) as client:
+        response = client.request("GET", f"/api/v1/qr/{_path(code_id)}/image.{image_format}", params=params)
+    if target == "-":
+        sys.stdout.buffer.write(response.content)
+        sys.stdout.buffer.flush()
+    else:
+        Path(target).write_bytes(response.content)
+        output.message(f"wrote {target} ({len(response.content)} bytes)")
+
+
+@main.command()
+@click.argument("code_id")
+@click.pass_context
+def scans(ctx: click.Context, code_id: str) -> None:
+    """Show how often a code was scanned, people and bots apart (deleted codes too).
+
+    \b
+    Example:
+      qrctl scans spring-menu
+    """
+    with api(ctx) as client:
+        totals, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}/scans")
+    if ctx.obj.as_json:
+        click.echo(text)
+    else:
+        output.one(totals, SCAN_FIELDS)
+
+
+@main.command()
+@click.argument("code_id")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+@click.pass_context
+def history(ctx: click.Context, code_id: str, limit: int) -> None:
+    """Show a code's changes, newest first: when, which fields, from where.
+
+    \b
+    Example:
+      qrctl --json history spring-menu | python3 -m json.tool
+    """
+    with api(ctx) as client:
+        page, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}/history", params={"limit": limit})
+    if ctx.obj.as_json:
+        click.echo(text)
+        return
+    from services.qrctl.client import dumps
+
+    for entry in page["items"]:
+        changes = entry["changes"]
+        entry["fields"] = " ".join(f"{name}={dumps(changes[name]['new'])}" for name in sorted(changes))
+    output.table(page["items"], HISTORY_COLUMNS)
+
+
+def _fields(options: dict[str, Any]) -> dict[str, Any]:
+    """The API fields among the command's options, as the API spells them."""
+    fields = {}
+    for name in (
+        "title",
+        "redirect_status",
+        "expires_at",
+        "fallback_url",
+        "forward_query",
+        "enabled",
+        "target_url",
+    ):
+        value = options.get(name)
+        if value is not None:
+            fields[name] = int(value) if name == "redirect_status" else value
+    return fields
+
+
+def _path(code_id: str) -> str:
+    """An id as a path segment: anything that could leave the segment is refused here already."""
+    if not code_id or any(ch in code_id for ch in "/?#%") or not code_id.isprintable():
+        raise click.BadParameter(f"{code_id!r} is not a code id", param_hint="ID")
+    return code_id

@@ -1,0 +1,109 @@
+"""Talking to the management API: request ids, timeouts, retries, and errors as exit codes.
+
+Exit codes (stable, for scripts): 0 ok, 1 other error, 2 usage, 3 not found, 4 refused (401/403),
+5 conflict, 69 service unavailable or unreachable. Only idempotent reads are retried, on a refused or
+reset connection and on 502/503/504, with a short back-off; a write is sent once, so a lost answer
+can never create a code twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from services.qrctl.config import Config
+
+OK, ERROR, USAGE, NOT_FOUND, REFUSED, CONFLICT, UNAVAILABLE = 0, 1, 2, 3, 4, 5, 69
+_EXIT_BY_STATUS = {
+    404: NOT_FOUND,
+    401: REFUSED,
+    403: REFUSED,
+    409: CONFLICT,
+    502: UNAVAILABLE,
+    503: UNAVAILABLE,
+    504: UNAVAILABLE,
+    429: UNAVAILABLE,
+}
+_RETRIED_STATUSES = frozenset({502, 503, 504})
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+
+
+class Failure(Exception):
+    """The request did not succeed; ``exit_code`` says how, the message says what and where."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Api:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        headers = {"User-Agent": "qrctl"}
+        if config.token is not None:
+            headers["Authorization"] = f"Bearer {config.token}"
+        self._client = httpx.Client(base_url=config.api_url, timeout=config.timeout, headers=headers)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response to a request that succeeded (2xx, or 304); :class:`Failure` otherwise."""
+        request_id = uuid.uuid4().hex
+        attempts = 1 + (self.config.retries if method in _IDEMPOTENT else 0)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._client.request(method, path, headers={"X-Request-ID": request_id}, **kwargs)
+            except httpx.TimeoutException:
+                if last:
+                    raise Failure(
+                        f"no answer from {self.config.api_url} within {self.config.timeout:g} s "
+                        f"(request id {request_id})",
+                        UNAVAILABLE,
+                    ) from None
+            except httpx.TransportError as exc:
+                if last:
+                    reason = str(exc) or type(exc).__name__
+                    raise Failure(
+                        f"cannot reach the management API at {self.config.api_url}: {reason}", UNAVAILABLE
+                    ) from None
+            else:
+                if response.status_code < 400 or response.status_code == 304:
+                    return response
+                if last or response.status_code not in _RETRIED_STATUSES:
+                    raise _failure(response, request_id)
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str]:
+        """The decoded body and its text (for ``--json``, which prints the API's JSON unchanged)."""
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json(), response.text
+        except ValueError:
+            raise Failure(
+                f"{self.config.api_url} did not answer JSON (is it the management API?)", ERROR
+            ) from None
+
+
+def _failure(response: httpx.Response, request_id: str) -> Failure:
+    code, message = f"http_{response.status_code}", response.text.strip()[:200] or response.reason_phrase
+    try:
+        error = response.json()["error"]
+        code, message = error["code"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        pass  # the edge's own refusals (403, 429) are plain text
+    served_id = response.headers.get("x-request-id", request_id)
+    return Failure(
+        f"{message} ({code}, HTTP {response.status_code}, request id {served_id})",
+        _EXIT_BY_STATUS.get(response.status_code, ERROR),
+    )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,49 @@
+"""What qrctl prints: a readable table on a terminal, tab-separated rows without decoration when
+stdout is a pipe or a file, and the API's JSON unchanged with ``--json``. Data goes to stdout;
+messages go to stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _cell(value: Any, *, terminal: bool) -> str:
+    if value is None:
+        return "-" if terminal else ""
+    if isinstance(value, bool):
+        return "yes" if value and terminal else "no" if terminal else str(value).lower()
+    if isinstance(value, list):
+        value = ",".join(str(item) for item in value)
+    text = str(value)
+    # One record per line, one field per tab: whatever a title holds must not break the rows.
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def table(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    terminal = sys.stdout.isatty()
+    rows = [[_cell(record.get(column), terminal=terminal) for column in columns] for record in records]
+    if not terminal:
+        for row in rows:
+            print("\t".join(row))
+        return
+    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    print(
+        "  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip()
+    )
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+def one(record: dict[str, Any], fields: Sequence[str]) -> None:
+    if not sys.stdout.isatty():
+        table([record], fields)
+        return
+    width = max(len(field) for field in fields)
+    for field in fields:
+        print(f"{field.ljust(width)}  {_cell(record.get(field), terminal=True)}")
+
+
+def message(text: str) -> None:
+    print(text, file=sys.stderr)

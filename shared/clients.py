@@ -26,11 +26,11 @@ def parse_address(text: str) -> Parsed | None:
     text = text.strip()
     try:
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         pass
     try:
         value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text.removeprefix("[").removesuffix("]")))
-    except OSError:
+    except (OSError, ValueError):
         return None
     if value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, an IPv4 client on a dual-stack socket
         return 4, value ^ _V4_MAPPED_PREFIX

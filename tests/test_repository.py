@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Read by the code, but the platform's, not ours to document.
-PLATFORM_VARIABLES = {"XDG_RUNTIME_DIR"}
+PLATFORM_VARIABLES = {"XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HOME"}
 
 
 def _documented() -> set[str]:

@@ -6,9 +6,11 @@ them in reverse, so that the scans of the last requests are written before anyth
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -113,9 +115,16 @@ class RedirectApp:
         try:
             yield
         finally:
-            await self.recorder.close()
-            await self.listener.stop()
-            await self.database.close()
+            try:
+                await self.listener.stop()
+                # The server stopped accepting; requests still waiting on a lookup will record
+                # their scans: let them finish before the writer's last flush.
+                deadline = time.monotonic() + 5.0
+                while self.endpoint.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - a counter, polled
+                    await asyncio.sleep(0.01)
+                await self.recorder.close()
+            finally:
+                await self.database.close()
 
     async def health(self, request: Request) -> JSONResponse:
         body: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Semantics:
 
-- bounded: at most ``max_entries`` ids; the least recently used goes first;
+- bounded: at most ``max_entries`` found ids and a tenth of that of unknown ids, each store
+  dropping its least recently used first;
 - every entry expires: found ids after ``ttl``, unknown ids (negative entries, so that scanning
   random ids does not reach the database each time) after the shorter ``negative_ttl``;
 - an expired found id stays (until the bound pushes it out) for :meth:`LookupCache.get_stale`:
@@ -64,42 +65,61 @@ class LookupCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_entries = max_entries
+        # Unknown ids have a store of their own, a tenth of the size: a flood of random ids can
+        # push out other unknown ids, never the codes that must keep working in an outage.
+        self.max_missing = max(1, max_entries // 10)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, Cached]] = OrderedDict()
+        self._targets: OrderedDict[str, tuple[float, Target]] = OrderedDict()
+        self._missing: OrderedDict[str, float] = OrderedDict()
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Targets held, fresh or stale (what could still be answered in an outage)."""
+        return len(self._targets)
 
     def get(self, key: str) -> Cached | None:
         """The fresh value for ``key``, or ``None`` on a miss (absent or expired)."""
-        item = self._entries.get(key)
-        if item is None or item[0] <= self._clock():
-            return None
-        self._entries.move_to_end(key)
-        return item[1]
+        item = self._targets.get(key)
+        if item is not None:
+            if item[0] <= self._clock():
+                return None
+            self._targets.move_to_end(key)
+            return item[1]
+        expires = self._missing.get(key)
+        if expires is not None and expires > self._clock():
+            return NOT_FOUND
+        return None
 
     def get_stale(self, key: str) -> Target | None:
         """The last known target for ``key``, fresh or not (unknown ids are never served stale)."""
-        item = self._entries.get(key)
-        return item[1] if item is not None and isinstance(item[1], Target) else None
+        item = self._targets.get(key)
+        return None if item is None else item[1]
 
     def put(self, key: str, value: Cached, *, epoch: int | None = None) -> None:
         """Store ``value``; with ``epoch``, only if nothing was evicted since it was read."""
         if epoch is not None and epoch != self.epoch:
             return
-        ttl = self.negative_ttl if value is NOT_FOUND else self.ttl
-        self._entries[key] = (self._clock() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if isinstance(value, Target):
+            self._missing.pop(key, None)
+            self._targets[key] = (self._clock() + self.ttl, value)
+            self._targets.move_to_end(key)
+            while len(self._targets) > self.max_entries:
+                self._targets.popitem(last=False)
+        else:
+            self._targets.pop(key, None)
+            self._missing[key] = self._clock() + self.negative_ttl
+            self._missing.move_to_end(key)
+            while len(self._missing) > self.max_missing:
+                self._missing.popitem(last=False)
 
     def evict(self, key: str) -> None:
         self.epoch += 1
-        self._entries.pop(key, None)
+        self._targets.pop(key, None)
+        self._missing.pop(key, None)
 
     def clear(self) -> None:
         self.epoch += 1
-        self._entries.clear()
+        self._targets.clear()
+        self._missing.clear()

@@ -19,6 +19,7 @@ from services.redirect.cache import LookupCache
 log = logging.getLogger(__name__)
 
 CHANNEL = "qr_changed"
+APPLICATION_NAME = "qr-redirect-listener"  # how an operator finds these connections in pg_stat_activity
 FLUSH_ALL = "*"
 
 
@@ -65,7 +66,11 @@ class ChangeListener:
         while True:
             connection: asyncpg.Connection | None = None
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self._connect_timeout,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
                 lost = asyncio.Event()
                 connection.add_termination_listener(functools.partial(_set_event, lost))
                 await connection.add_listener(CHANNEL, self._on_notify)

@@ -6,10 +6,14 @@ breaks one fails there rather than in production.
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from services.redirect.cache import Target
 from shared.urls import location_bytes
+
+log = logging.getLogger(__name__)
 
 LOOKUP_TARGET = """
 SELECT target_url, redirect_status, enabled, expires_at, fallback_url, forward_query
@@ -28,8 +32,12 @@ async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> 
         row = await connection.fetchrow(LOOKUP_TARGET, code_id, timeout=timeout)
     if row is None:
         return None
+    if not _web_url(row["target_url"]):
+        # Written around the API (psql, say): never send a browser to javascript: or data:.
+        log.error("stored target is not an http(s) URL: refusing it", extra={"code_id": code_id})
+        return None
     expires_at = row["expires_at"]
-    fallback = row["fallback_url"]
+    fallback = row["fallback_url"] if row["fallback_url"] and _web_url(row["fallback_url"]) else None
     return Target(
         location=location_bytes(row["target_url"]),
         status=row["redirect_status"],
@@ -38,6 +46,10 @@ async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> 
         fallback=None if fallback is None else location_bytes(fallback),
         forward_query=row["forward_query"],
     )
+
+
+def _web_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
 
 
 async def keep_session(connection: object) -> None:

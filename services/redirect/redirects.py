@@ -91,10 +91,15 @@ class RedirectEndpoint:
         self._access_log = access_log
         self._clock = clock
         self.request_ids = RequestIds()
+        self.in_flight = 0  # the lifespan waits for zero before it closes the scan writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter() if self._access_log else 0.0
-        status, request_id = await self._answer(scope, send)
+        self.in_flight += 1
+        try:
+            status, request_id = await self._answer(scope, send)
+        finally:
+            self.in_flight -= 1
         if self._access_log:
             access_log.info(
                 "request",
@@ -144,6 +149,9 @@ class RedirectEndpoint:
             return await self._refuse(scope, send, 410, request_id)
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])
+        if method == "GET":
+            client = scope.get("client")
+            self._recorder.record(code_id, user_agent, referrer, client[0] if client else None, forwarded)
         await send(
             {
                 "type": "http.response.start",
@@ -156,9 +164,6 @@ class RedirectEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": b""})
-        if method == "GET":
-            client = scope.get("client")
-            self._recorder.record(code_id, user_agent, referrer, client[0] if client else None, forwarded)
         return status, request_id
 
     def _destination(self, target: Target) -> tuple[bytes | None, int]:

@@ -39,7 +39,7 @@ class Resolver:
     ) -> None:
         self.cache = cache
         self._fetch = fetch
-        self._flights: SingleFlight[str, Target | None] = SingleFlight()
+        self._flights: SingleFlight[tuple[str, int], Target | None] = SingleFlight()
         self.cooldown = cooldown
         self._clock = clock
         self._failing_until = 0.0
@@ -50,21 +50,16 @@ class Resolver:
     def database_failing(self) -> bool:
         return self._clock() < self._failing_until
 
-    async def resolve(self, code_id: str) -> Target | None:
-        """The target of ``code_id``, ``None`` if there is no such code (cache first)."""
-        cached = self.cache.get(code_id)
-        if cached is not None:
-            return cached if isinstance(cached, Target) else None
-        return await self.load(code_id)
-
     async def load(self, code_id: str) -> Target | None:
         """The target of an id the cache has no fresh answer for.
 
         Raises :class:`Unavailable` when the database cannot answer and nothing was ever known of
         the id: an outage must never look like an unknown id.
         """
-        # Concurrent misses for one id wait for the same query (single flight).
-        return await self._flights.run(code_id, functools.partial(self._load, code_id))
+        # Concurrent misses for one id wait for the same query (single flight), unless a change
+        # notification came in meanwhile: the flight is keyed by the cache's epoch too, so a caller
+        # arriving after an eviction starts a fresh query instead of taking the old answer.
+        return await self._flights.run((code_id, self.cache.epoch), functools.partial(self._load, code_id))
 
     async def _load(self, code_id: str) -> Target | None:
         if self.database_failing:

@@ -31,7 +31,6 @@ from typing import Any
 import asyncpg
 
 from services.redirect.bots import classify
-from services.redirect.resolver import DATABASE_FAULTS
 from shared.clients import NetworkSet, client_address
 from shared.settings import Network
 
@@ -57,6 +56,17 @@ SELECT_DAY_KEY = "SELECT key FROM visitor_keys WHERE day = $1"
 FORGET_OLD_KEYS = "DELETE FROM visitor_keys WHERE day < $1"
 EXISTING_CODES = "SELECT id FROM qr_codes WHERE id = ANY($1::text[])"
 ALL = (UPSERT_COUNTS, INSERT_DAY_KEY, SELECT_DAY_KEY, FORGET_OLD_KEYS, EXISTING_CODES)
+
+# Faults worth retrying: the database away, busy, restarting or shutting down.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
 
 MAX_USER_AGENT = 512
 MAX_REFERRER = 2048
@@ -95,12 +105,14 @@ class ScanRecorder:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._keys: dict[date, Any] = {}  # day -> BLAKE2b keyed with the day's key
-        self._classified: dict[str, str | None] = {}
         self._clients: dict[tuple[str | None, bytes | None], str | None] = {}
         self.written = 0
         self.dropped = 0
         self._dropped_unlogged = 0
         self.healthy = True  # the last write succeeded
+        self._stopping = False
+        self._closed = False
+        self._flush_lock = asyncio.Lock()
 
     @property
     def buffered(self) -> int:
@@ -117,7 +129,7 @@ class ScanRecorder:
         forwarded: bytes | None,
     ) -> None:
         buffer = self._buffer
-        if len(buffer) >= self.max_buffered:
+        if len(buffer) >= self.max_buffered or self._closed:
             self.dropped += 1
             self._dropped_unlogged += 1
             return
@@ -133,31 +145,45 @@ class ScanRecorder:
         )
         self._task = asyncio.create_task(self._run(), name="qr-scan-writer")
 
-    async def close(self, *, deadline: float = 15.0) -> None:
-        """Stop the writer and flush what is buffered, retrying until ``deadline`` seconds pass."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def close(self, *, deadline: float = 10.0) -> None:
+        """Stop the writer and flush what is buffered, retrying until ``deadline`` seconds pass.
+
+        The writer is asked to stop, not cancelled: a cancel landing after the server committed a
+        batch would put that batch back and write it twice.
+        """
         give_up = time.monotonic() + deadline
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=deadline)
+            if not done:  # a write hanging on a frozen database: nothing else left to do
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        self._closed = True  # from now on a scan has nowhere to go: counted as dropped
         while self._buffer and time.monotonic() < give_up:
             try:
-                await self.flush()
-            except DATABASE_FAULTS as exc:
+                async with asyncio.timeout(max(0.1, give_up - time.monotonic())):
+                    await self.flush()
+            except (*TRANSIENT, TimeoutError) as exc:
                 log.warning("final scan flush failed, retrying: %s", type(exc).__name__)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(min(0.5, max(0.0, give_up - time.monotonic())))
         if self._buffer:
             self.dropped += len(self._buffer)
             log.error(
                 "scans lost at shutdown: the database did not take them", extra={"lost": len(self._buffer)}
             )
             self._buffer = []
+        self._log_drops()
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), 2.0)
+            except TimeoutError:
+                self._pool.terminate()
 
     async def _run(self) -> None:
         backoff = self.flush_interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
             self._wake.clear()
@@ -165,36 +191,49 @@ class ScanRecorder:
             try:
                 await self.flush()
                 backoff = self.flush_interval
-            except DATABASE_FAULTS as exc:
+            except TRANSIENT as exc:
                 log.warning("scan flush failed, will retry: %s", type(exc).__name__)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception:
-                log.exception("scan flush failed unexpectedly, will retry")
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _log_drops(self) -> None:
         if self._dropped_unlogged:
             log.error(
-                "scan buffer full: scans dropped",
+                "scans dropped",
                 extra={"dropped": self._dropped_unlogged, "max_buffered": self.max_buffered},
             )
             self._dropped_unlogged = 0
 
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._dropped_unlogged += count
+
     async def flush(self) -> None:
-        """Write everything buffered now (in batches); on failure put it back in front and raise."""
+        """Write everything buffered now, in batches. A transient fault puts the batch back in front
+        and raises; any other failure (a value the database refuses, which would fail forever) drops
+        that batch, counted and logged, and the others go on. One flush at a time: a second caller
+        waits, then writes what is left."""
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
             try:
                 await self._write(batch)
-            except BaseException:
+            except (*TRANSIENT, asyncio.CancelledError):
                 self._buffer = batch + self._buffer
                 overflow = len(self._buffer) - self.max_buffered
                 if overflow > 0:  # keep the oldest: they are the ones a crash would lose first
                     del self._buffer[self.max_buffered :]
-                    self.dropped += overflow
-                    self._dropped_unlogged += overflow
+                    self._drop(overflow)
                 self.healthy = False
                 raise
+            except Exception:
+                log.exception(
+                    "a batch of scans could not be written and was dropped", extra={"dropped": len(batch)}
+                )
+                self._drop(len(batch))
+                continue
             self.written += len(batch)
             self.healthy = True
 
@@ -211,10 +250,9 @@ class ScanRecorder:
                     row["id"] for row in await connection.fetch(EXISTING_CODES, [r[0] for r in records])
                 }
                 kept = [r for r in records if r[0] in existing]
-                lost = len(records) - len(kept)
-                self.dropped += lost
-                log.error("scans of unknown codes dropped", extra={"dropped": lost})
                 await self._insert(connection, kept)
+                self._drop(len(records) - len(kept))
+                log.error("scans of unknown codes dropped", extra={"dropped": len(records) - len(kept)})
 
     async def _insert(self, connection: Connection, records: list[tuple[Any, ...]]) -> None:
         totals: dict[str, list[int]] = {}
@@ -244,7 +282,7 @@ class ScanRecorder:
                 hasher = keyed.copy()  # a keyed BLAKE2b, copied: cheaper than keying anew per scan
                 hasher.update(f"{address or ''}\x00{user_agent or ''}".encode())
                 visitor = hasher.digest()
-                reason = self._classify(user_agent)
+                reason = classify(user_agent)
                 records.append(
                     (
                         code_id,
@@ -270,16 +308,6 @@ class ScanRecorder:
                 peer, None if forwarded is None else forwarded.decode("latin-1"), self._trusted
             )
             return address
-
-    def _classify(self, user_agent: str | None) -> str | None:
-        key = user_agent or ""
-        try:
-            return self._classified[key]
-        except KeyError:
-            if len(self._classified) >= 10_000:
-                self._classified.clear()
-            reason = self._classified[key] = classify(user_agent)
-            return reason
 
     async def _day_key(self, connection: Connection, day: date) -> Any:
         """A BLAKE2b hasher keyed with ``day``'s key, made (and shared with every process through

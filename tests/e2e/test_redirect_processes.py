@@ -98,7 +98,7 @@ async def test_two_processes_follow_every_change_within_a_second(
             try:
                 killed = await connection.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    "WHERE datname = current_database() AND application_name = 'qr-redirect-listener'"
                 )
             finally:
                 await connection.close()
@@ -195,7 +195,8 @@ async def _heals(client: httpx.AsyncClient, path: str, status: int) -> None:
 
 
 @pytest.mark.anyio
-async def test_n_gets_then_sigterm_leaves_exactly_n_scans(database_url: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_n_gets_then_a_stop_signal_leaves_exactly_n_scans(database_url: str, signum: int) -> None:
     await _insert(database_url, "counted123")
     child, base = start_redirect(database_url, SCAN_FLUSH_INTERVAL="30")  # only the stop can flush them
     try:
@@ -207,6 +208,8 @@ async def test_n_gets_then_sigterm_leaves_exactly_n_scans(database_url: str) -> 
                 else:
                     assert (await client.get("/r/counted123")).status_code == 302
                     gets += 1
+        child.process.send_signal(signum)
+        child.process.wait(timeout=30)
     finally:
         child.stop()
     assert child.exited() == 0

@@ -81,6 +81,7 @@ async def test_each_code_answers_with_its_own_status(
         "/r/../api",
         "/r/" + "x" * 65,
         "/r/%00abc",
+        "/r/%C3%A4bcdef",
     ],
 )
 async def test_unknown_and_malformed_ids_are_404(client: httpx.AsyncClient, path: str) -> None:

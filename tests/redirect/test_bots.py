@@ -15,7 +15,20 @@ ANDROID = (
 
 
 @pytest.mark.parametrize(
-    "user_agent", [IPHONE, ANDROID, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0"]
+    "user_agent",
+    [
+        IPHONE,
+        ANDROID,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0",
+        # In-app browsers of apps with their own QR scanners: people, not previews.
+        f"{IPHONE} Line/14.20.0",
+        f"{ANDROID} Snapchat/13.10.0.43 (like Safari/604.1)",
+        f"{IPHONE} [Pinterest/iOS]",
+        f"{ANDROID} Viber/22.8.0.1",
+        f"{IPHONE} Outlook-iOS/4.2445.0",
+        f"{ANDROID} WhatsApp/2.24.1 Mobile",
+        f"{IPHONE} Instagram 340.0.0.22.109",
+    ],
 )
 def test_people(user_agent: str) -> None:
     assert classify(user_agent) is None
@@ -29,6 +42,8 @@ def test_people(user_agent: str) -> None:
         ("   ", "no-user-agent"),
         ("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", "link-preview"),
         ("WhatsApp/2.23.20.0", "link-preview"),
+        ("Mozilla/5.0 (compatible; Pinterestbot/1.0; +http://www.pinterest.com/bot.html)", "link-preview"),
+        ("Snap URL Preview Service; bot; snapchat; https://developers.snap.com/robots", "link-preview"),
         ("TelegramBot (like TwitterBot)", "link-preview"),
         ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "link-preview"),
         ("Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", "link-preview"),

@@ -4,11 +4,22 @@ import asyncio
 
 import pytest
 
-from services.redirect.cache import LookupCache, Target
+from services.redirect.cache import NOT_FOUND, LookupCache, Target
 from services.redirect.resolver import Resolver
 from shared.errors import Unavailable
 
 pytestmark = pytest.mark.anyio
+
+
+async def ask(resolver: Resolver, code_id: str) -> Target | None:
+    """What the endpoint does: the cache inline, the resolver on a miss."""
+    cached = resolver.cache.get(code_id)
+    if isinstance(cached, Target):
+        return cached
+    if cached is NOT_FOUND:
+        return None
+    return await resolver.load(code_id)
+
 
 TARGET = Target(location=b"https://example.org/", status=302, enabled=True, expires_at=None)
 
@@ -27,12 +38,12 @@ async def test_concurrent_misses_for_one_id_make_one_query() -> None:
         return TARGET
 
     resolver = Resolver(make_cache(), fetch)
-    waiters = [asyncio.create_task(resolver.resolve("abc")) for _ in range(100)]
+    waiters = [asyncio.create_task(ask(resolver, "abc")) for _ in range(100)]
     await asyncio.sleep(0.01)
     release.set()
     assert await asyncio.gather(*waiters) == [TARGET] * 100
     assert calls == ["abc"]
-    assert await resolver.resolve("abc") == TARGET  # from the cache now
+    assert await ask(resolver, "abc") == TARGET  # from the cache now
     assert calls == ["abc"]
 
 
@@ -44,8 +55,8 @@ async def test_unknown_ids_are_remembered_briefly() -> None:
         return None
 
     resolver = Resolver(make_cache(), fetch)
-    assert await resolver.resolve("nope") is None
-    assert await resolver.resolve("nope") is None
+    assert await ask(resolver, "nope") is None
+    assert await ask(resolver, "nope") is None
     assert calls == ["nope"]
 
 
@@ -71,14 +82,14 @@ async def test_a_database_fault_is_unavailable_not_unknown_and_not_cached() -> N
     clock = Clock()
     resolver = Resolver(make_cache(), fetch, cooldown=1.0, clock=clock)
     with pytest.raises(Unavailable):
-        await resolver.resolve("abc")
+        await ask(resolver, "abc")
     failing = False
     # Within the cooldown the database is not asked again: the answer comes at once.
     with pytest.raises(Unavailable):
-        await resolver.resolve("abc")
+        await ask(resolver, "abc")
     assert calls == 1
     clock.now += 1.0
-    assert await resolver.resolve("abc") == TARGET
+    assert await ask(resolver, "abc") == TARGET
     assert calls == 2
 
 
@@ -96,19 +107,19 @@ async def test_stale_entries_answer_while_the_database_fails() -> None:
     cache_clock, breaker_clock = Clock(), Clock()
     cache = LookupCache(max_entries=100, ttl=60, negative_ttl=5, clock=cache_clock)
     resolver = Resolver(cache, fetch, cooldown=2.0, clock=breaker_clock)
-    assert await resolver.resolve("known") == TARGET
-    assert await resolver.resolve("unknown") is None
+    assert await ask(resolver, "known") == TARGET
+    assert await ask(resolver, "unknown") is None
     cache_clock.now += 3600  # every entry expired
     failing = True
-    assert await resolver.resolve("known") == TARGET  # stale, after one failed attempt
+    assert await ask(resolver, "known") == TARGET  # stale, after one failed attempt
     assert resolver.stale_served == 1
-    assert await resolver.resolve("known") == TARGET  # stale at once: the breaker is open
+    assert await ask(resolver, "known") == TARGET  # stale at once: the breaker is open
     assert calls == 3
     with pytest.raises(Unavailable):  # a stale "unknown" is no answer
-        await resolver.resolve("unknown")
+        await ask(resolver, "unknown")
     failing = False
     breaker_clock.now += 2.0
-    assert await resolver.resolve("known") == TARGET
+    assert await ask(resolver, "known") == TARGET
     assert calls == 4
     assert cache.get("known") == TARGET  # fresh again
 
@@ -121,11 +132,42 @@ async def test_a_caller_going_away_does_not_cancel_the_lookup_for_others() -> No
         return TARGET
 
     resolver = Resolver(make_cache(), fetch)
-    impatient = asyncio.create_task(resolver.resolve("abc"))
-    patient = asyncio.create_task(resolver.resolve("abc"))
+    impatient = asyncio.create_task(ask(resolver, "abc"))
+    patient = asyncio.create_task(ask(resolver, "abc"))
     await asyncio.sleep(0.01)
     impatient.cancel()
     release.set()
     assert await patient == TARGET
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_change_during_a_lookup_is_not_answered_with_the_old_value() -> None:
+    release = asyncio.Event()
+    answers = iter([TARGET, Target(location=b"https://example.org/new", status=302)])
+
+    async def fetch(code_id: str) -> Target | None:
+        await release.wait()
+        return next(answers)
+
+    resolver = Resolver(make_cache(), fetch)
+    before = asyncio.create_task(ask(resolver, "abc"))
+    await asyncio.sleep(0.01)
+    resolver.cache.evict("abc")  # a change notification while the first lookup runs
+    after = asyncio.create_task(ask(resolver, "abc"))  # must not join the old lookup
+    await asyncio.sleep(0.01)
+    release.set()
+    assert (await before).location == b"https://example.org/"
+    assert (await after).location == b"https://example.org/new"
+
+
+def test_a_flood_of_unknown_ids_cannot_push_out_known_codes() -> None:
+    cache = LookupCache(max_entries=100, ttl=60, negative_ttl=5)
+    for n in range(100):
+        cache.put(f"code{n}", TARGET)
+    for n in range(10_000):
+        cache.put(f"random{n}", NOT_FOUND)
+    assert len(cache) == 100
+    assert all(cache.get(f"code{n}") == TARGET for n in range(100))
+    assert cache.get("random9999") is NOT_FOUND
+    assert cache.get("random0") is None  # the unknown ids' own bound (a tenth) pushed that out

@@ -86,3 +86,58 @@ async def test_scans_of_codes_that_vanished_are_dropped_not_blocking(
     assert await db.fetchval("SELECT count(*) FROM scans") == 1
     assert recorder.dropped == 1
     await recorder.close()
+
+
+async def test_the_day_key_rotates_at_midnight_utc_and_old_keys_are_deleted(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    from datetime import UTC, datetime
+
+    now = [datetime(2026, 11, 26, 23, 59, 59, tzinfo=UTC).timestamp()]
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60, clock=lambda: now[0])
+    await recorder.start()
+    try:
+        agent = b"Mozilla/5.0 (iPhone)"
+        recorder.record("scan123abc", agent, None, "203.0.113.9", None)
+        recorder.record("scan123abc", agent, None, "203.0.113.9", None)
+        await recorder.flush()
+        now[0] += 2  # 00:00:01 the next day
+        recorder.record("scan123abc", agent, None, "203.0.113.9", None)
+        await recorder.flush()
+        hashes = [r["visitor_hash"] for r in await db.fetch("SELECT visitor_hash FROM scans ORDER BY id")]
+        assert hashes[0] == hashes[1] != hashes[2]  # one visitor per day, unlinkable across days
+        assert await db.fetchval("SELECT count(*) FROM visitor_keys") == 2
+        now[0] += 2 * 86400  # two days on: the keys of the days before yesterday go
+        recorder.record("scan123abc", agent, None, "203.0.113.9", None)
+        await recorder.flush()
+        days = [r["day"].isoformat() for r in await db.fetch("SELECT day FROM visitor_keys ORDER BY day")]
+        assert days == ["2026-11-29"]
+    finally:
+        await recorder.close()
+
+
+async def test_a_batch_the_database_refuses_is_dropped_and_the_rest_go_on(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60, batch_size=2)
+    await recorder.start()
+    try:
+        recorder.record("x" * 70, None, None, None, None)  # longer than any id: the database refuses it
+        recorder.record("scan123abc", None, None, None, None)
+        recorder.record("scan123abc", None, None, None, None)
+        recorder.record("scan123abc", None, None, None, None)
+        await recorder.flush()
+        assert await db.fetchval("SELECT count(*) FROM scans") == 2  # the second batch
+        assert recorder.dropped == 2  # the whole first batch, counted
+        assert recorder.buffered == 0
+    finally:
+        await recorder.close()
+
+
+async def test_a_scan_after_close_is_counted_as_dropped(database_url: str) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED)
+    await recorder.start()
+    await recorder.close()
+    recorder.record("scan123abc", None, None, None, None)
+    assert recorder.dropped == 1
+    assert recorder.buffered == 0

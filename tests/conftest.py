@@ -93,3 +93,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, no process may still run from this session's folders: every test stops
+    what it starts, by pid. Anything found is stopped here and reported as an error."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    leftovers = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if base in cmdline and process.pid != os.getpid():
+            leftovers.append(f"{process.pid}: {cmdline[:200]}")
+            process.kill()
+    assert leftovers == [], f"processes left running by the tests: {leftovers}"

@@ -54,8 +54,11 @@ class EmbeddedServer:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}"
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit), by pid."""
-        signal_and_wait(self.pid, signal.SIGINT, timeout) or signal_and_wait(self.pid, signal.SIGKILL, 5.0)
+        """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit), by pid: the pid of the
+        server running on this data folder now (it may have been restarted since this handle was made)."""
+        current = running(self.pgdata, ready=False)
+        pid = current.pid if current is not None else self.pid
+        signal_and_wait(pid, signal.SIGINT, timeout) or signal_and_wait(pid, signal.SIGKILL, 5.0)
         (self.pgdata.parent / OWNER_FILE).unlink(missing_ok=True)
 
     def release(self, *, heir: int | None = None) -> None:

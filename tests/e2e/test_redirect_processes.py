@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 GRANIAN = str(Path(sys.executable).parent / "granian")
 
 
-def start_redirect(database_url: str, **env: str) -> tuple[Child, str]:
+def start_redirect(database_url: str, *, workers: int = 1, **env: str) -> tuple[Child, str]:
     port = free_port()
     environ = {
         **os.environ,
@@ -38,6 +38,7 @@ def start_redirect(database_url: str, **env: str) -> tuple[Child, str]:
         **env,
     }
     args = [GRANIAN, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--no-ws"]
+    args += ["--workers", str(workers)]
     args += ["--log-level", "warning", "--factory", "services.redirect.app:app_from_env"]
     child = spawn(f"redirect:{port}", args, env=environ)
     base = f"http://127.0.0.1:{port}"
@@ -121,6 +122,7 @@ def own_server(tmp_path: Path) -> Iterator[embedded.EmbeddedServer]:
         for process in _cluster(server.pid):
             process.send_signal(signal.SIGCONT)
         server.release()
+        assert embedded.running(server.pgdata, ready=False) is None  # nothing left behind
 
 
 def _cluster(pid: int) -> list[psutil.Process]:
@@ -181,6 +183,7 @@ async def test_a_frozen_then_stopped_database(own_server: embedded.EmbeddedServe
             assert (await client.get("/r/another12")).status_code == 503
 
             restarted = await asyncio.to_thread(embedded.start, tmp_path / "var")
+            assert restarted.pid != own_server.pid  # the fixture's release stops this one too
             await _insert(restarted.dsn(), "another12")
             await _heals(client, "/r/another12", 302)
     finally:
@@ -241,3 +244,37 @@ async def test_the_same_app_runs_under_hypercorn(database_url: str) -> None:
         assert await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = 'hyper12345'") == 1
     finally:
         await connection.close()
+
+
+@pytest.mark.anyio
+async def test_several_workers_give_one_coherent_view_of_the_metrics(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.metrics_checks import parse, value
+
+    await _insert(database_url, "workers123")
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    child, base = start_redirect(database_url, workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            for _ in range(200):
+                assert (await client.get("/r/workers123")).status_code == 302
+            await asyncio.sleep(1.5)  # every worker publishes within a second
+            views = []
+            for _ in range(6):  # each scrape reaches one worker or the other
+                async with httpx.AsyncClient(
+                    base_url=base, timeout=10
+                ) as fresh:  # a new connection each time
+                    samples = parse((await fresh.get("/metrics")).text)
+                views.append(
+                    (
+                        value(samples, "qr_redirect_outcomes_total", outcome="hit")
+                        + value(samples, "qr_redirect_outcomes_total", outcome="miss"),
+                        value(samples, "qr_redirect_workers"),
+                    )
+                )
+    finally:
+        child.stop()
+    assert views == [(200.0, 2.0)] * 6
+    assert len(list(metrics_dir.glob("counter_*.db"))) >= 2  # both workers wrote

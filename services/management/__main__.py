@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from services.management.app import create_app
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
+from shared.metrics import ensure_multiprocess_dir
 from shared.settings import ConfigError
 
 
@@ -37,6 +38,7 @@ async def _serve(app: ASGIApp, settings: ManagementSettings) -> None:
 def main() -> None:
     try:
         settings = ManagementSettings.from_env(os.environ)
+        ensure_multiprocess_dir()
         app = create_app(settings)
     except ConfigError as exc:
         raise SystemExit(f"management service: {exc}") from None

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from services.management.images import (
     parse_options,
     render_png,
 )
+from services.management.metrics import ManagementMetrics
 from services.management.openapi import OPENAPI
 from services.management.params import Params
 from services.management.settings import ManagementSettings
@@ -42,6 +44,7 @@ from shared.errors import (
 )
 from shared.ids import is_well_formed
 from shared.logging import request_id
+from shared.metrics import exposition
 from shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,9 @@ class Images:
     At most ``concurrency`` renders run at once, and one key is never rendered twice at the same time.
     """
 
-    def __init__(self, store: ImageStore, *, concurrency: int) -> None:
+    def __init__(self, store: ImageStore, *, concurrency: int, metrics: ManagementMetrics) -> None:
         self.store = store
+        self._metrics = metrics
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._flights: SingleFlight[str, bytes] = SingleFlight()
 
@@ -80,16 +84,30 @@ class Images:
 
     def _fetch_or_render_sync(self, key: str, payload: str, options: ImageOptions) -> bytes:
         data = self.store.get(key)
-        if data is None:
+        if data is not None:
+            self._metrics.image_store_hits.inc()
+            return data
+        started = time.perf_counter()
+        try:
             data = render_png(payload, options)
-            self.store.put(key, data)
+        except RenderRefused:
+            self._metrics.renders.labels("png", "refused").inc()
+            self._metrics.decode_failures.inc()
+            raise
+        self._metrics.renders.labels("png", "ok").inc()
+        self._metrics.render_duration.labels("png").observe(time.perf_counter() - started)
+        log.info("rendered", extra={"format": "png", "bytes": len(data)})  # under the request's id
+        self.store.put(key, data)
         return data
 
 
 class ManagementApi:
-    def __init__(self, settings: ManagementSettings) -> None:
+    def __init__(self, settings: ManagementSettings, metrics: ManagementMetrics) -> None:
         self.settings = settings
-        self.images = Images(LocalImageStore(settings.qr_data_dir), concurrency=settings.render_concurrency)
+        self.metrics = metrics
+        self.images = Images(
+            LocalImageStore(settings.qr_data_dir), concurrency=settings.render_concurrency, metrics=metrics
+        )
         self._engine: AsyncEngine | None = None
 
     @property
@@ -137,6 +155,7 @@ class ManagementApi:
             resource = await codes.create_code(
                 conn, new, public_base_url=self.settings.public_base_url, actor=_actor(request)
             )
+        self.metrics.code_changes.labels("create").inc()
         log.info("code created", extra={"code_id": resource["id"]})
         return JSONResponse(resource, status_code=201, headers={"Location": f"/api/v1/qr/{resource['id']}"})
 
@@ -165,6 +184,7 @@ class ManagementApi:
         changes = parse_changes(body, own_hosts=self.settings.own_hosts)
         async with self.database(write=True) as conn:
             resource = await codes.update_code(conn, code_id, changes, actor=_actor(request))
+        self.metrics.code_changes.labels("update").inc()
         log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
         return JSONResponse(resource)
 
@@ -172,6 +192,7 @@ class ManagementApi:
         code_id = _code_id(request)
         async with self.database(write=True) as conn:
             await codes.delete_code(conn, code_id, actor=_actor(request))
+        self.metrics.code_changes.labels("delete").inc()
         log.info("code deleted", extra={"code_id": code_id})
         return Response(status_code=204)
 
@@ -228,6 +249,11 @@ class ManagementApi:
 
     async def livez(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    async def scrape(self, request: Request) -> Response:
+        await anyio.to_thread.run_sync(self.metrics.observe_backups, self.settings.backup_dir)
+        body, content_type = exposition(self.metrics.registry)
+        return Response(body, media_type=content_type)
 
 
 def _code_id(request: Request) -> str:

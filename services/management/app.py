@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,19 +17,22 @@ from starlette.types import Receive, Scope, Send
 from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
 from services.management.errors import EXCEPTION_HANDLERS
+from services.management.metrics import ManagementMetrics
 from services.management.middleware import RequestContext
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
 from shared.clients import NetworkSet
 from shared.errors import MethodNotAllowed
+from shared.metrics import ensure_multiprocess_dir
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ManagementSettings) -> RequestContext:
+def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | None = None) -> RequestContext:
     """The app, wrapped in the request context and the access rules; :class:`ConfigError` when the
     tokens file cannot be used."""
-    api = ManagementApi(settings)
+    metrics = ManagementMetrics(registry or CollectorRegistry())
+    api = ManagementApi(settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,6 +53,7 @@ def create_app(settings: ManagementSettings) -> RequestContext:
         Route("/api/v1/qr/{code_id}/image.png", by_method(GET=api.get_png)),
         Route("/health", by_method(GET=api.health)),
         Route("/livez", by_method(GET=api.livez)),
+        Route("/metrics", by_method(GET=api.scrape)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.
@@ -61,7 +66,7 @@ def create_app(settings: ManagementSettings) -> RequestContext:
         hosts=settings.admin_hosts,
         tokens=tokens,
     )
-    return RequestContext(AccessControl(app, rules))
+    return RequestContext(AccessControl(app, rules), metrics.http)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -91,4 +96,5 @@ class by_method:
 def app_from_env() -> RequestContext:
     settings = ManagementSettings.from_env(os.environ)
     qrlog.configure(settings.log_level)
+    ensure_multiprocess_dir()
     return create_app(settings)

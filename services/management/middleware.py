@@ -8,6 +8,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import accept_request_id, request_id
+from shared.metrics import UNMATCHED_ROUTE, HttpMetrics
 
 access_log = logging.getLogger("qr.access")
 log = logging.getLogger(__name__)
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 class RequestContext:
     """Outermost ASGI wrapper, so that even a crash answer carries ``X-Request-ID`` and is logged."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, http: HttpMetrics) -> None:
         self.app = app
+        self.http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +40,7 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        self.http.in_progress.labels("other").inc()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -47,15 +50,19 @@ class RequestContext:
             if not response_started:
                 raise
         finally:
-            route = scope.get("route")
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            elapsed = time.perf_counter() - started
+            self.http.in_progress.labels("other").dec()
+            self.http.requests.labels(scope["method"], route, str(status)).inc()
+            self.http.duration.labels(scope["method"], route).observe(elapsed)
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
-                    "route": getattr(route, "path", None),
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(elapsed * 1000, 3),
                 },
             )
             request_id.reset(token)

@@ -396,6 +396,18 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics, on the service's own port (the edge does not route it)",
+                "responses": {
+                    "200": {
+                        "description": "The exposition.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/livez": {
             "get": {
                 "operationId": "getLiveness",

@@ -24,6 +24,7 @@ class ManagementSettings:
     render_concurrency: int = 2
     admin_tokens_file: Path | None = None
     admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
+    backup_dir: Path | None = None  # read for the backup-age metric
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
@@ -43,6 +44,7 @@ class ManagementSettings:
                 environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
             ),
             admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
+            backup_dir=Path(env.read_str(environ, "BACKUP_DIR", "backups")),
             admin_tokens_file=Path(tokens)
             if (tokens := env.read_str(environ, "ADMIN_TOKENS_FILE", ""))
             else None,

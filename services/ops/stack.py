@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -102,8 +103,14 @@ class Stack:
             "ADMIN_ALLOWLIST": s.admin_allowlist,
             "MANAGEMENT_HOST": s.host,
             "MANAGEMENT_PORT": str(s.management_port),
+            "BACKUP_DIR": str(s.ops.backup_dir),
             "PYTHONUNBUFFERED": "1",
         }
+        # Granian's workers write their metrics to files that a scrape of any one of them sums up;
+        # the folder starts empty at every start, or counters of dead workers would linger.
+        metrics_dir = s.ops.var_dir / "metrics" / "redirect"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
         redirect = self._spawn(
             "redirect service",
             [
@@ -122,7 +129,7 @@ class Stack:
                 "--factory",
                 "services.redirect.app:app_from_env",
             ],
-            service_env,
+            {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
         )
         management = self._spawn(
             "management service", [sys.executable, "-m", "services.management"], service_env

@@ -15,21 +15,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.redirect import queries
 from services.redirect.cache import LookupCache, Target
 from services.redirect.listener import ChangeListener
+from services.redirect.metrics import RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint
 from services.redirect.resolver import DATABASE_FAULTS, Resolver
 from services.redirect.scans import ScanRecorder
 from services.redirect.settings import RedirectSettings
 from shared import logging as qrlog
 from shared.database import asyncpg_dsn
+from shared.metrics import ensure_multiprocess_dir, exposition, observed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ class Database:
     @property
     def pool(self) -> asyncpg.Pool:
         assert self._pool is not None, "the lifespan has not opened the pool"
+        return self._pool
+
+    @property
+    def pool_or_none(self) -> asyncpg.Pool | None:
         return self._pool
 
     async def open(self) -> None:
@@ -76,8 +83,9 @@ class RedirectApp:
     """The ASGI app: short links go to the endpoint before any routing; everything else (health,
     liveness, the lifespan) to Starlette."""
 
-    def __init__(self, settings: RedirectSettings) -> None:
+    def __init__(self, settings: RedirectSettings, *, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
+        self.metrics = RedirectMetrics(registry or CollectorRegistry())
         self.cache = LookupCache(
             max_entries=settings.cache_max_entries, ttl=settings.cache_ttl, negative_ttl=settings.negative_ttl
         )
@@ -91,19 +99,28 @@ class RedirectApp:
         )
         self.listener = ChangeListener(asyncpg_dsn(settings.primary_database_url), self.cache)
         self.endpoint = RedirectEndpoint(
-            self.cache, self.resolver, self.recorder, access_log=settings.access_log
+            self.cache,
+            self.resolver,
+            self.recorder,
+            tally=self.metrics.tally,
+            outcomes=self.metrics.outcomes_seen,
+            access_log=settings.access_log,
         )
         self.other = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
                 Route("/livez", self.livez, methods=["GET"]),
+                Route("/metrics", self.scrape, methods=["GET"]),
             ],
             lifespan=self.lifespan,
         )
+        self._publisher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/r/"):
             await self.endpoint(scope, receive, send)
+        elif scope["type"] == "http":
+            await observed(self.other, self.metrics.http, scope, receive, send)
         else:
             await self.other(scope, receive, send)
 
@@ -112,9 +129,11 @@ class RedirectApp:
         await self.database.open()
         await self.recorder.start()
         self.listener.start()
+        self._publisher = asyncio.create_task(self._publish_every_second(), name="qr-metrics")
         try:
             yield
         finally:
+            self._publisher.cancel()
             try:
                 await self.listener.stop()
                 # The server stopped accepting; requests still waiting on a lookup will record
@@ -125,6 +144,7 @@ class RedirectApp:
                 await self.recorder.close()
             finally:
                 await self.database.close()
+                self.metrics.publish(self)  # the last counts, for whoever scrapes the files
 
     async def health(self, request: Request) -> JSONResponse:
         body: dict[str, Any] = {
@@ -159,6 +179,19 @@ class RedirectApp:
     async def livez(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def scrape(self, request: Request) -> Response:
+        self.metrics.publish(self)
+        body, content_type = exposition(self.metrics.registry)
+        return Response(body, media_type=content_type)
+
+    async def _publish_every_second(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.metrics.publish(self)
+            except Exception:
+                log.exception("publishing metrics failed")
+
 
 def create_app(settings: RedirectSettings) -> RedirectApp:
     return RedirectApp(settings)
@@ -169,4 +202,5 @@ def app_from_env() -> RedirectApp:
     logging from the process environment."""
     settings = RedirectSettings.from_env(os.environ)
     qrlog.configure(settings.log_level)
+    ensure_multiprocess_dir()
     return create_app(settings)

@@ -21,7 +21,7 @@ wraps each call in ``asyncio.wait_for``, which costs more than the rest of a red
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, final
@@ -74,6 +74,7 @@ class LookupCache:
         self._targets: OrderedDict[str, tuple[float, Target]] = OrderedDict()
         self._missing: OrderedDict[str, float] = OrderedDict()
         self.epoch = 0
+        self.evictions: Counter[str] = Counter()  # why entries went: notify, flush, capacity
 
     def __len__(self) -> int:
         """Targets held, fresh or stale (what could still be answered in an outage)."""
@@ -107,6 +108,7 @@ class LookupCache:
             self._targets.move_to_end(key)
             while len(self._targets) > self.max_entries:
                 self._targets.popitem(last=False)
+                self.evictions["capacity"] += 1
         else:
             self._targets.pop(key, None)
             self._missing[key] = self._clock() + self.negative_ttl
@@ -116,10 +118,12 @@ class LookupCache:
 
     def evict(self, key: str) -> None:
         self.epoch += 1
-        self._targets.pop(key, None)
+        if self._targets.pop(key, None) is not None:
+            self.evictions["notify"] += 1
         self._missing.pop(key, None)
 
     def clear(self) -> None:
         self.epoch += 1
+        self.evictions["flush"] += len(self._targets)
         self._targets.clear()
         self._missing.clear()

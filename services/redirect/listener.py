@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import Counter
 
 import asyncpg
 
@@ -45,6 +46,7 @@ class ChangeListener:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.received: Counter[str] = Counter()  # notifications: "id" or "all"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="qr-change-listener")
@@ -57,8 +59,10 @@ class ChangeListener:
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload == FLUSH_ALL:
+            self.received["all"] += 1
             self._cache.clear()
         else:
+            self.received["id"] += 1
             self._cache.evict(str(payload))
 
     async def _run(self) -> None:

@@ -19,6 +19,7 @@ import logging
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,7 @@ from services.redirect.resolver import Resolver
 from services.redirect.scans import ScanRecorder
 from shared.errors import Unavailable
 from shared.ids import is_well_formed
+from shared.metrics import Tally
 
 access_log = logging.getLogger("qr.access")
 
@@ -82,9 +84,13 @@ class RedirectEndpoint:
         resolver: Resolver,
         recorder: ScanRecorder,
         *,
+        tally: Tally,
+        outcomes: Counter[str],
         access_log: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._tally = tally
+        self._outcomes = outcomes
         self._cache = cache
         self._resolver = resolver
         self._recorder = recorder
@@ -94,12 +100,15 @@ class RedirectEndpoint:
         self.in_flight = 0  # the lifespan waits for zero before it closes the scan writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter() if self._access_log else 0.0
+        started = time.perf_counter()
         self.in_flight += 1
         try:
-            status, request_id = await self._answer(scope, send)
+            status, request_id, outcome = await self._answer(scope, send)
         finally:
             self.in_flight -= 1
+        # Plain counts here; published into Prometheus every second (see metrics.py).
+        self._tally.count(scope["method"], status, time.perf_counter() - started)
+        self._outcomes[outcome] += 1
         if self._access_log:
             access_log.info(
                 "request",
@@ -113,24 +122,25 @@ class RedirectEndpoint:
                 },
             )
 
-    async def _answer(self, scope: Scope, send: Send) -> tuple[int, bytes]:
+    async def _answer(self, scope: Scope, send: Send) -> tuple[int, bytes, str]:
+        """The answer sent: status, request id, outcome (for the metrics)."""
         method = scope["method"]
         if method != "GET" and method != "HEAD":
-            return await self._refuse(scope, send, 405)
+            return (*await self._refuse(scope, send, 405), "rejected")
         code_id = scope["path"][PREFIX_LENGTH:]
         cached = self._cache.get(code_id)
         if isinstance(cached, Target):
-            target = cached
+            target, outcome = cached, "hit"
         elif cached is NOT_FOUND or not is_well_formed(code_id):
-            return await self._refuse(scope, send, 404)
+            return (*await self._refuse(scope, send, 404), "not_found")
         else:
             try:
-                loaded = await self._resolver.load(code_id)
+                loaded, stale = await self._resolver.load(code_id)
             except Unavailable:
-                return await self._refuse(scope, send, 503)
+                return (*await self._refuse(scope, send, 503), "unavailable")
             if loaded is None:
-                return await self._refuse(scope, send, 404)
-            target = loaded
+                return (*await self._refuse(scope, send, 404), "not_found")
+            target, outcome = loaded, "stale" if stale else "miss"
 
         user_agent = referrer = forwarded = incoming_id = None
         for name, value in scope["headers"]:
@@ -146,7 +156,9 @@ class RedirectEndpoint:
 
         location, status = self._destination(target)
         if location is None:
-            return await self._refuse(scope, send, 410, request_id)
+            return (*await self._refuse(scope, send, 410, request_id), "gone")
+        if location is target.fallback:
+            outcome = "fallback"
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])
         if method == "GET":
@@ -164,7 +176,7 @@ class RedirectEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": b""})
-        return status, request_id
+        return status, request_id, outcome
 
     def _destination(self, target: Target) -> tuple[bytes | None, int]:
         if target.is_live(self._clock()):

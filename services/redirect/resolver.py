@@ -23,6 +23,7 @@ from shared.singleflight import SingleFlight
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[Target | None]]
+Lookup = tuple[Target | None, bool]  # (target or None for no such code, served stale)
 
 # What a database that is down, restarting, frozen or overloaded raises through asyncpg.
 DATABASE_FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -39,7 +40,7 @@ class Resolver:
     ) -> None:
         self.cache = cache
         self._fetch = fetch
-        self._flights: SingleFlight[tuple[str, int], Target | None] = SingleFlight()
+        self._flights: SingleFlight[tuple[str, int], Lookup] = SingleFlight()
         self.cooldown = cooldown
         self._clock = clock
         self._failing_until = 0.0
@@ -50,8 +51,9 @@ class Resolver:
     def database_failing(self) -> bool:
         return self._clock() < self._failing_until
 
-    async def load(self, code_id: str) -> Target | None:
-        """The target of an id the cache has no fresh answer for.
+    async def load(self, code_id: str) -> Lookup:
+        """The target of an id the cache has no fresh answer for (``None``: no such code), and
+        whether it is a stale answer given because the database failed.
 
         Raises :class:`Unavailable` when the database cannot answer and nothing was ever known of
         the id: an outage must never look like an unknown id.
@@ -61,9 +63,9 @@ class Resolver:
         # arriving after an eviction starts a fresh query instead of taking the old answer.
         return await self._flights.run((code_id, self.cache.epoch), functools.partial(self._load, code_id))
 
-    async def _load(self, code_id: str) -> Target | None:
+    async def _load(self, code_id: str) -> Lookup:
         if self.database_failing:
-            return self._stale_or_unavailable(code_id)
+            return self._stale_or_unavailable(code_id), True
         epoch = self.cache.epoch
         self.lookups += 1
         try:
@@ -71,10 +73,10 @@ class Resolver:
         except DATABASE_FAULTS as exc:
             log.warning("lookup failed: %s", type(exc).__name__)
             self._failing_until = self._clock() + self.cooldown
-            return self._stale_or_unavailable(code_id)
+            return self._stale_or_unavailable(code_id), True
         self._failing_until = 0.0
         self.cache.put(code_id, NOT_FOUND if target is None else target, epoch=epoch)
-        return target
+        return target, False
 
     def _stale_or_unavailable(self, code_id: str) -> Target:
         stale = self.cache.get_stale(code_id)

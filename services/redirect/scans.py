@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ import asyncpg
 
 from services.redirect.bots import classify
 from shared.clients import NetworkSet, client_address
+from shared.logging import request_id
 from shared.settings import Network
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ class ScanRecorder:
         self._stopping = False
         self._closed = False
         self._flush_lock = asyncio.Lock()
+        self._flushes = 0
 
     @property
     def buffered(self) -> int:
@@ -213,7 +216,13 @@ class ScanRecorder:
         that batch, counted and logged, and the others go on. One flush at a time: a second caller
         waits, then writes what is left."""
         async with self._flush_lock:
-            await self._flush_locked()
+            # Log lines of one flush share an id, as a request's do.
+            self._flushes += 1
+            token = request_id.set(f"scans-{os.getpid()}-{self._flushes}")
+            try:
+                await self._flush_locked()
+            finally:
+                request_id.reset(token)
 
     async def _flush_locked(self) -> None:
         while self._buffer:

@@ -310,3 +310,35 @@ async def test_a_client_that_goes_away_mid_body_is_no_crash(
         await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert await count_rows(database_url) == 0
+
+
+async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
+    from tests.management.conftest import serve
+    from tests.metrics_checks import parse, value
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "qr-20261126T000000_000000Z.dump").write_bytes(b"x")
+    settings = ManagementSettings.from_env({**environ, "BACKUP_DIR": str(backups)})
+    async for client in serve(settings):
+        code = (await create(client, target_url="https://example.org/")).json()
+        await client.patch(f"/api/v1/qr/{code['id']}", json={"title": "t"})
+        await client.get(f"/api/v1/qr/{code['id']}/image.png")  # rendered
+        await client.get(f"/api/v1/qr/{code['id']}/image.png")  # from the store
+        await client.delete(f"/api/v1/qr/{code['id']}")
+        await client.get("/api/v1/qr/nothing123")
+        response = await client.get("/metrics", headers={"host": "anything.example"})  # open, like /health
+        assert response.status_code == 200
+    samples = parse(response.text)
+    assert value(samples, "qr_code_changes_total", action="create") == 1
+    assert value(samples, "qr_code_changes_total", action="update") == 1
+    assert value(samples, "qr_code_changes_total", action="delete") == 1
+    assert value(samples, "qr_image_renders_total", format="png", result="ok") == 1
+    assert value(samples, "qr_image_store_hits_total") == 1
+    assert value(samples, "qr_image_render_duration_seconds_count", format="png") == 1
+    route = "/api/v1/qr/{code_id}"
+    assert value(samples, "qr_http_requests_total", method="GET", route=route, status="404") == 1
+    assert value(samples, "qr_http_requests_total", method="POST", route="/api/v1/qr", status="201") == 1
+    assert 0 <= value(samples, "qr_backup_age_seconds") < 3600 * 24 * 365
+    assert value(samples, "qr_backup_last_timestamp_seconds") > 0
+    assert code["id"] not in response.text

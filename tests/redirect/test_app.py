@@ -317,3 +317,33 @@ async def test_hostile_headers_are_stored_safely(
     (row,) = await scan_rows(db)
     assert "\x00" not in row["user_agent"]
     assert len(row["user_agent"]) <= 512
+
+
+async def test_metrics_count_every_outcome(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    from tests.metrics_checks import parse, value
+
+    await insert_code(db, "metric1234", "https://example.org/")
+    await insert_code(db, "metricgone", "https://example.org/", enabled=False)
+    await asyncio.sleep(0.3)  # the inserts' own notifications have come and gone
+    await client.get("/r/metric1234")  # miss
+    await client.get("/r/metric1234")  # hit
+    await client.head("/r/metric1234")  # hit, no scan
+    await client.get("/r/metricgone")  # gone
+    await client.get("/r/nothing123")  # not found
+    await client.post("/r/metric1234")  # rejected
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = parse(response.text)
+    outcomes = {
+        outcome: value(samples, "qr_redirect_outcomes_total", outcome=outcome)
+        for outcome in ("hit", "miss", "gone", "not_found", "rejected")
+    }
+    assert outcomes == {"hit": 2, "miss": 1, "gone": 1, "not_found": 1, "rejected": 1}
+    assert value(samples, "qr_http_requests_total", method="GET", route="/r/{id}", status="302") == 2
+    assert value(samples, "qr_http_requests_total", method="HEAD", route="/r/{id}", status="302") == 1
+    assert value(samples, "qr_http_requests_total", method="GET", route="/r/{id}", status="410") == 1
+    assert value(samples, "qr_http_request_duration_seconds_count", method="GET", route="/r/{id}") == 4
+    assert value(samples, "qr_redirect_cache_entries") == 2
+    assert value(samples, "qr_redirect_listener_connected") == 1
+    assert "metric1234" not in response.text  # ids are never labels

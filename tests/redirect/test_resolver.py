@@ -18,7 +18,8 @@ async def ask(resolver: Resolver, code_id: str) -> Target | None:
         return cached
     if cached is NOT_FOUND:
         return None
-    return await resolver.load(code_id)
+    target, _stale = await resolver.load(code_id)
+    return target
 
 
 TARGET = Target(location=b"https://example.org/", status=302, enabled=True, expires_at=None)

@@ -29,6 +29,8 @@ run: $(VENV)/.installed ## run the whole stack in the foreground (Ctrl-C stops i
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL and Traefik
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		echo "make test: prometheus/promtool not installed: the Prometheus and alert-rule tests are skipped (apt-get install prometheus)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench

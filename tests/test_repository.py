@@ -44,7 +44,18 @@ def test_every_setting_the_code_reads_is_in_env_example() -> None:
 def test_compose_wires_every_service_to_real_commands() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "redirect", "management", "backup", "traefik"}
+    assert set(services) == {
+        "db",
+        "migrate",
+        "redirect",
+        "management",
+        "backup",
+        "traefik",
+        "prometheus",
+        "grafana",
+    }
+    assert services["prometheus"]["profiles"] == ["monitoring"]
+    assert "./infra/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     assert services["db"]["image"] == "postgres:18"  # the embedded server's major version
     assert services["redirect"]["command"][-1] == "services.redirect.app:app_from_env"
     assert services["management"]["command"] == ["python", "-m", "services.management"]

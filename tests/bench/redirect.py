@@ -247,10 +247,12 @@ def run(stack: Any, report: Report) -> None:
         )
         report.ratio(row, base_row)
 
-        plain = _plain_traefik(bare_base, children)
-        edge_base, edge_ours = [], []
+        plain = _traefik(bare_base, children, project_chain=False)
+        chain_only = _traefik(bare_base, children, project_chain=True)
+        edge_base, edge_chain, edge_ours = [], [], []
         for _ in range(ROUNDS):
             edge_base.append(wrk(f"{plain}/r/{HIT_ID}"))
+            edge_chain.append(wrk(f"{chain_only}/r/{HIT_ID}"))
             edge_ours.append(wrk(f"http://127.0.0.1:{s.http_port}/r/{HIT_ID}"))
         edge_row = report.add(
             "edge", "Traefik, no middleware, bare app behind", median(edge_base).rps, "req/s"
@@ -264,6 +266,13 @@ def run(stack: Any, report: Report) -> None:
             not_3xx=sum(r.not_3xx for r in edge_ours),
         )
         report.ratio(row, edge_row)
+        chain_row = report.add(
+            "edge",
+            "Traefik with the project's chain, bare app behind (the chain's own cost)",
+            median(edge_chain).rps,
+            "req/s",
+        )
+        report.ratio(chain_row, edge_row)
 
         _miss_path(dsn, ours_base, report)
         _startup(dsn, report, children)
@@ -272,12 +281,17 @@ def run(stack: Any, report: Report) -> None:
             child.stop()
 
 
-def _plain_traefik(backend: str, children: list[Child]) -> str:
+def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str:
+    """A Traefik of its own in front of ``backend``: with the project's dynamic file (its routers and
+    middlewares), or with one bare router and the same transport settings."""
     folder = Path(tempfile.mkdtemp(prefix="qr-bench-traefik-"))
     http, https, ping = free_port(), free_port(), free_port()
-    dynamic = folder / "dynamic.yml"
-    dynamic.write_text(
-        f"""http:
+    if project_chain:
+        dynamic = edge.DYNAMIC_FILE
+    else:
+        dynamic = folder / "dynamic.yml"
+        dynamic.write_text(
+            f"""http:
   routers:
     bare:
       entryPoints: [web]
@@ -293,7 +307,7 @@ def _plain_traefik(backend: str, children: list[Child]) -> str:
     bare-transport:
       maxIdleConnsPerHost: 256
 """
-    )
+        )
     static = folder / "traefik.yml"
     static.write_text(
         edge.static_config(
@@ -304,9 +318,15 @@ def _plain_traefik(backend: str, children: list[Child]) -> str:
             log_level="ERROR",
         )
     )
-    child = spawn(
-        "plain traefik", [str(edge.traefik_binary()), f"--configfile={static}"], env=dict(os.environ)
-    )
+    environ = {
+        **os.environ,
+        "REDIRECT_UPSTREAM": backend,
+        "MANAGEMENT_UPSTREAM": backend,
+        "ADMIN_ALLOWLIST": "127.0.0.1/32",
+        "RATE_LIMIT_AVERAGE": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+    }
+    child = spawn("traefik", [str(edge.traefik_binary()), f"--configfile={static}"], env=environ)
     children.append(child)
     started(child, f"http://127.0.0.1:{http}", "/r/warm", 302)
     return f"http://127.0.0.1:{http}"

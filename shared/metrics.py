@@ -11,10 +11,13 @@ ints and buckets (:class:`Tally`), and published into the real metrics every sec
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import os
-import time
+import re
 from collections import Counter as Counts
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,11 +28,33 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # A redirect answers in well under a millisecond in-process; management calls and renders take longer.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 UNMATCHED_ROUTE = "__unmatched__"
+# A client chooses the method; anything else is counted as OTHER, so that no one can mint series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "OTHER"
 
 
 class HttpMetrics:
@@ -72,6 +97,8 @@ class Tally:
         self._sums: dict[str, float] = {}
 
     def count(self, method: str, status: int, seconds: float) -> None:
+        if method not in KNOWN_METHODS:
+            method = "OTHER"
         self.answers[(method, status)] += 1
         buckets = self._buckets.get(method)
         if buckets is None:
@@ -104,10 +131,32 @@ def publish_delta(counter: Counter, current: int, last: dict[str, int], key: str
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The text a scrape gets: every worker's values in multiprocess mode, else the registry's."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        forget_dead_workers(folder)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def forget_dead_workers(folder: str) -> None:
+    """Drop the live gauges of worker processes that have exited (a crashed worker would otherwise
+    report itself connected, or failing, until the next restart). Counters stay: they were counted."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for pid in {int(m.group(1)) for m in map(_LIVE_GAUGE_FILE.fullmatch, names) if m}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):  # another worker's scrape got there first
+                multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def ensure_multiprocess_dir() -> None:
@@ -117,25 +166,53 @@ def ensure_multiprocess_dir() -> None:
         os.makedirs(folder, exist_ok=True)
 
 
-async def observed(app: ASGIApp, http: HttpMetrics, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run ``app`` for one HTTP request and count it (for routes off the hot path: one observation
-    each). The route label is the matched template, never the raw path."""
-    started = time.perf_counter()
-    status = 500
+class DatabaseWatch:
+    """Pings the database every few seconds into ``qr_database_up``, whatever the traffic: the alert
+    on it must not depend on a cache miss happening while PostgreSQL is down.
 
-    async def send_status(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
+    In multiprocess mode the gauge keeps the lowest of the live workers: one worker that cannot
+    reach the database is enough to show 0.
+    """
 
-    route_template = UNMATCHED_ROUTE
-    http.in_progress.labels("other").inc()
-    try:
-        await app(scope, receive, send_status)
-    finally:
-        http.in_progress.labels("other").dec()
-        route = scope.get("route")
-        route_template = getattr(route, "path", UNMATCHED_ROUTE)
-        http.requests.labels(scope["method"], route_template, str(status)).inc()
-        http.duration.labels(scope["method"], route_template).observe(time.perf_counter() - started)
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ping: Callable[[], Awaitable[object]],
+        *,
+        interval: float = 5.0,
+        timeout: float = 2.0,
+    ) -> None:
+        self._ping = ping
+        self._interval = interval
+        self._timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+        self.up = Gauge(
+            "qr_database_up",
+            "1 when the last ping of PostgreSQL (every 5 s) succeeded",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="qr-database-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def check(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._ping()
+        except Exception:  # any failure to answer in time is the finding
+            self.up.set(0)
+            return False
+        self.up.set(1)
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self._interval)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.metrics import KNOWN_METHODS
+
+METHODS = KNOWN_METHODS | {"OTHER"}  # a client's made-up method never becomes a series
+
 ALLOWED_LABELS = {
     "method",
     "route",
@@ -31,6 +35,7 @@ def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
             assert family.name.endswith("_seconds"), family.name
         for sample in family.samples:
             assert set(sample.labels) <= ALLOWED_LABELS, (sample.name, sample.labels)
+            assert sample.labels.get("method", "GET") in METHODS, (sample.name, sample.labels)
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from services.ops.processes import granian_command
+
 ROOT = Path(__file__).resolve().parents[1]
 # Read by the code, but the platform's, not ours to document.
 PLATFORM_VARIABLES = {"XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HOME"}
@@ -57,7 +59,9 @@ def test_compose_wires_every_service_to_real_commands() -> None:
     assert services["prometheus"]["profiles"] == ["monitoring"]
     assert "./infra/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     assert services["db"]["image"] == "postgres:18"  # the embedded server's major version
-    assert services["redirect"]["command"][-1] == "services.redirect.app:app_from_env"
+    assert services["redirect"]["command"] == granian_command(
+        "0.0.0.0", 8001, workers="${REDIRECT_WORKERS:-2}"
+    )
     assert services["management"]["command"] == ["python", "-m", "services.management"]
     mounts = services["traefik"]["volumes"]
     assert "./infra/traefik/traefik.yml:/etc/traefik/traefik.yml:ro" in mounts

@@ -232,10 +232,14 @@ class ManagementApi:
             raise InvalidField("image", f"this combination of options does not scan reliably: {exc}") from exc
         return Response(png, media_type="image/png", headers=headers)
 
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def health(self, request: Request) -> JSONResponse:
         try:
-            async with asyncio.timeout(HEALTH_TIMEOUT), self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                await self.ping()
         except Exception as exc:  # any failure to answer is the finding
             return JSONResponse(
                 {

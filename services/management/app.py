@@ -18,12 +18,12 @@ from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
 from services.management.errors import EXCEPTION_HANDLERS
 from services.management.metrics import ManagementMetrics
-from services.management.middleware import RequestContext
 from services.management.settings import ManagementSettings
 from shared import logging as qrlog
 from shared.clients import NetworkSet
+from shared.context import RequestContext
 from shared.errors import MethodNotAllowed
-from shared.metrics import ensure_multiprocess_dir
+from shared.metrics import DatabaseWatch, ensure_multiprocess_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,16 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     tokens file cannot be used."""
     metrics = ManagementMetrics(registry or CollectorRegistry())
     api = ManagementApi(settings, metrics)
+    watch = DatabaseWatch(metrics.registry, api.ping)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await api.open()
+        watch.start()
         try:
             yield
         finally:
+            await watch.stop()
             await api.close()
 
     routes = [

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.backups import list_backups, taken_at
 from shared.metrics import LATENCY_BUCKETS, HttpMetrics
-
-BACKUP_PATTERN = "qr-*.dump"
 
 
 class ManagementMetrics:
@@ -42,21 +40,13 @@ class ManagementMetrics:
         )
         self.backup_last = Gauge(
             "qr_backup_last_timestamp_seconds",
-            "When the newest backup archive in BACKUP_DIR was written (0: none)",
+            "When the newest backup archive in BACKUP_DIR was taken, from its name (0: none)",
             multiprocess_mode="max",
-            registry=registry,
-        )
-        self.backup_age = Gauge(
-            "qr_backup_age_seconds",
-            "Age of the newest backup archive (-1: none)",
-            multiprocess_mode="min",
             registry=registry,
         )
 
     def observe_backups(self, backup_dir: Path | None) -> None:
         """Read the newest archive's time (at scrape time: the backup job may run anywhere)."""
-        newest = 0.0
-        if backup_dir is not None and backup_dir.is_dir():
-            newest = max((p.stat().st_mtime for p in backup_dir.glob(BACKUP_PATTERN)), default=0.0)
-        self.backup_last.set(newest)
-        self.backup_age.set(time.time() - newest if newest else -1)
+        archives = list_backups(backup_dir) if backup_dir is not None else []
+        newest = taken_at(archives[-1]) if archives else None
+        self.backup_last.set(newest.timestamp() if newest else 0)

@@ -16,13 +16,12 @@ from pathlib import Path
 import asyncpg
 
 from services.ops.embedded import bin_dir
+from shared.backups import archive_name, list_backups
 from shared.database import asyncpg_dsn, split_password
 
 HOLDS_DATA = """
 SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema'))
 """
-SUFFIX = ".dump"
-PREFIX = "qr-"
 
 
 class BackupError(RuntimeError):
@@ -49,8 +48,7 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
 def take_backup(dsn: str, backup_dir: Path, *, now: datetime | None = None) -> Path:
     """Dump the database in custom format into ``backup_dir``; return the archive's path."""
     backup_dir.mkdir(parents=True, exist_ok=True)
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    final = backup_dir / f"{PREFIX}{moment:%Y%m%dT%H%M%S_%fZ}{SUFFIX}"
+    final = backup_dir / archive_name(now or datetime.now(UTC))
     partial = final.with_name(final.name + ".partial")
     target, env = _libpq_target(dsn)
     try:
@@ -78,13 +76,6 @@ def take_backup(dsn: str, backup_dir: Path, *, now: datetime | None = None) -> P
     finally:
         partial.unlink(missing_ok=True)
     return final
-
-
-def list_backups(backup_dir: Path) -> list[Path]:
-    """Complete archives, oldest first (their names sort by time)."""
-    if not backup_dir.is_dir():
-        return []
-    return sorted(p for p in backup_dir.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))
 
 
 def prune(backup_dir: Path, keep: int) -> list[Path]:

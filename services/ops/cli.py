@@ -20,6 +20,7 @@ import click
 from services.ops import backups, embedded
 from services.ops.settings import OpsSettings, StackSettings
 from shared import logging as qrlog
+from shared.backups import list_backups
 from shared.database import asyncpg_dsn
 from shared.settings import ConfigError, read_log_level
 
@@ -151,7 +152,7 @@ def status() -> None:
         if current is not None:
             for name, count in asyncio.run(_counts(dsn)).items():
                 click.echo(f"{name + ':':<11}{count}")
-    archives = backups.list_backups(settings.backup_dir)
+    archives = list_backups(settings.backup_dir)
     if archives:
         last = archives[-1]
         age = datetime.now(UTC) - datetime.fromtimestamp(last.stat().st_mtime, UTC)

@@ -13,9 +13,11 @@ import ctypes.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -108,3 +110,32 @@ def wait_ready(child: Child, url: str, *, timeout: float = 60.0, status: int = 2
                 pass
             time.sleep(0.1)
     raise StartError(f"{child.name} did not answer {url} within {timeout:.0f} s")
+
+
+REDIRECT_APP = "services.redirect.app:app_from_env"
+
+
+def granian_command(
+    host: str, port: int | str, *, workers: int | str = 1, app: str = REDIRECT_APP, factory: bool = True
+) -> list[str]:
+    """How the redirect service is served, for ``make run``, compose (a test compares) and the tests.
+
+    A worker that dies is started again (its metrics' live gauges are dropped at the next scrape).
+    """
+    return [
+        "granian",
+        "--interface=asgi",
+        f"--host={host}",
+        f"--port={port}",
+        f"--workers={workers}",
+        "--respawn-failed-workers",
+        "--no-ws",
+        "--log-level=warning",
+        *(["--factory"] if factory else []),
+        app,
+    ]
+
+
+def venv_command(args: list[str]) -> list[str]:
+    """``args`` with its program taken from this environment's bin folder."""
+    return [str(Path(sys.executable).parent / args[0]), *args[1:]]

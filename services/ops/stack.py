@@ -22,7 +22,15 @@ from types import FrameType
 from typing import TextIO
 
 from services.ops import backups, edge, embedded, schema
-from services.ops.processes import Child, StartError, pid_alive, spawn, wait_ready
+from services.ops.processes import (
+    Child,
+    StartError,
+    granian_command,
+    pid_alive,
+    spawn,
+    venv_command,
+    wait_ready,
+)
 from services.ops.settings import StackSettings
 from shared.database import redacted
 
@@ -94,7 +102,6 @@ class Stack:
             self._say(f"backup before migrating: {archive}")
         schema.upgrade(self.dsn)
 
-        bin_dir = Path(sys.executable).parent
         service_env = {
             **self.environ,
             "DATABASE_URL": self.dsn,
@@ -113,22 +120,7 @@ class Stack:
         metrics_dir.mkdir(parents=True)
         redirect = self._spawn(
             "redirect service",
-            [
-                str(bin_dir / "granian"),
-                "--interface",
-                "asgi",
-                "--host",
-                s.host,
-                "--port",
-                str(s.redirect_port),
-                "--workers",
-                str(s.redirect_workers),
-                "--no-ws",
-                "--log-level",
-                "warning",
-                "--factory",
-                "services.redirect.app:app_from_env",
-            ],
+            venv_command(granian_command(s.host, s.redirect_port, workers=s.redirect_workers)),
             {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
         )
         management = self._spawn(

@@ -13,6 +13,7 @@ import click
 
 from services.qrctl import output
 from services.qrctl.config import ConfigProblem, environment, load
+from shared.ids import is_well_formed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -304,7 +305,6 @@ def delete(ctx: click.Context, code_id: str) -> None:
 
 @main.command()
 @click.argument("code_id")
-@click.option("--format", "image_format", type=click.Choice(["png", "svg"]), default="png", show_default=True)
 @click.option("--size", type=click.IntRange(64, 4096), help="Pixels (PNG), drawn at whole pixels per module.")
 @click.option("--border", type=click.IntRange(0, 16), help="Quiet-zone modules (4).")
 @click.option(
@@ -317,7 +317,6 @@ def delete(ctx: click.Context, code_id: str) -> None:
 def image(
     ctx: click.Context,
     code_id: str,
-    image_format: str,
     size: int | None,
     border: int | None,
     ecc: str | None,
@@ -333,12 +332,16 @@ def image(
     if target == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write an image to a terminal; use -o FILE or a pipe")
     with api(ctx) as client:
-        response = client.request("GET", f"/api/v1/qr/{_path(code_id)}/image.{image_format}", params=params)
+        response = client.request("GET", f"/api/v1/qr/{_path(code_id)}/image.png", params=params)
     if target == "-":
         sys.stdout.buffer.write(response.content)
         sys.stdout.buffer.flush()
     else:
-        Path(target).write_bytes(response.content)
+        try:
+            Path(target).write_bytes(response.content)
+        except OSError as exc:
+            output.message(f"qrctl: cannot write {target}: {exc.strerror or exc}")
+            ctx.exit(1)
         output.message(f"wrote {target} ({len(response.content)} bytes)")
 
 
@@ -403,7 +406,8 @@ def _fields(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path(code_id: str) -> str:
-    """An id as a path segment: anything that could leave the segment is refused here already."""
-    if not code_id or any(ch in code_id for ch in "/?#%") or not code_id.isprintable():
+    """An id as a path segment: refused here already unless it has an id's shape (so that ``.``,
+    ``..`` or ``a/b`` can never address another resource)."""
+    if not is_well_formed(code_id):
         raise click.BadParameter(f"{code_id!r} is not a code id", param_hint="ID")
     return code_id

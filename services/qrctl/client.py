@@ -61,9 +61,14 @@ class Api:
                 response = self._client.request(method, path, headers={"X-Request-ID": request_id}, **kwargs)
             except httpx.TimeoutException:
                 if last:
+                    maybe = (
+                        ""
+                        if method in _IDEMPOTENT
+                        else "; the change may have been made all the same: look before sending it again"
+                    )
                     raise Failure(
                         f"no answer from {self.config.api_url} within {self.config.timeout:g} s "
-                        f"(request id {request_id})",
+                        f"(request id {request_id}){maybe}",
                         UNAVAILABLE,
                     ) from None
             except httpx.TransportError as exc:

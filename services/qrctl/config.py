@@ -60,6 +60,11 @@ def _check_url(url: object, source: str) -> str:
     if not isinstance(url, str):
         raise ConfigProblem(f"the API URL from {source} must be text")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Refused without echoing it: it would print the password into logs and terminals.
+        raise ConfigProblem(
+            f"the API URL from {source} must not carry a user or password; put a token in a token file"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigProblem(f"the API URL from {source} must look like http://host:port, got {url!r}")
     return url.rstrip("/")

@@ -31,8 +31,9 @@ from services.redirect.resolver import DATABASE_FAULTS, Resolver
 from services.redirect.scans import ScanRecorder
 from services.redirect.settings import RedirectSettings
 from shared import logging as qrlog
+from shared.context import RequestContext
 from shared.database import asyncpg_dsn
-from shared.metrics import ensure_multiprocess_dir, exposition, observed
+from shared.metrics import DatabaseWatch, ensure_multiprocess_dir, exposition
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class Database:
         if self._pool is not None:
             await self._pool.close()
 
+    async def ping(self) -> None:
+        await queries.ping(self.pool, timeout=self._settings.db_timeout)
+
     async def lookup(self, code_id: str) -> Target | None:
         return await queries.lookup_target(self.pool, code_id, timeout=self._settings.db_timeout)
 
@@ -114,19 +118,22 @@ class RedirectApp:
             ],
             lifespan=self.lifespan,
         )
+        self.observed_other = RequestContext(self.other, self.metrics.http, log_requests=settings.access_log)
+        self.database_watch = DatabaseWatch(self.metrics.registry, self.database.ping)
         self._publisher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/r/"):
             await self.endpoint(scope, receive, send)
         elif scope["type"] == "http":
-            await observed(self.other, self.metrics.http, scope, receive, send)
+            await self.observed_other(scope, receive, send)
         else:
             await self.other(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.database.open()
+        self.database_watch.start()
         await self.recorder.start()
         self.listener.start()
         self._publisher = asyncio.create_task(self._publish_every_second(), name="qr-metrics")
@@ -143,6 +150,7 @@ class RedirectApp:
                     await asyncio.sleep(0.01)
                 await self.recorder.close()
             finally:
+                await self.database_watch.stop()
                 await self.database.close()
                 self.metrics.publish(self)  # the last counts, for whoever scrapes the files
 

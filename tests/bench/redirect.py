@@ -29,7 +29,7 @@ import asyncpg
 import httpx
 
 from services.ops import edge
-from services.ops.processes import Child, spawn, wait_ready
+from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
 from services.redirect.cache import LookupCache, Target
 from shared.database import asyncpg_dsn
 from tests.bench.report import Report
@@ -93,17 +93,7 @@ def wrk(
 
 def granian(target: str, *, factory: bool = False, env: dict[str, str] | None = None) -> tuple[Child, str]:
     port = free_port()
-    args = [
-        str(BIN / "granian"),
-        "--interface",
-        "asgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-ws",
-    ]
-    args += ["--log-level", "warning", *(["--factory"] if factory else []), target]
+    args = venv_command(granian_command("127.0.0.1", port, app=target, factory=factory))
     child = spawn(f"granian {target}", args, env={**os.environ, **(env or {})})
     return child, f"http://127.0.0.1:{port}"
 

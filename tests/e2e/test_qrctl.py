@@ -124,12 +124,25 @@ def test_exit_codes(api: dict[str, str], tmp_path: Path) -> None:
         ["update", "abc"],
         ["update", "abc", "--no-title", "--title", "x"],
         ["get", "../api/v1/qr"],
+        ["get", "."],
+        ["get", ".."],
+        ["delete", "."],
+        ["image", "..", "-o", "x.png"],
+        ["scans", "a b"],
+        ["--api-url", "http://admin:hunter2@127.0.0.1:1", "list"],
         ["--timeout", "0", "get", "abc"],
         ["list", "--limit", "0"],
     ):
         result = qrctl(*args, env=api)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
+        assert "hunter2" not in result.stderr
+
+    made = qrctl("create", "https://example.org/", env=api).stdout.split("\t")[0]
+    unwritable = qrctl("image", made, "-o", str(tmp_path / "missing" / "x.png"), env=api)
+    assert unwritable.returncode == 1
+    assert "cannot write" in unwritable.stderr
+    assert "Traceback" not in unwritable.stderr
 
 
 def test_an_unreachable_service_says_where_it_tried(tmp_path: Path) -> None:
@@ -214,19 +227,30 @@ def test_the_readme_scripting_section_runs(api: dict[str, str], tmp_path: Path) 
     rows = [f"readme-{n:03d},https://example.org/print/{n},Poster {n}" for n in range(12)]
     (tmp_path / "codes.csv").write_text("slug,target_url,title\n" + "\n".join(rows) + "\n")
     environ = {**api, "PATH": f"{Path(QRCTL).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, **environ, "XDG_CONFIG_HOME": "/nonexistent"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    ids = (tmp_path / "ids.txt").read_text().split()
-    assert ids == [f"readme-{n:03d}" for n in range(12)]
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{i}.png" for i in ids)
-    assert result.stdout.split("\t")[0] == "readme-000"  # the scans line
+
+    def run_it() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", script],  # as a user would paste it: no bash, no pipefail
+            cwd=tmp_path,
+            env={**os.environ, **environ, "XDG_CONFIG_HOME": "/nonexistent"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    for _ in range(2):  # a second run finds the codes made by the first and completes as well
+        result = run_it()
+        assert result.returncode == 0, result.stderr
+        ids = (tmp_path / "ids.txt").read_text().split()
+        assert ids == [f"readme-{n:03d}" for n in range(12)]
+        assert sorted(p.name for p in (tmp_path / "png").iterdir()) == sorted(f"{i}.png" for i in ids)
+        assert result.stdout.split("\t")[0] == "readme-000"  # the scans line
+
+    # A failure stops it with the failure's exit code, not an empty list and a zero.
+    (tmp_path / "codes.csv").write_text("slug,target_url,title\nreadme-bad,javascript:alert(1),Bad\n")
+    result = run_it()
+    assert result.returncode == 1
+    assert "target_url" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -318,7 +318,9 @@ async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
 
     backups = tmp_path / "backups"
     backups.mkdir()
+    (backups / "qr-20261125T000000_000000Z.dump").write_bytes(b"x")
     (backups / "qr-20261126T000000_000000Z.dump").write_bytes(b"x")
+    (backups / "qr-99999999T999999_999999Z.dump").write_bytes(b"x")  # not ours: the name is no time
     settings = ManagementSettings.from_env({**environ, "BACKUP_DIR": str(backups)})
     async for client in serve(settings):
         code = (await create(client, target_url="https://example.org/")).json()
@@ -327,6 +329,8 @@ async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
         await client.get(f"/api/v1/qr/{code['id']}/image.png")  # from the store
         await client.delete(f"/api/v1/qr/{code['id']}")
         await client.get("/api/v1/qr/nothing123")
+        for made_up in ("FOO1", "FOO2", "X" * 50):  # a client chooses the method; not the series
+            assert (await client.request(made_up, "/livez")).status_code == 405
         response = await client.get("/metrics", headers={"host": "anything.example"})  # open, like /health
         assert response.status_code == 200
     samples = parse(response.text)
@@ -339,6 +343,7 @@ async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
     route = "/api/v1/qr/{code_id}"
     assert value(samples, "qr_http_requests_total", method="GET", route=route, status="404") == 1
     assert value(samples, "qr_http_requests_total", method="POST", route="/api/v1/qr", status="201") == 1
-    assert 0 <= value(samples, "qr_backup_age_seconds") < 3600 * 24 * 365
-    assert value(samples, "qr_backup_last_timestamp_seconds") > 0
+    assert value(samples, "qr_http_requests_total", method="OTHER", route="/livez", status="405") == 3
+    assert value(samples, "qr_backup_last_timestamp_seconds") == 1795651200  # 2026-11-26T00:00:00Z
+    assert value(samples, "qr_database_up") == 1
     assert code["id"] not in response.text

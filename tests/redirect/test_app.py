@@ -187,6 +187,7 @@ async def test_without_a_database_unknown_ids_are_503_never_404(
     assert health.json()["status"] == "unavailable"
     assert health.json()["database"].startswith("unreachable")
     assert (await client_without_database.get("/livez")).status_code == 200
+    assert "qr_database_up 0.0" in (await client_without_database.get("/metrics")).text
 
 
 async def test_a_dead_code_with_a_fallback_redirects_there(
@@ -248,7 +249,7 @@ def test_forwarded_queries_are_made_header_safe() -> None:
 
 async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     await insert_code(db, "reqid12345", "https://example.org/")
-    for path in ("/r/reqid12345", "/r/unknown123", "/r/a"):
+    for path in ("/r/reqid12345", "/r/unknown123", "/r/a", "/health", "/livez", "/metrics", "/elsewhere"):
         kept = await client.get(path, headers={"x-request-id": "scan-42"})
         assert kept.headers["x-request-id"] == "scan-42"
         fresh = [(await client.get(path)).headers["x-request-id"] for _ in range(3)]
@@ -331,6 +332,9 @@ async def test_metrics_count_every_outcome(client: httpx.AsyncClient, db: asyncp
     await client.get("/r/metricgone")  # gone
     await client.get("/r/nothing123")  # not found
     await client.post("/r/metric1234")  # rejected
+    for made_up in ("FOO1", "FOO2", "X" * 50):  # a client chooses the method; not the series
+        assert (await client.request(made_up, "/r/metric1234")).status_code == 405
+        assert (await client.request(made_up, "/livez")).status_code == 405
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -339,11 +343,14 @@ async def test_metrics_count_every_outcome(client: httpx.AsyncClient, db: asyncp
         outcome: value(samples, "qr_redirect_outcomes_total", outcome=outcome)
         for outcome in ("hit", "miss", "gone", "not_found", "rejected")
     }
-    assert outcomes == {"hit": 2, "miss": 1, "gone": 1, "not_found": 1, "rejected": 1}
+    assert outcomes == {"hit": 2, "miss": 1, "gone": 1, "not_found": 1, "rejected": 4}
+    assert value(samples, "qr_http_requests_total", method="OTHER", route="/r/{id}", status="405") == 3
+    assert value(samples, "qr_http_requests_total", method="OTHER", route="/livez", status="405") == 3
     assert value(samples, "qr_http_requests_total", method="GET", route="/r/{id}", status="302") == 2
     assert value(samples, "qr_http_requests_total", method="HEAD", route="/r/{id}", status="302") == 1
     assert value(samples, "qr_http_requests_total", method="GET", route="/r/{id}", status="410") == 1
     assert value(samples, "qr_http_request_duration_seconds_count", method="GET", route="/r/{id}") == 4
     assert value(samples, "qr_redirect_cache_entries") == 2
     assert value(samples, "qr_redirect_listener_connected") == 1
+    assert value(samples, "qr_database_up") == 1
     assert "metric1234" not in response.text  # ids are never labels

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.metrics import HttpMetrics, Tally
+from shared.metrics import HttpMetrics, Tally, exposition
 
 
 def test_a_bulk_published_tally_equals_observing_one_by_one() -> None:
@@ -38,3 +43,53 @@ def test_a_bulk_published_tally_equals_observing_one_by_one() -> None:
     assert bulk_samples.keys() == direct_samples.keys()
     for key, value in direct_samples.items():
         assert math.isclose(bulk_samples[key], value, rel_tol=1e-9), key  # sums differ in float rounding only
+
+
+WORKER = """
+import os, signal
+from prometheus_client import CollectorRegistry, Counter, Gauge
+registry = CollectorRegistry()
+Gauge("qr_test_workers", "w", multiprocess_mode="livesum", registry=registry).set(1)
+Counter("qr_test_answers", "a", registry=registry).inc(3)
+print("ready", flush=True)
+if os.environ["STAY"] == "1":
+    signal.pause()
+"""
+
+
+def test_a_dead_workers_live_gauges_go_its_counts_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    subprocess.run([sys.executable, "-c", WORKER], env={**env, "STAY": "0"}, check=True, capture_output=True)
+    alive = subprocess.Popen([sys.executable, "-c", WORKER], env={**env, "STAY": "1"}, stdout=subprocess.PIPE)
+    try:
+        assert alive.stdout is not None
+        assert alive.stdout.readline() == b"ready\n"
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+        text = exposition(CollectorRegistry())[0].decode()
+        assert "qr_test_workers 1.0" in text  # the dead one no longer counts
+        assert "qr_test_answers_total 6.0" in text  # but what it counted does
+        assert len(list(folder.glob("gauge_livesum_*.db"))) == 1
+    finally:
+        alive.kill()
+        alive.wait()
+        alive.stdout.close()
+    assert "qr_test_workers" not in exposition(CollectorRegistry())[0].decode()
+
+
+def test_made_up_methods_are_counted_as_other() -> None:
+    registry = CollectorRegistry()
+    tally = Tally(HttpMetrics(registry), "/r/{id}")
+    for method in ("GET", "FOO", "get", "X" * 500):
+        tally.count(method, 405, 0.001)
+    tally.publish()
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if "method" in sample.labels
+    }
+    assert methods == {"GET", "OTHER"}

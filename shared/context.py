@@ -2,7 +2,7 @@
 
 Both services use it (the redirect service for everything but ``/r/``, which does the same inline at
 a fraction of the cost), so that every answer carries ``X-Request-ID``, even a crash answer, and is
-counted under its route template.
+counted under its route template, and carries a content security policy that allows nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from shared.logging import accept_request_id, request_id
 from shared.metrics import UNMATCHED_ROUTE, HttpMetrics, method_label
 
 access_log = logging.getLogger("qr.access")
+# JSON, text and images only: nothing may run, load or frame. The edge adds the other headers.
+CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,10 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                if not any(name == b"content-security-policy" for name, _ in headers):
+                    headers.append(CSP)
+                message["headers"] = headers
             await send(message)
 
         self.http.in_progress.labels("other").inc()

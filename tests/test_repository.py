@@ -64,7 +64,9 @@ def test_compose_wires_every_service_to_real_commands() -> None:
     )
     assert services["management"]["command"] == ["python", "-m", "services.management"]
     mounts = services["traefik"]["volumes"]
-    assert "./infra/traefik/traefik.yml:/etc/traefik/traefik.yml:ro" in mounts
+    assert "./infra/traefik/${EDGE_STATIC_FILE:-traefik.yml}:/etc/traefik/traefik.yml:ro" in mounts
+    assert "traefik-certificates:/etc/traefik/acme" in mounts
+    assert "traefik-certificates" in compose["volumes"]
     assert "./infra/traefik/dynamic_conf.yml:/etc/traefik/dynamic_conf.yml:ro" in mounts
     assert services["traefik"]["environment"]["REDIRECT_UPSTREAM"] == "http://redirect:8001"
     for name in ("migrate", "redirect", "management", "backup"):

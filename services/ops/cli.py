@@ -20,6 +20,7 @@ import click
 from services.ops import backups, embedded
 from services.ops.settings import OpsSettings, StackSettings
 from shared import logging as qrlog
+from shared import settings as env
 from shared.backups import list_backups
 from shared.database import asyncpg_dsn
 from shared.settings import ConfigError, read_log_level
@@ -59,6 +60,7 @@ def main() -> None:
       qr-manage backup          # pg_dump into BACKUP_DIR, checked, path printed
       qr-manage prune-backups   # keep the newest BACKUP_RETENTION archives
       qr-manage status          # is everything in order? (exit code 1 when not)
+      qr-manage edge-config     # a static Traefik file for compose (production, load balancer)
     """
     try:
         qrlog.configure(read_log_level(os.environ))
@@ -163,3 +165,37 @@ def status() -> None:
     for problem in problems:
         click.echo(f"attention: {problem}", err=True)
     sys.exit(1 if problems else 0)
+
+
+@main.command("edge-config")
+@click.option("--production", is_flag=True, help="HTTP answers 301 to HTTPS; the Let's Encrypt resolver.")
+@click.option(
+    "--trusted-proxies",
+    default="",
+    metavar="CIDR,...",
+    help="Load balancers in front of Traefik whose X-Forwarded-For it keeps (default: nobody).",
+)
+@click.option(
+    "--grace", type=click.FloatRange(0, 60), default=5.0, show_default=True, help="Seconds of drain on stop."
+)
+def edge_config(production: bool, trusted_proxies: str, grace: float) -> None:
+    """Print a static Traefik file for compose (its addresses and paths), for example with a load
+    balancer in front: save it under infra/traefik/ and name it in EDGE_STATIC_FILE.
+
+    \b
+    Example:
+      qr-manage edge-config --production --trusted-proxies 10.0.0.5/32 > infra/traefik/traefik.lb.yml
+    """
+    from services.ops import edge
+
+    try:
+        networks = env.parse_networks("--trusted-proxies", trusted_proxies) if trusted_proxies.strip() else ()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None
+    options = edge.EdgeOptions(
+        https_only=production, trusted_proxies=tuple(str(n) for n in networks), grace_seconds=grace
+    )
+    click.echo(
+        edge.static_config(edge.COMPOSE_ADDRESSES, dynamic_file=edge.COMPOSE_DYNAMIC_FILE, options=options),
+        nl=False,
+    )

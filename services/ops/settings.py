@@ -7,7 +7,7 @@ so ``qr-manage`` finds the same embedded database wherever it is run from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared import settings as env
@@ -55,6 +55,12 @@ class StackSettings:
     admin_allowlist: str
     qr_data_dir: Path
     rate_limits: dict[str, int]
+    admin_hosts: str = "localhost,127.0.0.1"
+    edge_trusted_proxies: tuple[str, ...] = ()
+    backend_timeouts: dict[str, int] = field(
+        default_factory=lambda: {"REDIRECT_BACKEND_TIMEOUT": 5, "MANAGEMENT_BACKEND_TIMEOUT": 60}
+    )
+    tls_files: tuple[Path, Path] | None = None  # EDGE_TLS_CERT and EDGE_TLS_KEY; None: self-signed
     host: str = "127.0.0.1"
 
     @classmethod
@@ -83,6 +89,11 @@ class StackSettings:
                 ("ADMIN_RATE_LIMIT_BURST", 100),
             )
         }
+        trusted = environ.get("EDGE_TRUSTED_PROXIES", "").strip()
+        backend_timeouts = {
+            name: env.read_int(environ, name, default, minimum=1, maximum=3600)
+            for name, default in (("REDIRECT_BACKEND_TIMEOUT", 5), ("MANAGEMENT_BACKEND_TIMEOUT", 60))
+        }
         return cls(
             ops=ops,
             http_port=ports["EDGE_HTTP_PORT"],
@@ -97,4 +108,35 @@ class StackSettings:
             admin_allowlist=",".join(part.strip() for part in allowlist.split(",")),
             qr_data_dir=_path(environ, "QR_DATA_DIR", "var/qr_data"),
             rate_limits=rate_limits,
+            admin_hosts=",".join(sorted(env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"))),
+            edge_trusted_proxies=tuple(
+                str(network) for network in env.parse_networks("EDGE_TRUSTED_PROXIES", trusted)
+            )
+            if trusted
+            else (),
+            backend_timeouts=backend_timeouts,
+            tls_files=_tls_files(environ),
         )
+
+    def edge_environment(self) -> dict[str, str]:
+        """What the dynamic file is templated from (besides the upstreams and the certificate)."""
+        return {
+            "ADMIN_ALLOWLIST": self.admin_allowlist,
+            "ADMIN_HOSTS": self.admin_hosts,
+            "EDGE_TRUSTED_PROXIES": ",".join(self.edge_trusted_proxies),
+            **{name: str(value) for name, value in self.rate_limits.items()},
+            **{name: str(value) for name, value in self.backend_timeouts.items()},
+        }
+
+
+def _tls_files(environ: Mapping[str, str]) -> tuple[Path, Path] | None:
+    cert, key = environ.get("EDGE_TLS_CERT", "").strip(), environ.get("EDGE_TLS_KEY", "").strip()
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise env.ConfigError("EDGE_TLS_CERT and EDGE_TLS_KEY go together: set both or neither")
+    files = Path(cert).resolve(), Path(key).resolve()
+    for name, path in zip(("EDGE_TLS_CERT", "EDGE_TLS_KEY"), files, strict=True):
+        if not path.is_file():
+            raise env.ConfigError(f"{name}: {path} is not a readable file")
+    return files

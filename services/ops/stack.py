@@ -32,6 +32,7 @@ from services.ops.processes import (
     wait_ready,
 )
 from services.ops.settings import StackSettings
+from shared import settings as env
 from shared.database import redacted
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,9 @@ class Stack:
             "BACKUP_DIR": str(s.ops.backup_dir),
             "PYTHONUNBUFFERED": "1",
         }
+        if s.edge_trusted_proxies and "TRUSTED_PROXIES" not in self.environ:
+            # Behind a load balancer the services must believe it too, to see the real client.
+            service_env["TRUSTED_PROXIES"] = ",".join((env.LOOPBACK_NETWORKS, *s.edge_trusted_proxies))
         # Granian's workers write their metrics to files that a scrape of any one of them sums up;
         # the folder starts empty at every start, or counters of dead workers would linger.
         metrics_dir = s.ops.var_dir / "metrics" / "redirect"
@@ -129,32 +133,27 @@ class Stack:
         wait_ready(redirect, f"http://{s.host}:{s.redirect_port}/livez")
         wait_ready(management, f"http://{s.host}:{s.management_port}/livez")
 
-        cert, key = edge.ensure_certificate(s.ops.var_dir / "tls")
-        static_file = s.ops.var_dir / "traefik" / "traefik.yml"
-        static_file.parent.mkdir(parents=True, exist_ok=True)
-        static_file.write_text(
-            edge.static_config(
-                edge.EdgeAddresses(
-                    http=f"{s.host}:{s.http_port}",
-                    https=f"{s.host}:{s.https_port}",
-                    admin=f"{s.host}:{s.edge_admin_port}",
-                ),
-                dynamic_file=str(edge.DYNAMIC_FILE),
-            )
-        )
+        cert, key = s.tls_files or edge.ensure_certificate(s.ops.var_dir / "tls")
         edge_env = {
             **self.environ,
+            **s.edge_environment(),
             "REDIRECT_UPSTREAM": f"http://{s.host}:{s.redirect_port}",
             "MANAGEMENT_UPSTREAM": f"http://{s.host}:{s.management_port}",
-            "ADMIN_ALLOWLIST": s.admin_allowlist,
             "EDGE_TLS_CERT": str(cert),
             "EDGE_TLS_KEY": str(key),
-            **{name: str(value) for name, value in s.rate_limits.items()},
         }
-        traefik = self._spawn(
-            "traefik", [str(edge.traefik_binary()), f"--configfile={static_file}"], edge_env
+        traefik = edge.launch(
+            s.ops.var_dir / "traefik",
+            edge.EdgeAddresses(
+                http=f"{s.host}:{s.http_port}",
+                https=f"{s.host}:{s.https_port}",
+                admin=f"{s.host}:{s.edge_admin_port}",
+            ),
+            edge_env,
+            edge.EdgeOptions(trusted_proxies=s.edge_trusted_proxies),
         )
-        wait_ready(traefik, f"http://{s.host}:{s.edge_admin_port}/ping")
+        self.children.append(traefik)
+        self._write_state()
         # The routers appear once the dynamic file is loaded: wait until the edge really routes.
         wait_ready(traefik, f"http://{s.host}:{s.http_port}/health")
         self._say(self._banner())
@@ -185,15 +184,20 @@ class Stack:
             if self.database
             else redacted(self.dsn)
         )
+        certificate = (
+            f"certificate {s.tls_files[0]}"
+            if s.tls_files
+            else f"self-signed certificate in {s.ops.var_dir / 'tls'}"
+        )
         return "\n".join(
             [
                 "",
                 "QR service is running.",
                 f"  short links      {s.public_base_url}/r/{{id}}",
                 f"  management API   http://{h}:{s.http_port}/api/v1/qr",
-                f"                   (allowed from {s.admin_allowlist})",
+                f"                   (allowed from {s.admin_allowlist}, as {s.admin_hosts})",
                 f"  HTTPS            https://{h}:{s.https_port}/",
-                f"                   (self-signed certificate in {s.ops.var_dir / 'tls'})",
+                f"                   ({certificate})",
                 f"  health           http://{h}:{s.http_port}/health",
                 f"  edge ping        http://{h}:{s.edge_admin_port}/ping",
                 f"  database         {database}",

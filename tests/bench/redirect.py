@@ -298,16 +298,6 @@ def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str
       maxIdleConnsPerHost: 256
 """
         )
-    static = folder / "traefik.yml"
-    static.write_text(
-        edge.static_config(
-            edge.EdgeAddresses(
-                http=f"127.0.0.1:{http}", https=f"127.0.0.1:{https}", admin=f"127.0.0.1:{ping}"
-            ),
-            dynamic_file=str(dynamic),
-            log_level="ERROR",
-        )
-    )
     environ = {
         **os.environ,
         "REDIRECT_UPSTREAM": backend,
@@ -316,7 +306,13 @@ def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str
         "RATE_LIMIT_AVERAGE": "1000000",
         "RATE_LIMIT_BURST": "1000000",
     }
-    child = spawn("traefik", [str(edge.traefik_binary()), f"--configfile={static}"], env=environ)
+    child = edge.launch(
+        folder,
+        edge.EdgeAddresses(http=f"127.0.0.1:{http}", https=f"127.0.0.1:{https}", admin=f"127.0.0.1:{ping}"),
+        environ,
+        edge.EdgeOptions(log_level="ERROR"),
+        dynamic_file=dynamic,
+    )
     children.append(child)
     started(child, f"http://127.0.0.1:{http}", "/r/warm", 302)
     return f"http://127.0.0.1:{http}"

@@ -77,6 +77,9 @@ def test_two_migrations_at_once_queue_on_the_advisory_lock(empty_database_url: s
         (["run"], {"EDGE_HTTP_PORT": "0"}, "EDGE_HTTP_PORT"),
         (["frobnicate"], {}, "No such command"),
         (["backup", "--now"], {}, "No such option"),
+        (["edge-config", "--trusted-proxies", '10.0.0.1"], x: ['], {}, "not an IP address"),
+        (["edge-config", "--trusted-proxies", "10.0.0.0/99"], {}, "not an IP address"),
+        (["edge-config", "--grace", "-1"], {}, "--grace"),
     ],
 )
 def test_bad_arguments_and_settings_are_usage_errors(
@@ -108,6 +111,17 @@ def test_status_of_an_unreachable_database(tmp_path: Path) -> None:
 def test_help_reads_like_a_manual() -> None:
     result = qr_manage("--help")
     assert result.returncode == 0
-    for command in ("run", "migrate", "backup", "prune-backups", "status"):
+    for command in ("run", "migrate", "backup", "prune-backups", "status", "edge-config"):
         assert command in result.stdout
     assert "Examples:" in result.stdout
+
+
+def test_edge_config_prints_what_compose_mounts_and_variants() -> None:
+    from services.ops import edge
+
+    production = qr_manage("edge-config", "--production")
+    assert production.returncode == 0
+    assert production.stdout == edge.compose_static("traefik.production.yml")
+    behind = qr_manage("edge-config", "--trusted-proxies", "10.0.0.5, 10.1.0.0/16")
+    assert 'trustedIPs: ["10.0.0.5/32", "10.1.0.0/16"]' in behind.stdout
+    assert "redirections" not in behind.stdout

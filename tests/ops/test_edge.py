@@ -9,15 +9,24 @@ from services.ops.settings import StackSettings
 from shared.settings import ConfigError
 
 
-def test_the_compose_static_file_is_the_generated_one() -> None:
-    committed = (edge.INFRA_DIR / "traefik.yml").read_text()
-    assert committed == edge.COMPOSE_STATIC, "regenerate infra/traefik/traefik.yml from services/ops/edge.py"
+@pytest.mark.parametrize("name", sorted(edge.STATIC_FILES))
+def test_the_compose_static_files_are_the_generated_ones(name: str) -> None:
+    committed = (edge.INFRA_DIR / name).read_text()
+    assert committed == edge.compose_static(name), (
+        f"regenerate infra/traefik/{name} with services.ops.edge.compose_static({name!r})"
+    )
 
 
-def test_https_only_redirects_plain_http() -> None:
+def test_https_only_redirects_plain_http_and_declares_the_resolver() -> None:
     addresses = edge.EdgeAddresses(http=":80", https=":443", admin=":8082")
-    assert "redirections" not in edge.static_config(addresses, dynamic_file="/d.yml")
-    assert "to: websecure" in edge.static_config(addresses, dynamic_file="/d.yml", https_only=True)
+    local = edge.static_config(addresses, dynamic_file="/d.yml")
+    assert "redirections" not in local
+    assert "certificatesResolvers" not in local
+    production = edge.static_config(
+        addresses, dynamic_file="/d.yml", options=edge.EdgeOptions(https_only=True)
+    )
+    assert "to: websecure" in production
+    assert "letsencrypt" in production
 
 
 def test_the_certificate_is_made_once(tmp_path: Path) -> None:
@@ -42,6 +51,15 @@ def test_the_certificate_is_made_once(tmp_path: Path) -> None:
         ({"RATE_LIMIT_AVERAGE": "-1"}, "RATE_LIMIT_AVERAGE"),
         ({"BACKUP_RETENTION": "none"}, "BACKUP_RETENTION"),
         ({"DATABASE_URL": "sqlite:///x"}, "DATABASE_URL"),
+        ({"ADMIN_HOSTS": ""}, "ADMIN_HOSTS"),
+        ({"ADMIN_HOSTS": "evil`) || Host(`x"}, "ADMIN_HOSTS"),
+        ({"ADMIN_HOSTS": "localhost:8080"}, "ADMIN_HOSTS"),
+        ({"EDGE_TRUSTED_PROXIES": "10.0.0.0/33"}, "EDGE_TRUSTED_PROXIES"),
+        ({"EDGE_TRUSTED_PROXIES": '10.0.0.1"]'}, "EDGE_TRUSTED_PROXIES"),
+        ({"REDIRECT_BACKEND_TIMEOUT": "0"}, "REDIRECT_BACKEND_TIMEOUT"),
+        ({"MANAGEMENT_BACKEND_TIMEOUT": "5s"}, "MANAGEMENT_BACKEND_TIMEOUT"),
+        ({"EDGE_TLS_CERT": "/etc/hostname"}, "together"),
+        ({"EDGE_TLS_CERT": "/nonexistent/cert.pem", "EDGE_TLS_KEY": "/etc/hostname"}, "EDGE_TLS_CERT"),
     ],
 )
 def test_stack_settings_refuse_mistakes_before_anything_starts(environ: dict[str, str], message: str) -> None:

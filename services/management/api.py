@@ -8,7 +8,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,16 +24,21 @@ from services.management import codes
 from services.management.fields import parse_changes, parse_new_code
 from services.management.images import (
     IMAGE_PARAMETERS,
+    LOGO_TYPES,
+    Format,
     ImageOptions,
+    Logo,
     RenderRefused,
+    normalise_logo,
     parse_options,
     render_png,
+    render_svg,
 )
 from services.management.metrics import ManagementMetrics
 from services.management.openapi import OPENAPI
 from services.management.params import Params
 from services.management.settings import ManagementSettings
-from services.management.storage import ImageStore, LocalImageStore
+from services.management.storage import ImageStore, LocalImageStore, MemoryCache
 from shared.database import sqlalchemy_url
 from shared.errors import (
     BadRequest,
@@ -63,42 +69,73 @@ DATABASE_FAULTS = (
 
 
 class Images:
-    """PNGs for codes: from the store when rendered before, else rendered off the event loop.
+    """Images of codes: from memory, else from the store, else rendered off the event loop.
 
-    At most ``concurrency`` renders run at once, and one key is never rendered twice at the same time.
+    At most ``concurrency`` renders run at once (other requests go on meanwhile), and one key is
+    never rendered twice at the same time.
     """
 
-    def __init__(self, store: ImageStore, *, concurrency: int, metrics: ManagementMetrics) -> None:
+    def __init__(
+        self, store: ImageStore, *, concurrency: int, memory_bytes: int, metrics: ManagementMetrics
+    ) -> None:
         self.store = store
+        self.memory = MemoryCache(memory_bytes)
         self._metrics = metrics
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self.limiter = anyio.CapacityLimiter(concurrency)  # renders, and logos being normalised
         self._flights: SingleFlight[str, bytes] = SingleFlight()
 
-    async def png(self, key: str, payload: str, options: ImageOptions) -> bytes:
-        return await self._flights.run(key, functools.partial(self._fetch_or_render, key, payload, options))
+    async def get(self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]]) -> bytes:
+        data = self.memory.get(request.key)
+        if data is not None:
+            self._metrics.image_memory_hits.inc()
+            return data
+        return await self._flights.run(request.key, functools.partial(self._produce, request, load_logo))
 
-    async def _fetch_or_render(self, key: str, payload: str, options: ImageOptions) -> bytes:
-        return await anyio.to_thread.run_sync(
-            functools.partial(self._fetch_or_render_sync, key, payload, options), limiter=self._limiter
-        )
-
-    def _fetch_or_render_sync(self, key: str, payload: str, options: ImageOptions) -> bytes:
-        data = self.store.get(key)
+    async def _produce(self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]]) -> bytes:
+        data = await anyio.to_thread.run_sync(self.store.get, request.key)
         if data is not None:
             self._metrics.image_store_hits.inc()
-            return data
+        else:
+            logo = await load_logo(request.logo_sha256) if request.logo_sha256 else None
+            data = await anyio.to_thread.run_sync(
+                functools.partial(self._render, request, logo), limiter=self.limiter
+            )
+            await anyio.to_thread.run_sync(self.store.put, request.key, data)
+        self.memory.put(request.key, data)
+        return data
+
+    def _render(self, request: ImageRequest, logo: Logo | None) -> bytes:
+        fmt = request.image_format
         started = time.perf_counter()
         try:
-            data = render_png(payload, options)
+            data = RENDERERS[fmt](request.payload, request.options, logo)
         except RenderRefused:
-            self._metrics.renders.labels("png", "refused").inc()
+            self._metrics.renders.labels(fmt, "refused").inc()
             self._metrics.decode_failures.inc()
             raise
-        self._metrics.renders.labels("png", "ok").inc()
-        self._metrics.render_duration.labels("png").observe(time.perf_counter() - started)
-        log.info("rendered", extra={"format": "png", "bytes": len(data)})  # under the request's id
-        self.store.put(key, data)
+        self._metrics.renders.labels(fmt, "ok").inc()
+        self._metrics.render_duration.labels(fmt).observe(time.perf_counter() - started)
+        log.info("rendered", extra={"format": fmt, "bytes": len(data)})  # under the request's id
         return data
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    payload: str
+    image_format: Format
+    options: ImageOptions
+    logo_sha256: str | None
+
+    @property
+    def key(self) -> str:
+        return self.options.cache_key(self.payload, self.image_format, self.logo_sha256)
+
+
+RENDERERS: dict[str, Callable[[str, ImageOptions, Logo | None], bytes]] = {
+    "png": render_png,
+    "svg": render_svg,
+}
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
 class ManagementApi:
@@ -106,7 +143,10 @@ class ManagementApi:
         self.settings = settings
         self.metrics = metrics
         self.images = Images(
-            LocalImageStore(settings.qr_data_dir), concurrency=settings.render_concurrency, metrics=metrics
+            LocalImageStore(settings.qr_data_dir),
+            concurrency=settings.render_concurrency,
+            memory_bytes=settings.image_cache_bytes,
+            metrics=metrics,
         )
         self._engine: AsyncEngine | None = None
 
@@ -216,21 +256,68 @@ class ManagementApi:
         return JSONResponse(OPENAPI)
 
     async def get_png(self, request: Request) -> Response:
+        return await self._image(request, "png")
+
+    async def get_svg(self, request: Request) -> Response:
+        return await self._image(request, "svg")
+
+    async def _image(self, request: Request, image_format: Format) -> Response:
         code_id = _code_id(request)
         options = parse_options(Params(request.query_params, allowed=IMAGE_PARAMETERS))
         async with self.database() as conn:
-            short_url = await codes.get_short_url(conn, code_id)
-        key = options.cache_key(short_url, "png")
-        etag = f'"{key[:32]}"'
+            short_url, logo_sha256 = await codes.image_source(conn, code_id)
+        image = ImageRequest(short_url, image_format, options.for_logo(logo_sha256 is not None), logo_sha256)
+        etag = f'"{image.key[:32]}"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
         if _if_none_match(request) & {etag, "*"}:
             return Response(status_code=304, headers=headers)
         try:
-            png = await self.images.png(key, short_url, options)
+            data = await self.images.get(image, self._load_logo)
         except RenderRefused as exc:
             log.error("render refused", extra={"code_id": code_id, "reason": str(exc)})
             raise InvalidField("image", f"this combination of options does not scan reliably: {exc}") from exc
-        return Response(png, media_type="image/png", headers=headers)
+        if image_format == "svg":
+            headers["Content-Security-Policy"] = (
+                "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+            )
+        return Response(data, media_type=MEDIA_TYPES[image_format], headers=headers)
+
+    async def _load_logo(self, sha256: str) -> Logo:
+        async with self.database() as conn:
+            return await codes.load_logo(conn, sha256)
+
+    async def put_logo(self, request: Request) -> JSONResponse:
+        code_id = _code_id(request)
+        Params(request.query_params, allowed=())
+        content_type, body = await read_body(
+            request, accepted=tuple(LOGO_TYPES), max_bytes=self.settings.logo_max_bytes
+        )
+        stored = await anyio.to_thread.run_sync(
+            normalise_logo, body, content_type, limiter=self.images.limiter
+        )
+        async with self.database(write=True) as conn:
+            resource = await codes.set_logo(conn, code_id, stored, actor=_actor(request))
+        self.metrics.code_changes.labels("update").inc()
+        log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
+        return JSONResponse(resource)
+
+    async def get_logo(self, request: Request) -> Response:
+        code_id = _code_id(request)
+        Params(request.query_params, allowed=())
+        async with self.database() as conn:
+            _, sha256 = await codes.image_source(conn, code_id)
+            if sha256 is None:
+                raise NotFound(f"the code '{code_id}' has no logo")
+            logo = await codes.load_logo(conn, sha256)
+        return Response(logo.png, media_type="image/png", headers={"ETag": f'"{sha256[:32]}"'})
+
+    async def delete_logo(self, request: Request) -> Response:
+        code_id = _code_id(request)
+        Params(request.query_params, allowed=())
+        async with self.database(write=True) as conn:
+            await codes.set_logo(conn, code_id, None, actor=_actor(request))
+        log.info("logo removed", extra={"code_id": code_id})
+        return Response(status_code=204)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -255,6 +342,7 @@ class ManagementApi:
         return JSONResponse({"status": "ok"})
 
     async def scrape(self, request: Request) -> Response:
+        self.metrics.image_memory_bytes.set(self.images.memory.size)
         await anyio.to_thread.run_sync(self.metrics.observe_backups, self.settings.backup_dir)
         body, content_type = exposition(self.metrics.registry)
         return Response(body, media_type=content_type)
@@ -285,10 +373,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def read_json_object(request: Request, *, max_bytes: int, patch: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object, refused early when too large or not JSON."""
+async def read_body(request: Request, *, accepted: tuple[str, ...], max_bytes: int) -> tuple[str, bytes]:
+    """The request's content type (one of ``accepted``) and body, refused early when too large."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    accepted = ("application/json", "application/merge-patch+json") if patch else ("application/json",)
     if content_type not in accepted:
         raise UnsupportedMediaType(f"send the body as {' or '.join(accepted)}")
     declared = request.headers.get("content-length")
@@ -305,8 +392,15 @@ async def read_json_object(request: Request, *, max_bytes: int, patch: bool = Fa
     except ClientDisconnect:
         # Nobody is left to read the answer; the access line still shows what happened.
         raise BadRequest("the client went away before sending the whole body") from None
+    return content_type, b"".join(chunks)
+
+
+async def read_json_object(request: Request, *, max_bytes: int, patch: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, refused early when too large or not JSON."""
+    accepted = ("application/json", "application/merge-patch+json") if patch else ("application/json",)
+    _, raw = await read_body(request, accepted=accepted, max_bytes=max_bytes)
     try:
-        body = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_reject_constant)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):

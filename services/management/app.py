@@ -54,6 +54,10 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         Route("/api/v1/qr/{code_id}/history", by_method(GET=api.history)),
         Route("/api/v1/qr/{code_id}/scans", by_method(GET=api.scans)),
         Route("/api/v1/qr/{code_id}/image.png", by_method(GET=api.get_png)),
+        Route("/api/v1/qr/{code_id}/image.svg", by_method(GET=api.get_svg)),
+        Route(
+            "/api/v1/qr/{code_id}/logo", by_method(GET=api.get_logo, PUT=api.put_logo, DELETE=api.delete_logo)
+        ),
         Route("/health", by_method(GET=api.health)),
         Route("/livez", by_method(GET=api.livez)),
         Route("/metrics", by_method(GET=api.scrape)),

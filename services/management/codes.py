@@ -21,7 +21,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management.fields import WRITABLE, NewCode
-from services.management.models import SEARCH_EXPRESSION, qr_code_changes, qr_codes, scan_counts
+from services.management.images import Logo, StoredLogo
+from services.management.models import SEARCH_EXPRESSION, logos, qr_code_changes, qr_codes, scan_counts
 from shared import ids
 from shared.errors import Conflict, InvalidField, NotFound, Unavailable
 from shared.urls import ascii_host
@@ -40,6 +41,7 @@ _RESOURCE_COLUMNS = (
     qr_codes.c.expires_at,
     qr_codes.c.fallback_url,
     qr_codes.c.forward_query,
+    qr_codes.c.logo_sha256,
     qr_codes.c.created_at,
     qr_codes.c.updated_at,
 )
@@ -105,6 +107,8 @@ def to_resource(row: Any) -> dict[str, Any]:
         "expires_at": _timestamp(row.expires_at),
         "fallback_url": row.fallback_url,
         "forward_query": row.forward_query,
+        # The logo in the middle of its images (PUT /api/v1/qr/{id}/logo), by the digest of its PNG.
+        "logo_sha256": row.logo_sha256,
         "created_at": _timestamp(row.created_at),
         "updated_at": _timestamp(row.updated_at),
         "scan_count": row.scan_count,
@@ -167,13 +171,47 @@ async def get_code(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
     return to_resource(row)
 
 
-async def get_short_url(conn: AsyncConnection, code_id: str) -> str:
-    """What the code's images encode; :class:`NotFound` for an unknown or deleted id."""
-    statement = select(qr_codes.c.short_url).where(qr_codes.c.id == code_id, _LIVE)
-    short_url = (await conn.execute(statement)).scalar_one_or_none()
-    if short_url is None:
+async def image_source(conn: AsyncConnection, code_id: str) -> tuple[str, str | None]:
+    """What the code's images encode, and the digest of its logo; :class:`NotFound` for an unknown
+    or deleted id."""
+    statement = select(qr_codes.c.short_url, qr_codes.c.logo_sha256).where(qr_codes.c.id == code_id, _LIVE)
+    row = (await conn.execute(statement)).first()
+    if row is None:
         raise NotFound(f"no QR code with id '{code_id}'")
-    return str(short_url)
+    return str(row.short_url), row.logo_sha256
+
+
+async def load_logo(conn: AsyncConnection, sha256: str) -> Logo:
+    image = (await conn.execute(select(logos.c.image).where(logos.c.sha256 == sha256))).scalar_one()
+    return Logo(sha256, bytes(image))
+
+
+async def set_logo(
+    conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, actor: Actor
+) -> dict[str, Any]:
+    """Show ``stored`` in the code's images from now on (``None``: no logo); record the change."""
+    current = (
+        await conn.execute(
+            select(qr_codes.c.logo_sha256).where(qr_codes.c.id == code_id, _LIVE).with_for_update()
+        )
+    ).first()
+    if current is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
+    new = stored.logo.sha256 if stored else None
+    if stored is not None:
+        await conn.execute(
+            insert(logos)
+            .values(sha256=new, image=stored.logo.png, width=stored.width, height=stored.height)
+            .on_conflict_do_nothing(index_elements=[logos.c.sha256])
+        )
+    if current.logo_sha256 != new:
+        await conn.execute(
+            update(qr_codes).where(qr_codes.c.id == code_id).values(logo_sha256=new, updated_at=func.now())
+        )
+        await _record(
+            conn, code_id, "update", {"logo_sha256": {"old": current.logo_sha256, "new": new}}, actor
+        )
+    return await get_code(conn, code_id)
 
 
 async def update_code(

@@ -38,6 +38,15 @@ class ManagementMetrics:
         self.image_store_hits = Counter(
             "qr_image_store_hits_total", "Images served from the store without rendering", registry=registry
         )
+        self.image_memory_hits = Counter(
+            "qr_image_memory_hits_total", "Images served from memory", registry=registry
+        )
+        self.image_memory_bytes = Gauge(
+            "qr_image_memory_bytes",
+            "Bytes of images held in memory (at most IMAGE_CACHE_BYTES per process)",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.backup_last = Gauge(
             "qr_backup_last_timestamp_seconds",
             "When the newest backup archive in BACKUP_DIR was taken, from its name (0: none)",

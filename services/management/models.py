@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     SmallInteger,
@@ -48,6 +49,19 @@ HISTORY_ACTIONS = ("create", "update", "delete")
 SEARCH_EXPRESSION = "lower(id || ' ' || coalesce(title, '') || ' ' || target_url)"
 SEARCH_INDEX = "ix_qr_codes_search"
 
+# Logos, once per content: images stay derivable from the database alone. Stored normalised (PNG,
+# RGBA, at most LOGO_MAX_PIXELS a side), never as uploaded.
+logos = Table(
+    "logos",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("image", LargeBinary, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_format"),
+)
+
 qr_codes = Table(
     "qr_codes",
     metadata,
@@ -69,6 +83,8 @@ qr_codes = Table(
     Column("fallback_url", Text),
     # Append the scan's query string (UTM tags, say) to the target.
     Column("forward_query", Boolean, nullable=False, server_default=false()),
+    # The logo in the middle of its images, if any.
+    Column("logo_sha256", String(64), ForeignKey("logos.sha256")),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint("redirect_status IN (301, 302, 307, 308)", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),

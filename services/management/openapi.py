@@ -55,6 +55,59 @@ _BODY_ERRORS = {
 _422 = {"422": _error("A field or parameter has a bad value; details.field names it.")}
 _404 = {"404": _error("No such code (or it was deleted).")}
 
+
+def _image_path(image_format: str, media_type: str) -> dict[str, Any]:
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": schema, "description": description}
+
+    colour = {"type": "string", "pattern": "^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$"}
+    return {
+        "parameters": [_CODE_ID],
+        "get": {
+            "operationId": f"getImage{image_format.capitalize()}",
+            "summary": f"The code as {image_format.upper()}; it decodes to its short_url (checked before "
+            "it is served)",
+            "parameters": [
+                query(
+                    "size",
+                    {"type": "integer", "minimum": 64, "maximum": 4096},
+                    "Pixels (default 400); a PNG is drawn at whole pixels per module, within 10%.",
+                ),
+                query("border", {"type": "integer", "minimum": 0, "maximum": 16}, "Quiet-zone modules (4)."),
+                query(
+                    "ecc",
+                    {"type": "string", "enum": ["L", "M", "Q", "H", "l", "m", "q", "h"]},
+                    "Error correction (M); always H with a logo.",
+                ),
+                query("fg", colour, "Module colour, hex (000000); must be darker than bg, contrast 4.5:1."),
+                query("bg", colour, "Ground colour, hex (ffffff)."),
+                query(
+                    "dpi",
+                    {"type": "integer", "minimum": 72, "maximum": 2400},
+                    "Recorded in the PNG; with size_mm, the pixels per millimetre (300).",
+                ),
+                query(
+                    "size_mm",
+                    {"type": "number", "minimum": 5, "maximum": 2000},
+                    "Printed size in millimetres, instead of size; the SVG is sized in mm.",
+                ),
+                {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The image.",
+                    "headers": {"ETag": {"schema": {"type": "string"}}},
+                    "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "304": {"description": "Not modified (If-None-Match matched the ETag)."},
+                **_404,
+                **_422,
+                **_ERRORS,
+            },
+        },
+    }
+
+
 _CODE_ID = {
     "name": "code_id",
     "in": "path",
@@ -130,6 +183,7 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at",
             "fallback_url",
             "forward_query",
+            "logo_sha256",
             "created_at",
             "updated_at",
             "scan_count",
@@ -150,6 +204,12 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {**_TIMESTAMP, "nullable": True},
             "fallback_url": {"type": "string", "nullable": True},
             "forward_query": {"type": "boolean"},
+            "logo_sha256": {
+                "type": "string",
+                "nullable": True,
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "The logo in the middle of the code's images (PUT .../logo), by its digest.",
+            },
             "created_at": _TIMESTAMP,
             "updated_at": _TIMESTAMP,
             "scan_count": {"type": "integer", "minimum": 0},
@@ -342,41 +402,48 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("ScanTotals"), "The totals."), **_404, **_422, **_ERRORS},
             },
         },
-        "/api/v1/qr/{code_id}/image.png": {
+        "/api/v1/qr/{code_id}/image.png": _image_path("png", "image/png"),
+        "/api/v1/qr/{code_id}/image.svg": _image_path("svg", "image/svg+xml"),
+        "/api/v1/qr/{code_id}/logo": {
             "parameters": [_CODE_ID],
             "get": {
-                "operationId": "getImagePng",
-                "summary": "The code as a PNG that decodes to its short_url",
-                "parameters": [
-                    {
-                        "name": "size",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 64, "maximum": 4096},
-                        "description": "Pixels; drawn at whole pixels per module within 10%.",
-                    },
-                    {
-                        "name": "border",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 16},
-                    },
-                    {
-                        "name": "ecc",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["L", "M", "Q", "H", "l", "m", "q", "h"]},
-                    },
-                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
-                ],
+                "operationId": "getLogo",
+                "summary": "The code's logo as stored (PNG, at most 512 px a side)",
                 "responses": {
                     "200": {
-                        "description": "The image.",
-                        "headers": {"ETag": {"schema": {"type": "string"}}},
+                        "description": "The logo.",
                         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                     },
-                    "304": {"description": "Not modified (If-None-Match matched the ETag)."},
+                    **_404,
+                    **_ERRORS,
+                },
+            },
+            "put": {
+                "operationId": "putLogo",
+                "summary": "Show a logo in the middle of the code's images (they then use ECC H)",
+                "description": "A PNG or JPEG of 16 to 4096 px a side, at most LOGO_MAX_BYTES; stored "
+                "in the database (normalised to PNG, at most 512 px a side), so images stay derivable.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("QRCode"), "The code, with its logo_sha256."),
+                    "400": _error("The body did not arrive whole."),
+                    "413": _error("The body is larger than LOGO_MAX_BYTES."),
+                    "415": _error("The body is not sent as image/png or image/jpeg."),
                     **_404,
                     **_422,
                     **_ERRORS,
                 },
+            },
+            "delete": {
+                "operationId": "deleteLogo",
+                "summary": "Remove the code's logo (nothing to do if it has none)",
+                "responses": {"204": {"description": "Removed."}, **_404, **_ERRORS},
             },
         },
         "/api/v1/openapi.json": {

@@ -31,6 +31,27 @@ class Params:
             raise InvalidField(name, f"must be a whole number from {minimum} to {maximum}")
         return int(raw)
 
+    def optional_integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        if name not in self.values:
+            return None
+        return self.integer(name, default=minimum, minimum=minimum, maximum=maximum)
+
+    def number(self, name: str, *, minimum: float, maximum: float) -> float | None:
+        """A decimal number such as 25 or 25.5 (no exponents, no signs, at most two decimals)."""
+        raw = self.values.get(name)
+        if raw is None:
+            return None
+        whole, _, fraction = raw.partition(".")
+        if not (
+            raw.isascii()
+            and whole.isdigit()
+            and len(whole) <= 6
+            and (not fraction or (fraction.isdigit() and len(fraction) <= 2))
+            and minimum <= float(raw) <= maximum
+        ):
+            raise InvalidField(name, f"must be a number from {minimum:g} to {maximum:g}, such as 25 or 25.5")
+        return float(raw)
+
     def boolean(self, name: str) -> bool | None:
         raw = self.values.get(name)
         if raw is None:

@@ -22,6 +22,8 @@ class ManagementSettings:
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
     render_concurrency: int = 2
+    image_cache_bytes: int = 64 * 1024 * 1024
+    logo_max_bytes: int = 1024 * 1024
     admin_tokens_file: Path | None = None
     admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     backup_dir: Path | None = None  # read for the backup-age metric
@@ -42,6 +44,12 @@ class ManagementSettings:
             ),
             max_body_bytes=env.read_int(
                 environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            image_cache_bytes=env.read_int(
+                environ, "IMAGE_CACHE_BYTES", cls.image_cache_bytes, minimum=0, maximum=16 * 1024**3
+            ),
+            logo_max_bytes=env.read_int(
+                environ, "LOGO_MAX_BYTES", cls.logo_max_bytes, minimum=1024, maximum=16 * 1024 * 1024
             ),
             admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
             backup_dir=Path(env.read_str(environ, "BACKUP_DIR", "backups")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -51,3 +52,33 @@ class LocalImageStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class MemoryCache:
+    """The most recently used images, bounded by their total size (used from the event loop only)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 4:  # one huge image must not flush everything else
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= len(old)
+        self._items[key] = data
+        self.size += len(data)
+        while self.size > self.max_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self.size -= len(evicted)

@@ -305,34 +305,37 @@ def delete(ctx: click.Context, code_id: str) -> None:
 
 @main.command()
 @click.argument("code_id")
-@click.option("--size", type=click.IntRange(64, 4096), help="Pixels (PNG), drawn at whole pixels per module.")
+@click.option("--format", "image_format", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+@click.option(
+    "--size", type=click.IntRange(64, 4096), help="Pixels (400); a PNG has whole pixels per module."
+)
+@click.option("--size-mm", type=click.FloatRange(5, 2000), help="Printed size in mm, instead of --size.")
+@click.option("--dpi", type=click.IntRange(72, 2400), help="Recorded in the PNG; with --size-mm, 300.")
 @click.option("--border", type=click.IntRange(0, 16), help="Quiet-zone modules (4).")
 @click.option(
     "--ecc", type=click.Choice(["L", "M", "Q", "H"], case_sensitive=False), help="Error correction (M)."
 )
+@click.option("--fg", metavar="HEX", help="Module colour (000000); darker than --bg.")
+@click.option("--bg", metavar="HEX", help="Ground colour (ffffff).")
 @click.option(
     "-o", "--output", "target", required=True, metavar="FILE", help="Where to write it; - for stdout."
 )
 @click.pass_context
-def image(
-    ctx: click.Context,
-    code_id: str,
-    size: int | None,
-    border: int | None,
-    ecc: str | None,
-    target: str,
-) -> None:
+def image(ctx: click.Context, /, code_id: str, image_format: str, target: str, **options: Any) -> None:
     """Download a code's image; it encodes the short link and is checked by decoding before it is served.
 
     \b
-    Example:
+    Examples:
       qrctl image spring-menu --size 1200 --ecc Q -o spring-menu.png
+      qrctl image spring-menu --format svg --size-mm 40 --fg 1a237e -o spring-menu.svg
     """
-    params = {k: v for k, v in (("size", size), ("border", border), ("ecc", ecc)) if v is not None}
+    params = {name: value for name, value in options.items() if value is not None}
+    if "size_mm" in params:
+        params["size_mm"] = f"{params['size_mm']:g}"
     if target == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write an image to a terminal; use -o FILE or a pipe")
     with api(ctx) as client:
-        response = client.request("GET", f"/api/v1/qr/{_path(code_id)}/image.png", params=params)
+        response = client.request("GET", f"/api/v1/qr/{_path(code_id)}/image.{image_format}", params=params)
     if target == "-":
         sys.stdout.buffer.write(response.content)
         sys.stdout.buffer.flush()
@@ -343,6 +346,39 @@ def image(
             output.message(f"qrctl: cannot write {target}: {exc.strerror or exc}")
             ctx.exit(1)
         output.message(f"wrote {target} ({len(response.content)} bytes)")
+
+
+@main.command()
+@click.argument("code_id")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--remove", is_flag=True, help="Take the logo away.")
+@click.pass_context
+def logo(ctx: click.Context, code_id: str, file: Path | None, remove: bool) -> None:
+    """Put a logo (PNG or JPEG) in the middle of a code's images, or take it away with --remove.
+
+    \b
+    Examples:
+      qrctl logo spring-menu brand.png
+      qrctl logo spring-menu --remove
+    """
+    if remove == (file is not None):
+        raise click.UsageError("give a FILE, or --remove")
+    with api(ctx) as client:
+        if file is None:
+            client.request("DELETE", f"/api/v1/qr/{_path(code_id)}/logo")
+            output.message(f"removed the logo of {code_id}")
+            return
+        try:
+            body = file.read_bytes()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {file}: {exc.strerror or exc}", param_hint="FILE"
+            ) from None
+        content_type = "image/jpeg" if body.startswith(b"\xff\xd8\xff") else "image/png"
+        code, text = client.json(
+            "PUT", f"/api/v1/qr/{_path(code_id)}/logo", content=body, headers={"Content-Type": content_type}
+        )
+        _print_code(ctx, code, text)
 
 
 @main.command()

@@ -54,11 +54,12 @@ class Api:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The response to a request that succeeded (2xx, or 304); :class:`Failure` otherwise."""
         request_id = uuid.uuid4().hex
+        headers = {**kwargs.pop("headers", {}), "X-Request-ID": request_id}
         attempts = 1 + (self.config.retries if method in _IDEMPOTENT else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = self._client.request(method, path, headers={"X-Request-ID": request_id}, **kwargs)
+                response = self._client.request(method, path, headers=headers, **kwargs)
             except httpx.TimeoutException:
                 if last:
                     maybe = (

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.bench import management, redirect
+from tests.bench import images, management, redirect
 from tests.bench.report import Report
 
 
@@ -57,7 +57,9 @@ def bench_stack() -> Iterator[Any]:
 def main() -> int:
     report = Report()
     started = time.monotonic()
+    images.run_in_process(report)
     with bench_stack() as stack:
+        images.run_service(stack, report)
         asyncio.run(management.run(stack, report))  # seeds the 100,000 codes the miss path asks for
         redirect.run(stack, report)
     report.note(f"total bench time {time.monotonic() - started:.0f} s")

@@ -79,6 +79,28 @@ def test_every_command_end_to_end(api: dict[str, str], running_stack: RunningSta
     assert piped.returncode == 0
     assert [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(piped.stdout)))] == [short_url]
 
+    svg = tmp_path / "code.svg"
+    styled = qrctl(
+        "image", code_id, "--format", "svg", "--size-mm", "30", "--fg", "1a237e", "-o", str(svg), env=api
+    )
+    assert styled.returncode == 0, styled.stderr
+    assert 'width="30mm"' in svg.read_text()
+    assert 'fill="#1a237e"' in svg.read_text()
+    faint = qrctl("image", code_id, "--fg", "dddddd", "-o", str(png), env=api)
+    assert faint.returncode == 1
+    assert "contrast" in faint.stderr
+
+    logo = tmp_path / "brand.png"
+    Image.new("RGB", (200, 200), (220, 40, 40)).save(logo)
+    with_logo = qrctl("--json", "logo", code_id, str(logo), env=api)
+    assert with_logo.returncode == 0, with_logo.stderr
+    assert len(json.loads(with_logo.stdout)["logo_sha256"]) == 64
+    assert qrctl("image", code_id, "-o", str(png), env=api).returncode == 0
+    assert [r.ec_level for r in zxingcpp.read_barcodes(Image.open(png))] == ["H"]
+    assert qrctl("logo", code_id, "--remove", env=api).returncode == 0
+    assert qrctl("logo", code_id, env=api).returncode == 2  # neither a file nor --remove
+    assert qrctl("logo", code_id, str(tmp_path / "missing.png"), env=api).returncode == 2
+
     deadline = time.monotonic() + 10
     while True:  # scans reach the database within the writer's interval
         scans = json.loads(qrctl("--json", "scans", code_id, env=api).stdout)
@@ -89,8 +111,8 @@ def test_every_command_end_to_end(api: dict[str, str], running_stack: RunningSta
     assert qrctl("scans", code_id, env=api).stdout.split("\t") == [code_id, "1", "0", "1\n"]
 
     history = qrctl("history", code_id, env=api).stdout.splitlines()
-    assert [line.split("\t")[1] for line in history] == ["update", "create"]
-    assert 'target_url="https://example.org/winter"' in history[0]
+    assert [line.split("\t")[1] for line in history] == ["update", "update", "update", "create"]
+    assert 'target_url="https://example.org/winter"' in history[2]
 
     deleted = qrctl("delete", code_id, env=api)
     assert deleted.returncode == 0

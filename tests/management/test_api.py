@@ -326,7 +326,7 @@ async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
         code = (await create(client, target_url="https://example.org/")).json()
         await client.patch(f"/api/v1/qr/{code['id']}", json={"title": "t"})
         await client.get(f"/api/v1/qr/{code['id']}/image.png")  # rendered
-        await client.get(f"/api/v1/qr/{code['id']}/image.png")  # from the store
+        await client.get(f"/api/v1/qr/{code['id']}/image.png")  # from memory
         await client.delete(f"/api/v1/qr/{code['id']}")
         await client.get("/api/v1/qr/nothing123")
         for made_up in ("FOO1", "FOO2", "X" * 50):  # a client chooses the method; not the series
@@ -338,7 +338,8 @@ async def test_metrics(environ: dict[str, str], tmp_path: Path) -> None:
     assert value(samples, "qr_code_changes_total", action="update") == 1
     assert value(samples, "qr_code_changes_total", action="delete") == 1
     assert value(samples, "qr_image_renders_total", format="png", result="ok") == 1
-    assert value(samples, "qr_image_store_hits_total") == 1
+    assert value(samples, "qr_image_memory_hits_total") == 1
+    assert value(samples, "qr_image_store_hits_total") == 0
     assert value(samples, "qr_image_render_duration_seconds_count", format="png") == 1
     route = "/api/v1/qr/{code_id}"
     assert value(samples, "qr_http_requests_total", method="GET", route=route, status="404") == 1

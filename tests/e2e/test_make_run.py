@@ -164,6 +164,7 @@ def test_after_a_crash_the_next_run_cleans_up_what_the_crashed_one_left(tmp_path
         # ... while the database, a daemon of its own, is left behind.
         assert pid_alive(pids[1])
 
+        log = tmp_path / "make-run-again.log"  # a fresh log: the first run's banner is no sign
         again = start(environ, log)
         try:
             wait_until_serving(again, edge, log)

@@ -29,8 +29,12 @@ run: $(VENV)/.installed ## run the whole stack in the foreground (Ctrl-C stops i
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL and Traefik
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-		echo "make test: prometheus/promtool not installed: the Prometheus and alert-rule tests are skipped (apt-get install prometheus)"
+	@left_out=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		left_out="prometheus/promtool: the Prometheus and alert-rule tests (apt-get install prometheus)"; \
+	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || \
+		left_out="$${left_out:+$$left_out; }pgbouncer: the PgBouncer tests (apt-get install pgbouncer)"; \
+	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench

@@ -158,8 +158,8 @@ class ManagementApi:
     async def open(self) -> None:
         self._engine = create_async_engine(
             sqlalchemy_url(self.settings.database_url),
-            pool_size=4,
-            max_overflow=4,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_max_overflow,
             pool_timeout=DB_TIMEOUT,
             pool_pre_ping=True,
             connect_args={

@@ -27,6 +27,9 @@ class ManagementSettings:
     admin_tokens_file: Path | None = None
     admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     backup_dir: Path | None = None  # read for the backup-age metric
+    # Database connections per worker: kept open, and opened beyond that under load (then closed).
+    db_pool_size: int = 4
+    db_max_overflow: int = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
@@ -42,14 +45,20 @@ class ManagementSettings:
             render_concurrency=env.read_int(
                 environ, "RENDER_CONCURRENCY", cls.render_concurrency, minimum=1, maximum=64
             ),
-            max_body_bytes=env.read_int(
-                environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
-            ),
             image_cache_bytes=env.read_int(
                 environ, "IMAGE_CACHE_BYTES", cls.image_cache_bytes, minimum=0, maximum=16 * 1024**3
             ),
             logo_max_bytes=env.read_int(
                 environ, "LOGO_MAX_BYTES", cls.logo_max_bytes, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            max_body_bytes=env.read_int(
+                environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            db_pool_size=env.read_int(
+                environ, "MANAGEMENT_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=200
+            ),
+            db_max_overflow=env.read_int(
+                environ, "MANAGEMENT_DB_MAX_OVERFLOW", cls.db_max_overflow, minimum=0, maximum=200
             ),
             admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
             backup_dir=Path(env.read_str(environ, "BACKUP_DIR", "backups")),

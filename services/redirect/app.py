@@ -66,6 +66,7 @@ class Database:
             timeout=self._settings.db_timeout,
             command_timeout=self._settings.db_timeout,
             reset=queries.keep_session,
+            statement_cache_size=self._settings.db_statement_cache_size,
         )
         try:
             await queries.ping(self._pool, timeout=self._settings.db_timeout)

@@ -21,6 +21,12 @@ class RedirectSettings:
     db_timeout: float = 2.0
     # Lookup connections per worker; a worker also holds up to 2 for scan writes and 1 listener.
     db_pool_size: int = 16
+    # Prepared statements asyncpg keeps per lookup connection (its default, 100). Set 0 when
+    # REDIRECT_DATABASE_URL points at PgBouncer in transaction mode: a statement prepared on one
+    # server connection is unknown on the next. Only lookups go there; scan writes (which prepare
+    # their statements too) and the listener (whose LISTEN needs a session) stay on DATABASE_URL,
+    # straight to PostgreSQL.
+    db_statement_cache_size: int = 100
     scan_flush_interval: float = 1.0
     scan_buffer_max: int = 100_000
     access_log: bool = False
@@ -47,6 +53,13 @@ class RedirectSettings:
             ),
             db_pool_size=env.read_int(
                 environ, "REDIRECT_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=500
+            ),
+            db_statement_cache_size=env.read_int(
+                environ,
+                "REDIRECT_DB_STATEMENT_CACHE_SIZE",
+                cls.db_statement_cache_size,
+                minimum=0,
+                maximum=10_000,
             ),
             db_timeout=env.read_float(
                 environ, "REDIRECT_DB_TIMEOUT", cls.db_timeout, minimum=0.05, maximum=60

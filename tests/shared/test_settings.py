@@ -31,6 +31,26 @@ def test_redirect_settings_defaults_and_overrides() -> None:
         ({"DATABASE_URL": DSN, "REDIRECT_CACHE_TTL": "nan"}, "REDIRECT_CACHE_TTL"),
         ({"DATABASE_URL": DSN, "REDIRECT_CACHE_TTL": "-1"}, "REDIRECT_CACHE_TTL"),
         ({"DATABASE_URL": DSN, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"DATABASE_URL": DSN, "REDIRECT_DB_POOL_SIZE": "0"}, "REDIRECT_DB_POOL_SIZE must be between"),
+        ({"DATABASE_URL": DSN, "REDIRECT_DB_POOL_SIZE": "-4"}, "REDIRECT_DB_POOL_SIZE must be between"),
+        ({"DATABASE_URL": DSN, "REDIRECT_DB_POOL_SIZE": "501"}, "REDIRECT_DB_POOL_SIZE must be between"),
+        ({"DATABASE_URL": DSN, "REDIRECT_DB_POOL_SIZE": "8.5"}, "REDIRECT_DB_POOL_SIZE must be a whole"),
+        (
+            {"DATABASE_URL": DSN, "REDIRECT_DB_STATEMENT_CACHE_SIZE": "-1"},
+            "REDIRECT_DB_STATEMENT_CACHE_SIZE must be between 0 and 10000, got -1",
+        ),
+        (
+            {"DATABASE_URL": DSN, "REDIRECT_DB_STATEMENT_CACHE_SIZE": "10001"},
+            "REDIRECT_DB_STATEMENT_CACHE_SIZE must be between",
+        ),
+        (
+            {"DATABASE_URL": DSN, "REDIRECT_DB_STATEMENT_CACHE_SIZE": "off"},
+            "REDIRECT_DB_STATEMENT_CACHE_SIZE must be a whole number, got 'off'",
+        ),
+        (
+            {"DATABASE_URL": DSN, "REDIRECT_DB_STATEMENT_CACHE_SIZE": "1e3"},
+            "REDIRECT_DB_STATEMENT_CACHE_SIZE must be a whole number",
+        ),
     ],
 )
 def test_redirect_settings_refuse_bad_values(environ: dict[str, str], message: str) -> None:
@@ -52,11 +72,36 @@ def test_redirect_settings_refuse_bad_values(environ: dict[str, str], message: s
         ({"ADMIN_ALLOWLIST": "10.0.0.0/33"}, "not an IP address"),
         ({"TRUSTED_PROXIES": "everyone"}, "TRUSTED_PROXIES"),
         ({"MANAGEMENT_PORT": "70000"}, "MANAGEMENT_PORT"),
+        ({"MANAGEMENT_DB_POOL_SIZE": "0"}, "MANAGEMENT_DB_POOL_SIZE must be between 1 and 200, got 0"),
+        ({"MANAGEMENT_DB_POOL_SIZE": "-1"}, "MANAGEMENT_DB_POOL_SIZE must be between"),
+        ({"MANAGEMENT_DB_POOL_SIZE": "201"}, "MANAGEMENT_DB_POOL_SIZE must be between"),
+        ({"MANAGEMENT_DB_POOL_SIZE": "four"}, "MANAGEMENT_DB_POOL_SIZE must be a whole number, got 'four'"),
+        (
+            {"MANAGEMENT_DB_MAX_OVERFLOW": "-1"},
+            "MANAGEMENT_DB_MAX_OVERFLOW must be between 0 and 200, got -1",
+        ),
+        ({"MANAGEMENT_DB_MAX_OVERFLOW": "9" * 30}, "MANAGEMENT_DB_MAX_OVERFLOW must be between"),
+        ({"MANAGEMENT_DB_MAX_OVERFLOW": "0x10"}, "MANAGEMENT_DB_MAX_OVERFLOW must be a whole number"),
     ],
 )
 def test_management_settings_refuse_bad_values(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ManagementSettings.from_env({"DATABASE_URL": DSN, **environ})
+
+
+def test_pool_settings_defaults_and_overrides() -> None:
+    redirect = RedirectSettings.from_env({"DATABASE_URL": DSN})
+    assert (redirect.db_pool_size, redirect.db_statement_cache_size) == (16, 100)
+    redirect = RedirectSettings.from_env(
+        {"DATABASE_URL": DSN, "REDIRECT_DB_POOL_SIZE": " 4 ", "REDIRECT_DB_STATEMENT_CACHE_SIZE": "0"}
+    )
+    assert (redirect.db_pool_size, redirect.db_statement_cache_size) == (4, 0)
+    management = ManagementSettings.from_env({"DATABASE_URL": DSN})
+    assert (management.db_pool_size, management.db_max_overflow) == (4, 4)
+    management = ManagementSettings.from_env(
+        {"DATABASE_URL": DSN, "MANAGEMENT_DB_POOL_SIZE": "10", "MANAGEMENT_DB_MAX_OVERFLOW": "0"}
+    )
+    assert (management.db_pool_size, management.db_max_overflow) == (10, 0)
 
 
 def test_management_settings_normalise() -> None:

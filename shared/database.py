@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 
 def _with_scheme(url: str, scheme: str) -> str:
@@ -36,3 +36,26 @@ def split_password(url: str, *, placeholder: str = "") -> tuple[str, str | None]
 def redacted(url: str) -> str:
     """The DSN with any password replaced, for logs and messages."""
     return split_password(url, placeholder="***")[0]
+
+
+_DATABASE_PARAMETERS = ("dbname", "database")
+
+
+def database_name(url: str) -> str:
+    """The database a DSN names: a ``dbname``/``database`` query parameter (which wins, as in libpq),
+    else its path, else libpq's default, the user's name."""
+    parts = urlsplit(url)
+    for key, value in parse_qsl(parts.query):
+        if key in _DATABASE_PARAMETERS and value:
+            return value
+    name = unquote(parts.path.lstrip("/"))
+    return name or unquote(parts.username or "postgres")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same DSN naming another database on the same server."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in _DATABASE_PARAMETERS]
+    query = urlencode(kept, quote_via=quote, safe="/")  # %20, not +: libpq does not read + as a space
+    path = "/" + quote(name, safe="")
+    return urlunsplit(SplitResult(parts.scheme, parts.netloc, path, query, parts.fragment))

@@ -52,6 +52,7 @@ def test_compose_wires_every_service_to_real_commands() -> None:
         "redirect",
         "management",
         "backup",
+        "maintenance",
         "traefik",
         "prometheus",
         "grafana",
@@ -69,8 +70,21 @@ def test_compose_wires_every_service_to_real_commands() -> None:
     assert "traefik-certificates" in compose["volumes"]
     assert "./infra/traefik/dynamic_conf.yml:/etc/traefik/dynamic_conf.yml:ro" in mounts
     assert services["traefik"]["environment"]["REDIRECT_UPSTREAM"] == "http://redirect:8001"
-    for name in ("migrate", "redirect", "management", "backup"):
+    for name in ("migrate", "redirect", "management", "backup", "maintenance"):
         assert services[name]["build"]["dockerfile"] == "infra/docker/Dockerfile"
+    # Every qr-manage command a container runs (once or on a schedule) is one the tool has.
+    from services.ops.cli import main as qr_manage
+
+    used = {
+        word
+        for name in ("migrate", "backup", "maintenance")
+        for word in re.findall(r"qr-manage ([a-z-]+)", " ".join(services[name]["command"]))
+    }
+    assert used == {"migrate", "backup", "prune-backups", "maintain"}
+    assert used <= set(qr_manage.commands)
+    # Logs rotate in every container (docs/operations.md, "Rotate logs").
+    for name, service in services.items():
+        assert service["logging"]["options"] == {"max-size": "10m", "max-file": "5"}, name
     # Every module a container runs exists in the checkout.
     for module in ("services.redirect.app", "services.management.__main__"):
         assert (

@@ -28,7 +28,7 @@ class BackupError(RuntimeError):
     """A dump or its check failed; nothing was left that looks like a backup."""
 
 
-def _libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
+def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     """The DSN without its password (which would show in ``ps``), and an env passing it instead."""
     target, password = split_password(asyncpg_dsn(dsn))
     env = dict(os.environ)
@@ -50,7 +50,7 @@ def take_backup(dsn: str, backup_dir: Path, *, now: datetime | None = None) -> P
     backup_dir.mkdir(parents=True, exist_ok=True)
     final = backup_dir / archive_name(now or datetime.now(UTC))
     partial = final.with_name(final.name + ".partial")
-    target, env = _libpq_target(dsn)
+    target, env = libpq_target(dsn)
     try:
         _run(
             [

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import click
@@ -58,8 +59,10 @@ def main() -> None:
       qr-manage run             # the whole local stack in the foreground (what `make run` does)
       qr-manage migrate         # upgrade the schema to the newest revision
       qr-manage backup          # pg_dump into BACKUP_DIR, checked, path printed
+      qr-manage restore FILE --yes   # replace the database's contents with a backup's
       qr-manage prune-backups   # keep the newest BACKUP_RETENTION archives
       qr-manage status          # is everything in order? (exit code 1 when not)
+      qr-manage maintain        # VACUUM (ANALYZE) of the busy tables, while serving
       qr-manage edge-config     # a static Traefik file for compose (production, load balancer)
     """
     try:
@@ -107,6 +110,65 @@ def backup() -> None:
     click.echo(str(archive))
 
 
+@main.command()
+@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Replace a database that holds data (saved as a backup first).")
+def restore(archive: Path, yes: bool) -> None:
+    """Replace the database's contents with ARCHIVE's (a qr-manage backup).
+
+    The archive is checked first; it is restored into a fresh database that is swapped in only when
+    complete, so a failure changes nothing. The contents it replaces are saved as a backup first.
+    Redirect processes drop their caches afterwards. Run `qr-manage migrate` next when the archive
+    comes from an older version.
+
+    \b
+    Example:
+      qr-manage restore backups/qr-20261126T091500_000000Z.dump --yes
+    """
+    from services.ops import restore as restoring
+    from services.ops import schema
+
+    settings = _settings()
+    with database(settings) as dsn:
+        try:
+            restored = restoring.restore(dsn, archive, settings.backup_dir, replace=yes)
+        except restoring.RestoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            revision = schema.current_revision_sync(dsn)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            revision = f"unknown: {type(exc).__name__}"
+        head = schema.head_revision()
+    if restored.saved is not None:
+        click.echo(f"saved the replaced contents in {restored.saved}")
+    click.echo(f"restored {archive} into database {restored.database} (schema {revision})")
+    for warning in restored.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if revision != head:
+        click.echo(f"attention: schema is not at head ({head}): run qr-manage migrate", err=True)
+
+
+@main.command()
+def maintain() -> None:
+    """Scheduled upkeep, safe while the services serve: VACUUM (ANALYZE) of the busy tables.
+
+    Run it every few hours (compose does); it prints what it did, table by table.
+    """
+    from services.ops import maintenance
+
+    with database(_settings()) as dsn:
+        try:
+            steps = asyncio.run(maintenance.maintain(dsn))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise click.ClickException(f"maintenance failed: {type(exc).__name__}: {exc}") from None
+    for step in steps:
+        if step.skipped:
+            click.echo(f"skipped {step.table}: another session holds it (a migration?); next run")
+        else:
+            dead = f"{step.dead_rows_before} dead rows"
+            click.echo(f"vacuumed and analysed {step.table} ({dead}) in {step.seconds:.2f} s")
+
+
 @main.command("prune-backups")
 def prune_backups() -> None:
     """Delete all but the newest BACKUP_RETENTION archives in BACKUP_DIR; print what went."""
@@ -133,7 +195,8 @@ async def _counts(dsn: str) -> dict[str, int]:
 def status() -> None:
     """Report reachability, schema revision against head, the last backup and row counts.
 
-    Exits 1 when something needs attention (database unreachable, schema not at head, no backup),
+    Exits 1 when something needs attention (database unreachable, schema not at head, no backup or
+    one older than BACKUP_MAX_AGE_HOURS),
     so that a cron job or a health check can act on it.
     """
     from services.ops import schema
@@ -158,7 +221,11 @@ def status() -> None:
     if archives:
         last = archives[-1]
         age = datetime.now(UTC) - datetime.fromtimestamp(last.stat().st_mtime, UTC)
-        click.echo(f"backup:    {last} ({age.total_seconds() / 3600:.1f} h old)")
+        hours = age.total_seconds() / 3600
+        click.echo(f"backup:    {last} ({hours:.1f} h old)")
+        if hours > settings.backup_max_age_hours:
+            limit = f"BACKUP_MAX_AGE_HOURS={settings.backup_max_age_hours:g}"
+            problems.append(f"the newest backup is {hours:.1f} h old ({limit})")
     else:
         click.echo(f"backup:    none in {settings.backup_dir}")
         problems.append("no backup yet: run qr-manage backup")

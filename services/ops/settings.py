@@ -26,6 +26,8 @@ class OpsSettings:
     backup_dir: Path
     backup_retention: int
     database_url: str | None  # None: the embedded server under var/
+    # qr-manage status asks for attention when the newest backup is older (the daily schedule + slack).
+    backup_max_age_hours: float = 26.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OpsSettings:
@@ -37,6 +39,9 @@ class OpsSettings:
             backup_dir=_path(environ, "BACKUP_DIR", "backups"),
             backup_retention=env.read_int(environ, "BACKUP_RETENTION", 7, minimum=1, maximum=10_000),
             database_url=database_url,
+            backup_max_age_hours=env.read_float(
+                environ, "BACKUP_MAX_AGE_HOURS", cls.backup_max_age_hours, minimum=0.1, maximum=24 * 365
+            ),
         )
 
 

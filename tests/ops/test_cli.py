@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,15 @@ def test_migrate_status_backup_prune(empty_database_url: str, tmp_path: Path) ->
     assert status.returncode == 0, status.stderr
     assert str(archives[-1]) in status.stdout
 
+    # A backup older than BACKUP_MAX_AGE_HOURS needs attention too.
+    old = time.time() - 30 * 3600
+    os.utime(archives[-1], (old, old))
+    stale = qr_manage("status", **env)
+    assert stale.returncode == 1
+    assert "30.0 h old" in stale.stdout
+    assert "the newest backup is 30.0 h old (BACKUP_MAX_AGE_HOURS=26)" in stale.stderr
+    assert qr_manage("status", **env, BACKUP_MAX_AGE_HOURS="48").returncode == 0
+
     pruned = qr_manage("prune-backups", **env)
     assert pruned.returncode == 0
     assert pruned.stdout.strip() == f"deleted {archives[0]}"
@@ -71,6 +81,8 @@ def test_two_migrations_at_once_queue_on_the_advisory_lock(empty_database_url: s
     ("args", "env", "message"),
     [
         (["backup"], {"BACKUP_RETENTION": "many"}, "BACKUP_RETENTION"),
+        (["status"], {"BACKUP_MAX_AGE_HOURS": "-1"}, "BACKUP_MAX_AGE_HOURS"),
+        (["status"], {"BACKUP_MAX_AGE_HOURS": "nan"}, "BACKUP_MAX_AGE_HOURS"),
         (["status"], {"DATABASE_URL": "mysql://db/qr"}, "DATABASE_URL"),
         (["status"], {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         (["run"], {"ADMIN_ALLOWLIST": "everyone"}, "ADMIN_ALLOWLIST"),
@@ -111,7 +123,16 @@ def test_status_of_an_unreachable_database(tmp_path: Path) -> None:
 def test_help_reads_like_a_manual() -> None:
     result = qr_manage("--help")
     assert result.returncode == 0
-    for command in ("run", "migrate", "backup", "prune-backups", "status", "edge-config"):
+    for command in (
+        "run",
+        "migrate",
+        "backup",
+        "restore",
+        "prune-backups",
+        "status",
+        "maintain",
+        "edge-config",
+    ):
         assert command in result.stdout
     assert "Examples:" in result.stdout
 

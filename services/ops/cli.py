@@ -66,7 +66,8 @@ def main() -> None:
       qr-manage edge-config     # a static Traefik file for compose (production, load balancer)
     """
     try:
-        qrlog.configure(read_log_level(os.environ))
+        # Logs to stderr: stdout is the commands' output (an archive's path, the status report).
+        qrlog.configure(read_log_level(os.environ), stream=sys.stderr)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -207,27 +208,27 @@ def status() -> None:
         try:
             current = schema.current_revision_sync(dsn)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            click.echo(f"database:  unreachable ({type(exc).__name__}: {exc})")
+            click.echo(f"database:      unreachable ({type(exc).__name__}: {exc})")
             sys.exit(1)
         head = schema.head_revision()
-        click.echo("database:  reachable")
-        click.echo(f"schema:    {current or 'empty'} (head {head})")
+        click.echo("database:      reachable")
+        click.echo(f"schema:        {current or 'empty'} (head {head})")
         if current != head:
             problems.append("schema is not at head: run qr-manage migrate")
         if current is not None:
             for name, count in asyncio.run(_counts(dsn)).items():
-                click.echo(f"{name + ':':<11}{count}")
+                click.echo(f"{name + ':':<15}{count}")
     archives = list_backups(settings.backup_dir)
     if archives:
         last = archives[-1]
         age = datetime.now(UTC) - datetime.fromtimestamp(last.stat().st_mtime, UTC)
         hours = age.total_seconds() / 3600
-        click.echo(f"backup:    {last} ({hours:.1f} h old)")
+        click.echo(f"backup:        {last} ({hours:.1f} h old)")
         if hours > settings.backup_max_age_hours:
             limit = f"BACKUP_MAX_AGE_HOURS={settings.backup_max_age_hours:g}"
             problems.append(f"the newest backup is {hours:.1f} h old ({limit})")
     else:
-        click.echo(f"backup:    none in {settings.backup_dir}")
+        click.echo(f"backup:        none in {settings.backup_dir}")
         problems.append("no backup yet: run qr-manage backup")
     for problem in problems:
         click.echo(f"attention: {problem}", err=True)

@@ -26,7 +26,7 @@ def test_migrate_status_backup_prune(empty_database_url: str, tmp_path: Path) ->
     env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path), "BACKUP_RETENTION": "2"}
     status = qr_manage("status", **env)
     assert status.returncode == 1
-    assert "schema:    empty" in status.stdout
+    assert "schema:        empty" in status.stdout
     assert "not at head" in status.stderr
 
     migrated = qr_manage("migrate", **env)
@@ -37,7 +37,7 @@ def test_migrate_status_backup_prune(empty_database_url: str, tmp_path: Path) ->
     status = qr_manage("status", **env)
     assert status.returncode == 1  # no backup yet
     assert "no backup yet" in status.stderr
-    assert "codes:     0" in status.stdout
+    assert "codes:         0" in status.stdout
 
     archives = []
     for _ in range(3):

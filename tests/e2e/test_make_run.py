@@ -15,6 +15,7 @@ import pytest
 from services.ops.processes import pid_alive
 from services.ops.settings import CHECKOUT
 from tests.e2e.conftest import stack_environ
+from tests.ops.test_cli import qr_manage
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +122,23 @@ def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
         kept = httpx.get(f"{edge}/r/{code['id']}", timeout=10)
         assert kept.status_code == 302
         assert kept.headers["location"] == "https://example.org/kept"
+
+        # An operator backs up and restores the running stack's embedded database, DATABASE_URL unset.
+        operator = {"QR_VAR_DIR": environ["QR_VAR_DIR"], "BACKUP_DIR": environ["BACKUP_DIR"]}
+        backup = qr_manage("backup", **operator)
+        assert backup.returncode == 0, backup.stderr
+        later = httpx.post(f"{edge}/api/v1/qr", json={"target_url": "https://example.org/later"}, timeout=10)
+        assert httpx.get(f"{edge}/r/{later.json()['id']}", timeout=10).status_code == 302
+        restored = qr_manage("restore", backup.stdout.strip(), "--yes", **operator)
+        assert restored.returncode == 0, restored.stderr
+        deadline = time.monotonic() + 10  # the redirect processes drop their caches as they reconnect
+        while httpx.get(f"{edge}/r/{later.json()['id']}", timeout=10).status_code != 404:
+            assert time.monotonic() < deadline, "the restored state is not served"
+            time.sleep(0.1)
+        assert (
+            httpx.get(f"{edge}/r/{code['id']}", timeout=10).headers["location"] == "https://example.org/kept"
+        )
+        assert pid_alive(pids[1])  # the stack's database is still running: qr-manage was its guest
     finally:
         stop(second, signal.SIGINT, pids)
     assert [pid for pid in pids if pid_alive(pid)] == [], "processes left running after Ctrl-C"

@@ -430,7 +430,7 @@ def test_two_migrators_at_once_queue_and_migrate_once(empty_database_url: str) -
         assert returncode == 0, err
         assert out.splitlines()[-1] == f"schema at revision {schema.head_revision()}"
     # One ran every migration, the other found the schema at head and ran none.
-    ran = sorted(out.count('"msg": "Running upgrade ') for _, out, _ in results)
+    ran = sorted(err.count('"msg": "Running upgrade ') for _, _, err in results)  # logs go to stderr
     assert ran == [0, len(revisions())]
     schema.check(empty_database_url)
 

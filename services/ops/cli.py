@@ -67,7 +67,9 @@ def main() -> None:
     """
     try:
         # Logs to stderr: stdout is the commands' output (an archive's path, the status report).
-        qrlog.configure(read_log_level(os.environ), stream=sys.stderr)
+        # `run` is the stack in the foreground: its logs go to stdout with the services' own.
+        running = click.get_current_context().invoked_subcommand == "run"
+        qrlog.configure(read_log_level(os.environ), stream=sys.stdout if running else sys.stderr)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 

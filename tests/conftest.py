@@ -69,6 +69,20 @@ def drop_database(server: embedded.EmbeddedServer, name: str) -> None:
     asyncio.run(_admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+def lose_database(dsn: str) -> None:
+    """Drop the database a DSN names, ending its sessions: a lost volume, under running services."""
+    from shared.database import database_name, with_database
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(with_database(dsn, "postgres"))
+        try:
+            await connection.execute(f'DROP DATABASE "{database_name(dsn)}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
 @pytest.fixture
 def database_url(pg_server: embedded.EmbeddedServer, template_database: str) -> Iterator[str]:
     """A fresh database at schema head, for this test only."""

@@ -5,15 +5,12 @@ tests cover: ``make run`` (tests/e2e/test_make_run.py) and compose (tests/test_r
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shlex
 from pathlib import Path
 
-import asyncpg
-
 from shared.backups import list_backups
-from shared.database import database_name, with_database
+from tests.conftest import lose_database
 from tests.ops.test_cli import qr_manage
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
@@ -41,23 +38,12 @@ def commands_by_section() -> list[tuple[str, list[str]]]:
     return sections
 
 
-def lose(dsn: str) -> None:
-    async def drop() -> None:
-        connection = await asyncpg.connect(with_database(dsn, "postgres"))
-        try:
-            await connection.execute(f'DROP DATABASE "{database_name(dsn)}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
-
-
 def test_every_command_on_the_operations_page_runs(empty_database_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path / "backups")}
     ran: list[str] = []
     for heading, commands in commands_by_section():
         if heading == "Recover from a lost volume":
-            lose(empty_database_url)
+            lose_database(empty_database_url)
         for command in commands:
             if command in ELSEWHERE:
                 continue

@@ -3,6 +3,7 @@ database of the session's PostgreSQL, started and stopped exactly as ``make run`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -46,22 +47,32 @@ def stack_environ(var_dir: Path, **overrides: str) -> dict[str, str]:
     return environ
 
 
+@contextlib.contextmanager
+def own_stack(
+    server: embedded.EmbeddedServer, var_dir: Path, **overrides: str
+) -> Iterator[tuple[Stack, dict[str, str]]]:
+    """A stack started as ``make run`` does, on a fresh empty database of its own (migrated by the
+    start), and its environment; stopped, and the database dropped, at the end."""
+    name = create_database(server, template=None)
+    environ = stack_environ(var_dir, DATABASE_URL=server.dsn(name), **overrides)
+    stack = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
+    try:
+        stack.start()
+        yield stack, environ
+    finally:
+        stack.stop()
+        drop_database(server, name)
+
+
 @pytest.fixture(scope="session")
 def running_stack(
     pg_server: embedded.EmbeddedServer, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningStack]:
-    name = create_database(pg_server, template=None)
-    environ = stack_environ(tmp_path_factory.mktemp("stack-var"), DATABASE_URL=pg_server.dsn(name))
-    settings = StackSettings.from_env(environ)
-    stack = Stack(settings, environ=environ, out=io.StringIO())
-    try:
-        stack.start()
+    with own_stack(pg_server, tmp_path_factory.mktemp("stack-var")) as (stack, _):
+        settings = stack.settings
         yield RunningStack(
             edge=f"http://127.0.0.1:{settings.http_port}",
             edge_tls=f"https://127.0.0.1:{settings.https_port}",
             settings=settings,
             stack=stack,
         )
-    finally:
-        stack.stop()
-        drop_database(pg_server, name)

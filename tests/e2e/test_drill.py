@@ -5,23 +5,17 @@ writes go on without collisions."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from services.ops import embedded
-from services.ops.settings import StackSettings
-from services.ops.stack import Stack
-from shared.database import database_name, with_database
-from tests.conftest import create_database, drop_database
-from tests.e2e.conftest import stack_environ
+from tests.conftest import lose_database
+from tests.e2e.conftest import own_stack
 from tests.ops.test_cli import qr_manage
 
 pytestmark = pytest.mark.e2e
@@ -30,16 +24,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def stack(pg_server: embedded.EmbeddedServer, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A stack of its own (its database gets lost); the edge's URL and the operator's environment."""
-    name = create_database(pg_server, template=None)
-    environ = stack_environ(tmp_path / "var", DATABASE_URL=pg_server.dsn(name))
-    settings = StackSettings.from_env(environ)
-    running = Stack(settings, environ=environ, out=io.StringIO())
-    try:
-        running.start()
-        yield f"http://127.0.0.1:{settings.http_port}", environ
-    finally:
-        running.stop()
-        drop_database(pg_server, name)
+    with own_stack(pg_server, tmp_path / "var") as (running, environ):
+        yield f"http://127.0.0.1:{running.settings.http_port}", environ
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
@@ -48,19 +34,6 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"not within {timeout} s: {what}")
         time.sleep(0.1)
-
-
-def lose(dsn: str) -> None:
-    """The volume is gone: the database with it, under the running services."""
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(with_database(dsn, "postgres"))
-        try:
-            await connection.execute(f'DROP DATABASE "{database_name(dsn)}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
 
 
 def test_the_recovery_drill(stack: tuple[str, dict[str, str]]) -> None:
@@ -106,7 +79,7 @@ def test_the_recovery_drill(stack: tuple[str, dict[str, str]]) -> None:
         eventually(all_recorded, "later scans recorded")  # none left in a buffer to land after
 
         # The loss, and the recovery: restore (there is nothing to replace), then migrate.
-        lose(environ["DATABASE_URL"])
+        lose_database(environ["DATABASE_URL"])
         restored = qr_manage("restore", str(archive), **operator)
         assert restored.returncode == 0, restored.stderr
         migrated = qr_manage("migrate", **operator)

@@ -21,10 +21,9 @@ import zxingcpp
 from PIL import Image
 
 from services.ops import embedded
-from services.ops.settings import CHECKOUT, StackSettings
-from services.ops.stack import Stack
-from tests.conftest import create_database, drop_database, free_port
-from tests.e2e.conftest import RunningStack, stack_environ
+from services.ops.settings import CHECKOUT
+from tests.conftest import free_port
+from tests.e2e.conftest import RunningStack, own_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -283,16 +282,8 @@ def token_stack(
     folder = tmp_path_factory.mktemp("token-stack")
     tokens = folder / "tokens"
     tokens.write_text(f"ci-bot:{hashlib.sha256(b'the-right-token').hexdigest()}\n")
-    name = create_database(pg_server, template=None)
-    environ = stack_environ(folder / "var", DATABASE_URL=pg_server.dsn(name), ADMIN_TOKENS_FILE=str(tokens))
-    settings = StackSettings.from_env(environ)
-    stack = Stack(settings, environ=environ, out=io.StringIO())
-    try:
-        stack.start()
-        yield f"http://127.0.0.1:{settings.http_port}", folder
-    finally:
-        stack.stop()
-        drop_database(pg_server, name)
+    with own_stack(pg_server, folder / "var", ADMIN_TOKENS_FILE=str(tokens)) as (stack, _):
+        yield f"http://127.0.0.1:{stack.settings.http_port}", folder
 
 
 def test_tokens_come_from_files_and_a_refusal_is_4(token_stack: tuple[str, Path]) -> None:

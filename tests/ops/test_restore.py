@@ -13,6 +13,7 @@ import pytest
 
 from services.ops import backups, embedded
 from shared.database import database_name, with_database
+from tests.conftest import lose_database
 from tests.ops.test_cli import qr_manage
 
 
@@ -106,8 +107,7 @@ def test_restoring_into_a_lost_database_creates_it(database_url: str, tmp_path: 
     add_codes(database_url, "code", 3)
     codes = fetch(database_url, CODES)
     archive = backups.take_backup(database_url, tmp_path)
-    name = database_name(database_url)
-    execute(with_database(database_url, "postgres"), f"DROP DATABASE {name} WITH (FORCE)")
+    lose_database(database_url)
     restored = qr_manage("restore", str(archive), DATABASE_URL=database_url, BACKUP_DIR=str(tmp_path))
     assert restored.returncode == 0, restored.stderr  # nothing to replace: no --yes needed
     assert fetch(database_url, CODES) == codes

@@ -92,7 +92,7 @@ class Images:
         return await self._flights.run(request.key, functools.partial(self._produce, request, load_logo))
 
     async def _produce(self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]]) -> bytes:
-        data = await anyio.to_thread.run_sync(self.store.get, request.key)
+        data = await anyio.to_thread.run_sync(self._stored, request)
         if data is not None:
             self._metrics.image_store_hits.inc()
         else:
@@ -100,9 +100,28 @@ class Images:
             data = await anyio.to_thread.run_sync(
                 functools.partial(self._render, request, logo), limiter=self.limiter
             )
-            await anyio.to_thread.run_sync(self.store.put, request.key, data)
+            await anyio.to_thread.run_sync(self._keep, request.key, data)
         self.memory.put(request.key, data)
         return data
+
+    def _stored(self, request: ImageRequest) -> bytes | None:
+        """The stored image, or None: the store is only a cache, so a file that cannot be read or is
+        not an image of the right kind (a disk fault, a crash mid-write) is a miss, never an error."""
+        try:
+            data = self.store.get(request.key)
+        except OSError as exc:
+            log.warning("image store unreadable: %s", exc)
+            return None
+        if data is not None and not data.startswith(MAGIC[request.image_format]):
+            log.warning("stored image damaged: rendering it again", extra={"key": request.key})
+            return None
+        return data
+
+    def _keep(self, key: str, data: bytes) -> None:
+        try:
+            self.store.put(key, data)
+        except OSError as exc:  # full or read-only: serve the image anyway, it is rendered again later
+            log.warning("image store not writable: %s", exc)
 
     def _render(self, request: ImageRequest, logo: Logo | None) -> bytes:
         fmt = request.image_format
@@ -136,6 +155,8 @@ RENDERERS: dict[str, Callable[[str, ImageOptions, Logo | None], bytes]] = {
     "svg": render_svg,
 }
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+# How a stored image of each format starts (anything else in the store is damaged).
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml "}
 
 
 class ManagementApi:
@@ -263,12 +284,13 @@ class ManagementApi:
 
     async def _image(self, request: Request, image_format: Format) -> Response:
         code_id = _code_id(request)
-        options = parse_options(Params(request.query_params, allowed=IMAGE_PARAMETERS))
+        options = parse_options(Params(request.query_params, allowed=IMAGE_PARAMETERS), image_format)
         async with self.database() as conn:
             short_url, logo_sha256 = await codes.image_source(conn, code_id)
         image = ImageRequest(short_url, image_format, options.for_logo(logo_sha256 is not None), logo_sha256)
         etag = f'"{image.key[:32]}"'
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        # no-cache: a browser asks again every time (a cheap 304), so a new logo shows at once.
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if _if_none_match(request) & {etag, "*"}:
             return Response(status_code=304, headers=headers)
         try:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +26,7 @@ from services.management.params import Params
 from shared.errors import InvalidField
 
 # Part of every cache key: bump it when the renderer's output changes for the same options.
-RENDERER_VERSION = 3
+RENDERER_VERSION = 4
 
 Format = Literal["png", "svg"]
 ECC_LEVELS = {
@@ -140,7 +141,7 @@ def check_contrast(fg: str, bg: str) -> None:
         )
 
 
-def parse_options(params: Params) -> ImageOptions:
+def parse_options(params: Params, image_format: Format = "png") -> ImageOptions:
     """Image options from the query string; every mistake is a 422 naming its parameter."""
     size_mm = params.number("size_mm", minimum=MIN_SIZE_MM, maximum=MAX_SIZE_MM)
     dpi = params.optional_integer("dpi", minimum=MIN_DPI, maximum=MAX_DPI)
@@ -149,11 +150,13 @@ def parse_options(params: Params) -> ImageOptions:
             raise InvalidField("size", "give size (pixels) or size_mm (with dpi), not both")
         dpi = dpi or DEFAULT_PRINT_DPI
         size = round(size_mm / 25.4 * dpi)
-        if not MIN_SIZE <= size <= MAX_SIZE:
+        if image_format == "svg":  # drawn in mm at any size: the pixels only name a raster of it
+            size = min(max(size, MIN_SIZE), MAX_SIZE)
+        elif not MIN_SIZE <= size <= MAX_SIZE:
+            advice = "raise the dpi" if size < MIN_SIZE else "lower the dpi, or use the SVG for large prints"
             raise InvalidField(
                 "size_mm",
-                f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {MIN_SIZE} to {MAX_SIZE} px "
-                "(lower the dpi, or use the SVG for large prints)",
+                f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {MIN_SIZE} to {MAX_SIZE} px ({advice})",
             )
     else:
         size = params.integer("size", default=DEFAULT_SIZE, minimum=MIN_SIZE, maximum=MAX_SIZE)
@@ -264,7 +267,14 @@ def render_png(payload: str, options: ImageOptions, logo: Logo | None = None) ->
     box = pixels_per_module(options.size, draw.width)
     image = raster(draw, box)
     buffer = io.BytesIO()
-    extra = {"dpi": (options.dpi, options.dpi)} if options.dpi else {}
+    extra: dict[str, tuple[float, float]] = {}
+    if options.size_mm is not None:
+        # Whole pixels per module make the image up to 10% off the size asked for: record the DPI
+        # at which it prints at exactly size_mm.
+        exact = image.width * 25.4 / options.size_mm
+        extra["dpi"] = (exact, exact)
+    elif options.dpi:
+        extra["dpi"] = (options.dpi, options.dpi)
     image.save(buffer, format="PNG", **extra)  # optimize=True: 5% smaller, three times slower
     png = buffer.getvalue()
     check_decodes(image, payload, margin=CHECK_MARGIN_MODULES * box if draw.border < 4 else 0, ground=draw.bg)
@@ -304,17 +314,19 @@ def svg_text(draw: Drawing, options: ImageOptions) -> str:
     shown = f"{options.size_mm:g}mm" if options.size_mm is not None else str(options.size)
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
-        f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{shown}" height="{shown}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" version="1.1" '
+        f'width="{shown}" height="{shown}" '
         f'viewBox="0 0 {width} {width}" shape-rendering="crispEdges">',
         f'<rect width="{width}" height="{width}" fill="{draw.bg}"/>',
         f'<path fill="{draw.fg}" d="{"".join(runs)}"/>',
     ]
     if draw.logo is not None:
         corner = draw.pad_origin()
-        encoded = base64.b64encode(draw.logo.png).decode()
+        uri = "data:image/png;base64," + base64.b64encode(draw.logo.png).decode()
         parts.append(
             f'<image x="{corner + 1}" y="{corner + 1}" width="{draw.pad - 2}" height="{draw.pad - 2}" '
-            f'preserveAspectRatio="xMidYMid meet" href="data:image/png;base64,{encoded}"/>'
+            # Both spellings: SVG 2 viewers read href, SVG 1.1 tools (print RIPs, editors) xlink:href.
+            f'preserveAspectRatio="xMidYMid meet" href="{uri}" xlink:href="{uri}"/>'
         )
     parts.append("</svg>\n")
     return "".join(parts)
@@ -338,7 +350,8 @@ def check_decodes(image: Image.Image, payload: str, *, margin: int = 0, ground: 
 
 LOGO_TYPES = {"image/png": ("PNG", b"\x89PNG\r\n\x1a\n"), "image/jpeg": ("JPEG", b"\xff\xd8\xff")}
 LOGO_MIN_SIDE, LOGO_MAX_SIDE = 16, 4096  # of an upload, read from its header before decoding
-LOGO_STORED_SIDE = 512  # logos are stored at most this large: a pad never needs more
+# Logos are stored at most this large: the pad of a 4096 px image is about 800 px wide.
+LOGO_STORED_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -349,7 +362,7 @@ class StoredLogo:
 
 
 def normalise_logo(data: bytes, content_type: str) -> StoredLogo:
-    """An uploaded PNG or JPEG as the PNG that is stored: RGBA, at most 512 px a side, metadata
+    """An uploaded PNG or JPEG as the PNG that is stored: RGBA, at most 1024 px a side, metadata
     dropped. Its dimensions are read from the header first, so an image bomb is refused unopened."""
     image_format, magic = LOGO_TYPES[content_type]
     if not data.startswith(magic):
@@ -363,12 +376,18 @@ def normalise_logo(data: bytes, content_type: str) -> StoredLogo:
                     f"a logo is {LOGO_MIN_SIDE} to {LOGO_MAX_SIDE} px a side; this one is {width}x{height}",
                 )
             image.load()
-            rgba = ImageOps.exif_transpose(image).convert("RGBA")
+            with warnings.catch_warnings():  # a damaged EXIF block is ignored, not an error
+                warnings.simplefilter("ignore")
+                upright = ImageOps.exif_transpose(image)
+            if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
+                upright = upright.convert("I").point(lambda value: value / 256).convert("L")
+            rgba = upright.convert("RGBA")
     except InvalidField:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidField("logo", f"the {image_format} image cannot be read: {exc}"[:200]) from None
     rgba.thumbnail((LOGO_STORED_SIDE, LOGO_STORED_SIDE), Image.Resampling.LANCZOS)
+    rgba.info.clear()  # no ICC profile or text: the pixels are read as sRGB by every renderer alike
     buffer = io.BytesIO()
     rgba.save(buffer, format="PNG", optimize=True)
     png = buffer.getvalue()

@@ -48,6 +48,8 @@ class LocalImageStore:
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
+                file.flush()
+                os.fsync(file.fileno())  # never a name for bytes a power cut could lose
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

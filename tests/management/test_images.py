@@ -114,6 +114,7 @@ async def test_an_image_decodes_to_the_short_url_and_is_derivable_from_the_datab
     )
     assert [r.text for r in read(image_format, response.content)] == [code["short_url"]]
     etag = response.headers["etag"]
+    assert response.headers["cache-control"] == "private, no-cache"  # asked again: a new logo shows
     assert (await uncached.get(path, headers={"if-none-match": etag})).status_code == 304
     assert (await uncached.get(path, headers={"if-none-match": f'W/"x", {etag}'})).status_code == 304
     # The store is only a cache: without it, the same request renders the same bytes.
@@ -173,7 +174,10 @@ async def test_every_option_combination_decodes(
             wanted = round(float(params["size_mm"]) / 25.4 * int(params["dpi"]))
         assert image.width == image.height
         assert abs(image.width - wanted) <= 0.1 * wanted
-        if "dpi" in params:
+        if "size_mm" in params:  # it prints at exactly the size asked for
+            printed_mm = image.width / image.info["dpi"][0] * 25.4
+            assert abs(printed_mm - float(params["size_mm"])) < 0.01
+        elif "dpi" in params:
             assert [round(v) for v in image.info["dpi"]] == [int(params["dpi"])] * 2
     else:
         text = response.content.decode()
@@ -202,7 +206,7 @@ async def test_every_option_combination_decodes(
         ("bg=12345", "bg", "hex colour"),
         ("fg=%3Cscript%3E", "fg", "hex colour"),
         ("size=400&size_mm=30", "size", "not both"),
-        ("size_mm=1000&dpi=2400", "size_mm", "px"),
+        ("size_mm=3000", "size_mm", "2000"),  # beyond any print (a PNG too large: see below)
         ("size_mm=2", "size_mm", ""),
         ("size_mm=1e2", "size_mm", ""),
         ("size_mm=30.123", "size_mm", ""),
@@ -253,7 +257,7 @@ async def test_a_logo_is_stored_shown_recorded_and_removed(
 
     stored = await client.get(f"/api/v1/qr/{code['id']}/logo")
     assert stored.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(stored.content)).size == (512, 256)  # normalised, not as uploaded
+    assert Image.open(io.BytesIO(stored.content)).size == (1024, 512)  # normalised, not as uploaded
 
     with_logo = await client.get(f"/api/v1/qr/{code['id']}/image.png")
     assert with_logo.headers["etag"] != plain.headers["etag"]
@@ -361,3 +365,79 @@ async def test_the_memory_cache_is_bounded(environ: dict[str, str]) -> None:
         samples = parse((await client.get("/metrics")).text)
         held = value(samples, "qr_image_memory_bytes")
         assert 0 < held <= 6000 < sum(sizes)
+
+
+@pytest.mark.parametrize(
+    ("image_format", "query", "status", "expect"),
+    [
+        ("svg", "size_mm=2000&dpi=72", 200, 'width="2000mm"'),  # a poster: the SVG has no pixel limit
+        ("png", "size_mm=2000&dpi=72", 422, "lower the dpi"),
+        ("svg", "size_mm=5", 200, 'width="5mm"'),
+        ("png", "size_mm=5&dpi=72", 422, "raise the dpi"),
+    ],
+)
+async def test_print_sizes_beyond_a_png(
+    client: httpx.AsyncClient, image_format: str, query: str, status: int, expect: str
+) -> None:
+    code = (await create(client, target_url="https://example.org/")).json()
+    response = await client.get(f"/api/v1/qr/{code['id']}/image.{image_format}?{query}")
+    assert response.status_code == status, response.text
+    body = response.text if status == 200 else response.json()["error"]["message"]
+    assert expect in body
+    if status == 200:
+        assert [s.text for s in read_svg(response.content)] == [code["short_url"]]
+
+
+async def test_a_damaged_or_unusable_store_is_only_a_miss(environ: dict[str, str], tmp_path: Path) -> None:
+    settings = ManagementSettings.from_env({**environ, "IMAGE_CACHE_BYTES": "0"})
+    async for client in serve(settings):
+        code = (await create(client, target_url="https://example.org/")).json()
+        path = f"/api/v1/qr/{code['id']}/image.png"
+        first = await client.get(path)
+        # A crash mid-write or a disk fault left junk under the image's name: rendered again.
+        (stored,) = [p for p in settings.qr_data_dir.rglob("*") if p.is_file()]
+        stored.write_bytes(b"")
+        again = await client.get(path)
+        assert again.status_code == 200
+        assert again.content == first.content
+        assert stored.read_bytes() == first.content
+    # A store that cannot be written at all (here: a file where its folder should be): still served.
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    settings = ManagementSettings.from_env({**environ, "QR_DATA_DIR": str(blocked), "IMAGE_CACHE_BYTES": "0"})
+    async for client in serve(settings):
+        code = (await create(client, target_url="https://example.org/")).json()
+        response = await client.get(f"/api/v1/qr/{code['id']}/image.png")
+        assert response.status_code == 200
+        assert [s.text for s in read_png(response.content)] == [code["short_url"]]
+
+
+def test_logos_keep_their_shades_and_lose_their_metadata() -> None:
+    from services.management.images import normalise_logo
+
+    # 16-bit grey (dark: 0x2000 of 0xffff) must stay dark, not be clipped to white.
+    grey16 = Image.new("I;16", (64, 64), 0x2000)
+    buffer = io.BytesIO()
+    grey16.save(buffer, format="PNG")
+    stored = Image.open(io.BytesIO(normalise_logo(buffer.getvalue(), "image/png").logo.png))
+    assert stored.convert("L").getpixel((10, 10)) == 0x20
+    # An embedded colour profile is dropped: both formats draw the same sRGB pixels.
+    rgb = Image.new("RGB", (64, 64), (200, 30, 30))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", icc_profile=b"\0" * 5000)
+    stored = Image.open(io.BytesIO(normalise_logo(buffer.getvalue(), "image/jpeg").logo.png))
+    assert "icc_profile" not in stored.info
+
+
+async def test_an_image_of_another_code_is_not_held_up_by_a_large_render(
+    environ: dict[str, str],
+) -> None:
+    settings = ManagementSettings.from_env({**environ, "RENDER_CONCURRENCY": "2"})
+    async for client in serve(settings):
+        big, small = [(await create(client, target_url=f"https://example.org/{n}")).json() for n in range(2)]
+        large = asyncio.create_task(client.get(f"/api/v1/qr/{big['id']}/image.png?size=4096&ecc=H"))
+        await asyncio.sleep(0.05)  # the large render is under way, in one of the two render slots
+        quick = await client.get(f"/api/v1/qr/{small['id']}/image.png?size=200")
+        assert quick.status_code == 200
+        assert not large.done()  # the small image did not wait for the large one
+        assert (await large).status_code == 200

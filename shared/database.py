@@ -22,15 +22,26 @@ def sqlalchemy_url(url: str) -> str:
 
 def split_password(url: str, *, placeholder: str = "") -> tuple[str, str | None]:
     """The DSN with its password taken out (or replaced by ``placeholder``), and the password itself,
-    percent-decoded (``p%40ss`` in a URL is the password ``p@ss``)."""
+    percent-decoded (``p%40ss`` in a URL is the password ``p@ss``). A ``password`` query parameter,
+    which libpq also reads, is taken out the same way."""
     parts = urlsplit(url)
-    if parts.password is None:
+    password = None if parts.password is None else unquote(parts.password)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{placeholder}@{hostinfo}" if placeholder else f"{user}@{hostinfo}"
+    query = parts.query
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        password = password or next(value for key, value in pairs if key == "password")
+        kept = [
+            (k, placeholder if k == "password" else v) for k, v in pairs if placeholder or k != "password"
+        ]
+        query = urlencode(kept, quote_via=quote, safe="/*")
+    if password is None:
         return url, None
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    netloc = f"{user}:{placeholder}@{hostinfo}" if placeholder else f"{user}@{hostinfo}"
-    stripped = urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return stripped, unquote(parts.password)
+    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment)), password
 
 
 def redacted(url: str) -> str:

@@ -220,6 +220,14 @@ def status() -> None:
         if current is not None:
             for name, count in asyncio.run(_counts(dsn)).items():
                 click.echo(f"{name + ':':<15}{count}")
+        from services.ops.restore import interrupted_restore
+
+        retired = asyncio.run(interrupted_restore(dsn))
+        if retired is not None:
+            problems.append(
+                f"database {retired} is left from an interrupted restore: the next qr-manage restore "
+                "deals with it (docs/operations.md, Restore)"
+            )
     archives = list_backups(settings.backup_dir)
     if archives:
         last = archives[-1]

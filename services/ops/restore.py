@@ -110,6 +110,17 @@ async def _holds_rows(dsn: str) -> bool:
         await connection.close()
 
 
+async def interrupted_restore(dsn: str) -> str | None:
+    """The name of the replaced database an interrupted restore left on the server, if any."""
+    retired = database_name(dsn) + RETIRED_SUFFIX
+    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
+    try:
+        found = await connection.fetchval("SELECT datname FROM pg_database WHERE datname = $1", retired)
+        return None if found is None else str(found)
+    finally:
+        await connection.close()
+
+
 class _Restore:
     """One restore, holding a session on the maintenance database (and the restore lock) throughout."""
 

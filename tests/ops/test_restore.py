@@ -247,6 +247,9 @@ def test_a_leftover_beside_the_live_database_is_never_dropped_blindly(
     name = database_name(database_url)
     execute(with_database(database_url, "postgres"), f"CREATE DATABASE {name}_replaced")
     try:
+        status = qr_manage("status", DATABASE_URL=database_url, BACKUP_DIR=str(tmp_path))
+        assert status.returncode == 1
+        assert f"database {name}_replaced is left from an interrupted restore" in status.stderr
         result = qr_manage(
             "restore", str(archive), "--yes", DATABASE_URL=database_url, BACKUP_DIR=str(tmp_path)
         )

@@ -124,4 +124,8 @@ def test_passwords_are_split_out_decoded_and_redacted() -> None:
     assert split_password(url) == ("postgresql://qr@db.example:5432/qr?sslmode=require", "p@ss/w")
     assert redacted(url) == "postgresql://qr:***@db.example:5432/qr?sslmode=require"
     assert split_password(DSN) == (DSN, None)
+    # libpq also takes the password from the query string: it must not reach a process list either.
+    query = "postgresql://qr@db/qr?sslmode=require&password=s%20cret"
+    assert split_password(query) == ("postgresql://qr@db/qr?sslmode=require", "s cret")
+    assert redacted(query) == "postgresql://qr@db/qr?sslmode=require&password=***"
     assert redacted(DSN) == DSN

@@ -112,6 +112,7 @@ def test_make_run_serves_stops_cleanly_and_runs_again(tmp_path: Path) -> None:
     assert processes_of(var_dir) == []
     assert not (var_dir / "stack.json").exists()
 
+    log = tmp_path / "make-run-second.log"  # a fresh log: the first run's banner is no sign
     second = start(environ, log)
     pids = []
     try:

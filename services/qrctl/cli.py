@@ -30,6 +30,7 @@ CODE_FIELDS = (
     "expires_at",
     "fallback_url",
     "forward_query",
+    "logo_sha256",
     "scan_count",
     "created_at",
     "updated_at",

@@ -94,6 +94,8 @@ def test_every_command_end_to_end(api: dict[str, str], running_stack: RunningSta
     with_logo = qrctl("--json", "logo", code_id, str(logo), env=api)
     assert with_logo.returncode == 0, with_logo.stderr
     assert len(json.loads(with_logo.stdout)["logo_sha256"]) == 64
+    shown = qrctl("get", code_id, env=api)  # the table shows which logo the code carries
+    assert json.loads(with_logo.stdout)["logo_sha256"] in shown.stdout
     assert qrctl("image", code_id, "-o", str(png), env=api).returncode == 0
     assert [r.ec_level for r in zxingcpp.read_barcodes(Image.open(png))] == ["H"]
     assert qrctl("logo", code_id, "--remove", env=api).returncode == 0

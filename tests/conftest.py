@@ -8,7 +8,7 @@ import itertools
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -91,6 +91,16 @@ def database_url(pg_server: embedded.EmbeddedServer, template_database: str) -> 
         yield pg_server.dsn(name)
     finally:
         drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to this test's database."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

@@ -161,15 +161,6 @@ def bouncer(tmp_path: Path, pg_server: embedded.EmbeddedServer, database_url: st
             process.wait()
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 def _settings(bouncer: Bouncer) -> RedirectSettings:
     return RedirectSettings.from_env(
         {

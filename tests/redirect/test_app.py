@@ -20,15 +20,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
 def app(database_url: str) -> RedirectApp:
     return create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
 

@@ -7,9 +7,9 @@ dropped. A failure at any point before the swap leaves the live database as it w
 contents are first saved as an ordinary backup, so a restore of the wrong archive can be undone.
 
 Afterwards a ``*`` change notification tells every redirect process to forget what it cached.
-Restoring needs a role that may create databases and owns the live one (the embedded server's
-superuser, or the owner of a dedicated server); the services' connections to the old database are
-ended at the swap and reconnect to the restored one by name.
+Restoring needs a superuser (it creates and renames databases and ends other roles' sessions); the
+services' connections to the old database are ended at the swap and reconnect to the restored one
+by name.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import asyncpg
 
 from services.ops.backups import BackupError, libpq_target, take_backup
 from services.ops.embedded import bin_dir
+from services.redirect.listener import CHANNEL as CHANGE_CHANNEL
 from shared.database import asyncpg_dsn, database_name, with_database
 
 # Tables every archive of this service holds; an archive without them is someone else's.
 OUR_TABLES = frozenset({"alembic_version", "qr_codes", "scans"})
 MAINTENANCE_DATABASE = "postgres"
-CHANGE_CHANNEL = "qr_changed"  # the redirect service's listener (services/redirect/listener.py)
 SWAP_ATTEMPTS = 20
 STAGING_SUFFIX = "_restoring"
 RETIRED_SUFFIX = "_replaced"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,7 +151,10 @@ async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -
 
 async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
     for statement in (*queries.ALL, *scans.ALL):
-        await db.prepare(statement)
+        prepared = await db.prepare(statement)  # raises on a missing table, column or type
+        # Every $n placeholder of the text is a parameter PostgreSQL resolved a type for.
+        placeholders = {int(n) for n in re.findall(r"\$(\d+)", statement)}
+        assert len(prepared.get_parameters()) == len(placeholders), statement
 
 
 @pytest.fixture

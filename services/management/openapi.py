@@ -150,6 +150,33 @@ _WRITABLE_PROPERTIES: dict[str, Any] = {
     "forward_query": {"type": "boolean", "description": "Append the scan's query string to the target."},
 }
 
+_QR_CODE_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _ID_PATTERN},
+    "short_url": {"type": "string", "description": "What the images encode; fixed at creation."},
+    "target_url": {"type": "string"},
+    "target_host_ascii": {
+        "type": "string",
+        "nullable": True,
+        "description": "The target's host in ASCII (punycode): shows a homograph.",
+    },
+    "title": {"type": "string", "nullable": True},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "redirect_status": {"type": "integer", "enum": [301, 302, 307, 308]},
+    "enabled": {"type": "boolean"},
+    "expires_at": {**_TIMESTAMP, "nullable": True},
+    "fallback_url": {"type": "string", "nullable": True},
+    "forward_query": {"type": "boolean"},
+    "logo_sha256": {
+        "type": "string",
+        "nullable": True,
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "The logo in the middle of the code's images (PUT .../logo), by its digest.",
+    },
+    "created_at": _TIMESTAMP,
+    "updated_at": _TIMESTAMP,
+    "scan_count": {"type": "integer", "minimum": 0},
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -171,49 +198,8 @@ _SCHEMAS: dict[str, Any] = {
     "QRCode": {
         "type": "object",
         "additionalProperties": False,
-        "required": [
-            "id",
-            "short_url",
-            "target_url",
-            "target_host_ascii",
-            "title",
-            "tags",
-            "redirect_status",
-            "enabled",
-            "expires_at",
-            "fallback_url",
-            "forward_query",
-            "logo_sha256",
-            "created_at",
-            "updated_at",
-            "scan_count",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": _ID_PATTERN},
-            "short_url": {"type": "string", "description": "What the images encode; fixed at creation."},
-            "target_url": {"type": "string"},
-            "target_host_ascii": {
-                "type": "string",
-                "nullable": True,
-                "description": "The target's host in ASCII (punycode): shows a homograph.",
-            },
-            "title": {"type": "string", "nullable": True},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "redirect_status": {"type": "integer", "enum": [301, 302, 307, 308]},
-            "enabled": {"type": "boolean"},
-            "expires_at": {**_TIMESTAMP, "nullable": True},
-            "fallback_url": {"type": "string", "nullable": True},
-            "forward_query": {"type": "boolean"},
-            "logo_sha256": {
-                "type": "string",
-                "nullable": True,
-                "pattern": "^[0-9a-f]{64}$",
-                "description": "The logo in the middle of the code's images (PUT .../logo), by its digest.",
-            },
-            "created_at": _TIMESTAMP,
-            "updated_at": _TIMESTAMP,
-            "scan_count": {"type": "integer", "minimum": 0},
-        },
+        "required": list(_QR_CODE_PROPERTIES),  # every field, always present (null when unset)
+        "properties": _QR_CODE_PROPERTIES,
     },
     "NewQRCode": {
         "type": "object",

@@ -73,11 +73,14 @@ def api(ctx: click.Context) -> Iterator[Any]:
         client.close()
 
 
-def _print_code(ctx: click.Context, code: dict[str, Any], text: str) -> None:
+def _print_record(
+    ctx: click.Context, record: dict[str, Any], text: str, fields: tuple[str, ...] = CODE_FIELDS
+) -> None:
+    """The API's JSON unchanged with --json, else the record's ``fields`` (a code's by default)."""
     if ctx.obj.as_json:
         click.echo(text)
     else:
-        output.one(code, CODE_FIELDS)
+        output.one(record, fields)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -200,7 +203,7 @@ def create(
         body["tags"] = list(tags)
     with api(ctx) as client:
         code, text = client.json("POST", "/api/v1/qr", json=body)
-        _print_code(ctx, code, text)
+        _print_record(ctx, code, text)
 
 
 @main.command("list")
@@ -254,7 +257,7 @@ def get(ctx: click.Context, code_id: str) -> None:
     """
     with api(ctx) as client:
         code, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}")
-        _print_code(ctx, code, text)
+        _print_record(ctx, code, text)
 
 
 @main.command()
@@ -285,7 +288,7 @@ def update(ctx: click.Context, /, code_id: str, tags: tuple[str, ...], **fields:
         raise click.UsageError("nothing to change: give at least one option (see qrctl update --help)")
     with api(ctx) as client:
         code, text = client.json("PATCH", f"/api/v1/qr/{_path(code_id)}", json=changes)
-        _print_code(ctx, code, text)
+        _print_record(ctx, code, text)
 
 
 @main.command()
@@ -379,7 +382,7 @@ def logo(ctx: click.Context, code_id: str, file: Path | None, remove: bool) -> N
         code, text = client.json(
             "PUT", f"/api/v1/qr/{_path(code_id)}/logo", content=body, headers={"Content-Type": content_type}
         )
-        _print_code(ctx, code, text)
+        _print_record(ctx, code, text)
 
 
 @main.command()
@@ -394,10 +397,7 @@ def scans(ctx: click.Context, code_id: str) -> None:
     """
     with api(ctx) as client:
         totals, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}/scans")
-    if ctx.obj.as_json:
-        click.echo(text)
-    else:
-        output.one(totals, SCAN_FIELDS)
+    _print_record(ctx, totals, text, SCAN_FIELDS)
 
 
 @main.command()

@@ -1,8 +1,48 @@
-"""DSN spellings: one ``DATABASE_URL`` for people, the form each driver wants."""
+"""What every process agrees on about the database: DSN spellings (one ``DATABASE_URL`` for
+people, the form each driver wants), the faults a driver raises when the server is away, the
+advisory-lock keys, and the change channel."""
 
 from __future__ import annotations
 
+import enum
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+# What a database that is down, restarting, frozen, overloaded or refusing a statement raises
+# through asyncpg (a refused or missing socket comes through as a bare OSError).
+FAULTS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+# Those of them worth retrying: the database away, busy, restarting or shutting down.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)
+
+
+@enum.unique  # a repeated value would silently make two names one lock
+class AdvisoryLock(enum.IntEnum):
+    """Advisory-lock keys, one per purpose: a key shared by two purposes would make them wait for
+    each other (or, with a try-lock, refuse each other) for no reason."""
+
+    MIGRATE = 7_265_031_001  # session lock: one migrator at a time
+    CREATE_CODE = 7_265_031_002  # transaction lock: codes commit in created_at order
+    RESTORE = 7_265_031_003  # session lock on the maintenance database: one restore per server
+
+
+# Every write that changes what /r/{id} answers sends NOTIFY on this channel in its transaction:
+# the id as payload, or FLUSH_ALL after a restore or a bulk change (the triggers of migration 0001).
+CHANGE_CHANNEL = "qr_changed"
+FLUSH_ALL = "*"
 
 
 def _with_scheme(url: str, scheme: str) -> str:

@@ -25,9 +25,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
+
+# No `*_created` series: one more per counter and histogram child that Prometheus stores and nothing
+# here reads (a process's start time is in process_start_time_seconds). Process-wide in
+# prometheus-client, and every service imports this module before declaring a metric.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # A redirect answers in well under a millisecond in-process; management calls and renders take longer.
 LATENCY_BUCKETS = (

@@ -13,8 +13,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-
+from services.ops.connections import connection
 from services.ops.embedded import bin_dir
 from shared.backups import archive_name, list_backups
 from shared.database import asyncpg_dsn, split_password
@@ -92,11 +91,8 @@ def prune(backup_dir: Path, keep: int) -> list[Path]:
 
 async def holds_data(dsn: str) -> bool:
     """Whether the database has any table of ours (then it is worth a backup before migrating)."""
-    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
-    try:
-        return bool(await connection.fetchval(HOLDS_DATA))
-    finally:
-        await connection.close()
+    async with connection(dsn) as conn:
+        return bool(await conn.fetchval(HOLDS_DATA))
 
 
 def holds_data_sync(dsn: str) -> bool:

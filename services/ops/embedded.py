@@ -21,9 +21,9 @@ import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import asyncpg
 import psutil
 
+from services.ops.connections import connection
 from services.ops.processes import pid_alive, signal_and_wait
 
 log = logging.getLogger(__name__)
@@ -168,10 +168,7 @@ def _start_server(var_dir: Path, pgdata: Path) -> EmbeddedServer:
 
 
 async def _ensure_database(server: EmbeddedServer) -> None:
-    connection = await asyncpg.connect(server.dsn("postgres"), timeout=10)
-    try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+    async with connection(server.dsn("postgres")) as conn:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
         if not exists:
-            await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await connection.close()
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')

@@ -13,9 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import asyncpg
-
-from shared.database import asyncpg_dsn
+from services.ops.connections import connection
 
 # The tables written on every scan or admin change, busiest first.
 HOT_TABLES = ("scans", "scan_counts", "qr_codes", "qr_code_changes", "visitor_keys", "logos")
@@ -30,31 +28,25 @@ class Step:
 
 
 async def maintain(dsn: str) -> list[Step]:
-    connection = await asyncpg.connect(
-        asyncpg_dsn(dsn),
-        timeout=10,
+    settings = {
+        "application_name": "qr-manage maintain",
+        "lock_timeout": "10s",
         # No statement timeout a role may carry: a VACUUM of a large table takes what it takes.
-        server_settings={
-            "application_name": "qr-manage maintain",
-            "lock_timeout": "10s",
-            "statement_timeout": "0",
-        },
-    )
-    notices: list[str] = []
-    connection.add_log_listener(lambda _conn, message: notices.append(str(message)))
-    try:
+        "statement_timeout": "0",
+    }
+    async with connection(dsn, server_settings=settings) as conn:
+        notices: list[str] = []
+        conn.add_log_listener(lambda _conn, message: notices.append(str(message)))
         steps = []
         for table in HOT_TABLES:
-            dead = await connection.fetchval(
+            dead = await conn.fetchval(
                 "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = $1", table
             )
             if dead is None:  # not in this schema revision
                 continue
             notices.clear()
             started = time.perf_counter()
-            await connection.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {table}")
+            await conn.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {table}")
             skipped = any(notice.startswith("skipping") for notice in notices)
             steps.append(Step(table, time.perf_counter() - started, int(dead), skipped))
         return steps
-    finally:
-        await connection.close()

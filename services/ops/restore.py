@@ -24,9 +24,10 @@ from pathlib import Path
 import asyncpg
 
 from services.ops.backups import BackupError, libpq_target, take_backup
+from services.ops.connections import connection
 from services.ops.embedded import bin_dir
-from services.redirect.listener import CHANNEL as CHANGE_CHANNEL
-from shared.database import asyncpg_dsn, database_name, with_database
+from shared.database import CHANGE_CHANNEL, FLUSH_ALL, AdvisoryLock, database_name, with_database
+from shared.database import FAULTS as DATABASE_FAULTS
 
 # Tables every archive of this service holds; an archive without them is someone else's.
 OUR_TABLES = frozenset({"alembic_version", "qr_codes", "scans"})
@@ -35,7 +36,6 @@ SWAP_ATTEMPTS = 20
 STAGING_SUFFIX = "_restoring"
 RETIRED_SUFFIX = "_replaced"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names, which would make two names one
-RESTORE_LOCK_KEY = 7_265_031_002  # one restore at a time per server (migrations use ..._001)
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?:DATA )?(\S+) (\S+) ", re.MULTILINE)
 
 
@@ -44,7 +44,7 @@ class RestoreError(RuntimeError):
 
 
 # What the server, the network or a tool can do to a restore; each becomes a RestoreError.
-FAULTS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, subprocess.SubprocessError)
+FAULTS = (*DATABASE_FAULTS, subprocess.SubprocessError)
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,6 @@ def check_archive(archive: Path, env: dict[str, str]) -> None:
         raise RestoreError(f"{archive} is truncated or damaged ({_last_lines(whole.stderr, 1)})")
 
 
-async def _admin(dsn: str) -> asyncpg.Connection:
-    return await asyncpg.connect(asyncpg_dsn(with_database(dsn, MAINTENANCE_DATABASE)), timeout=10)
-
-
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -95,30 +91,24 @@ def _ident(name: str) -> str:
 async def _holds_rows(dsn: str) -> bool:
     """Whether any table (but Alembic's revision) has a row: an empty migrated schema, as a fresh
     compose database has, is nothing to lose."""
-    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
-    try:
-        tables = await connection.fetch(
+    async with connection(dsn) as conn:
+        tables = await conn.fetch(
             "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND tablename <> 'alembic_version'"
         )
         for (table,) in tables:
             # The name comes from the catalogue, quoted by format('%I'): not from any input.
-            if await connection.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):  # noqa: S608
+            if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):  # noqa: S608
                 return True
         return False
-    finally:
-        await connection.close()
 
 
 async def interrupted_restore(dsn: str) -> str | None:
     """The name of the replaced database an interrupted restore left on the server, if any."""
     retired = database_name(dsn) + RETIRED_SUFFIX
-    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
-    try:
-        found = await connection.fetchval("SELECT datname FROM pg_database WHERE datname = $1", retired)
+    async with connection(dsn) as conn:
+        found = await conn.fetchval("SELECT datname FROM pg_database WHERE datname = $1", retired)
         return None if found is None else str(found)
-    finally:
-        await connection.close()
 
 
 class _Restore:
@@ -204,26 +194,22 @@ class _Restore:
 
     async def notify(self) -> None:
         try:
-            connection = await asyncpg.connect(asyncpg_dsn(self.dsn), timeout=10)
-            try:
-                await connection.execute("SELECT pg_notify($1, '*')", CHANGE_CHANNEL)
-            finally:
-                await connection.close()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            async with connection(self.dsn) as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANGE_CHANNEL, FLUSH_ALL)
+        except DATABASE_FAULTS as exc:
             self.warnings.append(
                 f"could not notify the redirect processes ({exc}); they drop their caches when they reconnect"
             )
 
 
 async def _restore(dsn: str, archive: Path, backup_dir: Path, env: dict[str, str], replace: bool) -> Restored:
-    admin = await _admin(dsn)
-    try:
+    async with connection(with_database(dsn, MAINTENANCE_DATABASE)) as admin:
         job = _Restore(dsn, admin)
         if len(job.staging.encode()) > MAX_IDENTIFIER_BYTES:
             raise RestoreError(
                 f"database name {job.live!r} is too long to restore beside it (at most 53 bytes)"
             )
-        if not await admin.fetchval("SELECT pg_try_advisory_lock($1)", RESTORE_LOCK_KEY):
+        if not await admin.fetchval("SELECT pg_try_advisory_lock($1)", AdvisoryLock.RESTORE):
             raise RestoreError("another restore is running on this server; wait for it")
         live_exists = await job.recover()
         saved = None
@@ -252,8 +238,6 @@ async def _restore(dsn: str, archive: Path, backup_dir: Path, env: dict[str, str
             raise RestoreError(
                 f"{_describe(exc)} (the current contents were also saved in {saved})"
             ) from None
-    finally:
-        await admin.close()
 
 
 async def _restore_into_staging(

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 import migrations
-from shared.database import asyncpg_dsn
+from services.ops.connections import connection
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
@@ -47,14 +46,11 @@ def head_revision() -> str | None:
 
 
 async def current_revision(dsn: str) -> str | None:
-    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
-    try:
-        if not await connection.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
+    async with connection(dsn) as conn:
+        if not await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
             return None
-        revision: str | None = await connection.fetchval("SELECT version_num FROM alembic_version")
+        revision: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
         return revision
-    finally:
-        await connection.close()
 
 
 def current_revision_sync(dsn: str) -> str | None:

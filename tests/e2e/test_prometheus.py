@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -90,3 +91,20 @@ def test_prometheus_scrapes_every_target_and_sees_redirects(
         assert query(base, "sum(traefik_entrypoint_requests_total)")
     finally:
         prometheus.stop()
+
+
+def test_promtool_finds_nothing_to_say_about_either_exposition(running_stack: RunningStack) -> None:
+    s = running_stack.settings
+    for port in (s.redirect_port, s.management_port):
+        httpx.get(f"{running_stack.edge}/r/not-a-code", timeout=5)  # something counted
+        exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "_created" not in exposition  # no series per child that nothing reads
+        result = subprocess.run(
+            [str(shutil.which("promtool")), "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.strip() == result.stderr.strip() == "", result.stdout + result.stderr

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from services.ops import backups, embedded
-from shared.database import database_name, with_database
+from shared.database import AdvisoryLock, database_name, with_database
 from tests.conftest import lose_database
 from tests.ops.test_cli import qr_manage
 
@@ -289,14 +289,12 @@ def test_the_database_may_be_named_in_the_query_string(database_url: str, tmp_pa
 
 
 def test_one_restore_at_a_time(database_url: str, tmp_path: Path) -> None:
-    from services.ops.restore import RESTORE_LOCK_KEY
-
     archive = backups.take_backup(database_url, tmp_path)
 
     async def while_locked() -> Any:
         holder = await asyncpg.connect(with_database(database_url, "postgres"))
         try:
-            await holder.execute("SELECT pg_advisory_lock($1)", RESTORE_LOCK_KEY)
+            await holder.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.RESTORE)
             return await asyncio.to_thread(
                 qr_manage,
                 "restore",

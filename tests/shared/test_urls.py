@@ -15,8 +15,9 @@ OWN = own_hosts("http://localhost:8080")
         ("HTTPS://Example.ORG/Menu?a=1#top", "HTTPS://Example.ORG/Menu?a=1#top"),
         ("http://example.org", "http://example.org"),
         ("https://example.org:8443/x", "https://example.org:8443/x"),
-        ("https://bücher.example/café", "https://xn--bcher-kva.example/caf%C3%A9"),
-        ("https://Bücher.example:8443/", "https://xn--bcher-kva.example:8443/"),
+        ("https://xn--bcher-kva.example/café", "https://xn--bcher-kva.example/caf%C3%A9"),
+        ("https://a_b.example/", "https://a_b.example/"),  # browsers take underscores
+        ("https://ab--cd.example/", "https://ab--cd.example/"),
         ("https://[2001:DB8::1]/x", "https://[2001:DB8::1]/x"),
         ("https://example.org/a?", "https://example.org/a?"),
         ("https://example.org/?utm_source=print&x=%20y", "https://example.org/?utm_source=print&x=%20y"),
@@ -24,10 +25,37 @@ OWN = own_hosts("http://localhost:8080")
         ("http://other.example:8080/r/abc", "http://other.example:8080/r/abc"),
     ],
 )
-def test_accepted_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: str) -> None:
+def test_accepted_ascii_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: str) -> None:
     assert validate_target_url(value, own=OWN) == value
     assert ascii_url(value) == wire
     assert location_bytes(value) == wire.encode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "wire"),
+    [
+        (
+            "https://bücher.example/café",
+            "https://xn--bcher-kva.example/café",
+            "https://xn--bcher-kva.example/caf%C3%A9",
+        ),
+        (
+            "https://Bücher.example:8443/",
+            "https://xn--bcher-kva.example:8443/",
+            "https://xn--bcher-kva.example:8443/",
+        ),
+        ("https://faß.de/x", "https://xn--fa-hia.de/x", "https://xn--fa-hia.de/x"),
+        (
+            "https://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0ecom/",
+            "https://example.com/",
+            "https://example.com/",
+        ),  # full-width forms
+    ],
+)
+def test_international_hosts_are_stored_in_ascii(value: str, stored: str, wire: str) -> None:
+    assert validate_target_url(value, own=OWN) == stored
+    assert validate_target_url(stored, own=OWN) == stored
+    assert ascii_url(value) == ascii_url(stored) == wire
 
 
 @pytest.mark.parametrize(
@@ -87,6 +115,14 @@ def test_accepted_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: s
         "http://0.0.0.0:8080/r/abc",
         "http://0/r/abc",
         "http://[::]/r/abc",
+        "http://a.localhost:8080/r/abc",  # browsers send every *.localhost name to loopback
+        "http://Menu.LocalHost.:8080/r/abc",
+        "http://[0:0:0:0:0:ffff:7f00:1]/r/abc",
+        # hosts no browser would look up
+        "https://\u2615.example/",
+        "https://[v1.abc]/",
+        "https://[::1%25eth0]/",
+        "https://xn--zz.example/",
         "",
     ],
 )

@@ -16,10 +16,10 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.management.models import SEARCH_INDEX, metadata
-from shared.database import sqlalchemy_url
+from services.management.models import EXPRESSION_INDEXES, metadata
+from shared.database import AdvisoryLock, sqlalchemy_url
 
-ADVISORY_LOCK_KEY = 7_265_031_001  # any constant shared by every migrator of this schema
+ADVISORY_LOCK_KEY = AdvisoryLock.MIGRATE
 _DURATION = re.compile(r"[1-9][0-9]{0,6}(ms|s|min)")
 
 
@@ -42,8 +42,8 @@ def _database_url() -> str:
 
 
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    # Expression indexes are not compared by autogenerate; this one lives in the migrations only.
-    return not (type_ == "index" and name == SEARCH_INDEX)
+    # Expression indexes are not compared by autogenerate; these live in the migrations only.
+    return not (type_ == "index" and name in EXPRESSION_INDEXES)
 
 
 def _run(connection: Connection) -> None:
@@ -64,14 +64,16 @@ async def _run_online() -> None:
         async with engine.connect() as connection:
             # The advisory lock first, with no timeout: a second migrator waits for the first to
             # finish (and then finds nothing to do) rather than failing.
-            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": int(ADVISORY_LOCK_KEY)})
             await connection.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
             await connection.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
             await connection.commit()
             try:
                 await connection.run_sync(_run)
             finally:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+                await connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": int(ADVISORY_LOCK_KEY)}
+                )
                 await connection.commit()
     finally:
         await engine.dispose()

@@ -96,7 +96,21 @@ def test_the_redirect_service_starts_without_the_heavy_libraries() -> None:
     probe = (
         "import sys, services.redirect.app; "
         "loaded = {m.split('.')[0] for m in sys.modules}; "
-        "print(sorted({'sqlalchemy', 'PIL', 'qrcode', 'zxingcpp', 'alembic'} & loaded))"
+        "print(sorted({'sqlalchemy', 'PIL', 'qrcode', 'zxingcpp', 'alembic', 'pydantic'} & loaded))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_qrctl_starts_without_the_services_libraries() -> None:
+    """qrctl reads the API's limits, but must start as quickly as a shell tool: no pydantic, no
+    database or image libraries, and httpx only once a request is made."""
+    probe = (
+        "import sys, services.qrctl.cli; "
+        "loaded = {m.split('.')[0] for m in sys.modules}; "
+        "print(sorted({'pydantic', 'sqlalchemy', 'asyncpg', 'PIL', 'qrcode', 'httpx'} & loaded))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
@@ -120,3 +134,21 @@ def test_layout() -> None:
         ".ci/run",
     ):
         assert (ROOT / path).exists(), path
+
+
+def test_the_readme_states_the_limits_the_service_enforces() -> None:
+    from services.management import limits
+
+    text = (ROOT / "README.md").read_text()
+    dash = "\N{EN DASH}"  # as the README writes ranges
+    for stated in (
+        f"pixels, {limits.MIN_SIZE}{dash}{limits.MAX_SIZE} (default {limits.DEFAULT_SIZE})",
+        f"(default {limits.DEFAULT_PRINT_DPI}, {limits.MIN_DPI}{dash}{limits.MAX_DPI})",
+        f"the SVG takes {limits.MIN_SIZE_MM:g}{dash}{limits.MAX_SIZE_MM:g} mm",
+        f"the PNG takes {limits.MIN_SIZE_MM:g}{dash}{limits.MAX_PNG_SIZE_MM:g} mm",
+        f"modules, 0{dash}{limits.MAX_BORDER} (default {limits.DEFAULT_BORDER}",
+        f"`{limits.DEFAULT_ECC}` (default)",
+        f"contrast ratio of at least {limits.MIN_CONTRAST}",
+        f"`redirect_status` ({'/'.join(map(str, limits.REDIRECT_STATUSES))})",
+    ):
+        assert stated in text, stated

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry
@@ -19,11 +18,10 @@ from services.management.api import ManagementApi
 from services.management.errors import EXCEPTION_HANDLERS
 from services.management.metrics import ManagementMetrics
 from services.management.settings import ManagementSettings
-from shared import logging as qrlog
 from shared.clients import NetworkSet
 from shared.context import RequestContext
 from shared.errors import MethodNotAllowed
-from shared.metrics import DatabaseWatch, ensure_multiprocess_dir
+from shared.metrics import DatabaseWatch
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +96,3 @@ class by_method:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
-
-
-def app_from_env() -> RequestContext:
-    settings = ManagementSettings.from_env(os.environ)
-    qrlog.configure(settings.log_level)
-    ensure_multiprocess_dir()
-    return create_app(settings)

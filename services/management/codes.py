@@ -20,10 +20,20 @@ from sqlalchemy import Select, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management.fields import WRITABLE, NewCode
-from services.management.images import Logo, StoredLogo
+from services.management.limits import MAX_CURSOR
+from services.management.logos import Logo, StoredLogo
 from services.management.models import SEARCH_EXPRESSION, logos, qr_code_changes, qr_codes, scan_counts
+from services.management.schemas import (
+    Change,
+    History,
+    NewQRCode,
+    QRCode,
+    QRCodeChanges,
+    QRCodeList,
+    ScanTotals,
+)
 from shared import ids
+from shared.database import AdvisoryLock
 from shared.errors import Conflict, InvalidField, NotFound, Unavailable
 from shared.urls import ascii_host
 
@@ -50,8 +60,10 @@ _SCAN_COUNT = func.coalesce(
 ).label("scan_count")
 # Held by every create until it commits, and created_at read from the clock while holding it: codes
 # then commit in created_at order, so a listing walking (created_at, id) can never step past a code
-# that becomes visible a moment later. Creates are serialised; they are not the hot path.
-CREATE_LOCK = 7_265_031_002
+# that becomes visible a moment later; and an id is checked against every spelling of every id
+# before it is taken. Creates are serialised; they are not the hot path.
+CREATE_LOCK = AdvisoryLock.CREATE_CODE
+WRITABLE = tuple(QRCodeChanges.model_fields)
 _LIVE = qr_codes.c.deleted_at.is_(None)
 
 
@@ -89,30 +101,29 @@ def _json_value(value: Any) -> Any:
 def _host_ascii(url: str) -> str | None:
     try:
         return ascii_host(urlsplit(url).hostname or "")
-    except (InvalidField, ValueError):  # a row written around the API
+    except ValueError:  # a row written around the API
         return None
 
 
-def to_resource(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "short_url": row.short_url,
-        "target_url": row.target_url,
-        # The host as a browser will look it up: a homograph (a Cyrillic letter for a Latin one) shows here.
-        "target_host_ascii": _host_ascii(row.target_url),
-        "title": row.title,
-        "tags": list(row.tags),
-        "redirect_status": row.redirect_status,
-        "enabled": row.enabled,
-        "expires_at": _timestamp(row.expires_at),
-        "fallback_url": row.fallback_url,
-        "forward_query": row.forward_query,
-        # The logo in the middle of its images (PUT /api/v1/qr/{id}/logo), by the digest of its PNG.
-        "logo_sha256": row.logo_sha256,
-        "created_at": _timestamp(row.created_at),
-        "updated_at": _timestamp(row.updated_at),
-        "scan_count": row.scan_count,
-    }
+def to_resource(row: Any) -> QRCode:
+    return QRCode(
+        id=row.id,
+        short_url=row.short_url,
+        target_url=row.target_url,
+        # The host as a browser will look it up (a row written before hosts were stored so).
+        target_host_ascii=_host_ascii(row.target_url),
+        title=row.title,
+        tags=list(row.tags),
+        redirect_status=row.redirect_status,
+        enabled=row.enabled,
+        expires_at=row.expires_at,
+        fallback_url=row.fallback_url,
+        forward_query=row.forward_query,
+        logo_sha256=row.logo_sha256,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        scan_count=row.scan_count,
+    )
 
 
 async def _record(
@@ -130,38 +141,49 @@ async def _record(
     )
 
 
-async def create_code(
-    conn: AsyncConnection, new: NewCode, *, public_base_url: str, actor: Actor
-) -> dict[str, Any]:
-    """Insert a code under its slug or a fresh random id; :class:`Conflict` if the slug was ever used.
+async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url: str, actor: Actor) -> QRCode:
+    """Insert a code under its slug or a fresh random id; :class:`Conflict` if the slug, in any
+    spelling, was ever used.
 
-    ``ON CONFLICT DO NOTHING`` rather than catching the unique violation: two creates racing for
-    one slug then cost one insert and one empty result, never an aborted transaction.
+    The spelling check runs under the create lock, so two creates cannot both pass it; ``ON
+    CONFLICT DO NOTHING`` as well, so that a row written around the API costs an empty result
+    rather than an aborted transaction.
     """
-    values = {name: getattr(new, name) for name in WRITABLE}
-    values["tags"] = list(new.tags)
+    values = new.writable()
     await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
     now = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
     values.update(created_at=now, updated_at=now)
     for _ in range(MAX_ID_ATTEMPTS):
         code_id = new.slug or ids.new_id()
-        statement = (
-            insert(qr_codes)
-            .values(id=code_id, short_url=f"{public_base_url}/r/{code_id}", **values)
-            .on_conflict_do_nothing(index_elements=[qr_codes.c.id])
-            .returning(*_RESOURCE_COLUMNS, literal_column("0").label("scan_count"))
-        )
-        row = (await conn.execute(statement)).first()
+        taken = (
+            await conn.execute(
+                select(qr_codes.c.id).where(func.lower(qr_codes.c.id) == code_id.lower()).limit(1)
+            )
+        ).scalar_one_or_none()
+        row = None
+        if taken is None:
+            statement = (
+                insert(qr_codes)
+                .values(id=code_id, short_url=f"{public_base_url}/r/{code_id}", **values)
+                .on_conflict_do_nothing()
+                .returning(*_RESOURCE_COLUMNS, literal_column("0").label("scan_count"))
+            )
+            row = (await conn.execute(statement)).first()
         if row is not None:
             changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
             await _record(conn, code_id, "create", changes, actor)
             return to_resource(row)
         if new.slug is not None:
-            raise Conflict(f"the id '{new.slug}' is taken or was used before", details={"field": "slug"})
+            spelling = f" (as '{taken}')" if taken is not None and taken != new.slug else ""
+            raise Conflict(
+                f"the id '{new.slug}' is taken or was used before{spelling}; ids are the same "
+                "whatever their case",
+                details={"field": "slug"},
+            )
     raise Unavailable("could not find a free id; try again", retry_after=1)
 
 
-async def get_code(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
+async def get_code(conn: AsyncConnection, code_id: str) -> QRCode:
     """The live (not deleted) code ``code_id`` with its scan count, or :class:`NotFound`."""
     row = (
         await conn.execute(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(qr_codes.c.id == code_id, _LIVE))
@@ -186,9 +208,7 @@ async def load_logo(conn: AsyncConnection, sha256: str) -> Logo:
     return Logo(sha256, bytes(image))
 
 
-async def set_logo(
-    conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, actor: Actor
-) -> dict[str, Any]:
+async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, actor: Actor) -> QRCode:
     """Show ``stored`` in the code's images from now on (``None``: no logo); record the change."""
     current = (
         await conn.execute(
@@ -216,7 +236,7 @@ async def set_logo(
 
 async def update_code(
     conn: AsyncConnection, code_id: str, changes: dict[str, Any], *, actor: Actor
-) -> dict[str, Any]:
+) -> QRCode:
     """Apply ``changes`` (validated field values); record what really changed."""
     current = (
         await conn.execute(
@@ -231,9 +251,8 @@ async def update_code(
         if old != new:
             diff[name] = {"old": old, "new": new}
     if diff:
-        values = {name: list(value) if isinstance(value, tuple) else value for name, value in changes.items()}
         await conn.execute(
-            update(qr_codes).where(qr_codes.c.id == code_id).values(**values, updated_at=func.now())
+            update(qr_codes).where(qr_codes.c.id == code_id).values(**changes, updated_at=func.now())
         )
         await _record(conn, code_id, "update", diff, actor)
     return await get_code(conn, code_id)
@@ -257,9 +276,6 @@ async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> N
 
 
 # -- pages -------------------------------------------------------------------------------------
-
-
-MAX_CURSOR = 512
 
 
 def encode_cursor(*key: Any) -> str:
@@ -286,7 +302,7 @@ def _search_pattern(q: str) -> str:
 
 async def list_codes(
     conn: AsyncConnection, filters: Filters, *, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> QRCodeList:
     """One page of live codes, oldest first (codes created meanwhile come at the end), and the
     cursor of the next page, ``None`` on the last one."""
     statement: Select[Any] = select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE)
@@ -311,10 +327,10 @@ async def list_codes(
     ).all()
     items = [to_resource(row) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return items, next_cursor
+    return QRCodeList(items=items, next_cursor=next_cursor)
 
 
-async def scan_totals(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
+async def scan_totals(conn: AsyncConnection, code_id: str) -> ScanTotals:
     """Scans recorded for the code (deleted codes keep theirs), people and bots apart."""
     row = (
         await conn.execute(
@@ -326,12 +342,10 @@ async def scan_totals(conn: AsyncConnection, code_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no QR code with id '{code_id}'")
     total, bots = row.total or 0, row.bots or 0
-    return {"code_id": code_id, "total": total, "people": total - bots, "bots": bots}
+    return ScanTotals(code_id=code_id, total=total, people=total - bots, bots=bots)
 
 
-async def code_history(
-    conn: AsyncConnection, code_id: str, *, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+async def code_history(conn: AsyncConnection, code_id: str, *, limit: int, cursor: str | None) -> History:
     """The code's changes, newest first; deleted codes keep their history."""
     exists = (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first()
     if exists is None:
@@ -344,15 +358,15 @@ async def code_history(
         statement = statement.where(qr_code_changes.c.id < before)
     rows = (await conn.execute(statement.order_by(qr_code_changes.c.id.desc()).limit(limit + 1))).all()
     items = [
-        {
-            "id": row.id,
-            "changed_at": _timestamp(row.changed_at),
-            "action": row.action,
-            "changes": row.changes,
-            "client_address": None if row.client_address is None else str(row.client_address),
-            "request_id": row.request_id,
-            "token_name": row.token_name,
-        }
+        Change(
+            id=row.id,
+            changed_at=row.changed_at,
+            action=row.action,
+            changes=row.changes,
+            client_address=None if row.client_address is None else str(row.client_address),
+            request_id=row.request_id,
+            token_name=row.token_name,
+        )
         for row in rows[:limit]
     ]
-    return items, encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return History(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 
+from services.management.limits import REDIRECT_STATUSES
+
 # Deterministic constraint names, so that a later migration can drop what an earlier one made.
 metadata = MetaData(
     naming_convention={
@@ -40,17 +42,18 @@ metadata = MetaData(
     }
 )
 
-REDIRECT_STATUSES = (301, 302, 307, 308)
-HISTORY_ACTIONS = ("create", "update", "delete")
-
 # What `q` searches (id, title, target), lower-cased; a trigram index over exactly this expression
 # (migration 0002, ix_qr_codes_search) serves substring searches. Alembic does not compare
-# expression indexes, so migrations/env.py leaves that one out of `alembic check`.
+# expression indexes, so migrations/env.py leaves these out of `alembic check`.
 SEARCH_EXPRESSION = "lower(id || ' ' || coalesce(title, '') || ' ' || target_url)"
 SEARCH_INDEX = "ix_qr_codes_search"
+# Ids are unique without regard to case: an index on lower(id) (migration 0006), unique unless codes
+# made before it differ only in case (qr-manage status lists them).
+ID_FOLDED_INDEX = "ix_qr_codes_id_folded"
+EXPRESSION_INDEXES = frozenset({SEARCH_INDEX, ID_FOLDED_INDEX})
 
 # Logos, once per content: images stay derivable from the database alone. Stored normalised (PNG,
-# RGBA, at most LOGO_MAX_PIXELS a side), never as uploaded.
+# RGBA, at most LOGO_STORED_SIDE a side), never as uploaded.
 logos = Table(
     "logos",
     metadata,
@@ -86,7 +89,7 @@ qr_codes = Table(
     # The logo in the middle of its images, if any.
     Column("logo_sha256", String(64), ForeignKey("logos.sha256")),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
-    CheckConstraint("redirect_status IN (301, 302, 307, 308)", name="redirect_status"),
+    CheckConstraint(f"redirect_status IN {REDIRECT_STATUSES}", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),
     CheckConstraint("char_length(fallback_url) <= 2048", name="fallback_url_length"),
     # Listing pages walk (created_at, id) with a keyset cursor.

@@ -12,9 +12,7 @@ import base64
 import hashlib
 import io
 import json
-import re
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import qrcode
@@ -22,7 +20,8 @@ import qrcode.constants
 import zxingcpp
 from PIL import Image, ImageOps
 
-from services.management.params import Params
+from services.management import limits
+from services.management.logos import Logo
 from shared.errors import InvalidField
 
 # Part of every cache key: bump it when the renderer's output changes for the same options.
@@ -35,14 +34,7 @@ ECC_LEVELS = {
     "Q": qrcode.constants.ERROR_CORRECT_Q,
     "H": qrcode.constants.ERROR_CORRECT_H,
 }
-MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 64, 4096, 400
-MAX_BORDER, DEFAULT_BORDER = 16, 4
-MIN_DPI, MAX_DPI, DEFAULT_PRINT_DPI = 72, 2400, 300
-MIN_SIZE_MM, MAX_SIZE_MM = 5.0, 2000.0
 SIZE_TOLERANCE = 0.10
-# WCAG's contrast ratio between the modules and the ground; 4.5 is what it asks of text. Below it a
-# phone camera in poor light starts to fail, whatever a clean digital decode says.
-MIN_CONTRAST = 4.5
 # A logo and the quiet pad around it take at most this share of the symbol's width (so under a
 # tenth of its area: ECC H restores up to 30% of the codewords, with room for wear and print).
 LOGO_SHARE = 0.3
@@ -51,8 +43,6 @@ CHECK_MARGIN_MODULES = 4
 # The raster an SVG is checked through: this many pixels per module.
 SVG_CHECK_SCALE = 8
 
-IMAGE_PARAMETERS = ("size", "border", "ecc", "fg", "bg", "dpi", "size_mm")
-_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _QR_ONLY = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 
 
@@ -61,20 +51,12 @@ class RenderRefused(Exception):
 
 
 @dataclass(frozen=True)
-class Logo:
-    """A normalised logo (PNG, RGBA) and the digest it is stored and keyed under."""
-
-    sha256: str
-    png: bytes
-
-
-@dataclass(frozen=True)
 class ImageOptions:
-    size: int = DEFAULT_SIZE  # pixels; with size_mm, derived from it and dpi
-    border: int = DEFAULT_BORDER
-    ecc: str = "M"
-    fg: str = "#000000"
-    bg: str = "#ffffff"
+    size: int = limits.DEFAULT_SIZE  # pixels; with size_mm, derived from it and dpi
+    border: int = limits.DEFAULT_BORDER
+    ecc: str = limits.DEFAULT_ECC
+    fg: str = limits.DEFAULT_FG
+    bg: str = limits.DEFAULT_BG
     dpi: int | None = None  # recorded in the PNG; with size_mm, the SVG is sized in mm
     size_mm: float | None = None
 
@@ -82,7 +64,7 @@ class ImageOptions:
         """With a logo a code always uses ECC H."""
         if not has_logo or self.ecc == "H":
             return self
-        return ImageOptions(self.size, self.border, "H", self.fg, self.bg, self.dpi, self.size_mm)
+        return replace(self, ecc="H")
 
     def cache_key(self, payload: str, image_format: Format, logo_sha256: str | None = None) -> str:
         material = json.dumps(
@@ -103,19 +85,6 @@ class ImageOptions:
         return hashlib.sha256(material.encode()).hexdigest()
 
 
-def parse_colour(params: Params, name: str, default: str) -> str:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    match = _HEX_COLOUR.fullmatch(raw.strip())
-    if match is None:
-        raise InvalidField(name, f"{name} must be a hex colour such as 1a2b3c or #1a2b3c")
-    digits = match.group(1).lower()
-    if len(digits) == 3:
-        digits = "".join(ch * 2 for ch in digits)
-    return f"#{digits}"
-
-
 def _luminance(colour: str) -> float:
     """WCAG relative luminance of ``#rrggbb``."""
     channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
@@ -133,45 +102,12 @@ def check_contrast(fg: str, bg: str) -> None:
             "read light modules on a dark ground",
         )
     ratio = (light + 0.05) / (dark + 0.05)
-    if ratio < MIN_CONTRAST:
+    if ratio < limits.MIN_CONTRAST:
         raise InvalidField(
             "fg",
             f"the contrast of {fg} on {bg} is {ratio:.2f}:1; a phone camera needs at least "
-            f"{MIN_CONTRAST}:1 (darken the modules or lighten the ground)",
+            f"{limits.MIN_CONTRAST}:1 (darken the modules or lighten the ground)",
         )
-
-
-def parse_options(params: Params, image_format: Format = "png") -> ImageOptions:
-    """Image options from the query string; every mistake is a 422 naming its parameter."""
-    size_mm = params.number("size_mm", minimum=MIN_SIZE_MM, maximum=MAX_SIZE_MM)
-    dpi = params.optional_integer("dpi", minimum=MIN_DPI, maximum=MAX_DPI)
-    if size_mm is not None:
-        if params.get("size") is not None:
-            raise InvalidField("size", "give size (pixels) or size_mm (with dpi), not both")
-        dpi = dpi or DEFAULT_PRINT_DPI
-        size = round(size_mm / 25.4 * dpi)
-        if image_format == "svg":  # drawn in mm at any size: the pixels only name a raster of it
-            size = min(max(size, MIN_SIZE), MAX_SIZE)
-        elif not MIN_SIZE <= size <= MAX_SIZE:
-            advice = "raise the dpi" if size < MIN_SIZE else "lower the dpi, or use the SVG for large prints"
-            raise InvalidField(
-                "size_mm",
-                f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {MIN_SIZE} to {MAX_SIZE} px ({advice})",
-            )
-    else:
-        size = params.integer("size", default=DEFAULT_SIZE, minimum=MIN_SIZE, maximum=MAX_SIZE)
-    fg = parse_colour(params, "fg", "#000000")
-    bg = parse_colour(params, "bg", "#ffffff")
-    check_contrast(fg, bg)
-    return ImageOptions(
-        size=size,
-        border=params.integer("border", default=DEFAULT_BORDER, minimum=0, maximum=MAX_BORDER),
-        ecc=params.choice("ecc", tuple(ECC_LEVELS), default="M"),
-        fg=fg,
-        bg=bg,
-        dpi=dpi,
-        size_mm=size_mm,
-    )
 
 
 @dataclass(frozen=True)
@@ -346,49 +282,3 @@ def check_decodes(image: Image.Image, payload: str, *, margin: int = 0, ground: 
     texts = [result.text for result in results]
     if texts != [payload]:
         raise RenderRefused(f"the rendered image decodes to {texts!r}, not to the code's short URL")
-
-
-LOGO_TYPES = {"image/png": ("PNG", b"\x89PNG\r\n\x1a\n"), "image/jpeg": ("JPEG", b"\xff\xd8\xff")}
-LOGO_MIN_SIDE, LOGO_MAX_SIDE = 16, 4096  # of an upload, read from its header before decoding
-# Logos are stored at most this large: the pad of a 4096 px image is about 800 px wide.
-LOGO_STORED_SIDE = 1024
-
-
-@dataclass(frozen=True)
-class StoredLogo:
-    logo: Logo
-    width: int
-    height: int
-
-
-def normalise_logo(data: bytes, content_type: str) -> StoredLogo:
-    """An uploaded PNG or JPEG as the PNG that is stored: RGBA, at most 1024 px a side, metadata
-    dropped. Its dimensions are read from the header first, so an image bomb is refused unopened."""
-    image_format, magic = LOGO_TYPES[content_type]
-    if not data.startswith(magic):
-        raise InvalidField("logo", f"the body is not a {image_format} image (its first bytes say otherwise)")
-    try:
-        with Image.open(io.BytesIO(data), formats=[image_format]) as image:
-            width, height = image.size
-            if not (min(width, height) >= LOGO_MIN_SIDE and max(width, height) <= LOGO_MAX_SIDE):
-                raise InvalidField(
-                    "logo",
-                    f"a logo is {LOGO_MIN_SIDE} to {LOGO_MAX_SIDE} px a side; this one is {width}x{height}",
-                )
-            image.load()
-            with warnings.catch_warnings():  # a damaged EXIF block is ignored, not an error
-                warnings.simplefilter("ignore")
-                upright = ImageOps.exif_transpose(image)
-            if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
-                upright = upright.convert("I").point(lambda value: value / 256).convert("L")
-            rgba = upright.convert("RGBA")
-    except InvalidField:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidField("logo", f"the {image_format} image cannot be read: {exc}"[:200]) from None
-    rgba.thumbnail((LOGO_STORED_SIDE, LOGO_STORED_SIDE), Image.Resampling.LANCZOS)
-    rgba.info.clear()  # no ICC profile or text: the pixels are read as sRGB by every renderer alike
-    buffer = io.BytesIO()
-    rgba.save(buffer, format="PNG", optimize=True)
-    png = buffer.getvalue()
-    return StoredLogo(Logo(hashlib.sha256(png).hexdigest(), png), rgba.width, rgba.height)

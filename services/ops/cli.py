@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import click
 
 from services.ops import backups, embedded
+from services.ops.connections import connection
 from services.ops.settings import OpsSettings, StackSettings
 from shared import logging as qrlog
 from shared import settings as env
 from shared.backups import list_backups
-from shared.database import asyncpg_dsn
+from shared.database import FAULTS as DATABASE_FAULTS
 from shared.settings import ConfigError, read_log_level
 
 
@@ -139,7 +139,7 @@ def restore(archive: Path, yes: bool) -> None:
             raise click.ClickException(str(exc)) from None
         try:
             revision = schema.current_revision_sync(dsn)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except DATABASE_FAULTS as exc:
             revision = f"unknown: {type(exc).__name__}"
         head = schema.head_revision()
     if restored.saved is not None:
@@ -162,7 +162,7 @@ def maintain() -> None:
     with database(_settings()) as dsn:
         try:
             steps = asyncio.run(maintenance.maintain(dsn))
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except DATABASE_FAULTS as exc:
             raise click.ClickException(f"maintenance failed: {type(exc).__name__}: {exc}") from None
     for step in steps:
         if step.skipped:
@@ -181,17 +181,28 @@ def prune_backups() -> None:
 
 
 async def _counts(dsn: str) -> dict[str, int]:
-    connection = await asyncpg.connect(asyncpg_dsn(dsn), timeout=10)
-    try:
+    async with connection(dsn) as conn:
         return {
-            "codes": await connection.fetchval("SELECT count(*) FROM qr_codes WHERE deleted_at IS NULL"),
-            "deleted_codes": await connection.fetchval(
+            "codes": await conn.fetchval("SELECT count(*) FROM qr_codes WHERE deleted_at IS NULL"),
+            "deleted_codes": await conn.fetchval(
                 "SELECT count(*) FROM qr_codes WHERE deleted_at IS NOT NULL"
             ),
-            "scans": await connection.fetchval("SELECT count(*) FROM scans"),
+            "scans": await conn.fetchval("SELECT count(*) FROM scans"),
         }
-    finally:
-        await connection.close()
+
+
+# Ids that differ only in case, from before ids became case-insensitive (migration 0006).
+CASE_CLASHES = """
+SELECT array_agg(id ORDER BY created_at, id) AS ids FROM qr_codes
+GROUP BY lower(id) HAVING count(*) > 1 ORDER BY min(created_at) LIMIT 50
+"""
+
+
+async def _case_clashes(dsn: str) -> list[list[str]]:
+    async with connection(dsn) as conn:
+        if await conn.fetchval("SELECT to_regclass('public.qr_codes')") is None:
+            return []
+        return [list(row["ids"]) for row in await conn.fetch(CASE_CLASHES)]
 
 
 @main.command()
@@ -209,7 +220,7 @@ def status() -> None:
     with database(settings) as dsn:
         try:
             current = schema.current_revision_sync(dsn)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except DATABASE_FAULTS as exc:
             click.echo(f"database:      unreachable ({type(exc).__name__}: {exc})")
             sys.exit(1)
         head = schema.head_revision()
@@ -220,6 +231,13 @@ def status() -> None:
         if current is not None:
             for name, count in asyncio.run(_counts(dsn)).items():
                 click.echo(f"{name + ':':<15}{count}")
+            for ids in asyncio.run(_case_clashes(dsn)):
+                # Not a problem to act on (printed codes keep their ids), but worth knowing.
+                click.echo(
+                    f"note: ids differ only in case: {', '.join(ids)}; /r/ answers each exact "
+                    f"spelling, any other spelling goes to {ids[0]} (the oldest)",
+                    err=True,
+                )
         from services.ops.restore import interrupted_restore
 
         retired = asyncio.run(interrupted_restore(dsn))

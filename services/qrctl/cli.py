@@ -11,32 +11,18 @@ from typing import Any, TypeVar
 
 import click
 
+from services.management import limits
 from services.qrctl import output
 from services.qrctl.config import ConfigProblem, environment, load
-from shared.ids import is_well_formed
+from shared.ids import SLUG_MAX, SLUG_MIN, is_well_formed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What a list shows of each code, one line per code (`qrctl get` shows every field the API sends).
 CODE_COLUMNS = ("id", "short_url", "target_url", "enabled", "scan_count", "title")
-CODE_FIELDS = (
-    "id",
-    "short_url",
-    "target_url",
-    "target_host_ascii",
-    "title",
-    "tags",
-    "redirect_status",
-    "enabled",
-    "expires_at",
-    "fallback_url",
-    "forward_query",
-    "logo_sha256",
-    "scan_count",
-    "created_at",
-    "updated_at",
-)
 HISTORY_COLUMNS = ("changed_at", "action", "fields", "client_address", "token_name", "request_id")
-SCAN_FIELDS = ("code_id", "total", "people", "bots")
+# Options of `create` and `update` that are not API fields but say how to change one.
+_CLEARING_FLAGS = ("no_title", "no_expiry", "no_fallback", "clear_tags")
 
 
 class Settings:
@@ -73,14 +59,12 @@ def api(ctx: click.Context) -> Iterator[Any]:
         client.close()
 
 
-def _print_record(
-    ctx: click.Context, record: dict[str, Any], text: str, fields: tuple[str, ...] = CODE_FIELDS
-) -> None:
-    """The API's JSON unchanged with --json, else the record's ``fields`` (a code's by default)."""
+def _print_record(ctx: click.Context, record: dict[str, Any], text: str) -> None:
+    """The API's JSON unchanged with --json, else every field of the record, in the API's order."""
     if ctx.obj.as_json:
         click.echo(text)
     else:
-        output.one(record, fields)
+        output.one(record, tuple(record))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -140,8 +124,9 @@ def _code_options(creating: bool) -> Callable[[F], F]:
             click.option(
                 "--status",
                 "redirect_status",
-                type=click.Choice(["301", "302", "307", "308"]),
-                help="The redirect status (302 unless set; 301/308 are cached by browsers).",
+                type=click.Choice([str(status) for status in limits.REDIRECT_STATUSES]),
+                help=f"The redirect status ({limits.DEFAULT_REDIRECT_STATUS} unless set; 301/308 are "
+                "cached by browsers).",
             ),
             click.option(
                 "--expires",
@@ -183,7 +168,11 @@ def _code_options(creating: bool) -> Callable[[F], F]:
 
 @main.command()
 @click.argument("target_url")
-@click.option("--slug", help="Your own id (3-64 of A-Z a-z 0-9 _ -) instead of a random one.")
+@click.option(
+    "--slug",
+    help=f"Your own id ({SLUG_MIN}-{SLUG_MAX} of A-Z a-z 0-9 _ -, the same whatever its case) instead "
+    "of a random one.",
+)
 @_code_options(creating=True)
 @click.pass_context
 def create(
@@ -210,7 +199,9 @@ def create(
 @click.option("--q", "query", metavar="TEXT", help="Search id, title and target.")
 @click.option("--tag", help="Only codes with this tag.")
 @click.option("--enabled/--disabled", "enabled", default=None, help="Only codes switched on (or off).")
-@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True, help="Codes per page.")
+@click.option(
+    "--limit", type=click.IntRange(1, limits.MAX_PAGE), default=100, show_default=True, help="Codes per page."
+)
 @click.option("--all", "every_page", is_flag=True, help="Follow the pages to the end.")
 @click.pass_context
 def list_codes(
@@ -311,16 +302,32 @@ def delete(ctx: click.Context, code_id: str) -> None:
 @click.argument("code_id")
 @click.option("--format", "image_format", type=click.Choice(["png", "svg"]), default="png", show_default=True)
 @click.option(
-    "--size", type=click.IntRange(64, 4096), help="Pixels (400); a PNG has whole pixels per module."
+    "--size",
+    type=click.IntRange(limits.MIN_SIZE, limits.MAX_SIZE),
+    help=f"Pixels ({limits.DEFAULT_SIZE}); a PNG has whole pixels per module.",
 )
-@click.option("--size-mm", type=click.FloatRange(5, 2000), help="Printed size in mm, instead of --size.")
-@click.option("--dpi", type=click.IntRange(72, 2400), help="Recorded in the PNG; with --size-mm, 300.")
-@click.option("--border", type=click.IntRange(0, 16), help="Quiet-zone modules (4).")
 @click.option(
-    "--ecc", type=click.Choice(["L", "M", "Q", "H"], case_sensitive=False), help="Error correction (M)."
+    "--size-mm",
+    type=click.FloatRange(limits.MIN_SIZE_MM, limits.MAX_SIZE_MM),
+    help=f"Printed size in mm, instead of --size (a PNG up to {limits.MAX_PNG_SIZE_MM:g}).",
 )
-@click.option("--fg", metavar="HEX", help="Module colour (000000); darker than --bg.")
-@click.option("--bg", metavar="HEX", help="Ground colour (ffffff).")
+@click.option(
+    "--dpi",
+    type=click.IntRange(limits.MIN_DPI, limits.MAX_DPI),
+    help=f"Recorded in the PNG; with --size-mm, {limits.DEFAULT_PRINT_DPI}.",
+)
+@click.option(
+    "--border",
+    type=click.IntRange(0, limits.MAX_BORDER),
+    help=f"Quiet-zone modules ({limits.DEFAULT_BORDER}).",
+)
+@click.option(
+    "--ecc",
+    type=click.Choice(limits.ECC_LEVELS, case_sensitive=False),
+    help=f"Error correction ({limits.DEFAULT_ECC}).",
+)
+@click.option("--fg", metavar="HEX", help=f"Module colour ({limits.DEFAULT_FG[1:]}); darker than --bg.")
+@click.option("--bg", metavar="HEX", help=f"Ground colour ({limits.DEFAULT_BG[1:]}).")
 @click.option(
     "-o", "--output", "target", required=True, metavar="FILE", help="Where to write it; - for stdout."
 )
@@ -397,12 +404,12 @@ def scans(ctx: click.Context, code_id: str) -> None:
     """
     with api(ctx) as client:
         totals, text = client.json("GET", f"/api/v1/qr/{_path(code_id)}/scans")
-    _print_record(ctx, totals, text, SCAN_FIELDS)
+    _print_record(ctx, totals, text)
 
 
 @main.command()
 @click.argument("code_id")
-@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, limits.MAX_PAGE), default=100, show_default=True)
 @click.pass_context
 def history(ctx: click.Context, code_id: str, limit: int) -> None:
     """Show a code's changes, newest first: when, which fields, from where.
@@ -425,20 +432,12 @@ def history(ctx: click.Context, code_id: str, limit: int) -> None:
 
 
 def _fields(options: dict[str, Any]) -> dict[str, Any]:
-    """The API fields among the command's options, as the API spells them."""
-    fields = {}
-    for name in (
-        "title",
-        "redirect_status",
-        "expires_at",
-        "fallback_url",
-        "forward_query",
-        "enabled",
-        "target_url",
-    ):
-        value = options.get(name)
-        if value is not None:
-            fields[name] = int(value) if name == "redirect_status" else value
+    """The API fields among the command's options (named as the API names them) that were given."""
+    fields = {
+        name: value for name, value in options.items() if name not in _CLEARING_FLAGS and value is not None
+    }
+    if "redirect_status" in fields:
+        fields["redirect_status"] = int(fields["redirect_status"])
     return fields
 
 

@@ -25,14 +25,14 @@ from starlette.types import Receive, Scope, Send
 from services.redirect import queries
 from services.redirect.cache import LookupCache, Target
 from services.redirect.listener import ChangeListener
-from services.redirect.metrics import RedirectMetrics
+from services.redirect.metrics import PoolStats, Readings, RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint
-from services.redirect.resolver import DATABASE_FAULTS, Resolver
+from services.redirect.resolver import Resolver
 from services.redirect.scans import ScanRecorder
 from services.redirect.settings import RedirectSettings
 from shared import logging as qrlog
 from shared.context import RequestContext
-from shared.database import asyncpg_dsn
+from shared.database import FAULTS, asyncpg_dsn
 from shared.metrics import DatabaseWatch, ensure_multiprocess_dir, exposition
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,11 @@ class Database:
         assert self._pool is not None, "the lifespan has not opened the pool"
         return self._pool
 
-    @property
-    def pool_or_none(self) -> asyncpg.Pool | None:
-        return self._pool
+    def stats(self) -> PoolStats | None:
+        if self._pool is None:
+            return None
+        idle = self._pool.get_idle_size()
+        return PoolStats(in_use=self._pool.get_size() - idle, idle=idle)
 
     async def open(self) -> None:
         # min_size=0: creating the pool connects to nothing, so the service starts (and serves 503
@@ -70,7 +72,7 @@ class Database:
         )
         try:
             await queries.ping(self._pool, timeout=self._settings.db_timeout)
-        except DATABASE_FAULTS as exc:
+        except FAULTS as exc:
             log.warning("database not reachable at start: %s", type(exc).__name__)
 
     async def close(self) -> None:
@@ -153,23 +155,36 @@ class RedirectApp:
             finally:
                 await self.database_watch.stop()
                 await self.database.close()
-                self.metrics.publish(self)  # the last counts, for whoever scrapes the files
+                self.publish()  # the last counts, for whoever scrapes the files
+
+    def publish(self) -> None:
+        self.metrics.publish(
+            Readings(
+                in_flight=self.endpoint.in_flight,
+                database_failing=self.resolver.database_failing,
+                cache=self.cache.stats(),
+                listener=self.listener.stats(),
+                scans=self.recorder.stats(),
+                pool=self.database.stats(),
+            )
+        )
 
     async def health(self, request: Request) -> JSONResponse:
+        scans = self.recorder.stats()
         body: dict[str, Any] = {
             "service": "redirect",
             "cached_ids": len(self.cache),
             "scans": {
-                "buffered": self.recorder.buffered,
-                "written": self.recorder.written,
-                "dropped": self.recorder.dropped,
-                "writer": "ok" if self.recorder.healthy else "failing",
+                "buffered": scans.buffered,
+                "written": scans.written,
+                "dropped": scans.dropped,
+                "writer": "ok" if scans.healthy else "failing",
             },
         }
         try:
             await queries.ping(self.database.pool, timeout=HEALTH_TIMEOUT)
             body["database"] = "ok"
-        except DATABASE_FAULTS as exc:
+        except FAULTS as exc:
             body["database"] = f"unreachable ({type(exc).__name__})"
         body["listener"] = "ok" if self.listener.connected.is_set() else "disconnected"
         reasons = []
@@ -179,7 +194,7 @@ class RedirectApp:
             reasons.append("database unreachable: serving cached ids only")
         elif body["listener"] != "ok":
             reasons.append("change listener disconnected: changes apply after the cache TTL")
-        if not self.recorder.healthy:
+        if not scans.healthy:
             reasons.append("scans cannot be written: they wait in memory")
         if reasons:
             body["reason"] = "; ".join(reasons)
@@ -189,7 +204,7 @@ class RedirectApp:
         return JSONResponse({"status": "ok"})
 
     async def scrape(self, request: Request) -> Response:
-        self.metrics.publish(self)
+        self.publish()
         body, content_type = exposition(self.metrics.registry)
         return Response(body, media_type=content_type)
 
@@ -197,7 +212,7 @@ class RedirectApp:
         while True:
             await asyncio.sleep(1.0)
             try:
-                self.metrics.publish(self)
+                self.publish()
             except Exception:
                 log.exception("publishing metrics failed")
 

@@ -12,7 +12,11 @@ Semantics:
   callers share them safely;
 - ``evict``/``clear`` bump an epoch, and :meth:`LookupCache.put` drops a value read from the
   database before the latest eviction, so a change notification that overtakes a lookup in flight
-  cannot be undone by it.
+  cannot be undone by it;
+- ids are unique without regard to case and a lookup finds ``/r/menu`` for the code ``Menu``: an
+  entry is kept under the spelling asked for (a printed code is scanned in one spelling, so a hit
+  costs no case folding), and ``evict`` of a code's id drops every spelling held of it, found or
+  unknown (the notification carries the id as stored).
 
 A plain ``OrderedDict`` rather than aiocache's memory backend: the latter has no size bound and
 wraps each call in ``asyncio.wait_for``, which costs more than the rest of a redirect.
@@ -38,6 +42,7 @@ class Target:
     expires_at: float | None = None  # Unix time; None: never
     fallback: bytes | None = None
     forward_query: bool = False
+    code_id: str = ""  # the id as stored (a scan of /r/menu is a scan of the code Menu)
 
     def is_live(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)
@@ -73,8 +78,13 @@ class LookupCache:
         self._clock = clock
         self._targets: OrderedDict[str, tuple[float, Target]] = OrderedDict()
         self._missing: OrderedDict[str, float] = OrderedDict()
+        # Folded id -> the keys with capitals held in either store under that id (slugs, mostly).
+        self._spellings: dict[str, set[str]] = {}
         self.epoch = 0
         self.evictions: Counter[str] = Counter()  # why entries went: notify, flush, capacity
+
+    def stats(self) -> CacheStats:
+        return CacheStats(entries=len(self._targets), evictions=dict(self.evictions))
 
     def __len__(self) -> int:
         """Targets held, fresh or stale (what could still be answered in an outage)."""
@@ -102,28 +112,47 @@ class LookupCache:
         """Store ``value``; with ``epoch``, only if nothing was evicted since it was read."""
         if epoch is not None and epoch != self.epoch:
             return
+        self._drop(key)
+        if key != key.lower():  # found again by any spelling of the code's id
+            self._spellings.setdefault(key.lower(), set()).add(key)
         if isinstance(value, Target):
-            self._missing.pop(key, None)
             self._targets[key] = (self._clock() + self.ttl, value)
-            self._targets.move_to_end(key)
             while len(self._targets) > self.max_entries:
-                self._targets.popitem(last=False)
+                self._drop(next(iter(self._targets)))
                 self.evictions["capacity"] += 1
         else:
-            self._targets.pop(key, None)
             self._missing[key] = self._clock() + self.negative_ttl
-            self._missing.move_to_end(key)
             while len(self._missing) > self.max_missing:
-                self._missing.popitem(last=False)
+                self._drop(next(iter(self._missing)))
 
-    def evict(self, key: str) -> None:
-        self.epoch += 1
-        if self._targets.pop(key, None) is not None:
-            self.evictions["notify"] += 1
+    def _drop(self, key: str) -> bool:
+        """Forget ``key`` in both stores; whether a target was held under it."""
+        held = self._targets.pop(key, None) is not None
         self._missing.pop(key, None)
+        folded = key.lower()
+        if folded != key and (spellings := self._spellings.get(folded)) is not None:
+            spellings.discard(key)
+            if not spellings:
+                del self._spellings[folded]
+        return held
+
+    def evict(self, code_id: str) -> None:
+        """Forget what is known of the code stored as ``code_id``, under every spelling."""
+        self.epoch += 1
+        folded = code_id.lower()
+        for key in (folded, *self._spellings.get(folded, ())):
+            if self._drop(key):
+                self.evictions["notify"] += 1
 
     def clear(self) -> None:
         self.epoch += 1
         self.evictions["flush"] += len(self._targets)
         self._targets.clear()
         self._missing.clear()
+        self._spellings.clear()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int  # targets held, fresh or stale
+    evictions: dict[str, int]  # running totals by reason: notify, flush, capacity

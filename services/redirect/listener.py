@@ -12,16 +12,16 @@ import contextlib
 import functools
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
 import asyncpg
 
 from services.redirect.cache import LookupCache
+from shared.database import CHANGE_CHANNEL, FLUSH_ALL
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "qr_changed"
 APPLICATION_NAME = "qr-redirect-listener"  # how an operator finds these connections in pg_stat_activity
-FLUSH_ALL = "*"
 
 
 def _set_event(event: asyncio.Event, _connection: object) -> None:
@@ -47,6 +47,9 @@ class ChangeListener:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.received: Counter[str] = Counter()  # notifications: "id" or "all"
+
+    def stats(self) -> ListenerStats:
+        return ListenerStats(self.connected.is_set(), self.reconnects, dict(self.received))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="qr-change-listener")
@@ -77,7 +80,7 @@ class ChangeListener:
                 )
                 lost = asyncio.Event()
                 connection.add_termination_listener(functools.partial(_set_event, lost))
-                await connection.add_listener(CHANNEL, self._on_notify)
+                await connection.add_listener(CHANGE_CHANNEL, self._on_notify)
                 self._cache.clear()
                 self.connected.set()
                 log.info("listening for changes")
@@ -101,3 +104,10 @@ class ChangeListener:
                         await asyncio.wait_for(connection.close(), 1.0)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+
+@dataclass(frozen=True)
+class ListenerStats:
+    connected: bool
+    reconnects: int  # running totals since the process started
+    received: dict[str, int]  # notifications by kind: "id" or "all"

@@ -1,24 +1,42 @@
 """The redirect service's metrics, declared against the registry the app is given.
 
-The hot path and the components keep plain counters (ints, a :class:`~shared.metrics.Tally`);
-:meth:`RedirectMetrics.publish` turns them into Prometheus values every second and at each scrape.
-Labels are bounded: outcomes, route templates, statuses; never an id, an address or a URL.
+The hot path and the components keep plain counters (ints, a :class:`~shared.metrics.Tally`), and
+each component hands out its own in a small ``stats()`` record; :meth:`RedirectMetrics.publish`
+turns those into Prometheus values every second and at each scrape. Labels are bounded: outcomes,
+route templates, statuses; never an id, an address or a URL.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Counts
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.redirect.cache import CacheStats
+from services.redirect.listener import ListenerStats
+from services.redirect.scans import ScanStats
 from shared.metrics import HttpMetrics, Tally, publish_delta
 
-if TYPE_CHECKING:
-    from services.redirect.app import RedirectApp
-
 ROUTE = "/r/{id}"
-OUTCOMES = ("hit", "miss", "stale", "not_found", "gone", "fallback", "unavailable", "rejected")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    in_use: int
+    idle: int
+
+
+@dataclass(frozen=True)
+class Readings:
+    """Everything the redirect service's components counted, read through their ``stats()``."""
+
+    in_flight: int
+    database_failing: bool
+    cache: CacheStats
+    listener: ListenerStats
+    scans: ScanStats
+    pool: PoolStats | None  # None before the lifespan opened it
 
 
 class RedirectMetrics:
@@ -95,28 +113,26 @@ class RedirectMetrics:
         )
         self._last: dict[str, int] = {}
 
-    def publish(self, app: RedirectApp) -> None:
+    def publish(self, readings: Readings) -> None:
         """Move what the components counted since the last call into the Prometheus values."""
         self.tally.publish()
-        self.http.in_progress.labels(ROUTE).set(app.endpoint.in_flight)
+        self.http.in_progress.labels(ROUTE).set(readings.in_flight)
         self.workers.set(1)
         for outcome, n in self.outcomes_seen.items():
             self.outcomes.labels(outcome).inc(n)
         self.outcomes_seen.clear()
-        cache, listener, recorder = app.cache, app.listener, app.recorder
-        self.cache_entries.set(len(cache))
-        for reason, n in cache.evictions.items():
+        self.cache_entries.set(readings.cache.entries)
+        for reason, n in readings.cache.evictions.items():
             publish_delta(self.cache_evictions.labels(reason), n, self._last, f"evict:{reason}")
+        listener = readings.listener
         for kind, n in listener.received.items():
             publish_delta(self.invalidations.labels(kind), n, self._last, f"notify:{kind}")
-        self.listener_connected.set(1 if listener.connected.is_set() else 0)
+        self.listener_connected.set(1 if listener.connected else 0)
         publish_delta(self.listener_reconnects, listener.reconnects, self._last, "reconnects")
-        self.database_failing.set(1 if app.resolver.database_failing else 0)
-        self.scans_buffered.set(recorder.buffered)
-        publish_delta(self.scans_written, recorder.written, self._last, "written")
-        publish_delta(self.scans_dropped, recorder.dropped, self._last, "dropped")
-        pool = app.database.pool_or_none
-        if pool is not None:
-            in_use = pool.get_size() - pool.get_idle_size()
-            self.pool_connections.labels("in_use").set(in_use)
-            self.pool_connections.labels("idle").set(pool.get_idle_size())
+        self.database_failing.set(1 if readings.database_failing else 0)
+        self.scans_buffered.set(readings.scans.buffered)
+        publish_delta(self.scans_written, readings.scans.written, self._last, "written")
+        publish_delta(self.scans_dropped, readings.scans.dropped, self._last, "dropped")
+        if readings.pool is not None:
+            self.pool_connections.labels("in_use").set(readings.pool.in_use)
+            self.pool_connections.labels("idle").set(readings.pool.idle)

@@ -15,10 +15,16 @@ from shared.urls import location_bytes
 
 log = logging.getLogger(__name__)
 
+# Ids are unique without regard to case (the index on lower(id), migration 0006), so /r/menu finds
+# the code Menu. Codes made before that may share a folded id: the exact spelling wins, then the
+# oldest. A deleted code still takes its own spelling (its /r/ answers 404, as before).
 LOOKUP_TARGET = """
-SELECT target_url, redirect_status, enabled, expires_at, fallback_url, forward_query
+SELECT id, target_url, redirect_status, enabled, expires_at, fallback_url, forward_query,
+       deleted_at IS NOT NULL AS deleted
 FROM qr_codes
-WHERE id = $1 AND deleted_at IS NULL
+WHERE lower(id) = lower($1)
+ORDER BY id = $1 DESC, created_at, id
+LIMIT 1
 """
 
 PING = "SELECT 1"
@@ -30,7 +36,7 @@ async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> 
     """The code's current target, or ``None`` for an unknown or deleted id."""
     async with pool.acquire(timeout=timeout) as connection:
         row = await connection.fetchrow(LOOKUP_TARGET, code_id, timeout=timeout)
-    if row is None:
+    if row is None or row["deleted"]:
         return None
     if not _web_url(row["target_url"]):
         # Written around the API (psql, say): never send a browser to javascript: or data:.
@@ -45,6 +51,7 @@ async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> 
         expires_at=None if expires_at is None else expires_at.timestamp(),
         fallback=None if fallback is None else location_bytes(fallback),
         forward_query=row["forward_query"],
+        code_id=row["id"],
     )
 
 

@@ -163,7 +163,9 @@ class RedirectEndpoint:
             location = with_query(location, scope["query_string"])
         if method == "GET":
             client = scope.get("client")
-            self._recorder.record(code_id, user_agent, referrer, client[0] if client else None, forwarded)
+            self._recorder.record(
+                target.code_id, user_agent, referrer, client[0] if client else None, forwarded
+            )
         await send(
             {
                 "type": "http.response.start",

@@ -14,9 +14,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 from services.redirect.cache import NOT_FOUND, LookupCache, Target
+from shared.database import FAULTS
 from shared.errors import Unavailable
 from shared.singleflight import SingleFlight
 
@@ -24,9 +23,6 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[Target | None]]
 Lookup = tuple[Target | None, bool]  # (target or None for no such code, served stale)
-
-# What a database that is down, restarting, frozen or overloaded raises through asyncpg.
-DATABASE_FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Resolver:
@@ -45,7 +41,6 @@ class Resolver:
         self._clock = clock
         self._failing_until = 0.0
         self.stale_served = 0
-        self.lookups = 0
 
     @property
     def database_failing(self) -> bool:
@@ -67,10 +62,9 @@ class Resolver:
         if self.database_failing:
             return self._stale_or_unavailable(code_id), True
         epoch = self.cache.epoch
-        self.lookups += 1
         try:
             target = await self._fetch(code_id)
-        except DATABASE_FAULTS as exc:
+        except FAULTS as exc:
             log.warning("lookup failed: %s", type(exc).__name__)
             self._failing_until = self._clock() + self.cooldown
             return self._stale_or_unavailable(code_id), True

@@ -9,36 +9,31 @@ Guarantees: flushed at least every ``flush_interval`` seconds and at shutdown, s
 loses nothing and a crash at most the last interval. The buffer is bounded: past ``max_buffered``
 scans (the database down for long under load) new scans are dropped, counted and logged, never
 allowed to eat the memory. A failed write is retried with back-off, the batch kept in front.
-
-The visitor hash is a keyed BLAKE2b of (client address, user agent) under the key of the scan's UTC
-day. Every redirect process shares the day's key through the ``visitor_keys`` table, and keys of
-days before yesterday are deleted: hashes can be counted per day but never linked across days, and
-no raw address is stored anywhere.
+Visitor hashes: :mod:`services.redirect.visitors`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from services.redirect.bots import classify
+from services.redirect.visitors import Connection, VisitorHasher, visitor_hash
 from shared.clients import NetworkSet, client_address
+from shared.database import TRANSIENT
 from shared.logging import request_id
 from shared.settings import Network
 
 log = logging.getLogger(__name__)
-
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 # (unix time, code id, user agent, referrer, peer address, X-Forwarded-For), as the request saw them.
 RawScan = tuple[float, str, bytes | None, bytes | None, str | None, bytes | None]
@@ -53,22 +48,8 @@ ORDER BY code_id
 ON CONFLICT (code_id) DO UPDATE
 SET total = scan_counts.total + EXCLUDED.total, bots = scan_counts.bots + EXCLUDED.bots
 """
-INSERT_DAY_KEY = "INSERT INTO visitor_keys (day, key) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING"
-SELECT_DAY_KEY = "SELECT key FROM visitor_keys WHERE day = $1"
-FORGET_OLD_KEYS = "DELETE FROM visitor_keys WHERE day < $1"
 EXISTING_CODES = "SELECT id FROM qr_codes WHERE id = ANY($1::text[])"
-ALL = (UPSERT_COUNTS, INSERT_DAY_KEY, SELECT_DAY_KEY, FORGET_OLD_KEYS, EXISTING_CODES)
-
-# Faults worth retrying: the database away, busy, restarting or shutting down.
-TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.TransactionRollbackError,
-)
+ALL = (UPSERT_COUNTS, EXISTING_CODES)
 
 MAX_USER_AGENT = 512
 MAX_REFERRER = 2048
@@ -106,7 +87,7 @@ class ScanRecorder:
         self._pool: asyncpg.Pool | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._keys: dict[date, Any] = {}  # day -> BLAKE2b keyed with the day's key
+        self._visitors = VisitorHasher()
         self._clients: dict[tuple[str | None, bytes | None], str | None] = {}
         self.written = 0
         self.dropped = 0
@@ -120,6 +101,9 @@ class ScanRecorder:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def stats(self) -> ScanStats:
+        return ScanStats(len(self._buffer), self.written, self.dropped, self.healthy)
 
     # -- the request side: as little as possible --------------------------------------------------
 
@@ -287,10 +271,8 @@ class ScanRecorder:
                 user_agent = _text(raw_agent, MAX_USER_AGENT)
                 address = self._client(peer, forwarded)
                 day = scanned_at.date()
-                keyed = self._keys.get(day) or await self._day_key(connection, day)
-                hasher = keyed.copy()  # a keyed BLAKE2b, copied: cheaper than keying anew per scan
-                hasher.update(f"{address or ''}\x00{user_agent or ''}".encode())
-                visitor = hasher.digest()
+                keyed = self._visitors.cached(day) or await self._visitors.for_day(connection, day)
+                visitor = visitor_hash(keyed, address, user_agent)
                 reason = classify(user_agent)
                 records.append(
                     (
@@ -318,15 +300,10 @@ class ScanRecorder:
             )
             return address
 
-    async def _day_key(self, connection: Connection, day: date) -> Any:
-        """A BLAKE2b hasher keyed with ``day``'s key, made (and shared with every process through
-        ``visitor_keys``) on first use."""
-        keyed = self._keys.get(day)
-        if keyed is None:
-            await connection.execute(INSERT_DAY_KEY, day, secrets.token_bytes(32))
-            key = await connection.fetchval(SELECT_DAY_KEY, day)
-            # Yesterday's key stays for scans flushed just after midnight; older ones go.
-            await connection.execute(FORGET_OLD_KEYS, day - timedelta(days=1))
-            self._keys = {d: k for d, k in self._keys.items() if d >= day - timedelta(days=1)}
-            keyed = self._keys[day] = hashlib.blake2b(key=key, digest_size=16)
-        return keyed
+
+@dataclass(frozen=True)
+class ScanStats:
+    buffered: int  # waiting to be written
+    written: int  # running totals since the process started
+    dropped: int
+    healthy: bool  # the last write succeeded

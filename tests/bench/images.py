@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import qrcode
 
-from services.management.images import ImageOptions, render_png, render_svg
+from services.management.rendering import ImageOptions, render_png, render_svg
 from tests.bench.report import Report, percentiles
 
 PAYLOAD = "http://localhost:8080/r/k7m2qpzx9a"

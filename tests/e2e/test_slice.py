@@ -123,3 +123,23 @@ def test_changes_through_the_api_reach_the_redirect_at_once(
     answer_within_a_second(410)
     assert admin.delete(f"/api/v1/qr/{code['id']}").status_code == 204
     answer_within_a_second(404)
+
+
+def test_international_names_and_case_through_the_edge(
+    admin: httpx.Client, running_stack: RunningStack
+) -> None:
+    created = admin.post("/api/v1/qr", json={"target_url": "https://faß.de/x", "slug": "Speisekarte"})
+    assert created.status_code == 201, created.text
+    assert created.json()["target_url"] == "https://xn--fa-hia.de/x"
+    for spelling in ("Speisekarte", "speisekarte"):  # printed, and typed from the poster
+        scanned = httpx.get(f"{running_stack.edge}/r/{spelling}", timeout=10)
+        assert scanned.status_code == 302
+        assert scanned.headers["location"] == "https://xn--fa-hia.de/x"  # the browser's faß.de, not fass.de
+    taken = admin.post("/api/v1/qr", json={"target_url": "https://example.org/", "slug": "SPEISEKARTE"})
+    assert taken.status_code == 409
+    # Every name a browser sends to this machine is this service: a loop is refused.
+    port = running_stack.settings.http_port
+    for loop in (f"http://menu.localhost:{port}/r/abc", f"http://127.1:{port}/r/abc"):
+        refused = admin.post("/api/v1/qr", json={"target_url": loop})
+        assert refused.status_code == 422, loop
+        assert refused.json()["error"]["details"] == {"field": "target_url"}

@@ -81,6 +81,16 @@ async def test_a_slug_is_never_handed_out_twice(client: httpx.AsyncClient, datab
     assert (await create(client, target_url="https://example.org/", slug="menu")).status_code == 409
 
 
+async def test_slugs_are_unique_without_regard_to_case(client: httpx.AsyncClient, database_url: str) -> None:
+    assert (await create(client, target_url="https://example.org/", slug="Menu")).status_code == 201
+    for spelling in ("menu", "MENU", "mEnU"):
+        again = await create(client, target_url="https://example.org/other", slug=spelling)
+        assert again.status_code == 409, spelling
+        assert again.json()["error"]["details"] == {"field": "slug"}
+        assert "'Menu'" in again.json()["error"]["message"]  # the spelling that holds it
+    assert await count_rows(database_url) == 1
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -226,13 +236,59 @@ async def test_request_ids_are_kept_up_to_128_characters(
     assert (response.headers["x-request-id"] == rid) is kept
 
 
-async def test_a_homograph_host_is_stored_as_given_and_shown_in_ascii(client: httpx.AsyncClient) -> None:
-    # "apple.com" spelled with a Cyrillic first letter: readable as given, unmistakable in ASCII.
-    response = await create(client, target_url="https://\u0430pple.com/login")
-    assert response.status_code == 201
+# Host names as browsers encode them (UTS #46 non-transitional, IDNA 2008), stored in that form: the
+# resource shows the name a browser will look up. Values from Unicode's UTS #46 examples.
+@pytest.mark.parametrize(
+    ("given", "stored", "host"),
+    [
+        ("https://faß.de/speisekarte", "https://xn--fa-hia.de/speisekarte", "xn--fa-hia.de"),  # not fass.de
+        ("https://βόλος.com/", "https://xn--nxasmm1c.com/", "xn--nxasmm1c.com"),  # final sigma kept
+        # "apple.com" spelled with a Cyrillic first letter: unmistakable once stored
+        ("https://\u0430pple.com/login", "https://xn--pple-43d.com/login", "xn--pple-43d.com"),
+        ("https://FAß.De/Karte?x=Ä", "https://xn--fa-hia.de/Karte?x=Ä", "xn--fa-hia.de"),  # mixed case
+        ("https://faß.de./", "https://xn--fa-hia.de./", "xn--fa-hia.de."),  # trailing dot kept
+        (
+            "https://bücher.example\u3002org/",
+            "https://xn--bcher-kva.example.org/",
+            "xn--bcher-kva.example.org",
+        ),
+        ("https://Example.ORG/Menu", "https://Example.ORG/Menu", "example.org"),  # ASCII stays as typed
+    ],
+)
+async def test_international_hosts_are_stored_as_browsers_look_them_up(
+    client: httpx.AsyncClient, given: str, stored: str, host: str
+) -> None:
+    response = await create(client, target_url=given, fallback_url=given)
+    assert response.status_code == 201, response.text
     code = response.json()
-    assert code["target_url"] == "https://\u0430pple.com/login"
-    assert code["target_host_ascii"] == "xn--pple-43d.com"
+    assert code["target_url"] == stored
+    assert code["fallback_url"] == stored
+    assert code["target_host_ascii"] == host
+    changed = await client.patch(f"/api/v1/qr/{code['id']}", json={"target_url": given})
+    assert changed.json()["target_url"] == stored
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://\u2615.example/",  # an emoji: IDNA 2008 disallows symbols
+        "https://a\u200db.example/",  # a joiner where the context does not allow one
+        "https://xn--zz.example/",  # an A-label that is no punycode
+        "https://[v1.abc]/",  # IPvFuture: no browser connects to it
+        "https://[::1%25eth0]/x",  # a zone id names an interface of some machine
+        "https://[fe80::1%eth0]/x",
+        "http://QR.Test.:8080/r/abc",  # this service's own short links, in another spelling
+    ],
+)
+@pytest.mark.parametrize("field", ["target_url", "fallback_url"])
+async def test_hosts_a_browser_would_not_take_and_loops_are_422(
+    client: httpx.AsyncClient, database_url: str, target: str, field: str
+) -> None:
+    body = {"target_url": "https://example.org/", field: target}
+    response = await create(client, **body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"] == {"field": field}
+    assert await count_rows(database_url) == 0
 
 
 async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient, database_url: str) -> None:

@@ -371,7 +371,7 @@ async def test_the_memory_cache_is_bounded(environ: dict[str, str]) -> None:
     ("image_format", "query", "status", "expect"),
     [
         ("svg", "size_mm=2000&dpi=72", 200, 'width="2000mm"'),  # a poster: the SVG has no pixel limit
-        ("png", "size_mm=2000&dpi=72", 422, "lower the dpi"),
+        ("png", "size_mm=2000&dpi=72", 422, "the SVG, up to 2000 mm"),  # no dpi makes it fit
         ("svg", "size_mm=5", 200, 'width="5mm"'),
         ("png", "size_mm=5&dpi=72", 422, "raise the dpi"),
     ],
@@ -413,7 +413,7 @@ async def test_a_damaged_or_unusable_store_is_only_a_miss(environ: dict[str, str
 
 
 def test_logos_keep_their_shades_and_lose_their_metadata() -> None:
-    from services.management.images import normalise_logo
+    from services.management.logos import normalise_logo
 
     # 16-bit grey (dark: 0x2000 of 0xffff) must stay dark, not be clipped to white.
     grey16 = Image.new("I;16", (64, 64), 0x2000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from services.ops import schema
@@ -146,3 +148,48 @@ def test_edge_config_prints_what_compose_mounts_and_variants() -> None:
     behind = qr_manage("edge-config", "--trusted-proxies", "10.0.0.5, 10.1.0.0/16")
     assert 'trustedIPs: ["10.0.0.5/32", "10.1.0.0/16"]' in behind.stdout
     assert "redirections" not in behind.stdout
+
+
+def test_ids_that_differ_only_in_case_are_kept_by_the_migration_and_reported(empty_database_url: str) -> None:
+    env = {"DATABASE_URL": empty_database_url}
+    schema.upgrade(empty_database_url, "0005")
+
+    # Made before 0006, as the API then allowed: four codes, three of them one id in three spellings.
+    asyncio.run(
+        sql(
+            empty_database_url,
+            *(
+                f"INSERT INTO qr_codes (id, short_url, target_url, created_at) VALUES ('{code_id}', "
+                f"'https://qr.example/r/{code_id}', 'https://example.org/', now() + interval '{n} s')"
+                for n, code_id in enumerate(("Menu", "menu", "MENU", "other1"))
+            ),
+        )
+    )
+    migrated = qr_manage("migrate", **env, LOG_LEVEL="INFO")
+    assert migrated.returncode == 0, migrated.stderr  # kept, not a failure
+    assert "differ only in case" in migrated.stderr
+    status = qr_manage("status", **env)
+    assert "note: ids differ only in case: Menu, menu, MENU" in status.stderr
+    assert "goes to Menu (the oldest)" in status.stderr
+    assert "other1" not in status.stderr
+
+    unique = "SELECT indisunique FROM pg_index WHERE indexrelid = 'ix_qr_codes_id_folded'::regclass"
+    assert asyncio.run(sql(empty_database_url, unique)) is False
+    # Without the clashes the same migration makes the index unique.
+    schema.downgrade(empty_database_url, "0005")
+    asyncio.run(sql(empty_database_url, "DELETE FROM qr_codes WHERE id IN ('menu', 'MENU')"))
+    schema.upgrade(empty_database_url)
+    assert asyncio.run(sql(empty_database_url, unique)) is True
+    assert "differ only in case" not in qr_manage("status", **env).stderr
+
+
+async def sql(dsn: str, *statements: str) -> object:
+    """Run ``statements``; the first value of the last one."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        result = None
+        for statement in statements:
+            result = await connection.fetchval(statement)
+        return result
+    finally:
+        await connection.close()

@@ -7,7 +7,6 @@ behind a reader gives up after the lock timeout instead of stalling the reads qu
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import hashlib
 import ipaddress
@@ -28,9 +27,10 @@ import sqlalchemy.exc
 from alembic.script import ScriptDirectory
 
 from services.ops import schema
-from services.redirect import queries, scans
+from services.redirect import queries, scans, visitors
 from services.redirect.cache import Target
 from services.redirect.scans import ScanRecorder
+from shared.database import AdvisoryLock
 from shared.urls import location_bytes
 
 QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
@@ -163,6 +163,15 @@ async def seed_0004(connection: asyncpg.Connection) -> None:
     await record_scans(connection, scan("sticker-0004", 30), scan("flyer-2026", 31), counted=True)
 
 
+async def seed_0006(connection: asyncpg.Connection) -> None:
+    await insert(connection, "qr_codes", code("Case-0006", "https://example.org/case"))
+    # Unique without regard to case from here on (there was no clash to keep).
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with connection.transaction():  # a savepoint: the seed's own transaction goes on
+            await insert(connection, "qr_codes", code("CASE-0006", "https://example.org/other"))
+    await record_scans(connection, scan("Case-0006", 50), counted=True)
+
+
 async def seed_0005(connection: asyncpg.Connection) -> None:
     await insert(connection, "logos", {"sha256": LOGO_SHA256, "image": LOGO, "width": 64, "height": 64})
     await insert(
@@ -178,6 +187,7 @@ SEEDS = {
     "0003": seed_0003,
     "0004": seed_0004,
     "0005": seed_0005,
+    "0006": seed_0006,
 }
 
 
@@ -304,7 +314,10 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
             for statement in queries.ALL:
                 await connection.prepare(statement)
             target = await queries.lookup_target(pool, OLD_CODE, timeout=5)
-            assert target == Target(location=location_bytes(OLD_TARGET), status=301), revision
+            expected = Target(location=location_bytes(OLD_TARGET), status=301, code_id=OLD_CODE)
+            assert target == expected, revision
+            # Ids are found in any case (fast from 0006, which indexes lower(id)).
+            assert await queries.lookup_target(pool, OLD_CODE.upper(), timeout=5) == expected
             assert await queries.lookup_target(pool, "no-such-code", timeout=5) is None
             await queries.ping(pool, timeout=5)
         else:
@@ -315,7 +328,7 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
             with pytest.raises(asyncpg.UndefinedTableError):
                 await connection.prepare(scans.UPSERT_COUNTS)
             return None
-        for statement in scans.ALL:
+        for statement in (*scans.ALL, *visitors.ALL):
             await connection.prepare(statement)
         existing = await connection.fetch(scans.EXISTING_CODES, [OLD_CODE, "no-such-code"])
         assert [row["id"] for row in existing] == [OLD_CODE]
@@ -366,14 +379,9 @@ def test_the_hot_path_runs_at_every_revision_that_has_its_columns(empty_database
 
 
 def advisory_lock_key() -> int:
-    """migrations/env.py's key, read from its source (importing env.py would run a migration)."""
-    tree = ast.parse((schema.MIGRATIONS_DIR / "env.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
-            "ADVISORY_LOCK_KEY"
-        ]:
-            return int(ast.literal_eval(node.value))
-    raise AssertionError("no ADVISORY_LOCK_KEY in migrations/env.py")
+    """migrations/env.py's key, the shared one (importing env.py would run a migration)."""
+    assert "ADVISORY_LOCK_KEY = AdvisoryLock.MIGRATE" in (schema.MIGRATIONS_DIR / "env.py").read_text()
+    return int(AdvisoryLock.MIGRATE)
 
 
 # A bigint advisory key shows in pg_locks as its high half (classid) and low half (objid).

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from services.redirect import queries, scans
+from services.redirect import queries, scans, visitors
 from services.redirect.app import RedirectApp, create_app
 from services.redirect.settings import RedirectSettings
 
@@ -130,6 +130,43 @@ async def test_changes_are_followed_within_a_second(
     await eventually(client, "/r/later12345", 404)
 
 
+async def test_any_spelling_of_an_id_reaches_its_code_and_counts_for_it(
+    app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await insert_code(db, "Menu-Card", "https://example.org/one")
+    for spelling in ("Menu-Card", "menu-card", "MENU-CARD"):  # printed, typed, shouted
+        response = await client.get(f"/r/{spelling}")
+        assert response.status_code == 302, spelling
+        assert response.headers["location"] == "https://example.org/one"
+    # A change evicts every spelling it was cached under.
+    await db.execute("UPDATE qr_codes SET target_url = 'https://example.org/two' WHERE id = 'Menu-Card'")
+    for spelling in ("Menu-Card", "menu-card", "MENU-CARD"):
+        await eventually(client, f"/r/{spelling}", 302, "https://example.org/two")
+    await app.recorder.flush()
+    rows = await scan_rows(db)
+    assert len(rows) >= 6
+    assert {row["code_id"] for row in rows} == {"Menu-Card"}  # counted for the code, in its own spelling
+    assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = 'Menu-Card'") == len(rows)
+    # A spelling cached as unknown learns of the code when it is made.
+    assert (await client.get("/r/later-Code")).status_code == 404
+    await insert_code(db, "Later-code", "https://example.org/later")
+    await eventually(client, "/r/later-Code", 302, "https://example.org/later")
+
+
+async def test_ids_made_before_they_were_case_insensitive_keep_their_own_spelling(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await db.execute("DROP INDEX ix_qr_codes_id_folded")  # as a database that had clashes keeps it
+    await db.execute("CREATE INDEX ix_qr_codes_id_folded ON qr_codes (lower(id))")
+    await insert_code(db, "Poster", "https://example.org/first", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    await insert_code(db, "poster", "https://example.org/second")
+    await insert_code(db, "POSTER", "https://example.org/gone", deleted_at=datetime.now(UTC))
+    assert (await client.get("/r/Poster")).headers["location"] == "https://example.org/first"
+    assert (await client.get("/r/poster")).headers["location"] == "https://example.org/second"
+    assert (await client.get("/r/POSTER")).status_code == 404  # deleted: its own spelling stays dead
+    assert (await client.get("/r/pOsTeR")).headers["location"] == "https://example.org/first"  # the oldest
+
+
 async def eventually(client: httpx.AsyncClient, path: str, status: int, location: str | None = None) -> None:
     deadline = asyncio.get_running_loop().time() + 1.0
     while True:
@@ -150,7 +187,7 @@ async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -
 
 
 async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
-    for statement in (*queries.ALL, *scans.ALL):
+    for statement in (*queries.ALL, *scans.ALL, *visitors.ALL):
         prepared = await db.prepare(statement)  # raises on a missing table, column or type
         # Every $n placeholder of the text is a parameter PostgreSQL resolved a type for.
         placeholders = {int(n) for n in re.findall(r"\$(\d+)", statement)}

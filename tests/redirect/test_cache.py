@@ -67,3 +67,30 @@ def test_target_liveness() -> None:
     assert not Target(b"x", 302, enabled=False, expires_at=None).is_live(0)
     assert Target(b"x", 302, enabled=True, expires_at=100).is_live(99.9)
     assert not Target(b"x", 302, enabled=True, expires_at=100).is_live(100)
+
+
+def test_a_code_found_under_other_spellings_is_evicted_under_all_of_them() -> None:
+    cache = LookupCache(max_entries=10, ttl=60, negative_ttl=5, clock=Clock())
+    menu = Target(b"https://example.org/", 302, code_id="Menu")
+    for spelling in ("Menu", "menu", "MENU"):
+        cache.put(spelling, menu)
+    cache.put("other", Target(b"https://example.org/o", 302, code_id="other"))
+    cache.put("MeNu2", NOT_FOUND)
+    assert cache.get("MeNu2") is NOT_FOUND
+    cache.evict("Menu")
+    assert [cache.get(s) for s in ("Menu", "menu", "MENU")] == [None, None, None]
+    assert cache.get("other") is not None
+    cache.evict("menu2")  # the code made meanwhile: no spelling stays unknown
+    assert cache.get("MeNu2") is None
+    assert cache.stats().evictions == {"notify": 3}
+
+
+def test_capacity_evictions_forget_the_other_spellings_too() -> None:
+    cache = LookupCache(max_entries=2, ttl=60, negative_ttl=5, clock=Clock())
+    for n in range(50):
+        cache.put(f"CODE{n}", Target(b"x", 302, code_id=f"code{n}"))
+    assert len(cache) == 2
+    assert len(cache._spellings) == 2  # bounded with the entries
+    for n in range(5000):
+        cache.put(f"GONE{n}", NOT_FOUND)
+    assert len(cache._spellings) == 2 + cache.max_missing

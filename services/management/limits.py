@@ -1,0 +1,51 @@
+"""Every bound and default of the management API, stated once.
+
+The pydantic models that validate requests and generate the OpenAPI document read them, and so do
+the renderer, the schema's check constraints and qrctl's option ranges and help. This module
+imports nothing, so that qrctl can read it without loading pydantic or Pillow.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- codes ------------------------------------------------------------------------------------------
+MAX_TITLE: Final = 200
+MAX_TAGS: Final = 20
+MAX_TAG: Final = 40
+REDIRECT_STATUSES: Final = (301, 302, 307, 308)
+DEFAULT_REDIRECT_STATUS: Final = 302
+
+# -- pages and searches -----------------------------------------------------------------------------
+MAX_PAGE: Final = 500
+DEFAULT_LIST_PAGE: Final = 50
+DEFAULT_HISTORY_PAGE: Final = 100
+MAX_CURSOR: Final = 512
+MAX_SEARCH: Final = 200  # characters of q
+
+# -- images -----------------------------------------------------------------------------------------
+MIN_SIZE: Final = 64
+MAX_SIZE: Final = 4096
+DEFAULT_SIZE: Final = 400
+MAX_BORDER: Final = 16
+DEFAULT_BORDER: Final = 4
+ECC_LEVELS: Final = ("L", "M", "Q", "H")
+DEFAULT_ECC: Final = "M"
+MIN_DPI: Final = 72
+MAX_DPI: Final = 2400
+DEFAULT_PRINT_DPI: Final = 300
+MIN_SIZE_MM: Final = 5.0
+MAX_SIZE_MM: Final = 2000.0  # an SVG is drawn in mm at any size
+# A PNG of size_mm is at most MAX_SIZE pixels even at MIN_DPI: 1444.97 mm, to the hundredth below.
+MAX_PNG_SIZE_MM: Final = int(MAX_SIZE / MIN_DPI * 25.4 * 100) / 100
+DEFAULT_FG: Final = "#000000"
+DEFAULT_BG: Final = "#ffffff"
+# WCAG's contrast ratio between the modules and the ground; 4.5 is what it asks of text. Below it a
+# phone camera in poor light starts to fail, whatever a clean digital decode says.
+MIN_CONTRAST: Final = 4.5
+
+# -- logos ------------------------------------------------------------------------------------------
+LOGO_MIN_SIDE: Final = 16  # pixels a side of an upload, read from its header before decoding
+LOGO_MAX_SIDE: Final = 4096
+# Logos are stored at most this large: the pad of a 4096 px image is about 800 px wide.
+LOGO_STORED_SIDE: Final = 1024

@@ -1,0 +1,149 @@
+"""Reading what a client sent: the body (bounded, of an accepted type, JSON that Python and
+PostgreSQL can hold) and the query string (every parameter known and given once), validated by the
+models of :mod:`services.management.schemas`; every refusal in the API's error shape, naming the
+field or parameter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from starlette.requests import ClientDisconnect, Request
+
+from services.management.schemas import PATTERN_REASONS
+from services.management.schemas import Request as Body
+from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+
+M = TypeVar("M", bound=BaseModel)
+B = TypeVar("B", bound=Body)
+
+# pydantic's error types, in the API's words (with pydantic's context filled in).
+_REASONS = {
+    "missing": "is required",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "list_type": "must be a list",
+    "literal_error": "must be one of {expected}",
+    "string_too_short": "must be at least {min_length} characters",
+    "string_too_long": "must be at most {max_length} characters",
+    "too_long": "must have at most {max_length} items",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+}
+
+
+def shown(name: object) -> str:
+    """A client's field name, safe and short enough to echo."""
+    text = str(name)
+    return text if text.isidentifier() and len(text) <= 40 else ascii(text[:40])
+
+
+def refusal(error: ValidationError, model: type[BaseModel], *, unknown: str) -> InvalidField:
+    """The first of pydantic's findings as the API's 422: unknown names first (a misspelt field is
+    the likeliest mistake), then the rest in the order of the fields."""
+    errors = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    location = first["loc"]
+    field = shown(location[0]) if location else "body"
+    if first["type"] == "extra_forbidden":
+        refused: Mapping[str, str] = getattr(model, "refused", {})
+        return InvalidField(field, refused.get(field, unknown))
+    reason = _reason(first)
+    items = [str(part + 1) for part in location[1:] if isinstance(part, int)]
+    if items:
+        reason = f"item {items[0]} {reason}"
+    return InvalidField(field, reason)
+
+
+def _reason(error: ErrorDetails) -> str:
+    context = error.get("ctx") or {}
+    if error["type"] == "value_error":
+        return str(context.get("error", error["msg"]))
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_REASONS.get(str(context.get("pattern")), "has the wrong form")
+    template = _REASONS.get(error["type"])
+    if template is None:
+        return error["msg"][:200]
+    return template.format(**context)
+
+
+# -- bodies -----------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, *, accepted: tuple[str, ...], max_bytes: int) -> tuple[str, bytes]:
+    """The request's content type (one of ``accepted``) and body, refused early when too large."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in accepted:
+        raise UnsupportedMediaType(f"send the body as {' or '.join(accepted)}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to read the answer; the access line still shows what happened.
+        raise BadRequest("the client went away before sending the whole body") from None
+    return content_type, b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON as Python and PostgreSQL can hold it: no NaN or Infinity, no lone surrogates."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
+    try:  # JSON may escape lone surrogates (\ud800), which no text column or answer can hold
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape") from None
+    return value
+
+
+async def read_json(
+    request: Request, model: type[B], *, max_bytes: int, context: Mapping[str, Any], patch: bool = False
+) -> B:
+    """The body, a JSON object, as ``model``; 400 when it is no JSON object, 422 naming the field."""
+    accepted = ("application/json", "application/merge-patch+json") if patch else ("application/json",)
+    _, raw = await read_body(request, accepted=accepted, max_bytes=max_bytes)
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return validate(model, body, context=context, unknown=model.unknown)
+
+
+def validate(model: type[M], value: object, *, context: Mapping[str, Any], unknown: str) -> M:
+    try:
+        return model.model_validate(value, context=dict(context))
+    except ValidationError as exc:
+        raise refusal(exc, model, unknown=unknown) from None
+
+
+# -- query strings ----------------------------------------------------------------------------------
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    """The query string as ``model``: every parameter one it has, each given once."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    values: dict[str, str] = {}
+    for name in request.query_params:
+        given = request.query_params.getlist(name)
+        if name not in names:
+            raise InvalidField(shown(name), f"is not a parameter here ({', '.join(names) or 'none are'})")
+        if len(given) != 1:
+            raise InvalidField(name, "must be given once")
+        values[name] = given[0]
+    return validate(model, values, context={}, unknown="is not a parameter here")

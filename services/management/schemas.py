@@ -1,0 +1,463 @@
+"""The management API's shapes, declared once: every request body, query and answer as a pydantic model.
+
+The service validates what a client sends with these models, answers through them, and the OpenAPI
+document (:mod:`services.management.openapi`) is generated from them, so a bound the service
+enforces is the bound the document states. The numbers themselves live in
+:mod:`services.management.limits`, where qrctl reads them too.
+
+Requests are strict, as a script's mistakes should be heard: unknown fields are refused, and nothing
+is coerced (``"302"`` is not 302, ``true`` is not 1, ``302.0`` is not 302). Query strings are text
+by nature; each parameter's type says exactly which text it takes (``limit=5``, not ``+5``, ``5.0``
+or an Arabic-Indic five). Rules a schema cannot state (a destination's safety, printable text, the
+contrast of two colours) run as validators beside the declared bounds, with reasons of their own;
+:mod:`services.management.requests` turns every refusal into the API's one error shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationInfo,
+)
+from pydantic_core import core_schema
+
+from services.management import limits
+from services.management.rendering import ImageOptions, check_contrast
+from shared.errors import InvalidField
+from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, slug_problem
+from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
+
+if TYPE_CHECKING:
+    RedirectStatus = int
+    EccLevel = str
+else:  # Literal types built from the constants: the enum in the document is the one enforced
+    RedirectStatus = Literal[limits.REDIRECT_STATUSES]
+    EccLevel = Literal[(*limits.ECC_LEVELS, *(level.lower() for level in limits.ECC_LEVELS))]
+
+# What a refusal by a pattern says, by pattern (pydantic's own message names the regex, not the rule).
+PATTERN_REASONS: dict[str, str] = {}
+
+
+def matching(pattern: str, reason: str, **field: Any) -> Any:
+    """A ``Field`` constrained by ``pattern``, refused with ``reason`` when a value does not match."""
+    PATTERN_REASONS[pattern] = reason
+    return Field(pattern=pattern, **field)
+
+
+# -- rules beside the bounds ------------------------------------------------------------------------
+
+
+def _printable(value: str) -> str:
+    """Controls, or line and paragraph separators (which break lines in logs and pages), refused."""
+    if has_control_characters(value) or "\u2028" in value or "\u2029" in value:
+        raise ValueError("must not contain control characters or line separators")
+    return value
+
+
+def _destination(value: str, info: ValidationInfo) -> str:
+    """The destination rules of shared/urls.py; the context names this service's own hosts."""
+    own: frozenset[str] = (info.context or {}).get("own_hosts", frozenset())
+    return check_target_url(value, own=own)
+
+
+def _no_repeats(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _exact_int(value: object) -> object:
+    if type(value) is not int:  # neither true nor 302.0
+        raise ValueError(f"must be one of {', '.join(map(str, limits.REDIRECT_STATUSES))}")
+    return value
+
+
+def _slug(value: str) -> str:
+    problem = slug_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _timestamp(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("must be an ISO 8601 timestamp with a time zone, or null")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp like 2027-01-31T18:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("must include a time zone (Z or +01:00)")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+def _colour(value: str) -> str:
+    digits = value.removeprefix("#").lower()
+    return "#" + ("".join(ch * 2 for ch in digits) if len(digits) == 3 else digits)
+
+
+# -- field types ------------------------------------------------------------------------------------
+
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\\]+$"
+HEX_COLOUR = r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$"
+SHA256 = r"^[0-9a-f]{64}$"
+CURSOR = r"^[A-Za-z0-9_-]+$"
+
+Destination = Annotated[
+    str,
+    matching(URL_PATTERN, "must be an absolute http or https URL", min_length=1, max_length=MAX_URL_LENGTH),
+    AfterValidator(_destination),
+]
+Slug = Annotated[
+    str, matching(ID_PATTERN, ID_RULE, min_length=SLUG_MIN, max_length=SLUG_MAX), AfterValidator(_slug)
+]
+Title = Annotated[str, Field(max_length=limits.MAX_TITLE), AfterValidator(_printable)]
+Tag = Annotated[
+    str,
+    matching(r"\S", "must not be blank", min_length=1, max_length=limits.MAX_TAG),
+    AfterValidator(_printable),
+]
+Tags = Annotated[list[Tag], Field(max_length=limits.MAX_TAGS), AfterValidator(_no_repeats)]
+Status = Annotated[RedirectStatus, BeforeValidator(_exact_int)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Colour = Annotated[
+    str, matching(HEX_COLOUR, "must be a hex colour such as 1a2b3c or #1a2b3c"), AfterValidator(_colour)
+]
+
+
+@dataclass(frozen=True)
+class QueryNumber:
+    """A query parameter that is a number written plainly: ASCII digits, and with ``places`` a
+    decimal point and at most that many decimals; no sign, no exponent, no spaces. The bounds are
+    both checked and stated in the document, from these two numbers."""
+
+    minimum: int | float
+    maximum: int | float
+    places: int = 0
+    advice: str = ""  # appended to the refusal
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        inner = (
+            core_schema.int_schema(ge=int(self.minimum), le=int(self.maximum), strict=True)
+            if not self.places
+            else core_schema.float_schema(ge=self.minimum, le=self.maximum, strict=True)
+        )
+        return core_schema.no_info_before_validator_function(self._parse, inner)
+
+    def _parse(self, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        whole, point, fraction = raw.partition(".")
+        if (
+            raw.isascii()
+            and whole.isdigit()
+            and len(whole) <= 7
+            and (not point or (self.places and fraction.isdigit() and len(fraction) <= self.places))
+        ):
+            number = float(raw) if self.places else int(raw)
+            if self.minimum <= number <= self.maximum:
+                return number
+        advice = f" ({self.advice})" if self.advice else ""
+        if self.places:
+            raise ValueError(
+                f"must be a number from {self.minimum:g} to {self.maximum:g} with at most "
+                f"{self.places} decimals, such as 25 or 25.5{advice}"
+            )
+        raise ValueError(f"must be a whole number from {self.minimum} to {self.maximum}{advice}")
+
+
+def _query_bool(raw: object) -> object:
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    raise ValueError("must be true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+QueryText = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+
+class Request(BaseModel):
+    """A request body: strict, and nothing unknown."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # Known names that are not fields here, and what a client sending one is told.
+    refused: ClassVar[dict[str, str]] = {}
+    unknown: ClassVar[str] = "is not a field of a QR code"
+
+
+def _read_only_fields() -> dict[str, str]:
+    writable = set(QRCodeChanges.model_fields) | {"slug"}
+    return {name: "cannot be changed" for name in QRCode.model_fields if name not in writable}
+
+
+class NewQRCode(Request):
+    target_url: Destination = Field(description="Where the code sends people: an absolute http(s) URL.")
+    slug: Slug | None = Field(
+        default=None,
+        description="A custom id, unique without regard to case; refused (409) if it is or ever was in "
+        "use in any case, 422 if reserved.",
+    )
+    title: Title | None = None
+    tags: Tags | None = Field(default=None, description="null means no tags; repeats are dropped.")
+    redirect_status: Status = Field(
+        default=limits.DEFAULT_REDIRECT_STATUS, description="301 and 308 are cached by browsers."
+    )
+    enabled: bool = True
+    expires_at: Timestamp | None = Field(
+        default=None, description="With a time zone; after it the code answers 410."
+    )
+    fallback_url: Destination | None = Field(
+        default=None, description="Where a disabled or expired code sends people."
+    )
+    forward_query: bool = Field(default=False, description="Append the scan's query string to the target.")
+
+    def writable(self) -> dict[str, Any]:
+        """The values of the writable fields, as stored (no tags: an empty list)."""
+        values = self.model_dump(include=set(QRCodeChanges.model_fields))
+        values["tags"] = values["tags"] or []
+        return values
+
+
+# The default of a PATCH field that was not sent: never read (``model_fields_set`` says what was).
+_NOT_SENT: Any = None
+
+
+class QRCodeChanges(Request):
+    """Any writable fields; null clears title, tags, expires_at and fallback_url."""
+
+    target_url: Destination = Field(default=_NOT_SENT, description="The new destination.")
+    title: Title | None = None
+    tags: Tags | None = Field(default=None, description="null or [] removes every tag.")
+    redirect_status: Status = _NOT_SENT
+    enabled: bool = _NOT_SENT
+    expires_at: Timestamp | None = None
+    fallback_url: Destination | None = None
+    forward_query: bool = _NOT_SENT
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, with their values as stored."""
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        if "tags" in values:
+            values["tags"] = values["tags"] or []
+        return values
+
+
+# -- queries ----------------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    """A query string: every parameter known and given once (checked before this model)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoQuery(Query):
+    pass
+
+
+class Page(Query):
+    cursor: (
+        Annotated[str, matching(CURSOR, "is not a cursor from a previous page", max_length=limits.MAX_CURSOR)]
+        | None
+    ) = Field(default=None, description="next_cursor of the previous page.")
+
+
+class ListQuery(Page):
+    limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_LIST_PAGE
+    q: Annotated[QueryText, Field(max_length=limits.MAX_SEARCH)] | None = Field(
+        default=None, description="Case-insensitive substring of id, title or target."
+    )
+    tag: Annotated[QueryText, Field(max_length=limits.MAX_TAG)] | None = Field(
+        default=None, description="Only codes with this tag."
+    )
+    enabled: QueryBool | None = Field(
+        default=None, description="Only codes switched on (true) or off (false)."
+    )
+
+
+class HistoryQuery(Page):
+    limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_HISTORY_PAGE
+
+
+class ImageQuery(Query):
+    """Options of both image formats."""
+
+    size: Annotated[int, QueryNumber(limits.MIN_SIZE, limits.MAX_SIZE)] = Field(
+        default=limits.DEFAULT_SIZE,
+        description="Pixels; a PNG is drawn at whole pixels per module, within 10% of it.",
+    )
+    border: Annotated[int, QueryNumber(0, limits.MAX_BORDER)] = Field(
+        default=limits.DEFAULT_BORDER, description="Quiet-zone modules (keep 4 for print)."
+    )
+    ecc: EccLevel = Field(default=limits.DEFAULT_ECC, description="Error correction; always H with a logo.")
+    fg: Colour = Field(
+        default=limits.DEFAULT_FG,
+        description=f"Module colour, hex; darker than bg, with a contrast of at least "
+        f"{limits.MIN_CONTRAST}:1.",
+    )
+    bg: Colour = Field(default=limits.DEFAULT_BG, description="Ground colour, hex.")
+    dpi: Annotated[int, QueryNumber(limits.MIN_DPI, limits.MAX_DPI)] | None = Field(
+        default=None,
+        description=f"Recorded in the PNG; with size_mm, the pixels per inch ({limits.DEFAULT_PRINT_DPI}).",
+    )
+    size_mm: float | None = None  # bounded by each format's own query below
+
+    def options(self, image_format: Literal["png", "svg"]) -> ImageOptions:
+        """The rendering options these parameters ask for; :class:`InvalidField` when they
+        contradict each other or cannot be drawn."""
+        size_mm, size, dpi = self.size_mm, self.size, self.dpi
+        if size_mm is not None:
+            if "size" in self.model_fields_set:
+                raise InvalidField("size", "give size (pixels) or size_mm (with dpi), not both")
+            dpi = dpi or limits.DEFAULT_PRINT_DPI
+            size = round(size_mm / 25.4 * dpi)
+            if image_format == "svg":  # drawn in mm at any size: the pixels only name a raster of it
+                size = min(max(size, limits.MIN_SIZE), limits.MAX_SIZE)
+            elif not limits.MIN_SIZE <= size <= limits.MAX_SIZE:
+                advice = "raise the dpi" if size < limits.MIN_SIZE else "lower the dpi, or use the SVG"
+                raise InvalidField(
+                    "size_mm",
+                    f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {limits.MIN_SIZE} to "
+                    f"{limits.MAX_SIZE} px ({advice})",
+                )
+        check_contrast(self.fg, self.bg)
+        return ImageOptions(
+            size=size,
+            border=self.border,
+            ecc=self.ecc.upper(),
+            fg=self.fg,
+            bg=self.bg,
+            dpi=dpi,
+            size_mm=size_mm,
+        )
+
+
+class PngQuery(ImageQuery):
+    size_mm: (
+        Annotated[
+            float,
+            QueryNumber(
+                limits.MIN_SIZE_MM,
+                limits.MAX_PNG_SIZE_MM,
+                places=2,
+                advice=f"larger prints: the SVG, up to {limits.MAX_SIZE_MM:g} mm",
+            ),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=f"Printed size in millimetres, instead of size; with dpi it must come to "
+        f"{limits.MIN_SIZE} to {limits.MAX_SIZE} px.",
+    )
+
+
+class SvgQuery(ImageQuery):
+    size_mm: Annotated[float, QueryNumber(limits.MIN_SIZE_MM, limits.MAX_SIZE_MM, places=2)] | None = Field(
+        default=None, description="Printed size in millimetres, instead of size: the SVG is sized in mm."
+    )
+
+
+# -- answers ----------------------------------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QRCode(Answer):
+    """A QR code. Every field is always present (null when unset)."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Generated, or the slug it was created with.")
+    short_url: str = Field(description="What the images encode; fixed at creation.")
+    target_url: str = Field(description="A non-ASCII host is stored in its ASCII (punycode) form.")
+    target_host_ascii: str | None = Field(description="The target's host as a browser looks it up.")
+    title: str | None
+    tags: list[str]
+    redirect_status: RedirectStatus
+    enabled: bool
+    expires_at: datetime | None
+    fallback_url: str | None
+    forward_query: bool
+    logo_sha256: str | None = Field(
+        pattern=SHA256,
+        description="The logo in the middle of the code's images (PUT .../logo), by its digest.",
+    )
+    created_at: datetime
+    updated_at: datetime
+    scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
+
+
+class QRCodeList(Answer):
+    items: list[QRCode]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last one.")
+
+
+class FieldChange(Answer):
+    old: Any
+    new: Any
+
+
+class Change(Answer):
+    id: int
+    changed_at: datetime
+    action: Literal["create", "update", "delete"]
+    changes: dict[str, FieldChange] = Field(description="Each changed field with its old and new value.")
+    client_address: str | None
+    request_id: str | None
+    token_name: str | None
+
+
+class History(Answer):
+    items: list[Change]
+    next_cursor: str | None
+
+
+class ScanTotals(Answer):
+    code_id: str
+    total: int = Field(ge=0, description="Every recorded scan.")
+    people: int = Field(ge=0)
+    bots: int = Field(ge=0, description="Crawlers, link previews, monitors, HTTP libraries.")
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded", "unavailable"]
+    service: str
+    database: str
+
+
+class Liveness(Answer):
+    status: Literal["ok"]
+
+
+class ErrorBody(Answer):
+    code: str = Field(description="Machine-readable: invalid_field, not_found, conflict, ...")
+    message: str
+    details: dict[str, Any] | None = Field(default=None, description='For invalid_field: {"field": name}.')
+
+
+class Error(Answer):
+    error: ErrorBody
+
+
+# Fields a client cannot write, and what it is told when it tries.
+NewQRCode.refused = _read_only_fields()
+QRCodeChanges.refused = {**_read_only_fields(), "slug": "is chosen once, at creation"}

@@ -1,0 +1,203 @@
+"""The generated OpenAPI document against the specification and against the service itself.
+
+The walk reads every bound the document states (a minimum, a maximum, a length, a count, an enum)
+for every query parameter and body field, and sends the bound, which must be accepted, and one step
+past it, which must be refused with 422 naming that parameter or field. A bound changed in one place
+only cannot pass.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+from services.management.openapi import document
+from tests.management.conftest import create
+
+pytestmark = pytest.mark.anyio
+
+DOCUMENT = document()
+SLUG = "abc"  # a short id: its short URL fits a small symbol, so the smallest image size is drawable
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    assert DOCUMENT["openapi"] == "3.1.0"
+    validate(DOCUMENT)
+
+
+def test_every_operation_is_described_and_answers_with_a_model() -> None:
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert operation["summary"], (path, method)
+            for status, answer in operation["responses"].items():
+                assert answer["description"], (path, method, status)
+                assert "X-Request-ID" in answer["headers"]
+
+
+# -- values of a given size, valid by every other rule ---------------------------------------------
+
+
+def _url(length: int) -> str | None:
+    base = "https://example.org/"
+    return base + "a" * (length - len(base)) if length >= len(base) else None
+
+
+def _slug(length: int) -> str:
+    return (secrets.token_hex(length) + "x" * length)[:length]
+
+
+# field or parameter -> a valid value of that many characters (None: no valid value is that short)
+FILLERS: dict[str, Callable[[int], str | None]] = {
+    "target_url": _url,
+    "fallback_url": _url,
+    "slug": _slug,
+}
+# Values that cannot be made up: the server hands them out.
+NOT_WALKED = {"cursor"}
+# A bound of one parameter that holds only beside another: a 5 mm PNG needs a fine dpi to reach
+# the smallest drawable size, the largest PNG needs the coarsest.
+COMPANIONS: dict[tuple[str, str, str], dict[str, str]] = {
+    ("getImagePng", "size_mm", "minimum"): {"dpi": "2400"},
+    ("getImagePng", "size_mm", "maximum"): {"dpi": "72"},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    operation: str
+    method: str
+    path: str
+    where: str  # "query" or "body"
+    name: str
+    value: Any
+    accepted: bool
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        shown = repr(self.value)
+        shown = shown if len(shown) < 20 else f"{type(self.value).__name__}[{len(self.value)}]"
+        return f"{self.operation}-{self.name}={shown}-{'ok' if self.accepted else 'refused'}"
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema itself: a $ref followed, the non-null variant of a nullable one."""
+    if "$ref" in schema:
+        schema = DOCUMENT["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    variants = [v for v in schema.get("anyOf", []) if v != {"type": "null"}]
+    if len(variants) == 1:
+        schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **variants[0]}
+    return schema
+
+
+def _text(name: str, length: int) -> str | None:
+    return FILLERS.get(name, lambda n: "x" * n)(length)
+
+
+def _values(name: str, schema: dict[str, Any], kind: str) -> Iterator[tuple[Any, bool, str]]:
+    """(value, accepted, which bound) for every bound ``schema`` states; ``kind``: query or body."""
+    schema = _resolve(schema)
+    step = 1 if schema.get("type") == "integer" else 0.01
+    as_query = kind == "query"
+
+    def shown(number: float) -> Any:
+        if not as_query:
+            return number
+        return str(int(number)) if schema.get("type") == "integer" else f"{number:.2f}"
+
+    if "minimum" in schema:
+        yield shown(schema["minimum"]), True, "minimum"
+        yield shown(schema["minimum"] - step) if schema["minimum"] > 0 else "-1", False, "minimum"
+    if "maximum" in schema:
+        yield shown(schema["maximum"]), True, "maximum"
+        yield shown(schema["maximum"] + step), False, "maximum"
+    for bound, delta in (("minLength", -1), ("maxLength", 1)):
+        if bound in schema:
+            length = schema[bound]
+            if (at := _text(name, length)) is not None:
+                yield at, True, bound
+            if length + delta >= 0 and (past := _text(name, length + delta)) is not None:
+                yield past, False, bound
+    if "enum" in schema:
+        for member in schema["enum"]:
+            yield str(member) if as_query else member, True, "enum"
+        yield ("Z" if schema.get("type") == "string" else 303), False, "enum"
+    if schema.get("type") == "array":
+        items = _resolve(schema["items"])
+        if "maxItems" in schema:
+            count = schema["maxItems"]
+            yield [f"t{n}" for n in range(count)], True, "maxItems"
+            yield [f"t{n}" for n in range(count + 1)], False, "maxItems"
+        for value, accepted, bound in _values(name, items, kind):
+            yield [value], accepted, f"items.{bound}"
+
+
+def cases() -> Iterator[Case]:
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            operation_id = operation["operationId"]
+            for parameter in operation["parameters"]:
+                if parameter.get("in") != "query" or parameter["name"] in NOT_WALKED:
+                    continue
+                for value, accepted, bound in _values(parameter["name"], parameter["schema"], "query"):
+                    extra = COMPANIONS.get((operation_id, parameter["name"], bound), {})
+                    yield Case(operation_id, method, path, "query", parameter["name"], value, accepted, extra)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                for name, schema in _resolve(body["schema"])["properties"].items():
+                    for value, accepted, _ in _values(name, schema, "body"):
+                        yield Case(operation_id, method, path, "body", name, value, accepted)
+
+
+CASES = list(cases())
+
+
+def test_the_walk_covers_every_kind_of_bound() -> None:
+    walked = {(case.operation, case.name) for case in CASES}
+    for expected in [
+        ("listCodes", "limit"),
+        ("listCodes", "q"),
+        ("getHistory", "limit"),
+        ("getImagePng", "size"),
+        ("getImageSvg", "size_mm"),
+        ("getImagePng", "dpi"),
+        ("getImagePng", "border"),
+        ("getImagePng", "ecc"),
+        ("createCode", "target_url"),
+        ("createCode", "slug"),
+        ("createCode", "title"),
+        ("createCode", "tags"),
+        ("createCode", "redirect_status"),
+        ("updateCode", "fallback_url"),
+    ]:
+        assert expected in walked, expected
+    assert len(CASES) > 100
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_every_bound_in_the_document_is_the_one_enforced(client: httpx.AsyncClient, case: Case) -> None:
+    if (await client.get(f"/api/v1/qr/{SLUG}")).status_code != 200:
+        assert (await create(client, target_url="https://example.org/", slug=SLUG)).status_code == 201
+    path = case.path.replace("{code_id}", SLUG)
+    if case.where == "query":
+        response = await client.request(case.method, path, params={case.name: case.value, **case.extra})
+    else:
+        body: dict[str, Any] = {case.name: case.value}
+        if case.operation == "createCode" and case.name != "target_url":
+            body["target_url"] = "https://example.org/"
+        response = await client.request(case.method, path, json=body)
+    if case.accepted:
+        assert response.status_code < 300, response.text
+    else:
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"] == {"field": case.name}

@@ -79,6 +79,8 @@ _CODE_LINKS = {
     "UpdateCode": "updateCode",
     "DeleteCode": "deleteCode",
     "CodeImage": "getImagePng",
+    "CodeImageSvg": "getImageSvg",
+    "CodeHistory": "getHistory",
     "CodeScans": "getScans",
 }
 

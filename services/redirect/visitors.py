@@ -29,10 +29,11 @@ class VisitorHasher:
 
     def __init__(self) -> None:
         self._keyed: dict[date, Any] = {}  # day -> a BLAKE2b keyed with the day's key
+        self._by_number: dict[int, Any] = {}  # the same by days since 1970 (no date object per scan)
 
-    def cached(self, day: date) -> Any | None:
-        """The keyed hasher of ``day`` if this process already holds it (no database needed)."""
-        return self._keyed.get(day)
+    def cached_day(self, moment: float) -> Any | None:
+        """The keyed hasher of the UTC day of ``moment`` (Unix time) if this process holds it."""
+        return self._by_number.get(int(moment // 86400))
 
     async def for_day(self, connection: Connection, day: date) -> Any:
         """A BLAKE2b hasher keyed with ``day``'s key, made (and shared with every process through
@@ -45,10 +46,15 @@ class VisitorHasher:
             await connection.execute(FORGET_OLD_KEYS, day - timedelta(days=1))
             self._keyed = {d: k for d, k in self._keyed.items() if d >= day - timedelta(days=1)}
             keyed = self._keyed[day] = hashlib.blake2b(key=key, digest_size=16)
+            self._by_number = {(d - _EPOCH).days: k for d, k in self._keyed.items()}
         return keyed
 
 
-def visitor_hash(keyed: Any, address: str | None, user_agent: str | None) -> bytes:
+_EPOCH = date(1970, 1, 1)
+
+
+def visitor_hash(keyed: Any, address: bytes, user_agent: bytes) -> bytes:
+    """The keyed hash of (address, user agent), both UTF-8, NUL between them."""
     hasher = keyed.copy()  # a keyed BLAKE2b, copied: cheaper than keying anew per scan
-    hasher.update(f"{address or ''}\x00{user_agent or ''}".encode())
+    hasher.update(address + b"\x00" + user_agent)
     return bytes(hasher.digest())

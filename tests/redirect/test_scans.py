@@ -141,3 +141,29 @@ async def test_a_scan_after_close_is_counted_as_dropped(database_url: str) -> No
     recorder.record("scan123abc", None, None, None, None)
     assert recorder.dropped == 1
     assert recorder.buffered == 0
+
+
+async def test_the_visitor_is_the_days_keyed_hash_of_address_and_agent_and_nothing_else(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """What the README promises, spelt out: BLAKE2b keyed with the UTC day's key over the client
+    address, a NUL and the user agent; neither is stored."""
+    import hashlib
+
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    try:
+        agents = [b"Mozilla/5.0 (iPhone)", b"Mozilla/5.0 (iPhone)", b"Mozilla/5.0 (Android)", None]
+        for agent in agents:
+            # A trusted proxy's X-Forwarded-For names the client; the writer remembers what it worked out.
+            recorder.record("scan123abc", agent, None, "127.0.0.1", b"203.0.113.9")
+        await recorder.flush()
+        key = await db.fetchval("SELECT key FROM visitor_keys")
+        rows = await db.fetch("SELECT user_agent, visitor_hash FROM scans ORDER BY id")
+    finally:
+        await recorder.close()
+    for agent, row in zip(agents, rows, strict=True):
+        expected = hashlib.blake2b(b"203.0.113.9\x00" + (agent or b""), key=key, digest_size=16).digest()
+        assert row["visitor_hash"] == expected
+        assert row["user_agent"] == (agent.decode() if agent else None)
+    assert rows[0]["visitor_hash"] == rows[1]["visitor_hash"] != rows[2]["visitor_hash"]

@@ -37,6 +37,10 @@ test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL
 	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: $(VENV)/.installed-dev ## the test suite without the few slowest tests (while you work)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json
 	$(BIN)/python -m tests.bench

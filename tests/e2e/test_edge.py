@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -351,14 +354,13 @@ def test_a_load_balancer_in_front_is_believed_and_only_it(
             headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
             return raw_get(port, "/api/v1/qr?limit=1", source=source, headers=headers)
 
-        # Traefik's allowlist judges the client the balancer names; its own refusal is plain text,
-        # while anything that passes reaches the service, which answers JSON (it does not trust the
-        # balancer here, so it may refuse in turn: that is its own, second rule).
+        # Traefik's allowlist judges the client the balancer names; what passes reaches the service
+        # (which does not trust the balancer here, so it may refuse in turn: its own, second rule).
         passed = admin_from(balancer, "127.0.0.1")
         assert passed.headers["content-type"] == "application/json"
         refused = admin_from(balancer, "203.0.113.9")
         assert refused.status == 403
-        assert refused.body.strip() == b"Forbidden"
+        assert json.loads(refused.body)["error"]["message"].endswith("(ADMIN_ALLOWLIST)")  # the edge's
         assert admin_from(balancer, None).status == 403  # no client named: fail closed
         assert admin_from(OUTSIDER, "127.0.0.1").status == 403  # not the balancer: header dropped
 
@@ -422,7 +424,8 @@ def test_a_hung_backend_gives_504_in_time_a_down_one_fails_at_once(
         started = time.monotonic()
         down = client.get("/health")
         assert down.status_code in (502, 503)  # refused at once, or already out by its health check
-        assert time.monotonic() - started < 1.0
+        # (its page comes from the redirect service, hung here too: a second's wait for nothing)
+        assert time.monotonic() - started < 2.5
         started = time.monotonic()
         response = client.get("/r/anything12")
         elapsed = time.monotonic() - started
@@ -446,3 +449,108 @@ def test_on_stop_ping_turns_503_while_requests_are_still_served(
             assert client.get(f"{own.http}/r/{code_id}").status_code == 302  # still served
         own.child.process.wait(timeout=15)
         assert time.monotonic() - stopping >= 1.5  # it waited out the grace period
+
+
+@pytest.mark.slow
+def test_with_the_shipped_timeouts_a_hung_backend_gets_504_never_a_closed_connection(
+    tmp_path: Path, running_stack: RunningStack
+) -> None:
+    """The shipped defaults, not short test values: each backend's timeout (5 s, 30 s) is clearly
+    below the entrypoints' write timeout (60 s), which would close the connection with no status."""
+    # The session's stack runs with the defaults, and its own edges take its settings.
+    assert running_stack.settings.backend_timeouts == {
+        "REDIRECT_BACKEND_TIMEOUT": 5,
+        "MANAGEMENT_BACKEND_TIMEOUT": 30,
+    }
+    with (
+        silent_backend() as hung,
+        own_edge(tmp_path, running_stack, management=hung) as own,
+        httpx.Client(base_url=own.http, timeout=90) as client,
+    ):
+        wait_routed(f"{own.http}/r/unknown123", 404)
+        started = time.monotonic()
+        response = client.get("/api/v1/qr")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 504
+        assert 29 < elapsed < 35, elapsed  # MANAGEMENT_BACKEND_TIMEOUT's default, 30 s
+        assert response.json()["error"]["code"] == "gateway_timeout"  # the edge's page, as JSON
+        assert response.headers["x-content-type-options"] == "nosniff"
+    with (
+        silent_backend() as hung,
+        own_edge(tmp_path / "second", running_stack, redirect=hung) as own,
+        httpx.Client(base_url=own.http, timeout=90) as client,
+    ):
+        wait_routed(f"{own.http}/health", 200)
+        started = time.monotonic()
+        assert client.get("/r/anything12").status_code == 504
+        assert 4.5 < time.monotonic() - started < 8  # REDIRECT_BACKEND_TIMEOUT's default, 5 s
+
+
+# -- the edge's own answers -------------------------------------------------------------------------
+
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
+
+
+def _assert_edge_json(answer: Answer, status: int, code: str) -> None:
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/json"
+    assert json.loads(answer.body)["error"]["code"] == code
+    for name, value in SECURITY_HEADERS.items():
+        assert answer.headers[name] == value, name
+    assert "referrer-policy" in answer.headers
+    assert "server" not in answer.headers
+
+
+def test_the_edges_refusals_are_json_with_the_security_headers(running_stack: RunningStack) -> None:
+    port = running_stack.settings.http_port
+    _assert_edge_json(raw_get(port, "/api/v1/qr", source=OUTSIDER), 403, "forbidden")
+    _assert_edge_json(raw_get(port, "/api/v1/qr", headers={"Host": "evil.example"}), 404, "not_found")
+    _assert_edge_json(raw_get(port, "/metrics"), 404, "not_found")
+    # A browser asking for a page gets one; an API path stays JSON for it too.
+    page = raw_get(port, "/", source=OUTSIDER, headers={"Accept": "text/html,*/*"})
+    assert page.status == 403
+    assert page.headers["content-type"].startswith("text/html")
+    assert b"<h1>Forbidden</h1>" in page.body
+    assert page.headers["content-security-policy"] == "default-src 'none'"
+    api = raw_get(port, "/api/v1/qr", source=OUTSIDER, headers={"Accept": "text/html,*/*"})
+    assert api.headers["content-type"] == "application/json"
+    # Over HTTPS the refusals carry HSTS like every other answer.
+    verify = ssl.create_default_context(cafile=running_stack.certificate)
+    with client_from(running_stack.edge_tls, OUTSIDER, verify=verify) as tls:
+        refused = tls.get("/api/v1/qr")
+        assert refused.status_code == 403
+        assert refused.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_a_rate_limited_admin_client_gets_json_429_with_retry_after(
+    tmp_path: Path, running_stack: RunningStack
+) -> None:
+    with own_edge(tmp_path, running_stack, ADMIN_RATE_LIMIT_AVERAGE="2", ADMIN_RATE_LIMIT_BURST="2") as own:
+        wait_routed(f"{own.http}/health", 200)
+        port = int(own.http.rsplit(":", 1)[1])
+        answers = [raw_get(port, "/api/v1/qr?limit=1") for _ in range(8)]
+        limited = [answer for answer in answers if answer.status == 429]
+        assert limited, [answer.status for answer in answers]
+        for answer in limited:
+            _assert_edge_json(answer, 429, "too_many_requests")
+            assert int(answer.headers["retry-after"]) >= 1
+
+
+SSLYZE = [sys.executable, "-m", "sslyze"]
+
+
+def test_tls_meets_mozillas_intermediate_profile_but_for_the_self_signed_path(
+    running_stack: RunningStack,
+) -> None:
+    result = subprocess.run(
+        [*SSLYZE, "--mozilla_config=intermediate", f"127.0.0.1:{running_stack.settings.https_port}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    report = result.stdout.partition("COMPLIANCE AGAINST TLS CONFIGURATION")[2]
+    assert report, result.stdout[-2000:] + result.stderr[-2000:]
+    failures = {
+        line.strip()[2:].split(":", 1)[0] for line in report.splitlines() if line.strip().startswith("* ")
+    }
+    assert failures <= {"certificate_path_validation"}, report  # a local self-signed certificate

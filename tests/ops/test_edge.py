@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,32 @@ def test_the_certificate_is_made_once(tmp_path: Path) -> None:
     assert cert.read_bytes() == first
 
 
+def test_the_certificate_lives_under_a_year_and_is_renewed_a_month_before_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography import x509
+
+    cert, _ = edge.ensure_certificate(tmp_path)
+    made = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert (made.not_valid_after_utc - made.not_valid_before_utc).days < 366  # Mozilla's bound
+    first = cert.read_bytes()
+    in_ten_months = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=300)
+    assert edge.ensure_certificate(tmp_path, now=in_ten_months)[0].read_bytes() == first  # still good
+    in_eleven_months = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=340)
+    edge.ensure_certificate(tmp_path, now=in_eleven_months)
+    assert cert.read_bytes() != first  # renewed with a month left
+    # One made for 825 days (as an older version did) is made again at the next start, a damaged one too.
+    with monkeypatch.context() as patched:
+        patched.setattr(edge, "CERT_VALIDITY", datetime.timedelta(days=825))
+        old, _ = edge.ensure_certificate(tmp_path / "old")
+    long_lived = old.read_bytes()
+    edge.ensure_certificate(tmp_path / "old")
+    assert old.read_bytes() != long_lived
+    cert.write_text("not a certificate")
+    edge.ensure_certificate(tmp_path)
+    assert x509.load_pem_x509_certificate(cert.read_bytes())
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -58,6 +85,11 @@ def test_the_certificate_is_made_once(tmp_path: Path) -> None:
         ({"EDGE_TRUSTED_PROXIES": '10.0.0.1"]'}, "EDGE_TRUSTED_PROXIES"),
         ({"REDIRECT_BACKEND_TIMEOUT": "0"}, "REDIRECT_BACKEND_TIMEOUT"),
         ({"MANAGEMENT_BACKEND_TIMEOUT": "5s"}, "MANAGEMENT_BACKEND_TIMEOUT"),
+        # as long as the entrypoints' write timeout: the client's connection would close first
+        ({"MANAGEMENT_BACKEND_TIMEOUT": "60"}, "MANAGEMENT_BACKEND_TIMEOUT"),
+        ({"REDIRECT_BACKEND_TIMEOUT": "51"}, "REDIRECT_BACKEND_TIMEOUT"),
+        ({"EDGE_GOGC": "off"}, "EDGE_GOGC"),
+        ({"EDGE_GOGC": "10"}, "EDGE_GOGC"),
         ({"EDGE_TLS_CERT": "/etc/hostname"}, "together"),
         ({"EDGE_TLS_CERT": "/nonexistent/cert.pem", "EDGE_TLS_KEY": "/etc/hostname"}, "EDGE_TLS_CERT"),
     ],

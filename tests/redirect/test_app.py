@@ -386,3 +386,38 @@ async def test_metrics_count_every_outcome(client: httpx.AsyncClient, db: asyncp
     assert value(samples, "qr_redirect_listener_connected") == 1
     assert value(samples, "qr_database_up") == 1
     assert "metric1234" not in response.text  # ids are never labels
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (403, "forbidden"),
+        (404, "not_found"),
+        (429, "too_many_requests"),
+        (502, "bad_gateway"),
+        (504, "gateway_timeout"),
+    ],
+)
+async def test_the_edges_refusal_pages_are_the_api_error_shape(
+    client: httpx.AsyncClient, status: int, code: str
+) -> None:
+    response = await client.get(f"/edge-error/{status}", params={"url": "/api/v1/qr?limit=5"})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response.headers["cache-control"] == "no-store"
+    if status == 429:
+        assert response.headers["retry-after"] == "1"  # the edge's limits count per second
+    page = await client.get(f"/edge-error/{status}", params={"url": "/"}, headers={"accept": "text/html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == "default-src 'none'"
+    api = await client.get(
+        f"/edge-error/{status}", params={"url": "/api/v1/qr"}, headers={"accept": "text/html"}
+    )
+    assert api.headers["content-type"] == "application/json"  # an API path stays JSON
+
+
+@pytest.mark.parametrize("path", ["/edge-error/200", "/edge-error/999", "/edge-error/abc", "/edge-error/"])
+async def test_anything_else_under_edge_error_is_a_plain_404(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path, params={"url": "<script>"}, headers={"accept": "text/html"})
+    assert response.status_code == 404
+    assert b"<script>" not in response.content

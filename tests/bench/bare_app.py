@@ -20,7 +20,12 @@ async def _redirect(request: Request) -> Response:
     return Response(status_code=302, headers={"location": _LOCATION, "cache-control": "no-store"})
 
 
-app = Starlette(routes=[Route("/r/{code_id}", _redirect)])
+async def _alive(request: Request) -> Response:
+    return Response(b'{"status": "ok"}', media_type="application/json")
+
+
+# /livez: the edge's health check of its backends, so that the project's Traefik routes to it too.
+app = Starlette(routes=[Route("/r/{code_id}", _redirect), Route("/livez", _alive)])
 
 _HEADERS = [(b"location", _LOCATION.encode()), (b"cache-control", b"no-store"), (b"content-length", b"0")]
 

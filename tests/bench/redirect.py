@@ -1,13 +1,18 @@
-"""The redirect hot path, measured with wrk beside its baselines in the same run.
+"""The redirect hot path and the edge, measured with wrk beside their baselines in the same run.
 
-- cache hits, one Granian worker, scans on, 64 connections, against a bare Starlette app answering
-  a constant 302 on the same server (rounds interleaved, medians compared);
-- the same app under Hypercorn, and a framework-free ASGI function, for the record;
-- through Traefik with the project's middlewares, against Traefik without middleware in front of
-  the bare app;
-- the cache-miss path over 100,000 codes, each id asked once;
-- latency percentiles, answers that were not 3xx, and scans recorded against redirects served;
-- the lookup cache against aiocache's memory cache, per call.
+Every throughput row runs wrk -t1 -c64 with an iPhone's user agent against a cache hit, in rounds
+interleaved with its baseline, and compares medians:
+
+- direct: the service (one Granian worker, then two) against a bare Starlette app answering a
+  constant 302 under the same Granian options;
+- through the edge: the project's Traefik (its static file, dynamic file and GOGC) in front of the
+  service, against a Traefik with no middleware, no metrics and the default transport in front of
+  the bare app; and the project's Traefik in front of the bare app, its own cost;
+- Traefik's own metrics, in the ways they could be kept, each in front of the service;
+- p50/p99 latency and answers that were not 3xx, per row; every run hits a code of its own, and
+  the scans recorded for each are counted against the redirects wrk saw served;
+- the cache-miss path over 100,000 codes, each id asked once; start-up; and the lookup cache
+  against aiocache's memory cache, per call.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import httpx
 
 from services.ops import edge
 from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
+from services.ops.settings import StackSettings
 from services.redirect.cache import LookupCache, Target
 from shared.database import asyncpg_dsn
 from tests.bench.report import Report
@@ -39,7 +45,7 @@ WRK = shutil.which("wrk")
 BIN = Path(sys.executable).parent
 DURATION = 5
 CONNECTIONS = 64
-ROUNDS = 3
+ROUNDS = 5
 HIT_ID = "benchhit01"
 MISS_CODES = 100_000
 MISS_SCRIPT = """
@@ -61,6 +67,7 @@ class WrkResult:
     requests: int
     not_3xx: int
     socket_errors: int
+    runs: list[int] | None = None  # each round's requests/s, when this is the median of several
 
 
 def _ms(text: str) -> float:
@@ -91,9 +98,12 @@ def wrk(
     )
 
 
-def granian(target: str, *, factory: bool = False, env: dict[str, str] | None = None) -> tuple[Child, str]:
+def granian(
+    target: str, *, factory: bool = False, workers: int = 1, env: dict[str, str] | None = None
+) -> tuple[Child, str]:
+    """``target`` served as the project serves the redirect service (same Granian options)."""
     port = free_port()
-    args = venv_command(granian_command("127.0.0.1", port, app=target, factory=factory))
+    args = venv_command(granian_command("127.0.0.1", port, app=target, factory=factory, workers=workers))
     child = spawn(f"granian {target}", args, env={**os.environ, **(env or {})})
     return child, f"http://127.0.0.1:{port}"
 
@@ -109,6 +119,14 @@ def started(child: Child, base: str, probe: str, status: int = 200) -> tuple[Chi
 
 def median(results: list[WrkResult]) -> WrkResult:
     return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
+async def _fetch(dsn: str, statement: str, *args: Any) -> list[Any]:
+    connection = await asyncpg.connect(asyncpg_dsn(dsn))
+    try:
+        return [tuple(row) for row in await connection.fetch(statement, *args)]
+    finally:
+        await connection.close()
 
 
 async def _sql(dsn: str, statement: str, *args: Any) -> Any:
@@ -156,54 +174,88 @@ def run(stack: Any, report: Report) -> None:
         return
     s = stack.settings
     dsn = stack.dsn
-    asyncio.run(
-        _sql(
-            dsn,
-            "INSERT INTO qr_codes (id, short_url, target_url) "
-            "VALUES ($1::text, 'http://localhost/r/' || $1::text, 'https://example.org/menu')",
-            HIT_ID,
-        )
-    )
+    codes = Codes(dsn)
     ours_base = f"http://127.0.0.1:{s.redirect_port}"
-    httpx.get(f"{ours_base}/r/{HIT_ID}")  # cached from now on
+    codes.make("warm")  # what the edges' readiness probes ask for
+    codes.make(HIT_ID)  # the start-up measurement's first redirect
     children: list[Child] = []
     try:
         bare, bare_base = started(*granian("tests.bench.bare_app:app"), "/r/x", 302)
         children.append(bare)
+        plain = _traefik(bare_base, children, project=False)
+        project_edge = f"http://127.0.0.1:{s.http_port}"
 
-        scans_before = asyncio.run(_sql(dsn, "SELECT count(*) FROM scans WHERE code_id = $1", HIT_ID))
-        baseline_runs, ours_runs = [], []
-        for _ in range(ROUNDS):
-            baseline_runs.append(wrk(f"{bare_base}/r/{HIT_ID}"))
-            ours_runs.append(wrk(f"{ours_base}/r/{HIT_ID}"))
-        baseline, ours = median(baseline_runs), median(ours_runs)
-        base_row = report.add(
+        chain = _traefik(bare_base, children, project=True)
+        one = _rounds(
+            codes,
+            ROUNDS,
+            base=bare_base,
+            ours=Ours(ours_base),
+            plain=plain,
+            edge=Ours(project_edge),
+            chain=chain,
+        )
+        base_row = _row(
+            report,
             "redirect",
             f"bare Starlette constant 302, Granian 1 worker, {CONNECTIONS} conn",
-            baseline.rps,
-            "req/s",
+            one["base"],
         )
-        row = report.add(
-            "redirect",
-            "GET /r/{id} cache hit, scans on, Granian 1 worker",
-            ours.rps,
-            "req/s",
-            p50_ms=ours.p50_ms,
-            p99_ms=ours.p99_ms,
-            not_3xx=sum(r.not_3xx for r in ours_runs),
+        report.ratio(
+            _row(report, "redirect", "GET /r/{id} cache hit, scans on, direct, 1 worker", one["ours"]),
+            base_row,
         )
-        report.ratio(row, base_row)
-        time.sleep(2.5)  # the writer flushes every second
-        scans = asyncio.run(_sql(dsn, "SELECT count(*) FROM scans WHERE code_id = $1", HIT_ID)) - scans_before
-        served = sum(r.requests for r in ours_runs)
-        report.add(
-            "redirect",
-            "scans recorded / redirects wrk counted (in flight at wrk's end count once more)",
-            scans / served,
-            "ratio",
-            scans=scans,
-            redirects=served,
+        edge_row = _row(
+            report,
+            "edge",
+            "Traefik: no middleware, no metrics, default transport; bare app behind",
+            one["plain"],
         )
+        report.ratio(
+            _row(report, "edge", "the project's edge, the service behind (1 worker)", one["edge"]), edge_row
+        )
+        report.ratio(
+            _row(report, "edge", "the project's edge, bare app behind (the edge's own cost)", one["chain"]),
+            edge_row,
+        )
+
+        # Two workers (REDIRECT_WORKERS=2), the baselines with two workers too.
+        bare2, bare2_base = started(*granian("tests.bench.bare_app:app", workers=2), "/r/x", 302)
+        children.append(bare2)
+        ours2, ours2_base = started(
+            *granian(
+                "services.redirect.app:app_from_env",
+                factory=True,
+                workers=2,
+                env={"DATABASE_URL": dsn, "LOG_LEVEL": "WARNING"},
+            ),
+            "/livez",
+        )
+        children.append(ours2)
+        two = _rounds(
+            codes,
+            ROUNDS_2,
+            base=bare2_base,
+            ours=Ours(ours2_base),
+            plain=_traefik(bare2_base, children, project=False),
+            edge=Ours(_traefik(ours2_base, children, project=True)),
+        )
+        base2_row = _row(report, "redirect", "bare Starlette constant 302, Granian 2 workers", two["base"])
+        report.ratio(
+            _row(report, "redirect", "GET /r/{id} cache hit, scans on, direct, 2 workers", two["ours"]),
+            base2_row,
+        )
+        edge2_row = _row(
+            report,
+            "edge",
+            "Traefik: no middleware, no metrics, default transport; bare app, 2 workers",
+            two["plain"],
+        )
+        report.ratio(
+            _row(report, "edge", "the project's edge, the service behind (2 workers)", two["edge"]), edge2_row
+        )
+
+        _metrics_options(ours_base, plain, children, codes, report)
 
         raw, raw_base = started(*granian("tests.bench.bare_app:raw"), "/r/x", 302)
         children.append(raw)
@@ -213,57 +265,18 @@ def run(stack: Any, report: Report) -> None:
             ),
             base_row,
         )
+        _hypercorn(dsn, codes, children, report, base_row)
 
-        hyper_port = free_port()
-        hyper_env = {**os.environ, "DATABASE_URL": dsn, "LOG_LEVEL": "WARNING"}
-        hyper = spawn(
-            "hypercorn redirect",
-            [
-                str(BIN / "hypercorn"),
-                "--bind",
-                f"127.0.0.1:{hyper_port}",
-                "services.redirect.app:app_from_env()",
-            ],
-            env=hyper_env,
-        )
-        children.append(hyper)
-        started(hyper, f"http://127.0.0.1:{hyper_port}", "/livez")
-        httpx.get(f"http://127.0.0.1:{hyper_port}/r/{HIT_ID}")
-        row = report.add(
+        time.sleep(2.5)  # the writers flush every second
+        recorded, served, worst = codes.recorded()
+        report.add(
             "redirect",
-            "the same redirect app under Hypercorn (record)",
-            wrk(f"http://127.0.0.1:{hyper_port}/r/{HIT_ID}").rps,
-            "req/s",
+            f"scans recorded / redirects served, every run above (worst of {codes.count} runs: {worst:.3f})",
+            recorded / served,
+            "ratio",
+            scans=recorded,
+            redirects=served,
         )
-        report.ratio(row, base_row)
-
-        plain = _traefik(bare_base, children, project_chain=False)
-        chain_only = _traefik(bare_base, children, project_chain=True)
-        edge_base, edge_chain, edge_ours = [], [], []
-        for _ in range(ROUNDS):
-            edge_base.append(wrk(f"{plain}/r/{HIT_ID}"))
-            edge_chain.append(wrk(f"{chain_only}/r/{HIT_ID}"))
-            edge_ours.append(wrk(f"http://127.0.0.1:{s.http_port}/r/{HIT_ID}"))
-        edge_row = report.add(
-            "edge", "Traefik, no middleware, bare app behind", median(edge_base).rps, "req/s"
-        )
-        row = report.add(
-            "edge",
-            "Traefik with the project's chain (headers, rate limit), the service behind",
-            median(edge_ours).rps,
-            "req/s",
-            p99_ms=median(edge_ours).p99_ms,
-            not_3xx=sum(r.not_3xx for r in edge_ours),
-        )
-        report.ratio(row, edge_row)
-        chain_row = report.add(
-            "edge",
-            "Traefik with the project's chain, bare app behind (the chain's own cost)",
-            median(edge_chain).rps,
-            "req/s",
-        )
-        report.ratio(chain_row, edge_row)
-
         _miss_path(dsn, ours_base, report)
         _startup(dsn, report, children)
     finally:
@@ -271,16 +284,174 @@ def run(stack: Any, report: Report) -> None:
             child.stop()
 
 
-def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str:
-    """A Traefik of its own in front of ``backend``: with the project's dynamic file (its routers and
-    middlewares), or with one bare router and the same transport settings."""
+UA_SCRIPT = str(Path(__file__).with_name("iphone.lua"))
+ROUNDS_2 = 3
+
+
+class Codes:
+    """A code of its own for every measured run, so that each run's scans can be counted against
+    the redirects wrk saw answered."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.runs: list[tuple[str, int]] = []  # (code id, redirects served)
+
+    @property
+    def count(self) -> int:
+        return len(self.runs)
+
+    def make(self, code_id: str) -> str:
+        asyncio.run(
+            _sql(
+                self.dsn,
+                "INSERT INTO qr_codes (id, short_url, target_url) "
+                "VALUES ($1::text, 'http://localhost/r/' || $1::text, 'https://example.org/menu')",
+                code_id,
+            )
+        )
+        return code_id
+
+    def run(self, base: str) -> WrkResult:
+        code_id = self.make(f"bench{len(self.runs):05d}")
+        httpx.get(f"{base}/r/{code_id}", timeout=10)  # cached from now on (and counted below)
+        result = wrk(f"{base}/r/{code_id}", script=UA_SCRIPT)
+        self.runs.append((code_id, result.requests + 1))
+        return result
+
+    def recorded(self) -> tuple[int, int, float]:
+        """Scans recorded and redirects served over all runs, and the worst run's ratio (wrk
+        counts the requests completed in its time; one in flight at its end is recorded too)."""
+        counts = dict(
+            asyncio.run(
+                _fetch(
+                    self.dsn,
+                    "SELECT code_id, count(*) FROM scans WHERE code_id = ANY($1::text[]) GROUP BY code_id",
+                    [code_id for code_id, _ in self.runs],
+                )
+            )
+        )
+        ratios = [counts.get(code_id, 0) / served for code_id, served in self.runs]
+        worst = max(ratios, key=lambda ratio: abs(ratio - 1)) if ratios else 1.0
+        return sum(counts.values()), sum(served for _, served in self.runs), worst
+
+
+@dataclass(frozen=True)
+class Ours:
+    """A URL in front of the redirect service: each run asks for a code of its own."""
+
+    base: str
+
+
+def _rounds(codes: Codes, rounds: int, **targets: str | Ours) -> dict[str, WrkResult]:
+    """Every target once per round, round after round (so that what the machine does meanwhile
+    falls on all of them alike), and the median of each; a bare app answers any id."""
+    runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
+    for target in targets.values():  # a short warm-up each: connections, caches, the first flushes
+        base = target.base if isinstance(target, Ours) else target
+        wrk(f"{base}/r/warm", duration=2, script=UA_SCRIPT)
+    for _ in range(rounds):
+        for name, target in targets.items():
+            result = (
+                codes.run(target.base) if isinstance(target, Ours) else wrk(f"{target}/r/x", script=UA_SCRIPT)
+            )
+            runs[name].append(result)
+    medians = {}
+    for name, results in runs.items():
+        middle = median(results)
+        middle.not_3xx = sum(r.not_3xx for r in results)
+        middle.runs = [round(r.rps) for r in results]
+        medians[name] = middle
+    return medians
+
+
+def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
+    return report.add(
+        section,
+        name,
+        result.rps,
+        "req/s",
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        not_3xx=result.not_3xx,
+        rounds=result.runs,
+    )
+
+
+def _metrics_options(ours_base: str, plain: str, children: list[Child], codes: Codes, report: Report) -> None:
+    """Traefik's own metrics, the ways they could be kept, each in front of the service and beside
+    the bare Traefik in the same rounds: what the project ships (entry points only, GOGC=200), and
+    the alternatives it was chosen over."""
+    options = {
+        "shipped: entry points only, GOGC=200": (None, None),
+        "labels per router and service (as before), GOGC=200": ("routers", None),
+        "entry points only, Go's default GOGC=100": (None, "100"),
+        "no metrics section at all, GOGC=200": ("none", None),
+    }
+    targets: dict[str, str | Ours] = {"plain": plain}
+    for name, (metrics, gogc) in options.items():
+        targets[name] = Ours(_traefik(ours_base, children, project=True, metrics=metrics, gogc=gogc))
+    results = _rounds(codes, ROUNDS_2, **targets)
+    baseline = _row(
+        report,
+        "edge metrics",
+        "Traefik: no middleware, no metrics, default transport; bare app",
+        results["plain"],
+    )
+    for name in options:
+        report.ratio(_row(report, "edge metrics", f"the service behind, {name}", results[name]), baseline)
+
+
+def _hypercorn(dsn: str, codes: Codes, children: list[Child], report: Report, base_row: Any) -> None:
+    hyper_port = free_port()
+    hyper = spawn(
+        "hypercorn redirect",
+        [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{hyper_port}", "services.redirect.app:app_from_env()"],
+        env={**os.environ, "DATABASE_URL": dsn, "LOG_LEVEL": "WARNING"},
+    )
+    children.append(hyper)
+    started(hyper, f"http://127.0.0.1:{hyper_port}", "/livez")
+    row = report.add(
+        "redirect",
+        "the same redirect app under Hypercorn (record)",
+        codes.run(f"http://127.0.0.1:{hyper_port}").rps,
+        "req/s",
+    )
+    report.ratio(row, base_row)
+
+
+_ROUTER_METRICS = """metrics:
+  prometheus:
+    entryPoint: traefik
+    addRoutersLabels: true
+    addServicesLabels: true
+"""
+
+
+def _traefik(
+    backend: str,
+    children: list[Child],
+    *,
+    project: bool,
+    metrics: str | None = None,
+    gogc: str | None = None,
+) -> str:
+    """A Traefik of its own in front of ``backend``: the project's (its static file and dynamic file,
+    GOGC as shipped), or the baseline: no middleware, no metrics, the default transport."""
     folder = Path(tempfile.mkdtemp(prefix="qr-bench-traefik-"))
     http, https, ping = free_port(), free_port(), free_port()
-    if project_chain:
-        dynamic = edge.DYNAMIC_FILE
-    else:
-        dynamic = folder / "dynamic.yml"
-        dynamic.write_text(
+    addresses = edge.EdgeAddresses(
+        http=f"127.0.0.1:{http}", https=f"127.0.0.1:{https}", admin=f"127.0.0.1:{ping}"
+    )
+    static = edge.static_config(
+        addresses,
+        dynamic_file=str(folder / "dynamic.yml" if not project else edge.DYNAMIC_FILE),
+        options=edge.EdgeOptions(log_level="ERROR"),
+    )
+    if not project or metrics is not None:
+        cut, end = static.index("# Entry points only"), static.index("providers:")
+        static = static[:cut] + (_ROUTER_METRICS if metrics == "routers" else "") + static[end:]
+    if not project:
+        (folder / "dynamic.yml").write_text(
             f"""http:
   routers:
     bare:
@@ -290,14 +461,11 @@ def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str
   services:
     bare:
       loadBalancer:
-        serversTransport: bare-transport
         servers:
           - url: "{backend}"
-  serversTransports:
-    bare-transport:
-      maxIdleConnsPerHost: 256
 """
         )
+    (folder / "traefik.yml").write_text(static)
     environ = {
         **os.environ,
         "REDIRECT_UPSTREAM": backend,
@@ -305,15 +473,13 @@ def _traefik(backend: str, children: list[Child], *, project_chain: bool) -> str
         "ADMIN_ALLOWLIST": "127.0.0.1/32",
         "RATE_LIMIT_AVERAGE": "1000000",
         "RATE_LIMIT_BURST": "1000000",
+        "GOGC": gogc or (str(StackSettings.edge_gogc) if project else "100"),
     }
-    child = edge.launch(
-        folder,
-        edge.EdgeAddresses(http=f"127.0.0.1:{http}", https=f"127.0.0.1:{https}", admin=f"127.0.0.1:{ping}"),
-        environ,
-        edge.EdgeOptions(log_level="ERROR"),
-        dynamic_file=dynamic,
+    child = spawn(
+        "traefik", [str(edge.traefik_binary()), f"--configfile={folder / 'traefik.yml'}"], env=environ
     )
     children.append(child)
+    wait_ready(child, f"http://127.0.0.1:{ping}/ping")
     started(child, f"http://127.0.0.1:{http}", "/r/warm", 302)
     return f"http://127.0.0.1:{http}"
 

@@ -153,17 +153,32 @@ def restore(archive: Path, yes: bool) -> None:
 
 @main.command()
 def maintain() -> None:
-    """Scheduled upkeep, safe while the services serve: VACUUM (ANALYZE) of the busy tables.
+    """Scheduled upkeep, safe while the services serve: partitions of scans ahead and retention,
+    visitor hashes of past days, VACUUM (ANALYZE) of the busy tables.
 
-    Run it every few hours (compose does); it prints what it did, table by table.
+    Run it every few hours (compose does; make run does at start and daily); it prints what it did.
     """
     from services.ops import maintenance
 
-    with database(_settings()) as dsn:
+    settings = _settings()
+    with database(settings) as dsn:
         try:
+            upkeep = asyncio.run(
+                maintenance.keep_partitions(dsn, retention_days=settings.scan_retention_days)
+            )
             steps = asyncio.run(maintenance.maintain(dsn))
         except DATABASE_FAULTS as exc:
             raise click.ClickException(f"maintenance failed: {type(exc).__name__}: {exc}") from None
+    for name in upkeep.made:
+        click.echo(f"made partition {name}")
+    if upkeep.moved:
+        click.echo(f"moved {upkeep.moved} scans out of the default partition into their months")
+    for name in upkeep.dropped:
+        click.echo(
+            f"dropped partition {name} (raw scans past SCAN_RETENTION_DAYS={settings.scan_retention_days})"
+        )
+    if upkeep.forgotten_visitors:
+        click.echo(f"forgot {upkeep.forgotten_visitors} visitor hashes of past days")
     for step in steps:
         if step.skipped:
             click.echo(f"skipped {step.table}: another session holds it (a migration?); next run")

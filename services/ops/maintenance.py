@@ -1,22 +1,60 @@
 """``qr-manage maintain``: the scheduled upkeep of the database, safe while the services serve.
 
-Now: ``VACUUM (ANALYZE)`` of the tables the services write all day, so their planner statistics
-follow the data and dead rows are reclaimed between autovacuum's own rounds. This is also where
-scan retention (deleting scans older than a configured age) will live when it comes.
+- **Partitions of scans, ahead:** one per month (UTC), made for this month and the next three; a
+  scan no monthly partition takes lands in the default partition, and its rows are moved into their
+  month when that partition is made.
+- **Retention:** raw scans older than ``SCAN_RETENTION_DAYS`` go, a whole month's partition at a
+  time (one that ended before the cutoff); ``scan_retention.raw_since`` then says from when raw scans
+  are kept. The rollups stay, so series and totals do not change.
+- **Visitor hashes of past days:** a day's unique visitors are counted once the day can gain no
+  more scans; hashes of days before yesterday (UTC) are deleted.
+- **VACUUM (ANALYZE)** of the tables the services write all day, so their planner statistics follow
+  the data and dead rows are reclaimed between autovacuum's own rounds.
 
 A plain VACUUM takes a lock that readers and writers do not wait for; ``SKIP_LOCKED`` makes it pass
-over a table that a migration holds rather than queue behind it.
+over a table that a migration holds rather than queue behind it. Making or dropping a partition
+takes a short lock on ``scans`` under a lock timeout: a writer in the middle of a batch is waited
+for, never a long-running reader.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
 
 from services.ops.connections import connection
 
-# The tables written on every scan or admin change, busiest first.
-HOT_TABLES = ("scans", "scan_counts", "qr_codes", "qr_code_changes", "visitor_keys", "logos")
+# The tables written on every scan or admin change, busiest first (scans: all its partitions).
+HOT_TABLES = (
+    "scans",
+    "scan_counts",
+    "scan_quarters",
+    "scan_days",
+    "scan_day_visitors",
+    "scan_tallies",
+    "user_agents",
+    "qr_codes",
+    "qr_code_changes",
+    "visitor_keys",
+    "logos",
+)
+MONTHS_AHEAD = 3
+DEFAULT_PARTITION = "scans_default"
+
+PARTITIONS = """
+SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'scans'::regclass
+"""
+DEFAULT_MONTHS = "SELECT DISTINCT date_trunc('month', scanned_at AT TIME ZONE 'UTC')::date FROM scans_default"
+DEAD_ROWS = """
+SELECT coalesce(sum(s.n_dead_tup), 0) FROM pg_stat_user_tables s
+WHERE s.relname = $1
+   OR s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass($1))
+"""
 
 
 @dataclass(frozen=True)
@@ -25,6 +63,109 @@ class Step:
     seconds: float
     dead_rows_before: int
     skipped: bool = False  # another session held the table (a migration, say): next run
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What a maintenance run did besides vacuuming."""
+
+    made: tuple[str, ...] = ()  # partitions made
+    moved: int = 0  # scans moved out of the default partition into their month
+    dropped: tuple[str, ...] = ()  # partitions dropped by retention
+    forgotten_visitors: int = 0  # visitor hashes of past days deleted
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(month: date) -> date:
+    return (month + timedelta(days=32)).replace(day=1)
+
+
+def partition_name(month: date) -> str:
+    return f"scans_{month:%Y_%m}"
+
+
+def _utc(month: date) -> str:
+    return f"{month.isoformat()} 00:00:00+00"
+
+
+async def _partitioned(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('public.scans')")
+    )
+
+
+async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None = None) -> Upkeep:
+    """Make this month's partition of scans and the next MONTHS_AHEAD, move what the default
+    partition holds of them into them, drop the partitions past retention, forget old visitors."""
+    now = now or datetime.now(UTC)
+    settings = {"application_name": "qr-manage maintain", "lock_timeout": "10s", "statement_timeout": "0"}
+    async with connection(dsn, server_settings=settings) as conn:
+        if not await _partitioned(conn):  # a schema before 0007: nothing of this to do
+            return Upkeep()
+        existing = {row["name"] for row in await conn.fetch(PARTITIONS)}
+        made, moved = [], 0
+        months = set()
+        month = month_start(now.date())
+        for _ in range(MONTHS_AHEAD + 1):
+            months.add(month)
+            month = next_month(month)
+        # Months the default partition holds scans of (backdated ones, a restore of old data, a
+        # clock gone wrong): they get their partitions too, so that retention reaches them.
+        months |= {row[0] for row in await conn.fetch(DEFAULT_MONTHS)}
+        for month in sorted(months):
+            name = partition_name(month)
+            if name not in existing:
+                moved += await make_partition(conn, month)
+                made.append(name)
+                existing.add(name)
+
+        cutoff = now - timedelta(days=retention_days)
+        dropped = []
+        for name in sorted(existing):
+            if name == DEFAULT_PARTITION:
+                continue
+            start = datetime.strptime(name.removeprefix("scans_"), "%Y_%m").replace(tzinfo=UTC)
+            end = datetime.combine(next_month(start.date()), datetime.min.time(), UTC)
+            if end <= cutoff:
+                async with conn.transaction():
+                    # Dropped from the parent first: readers of scans never see half a drop.
+                    await conn.execute(f'ALTER TABLE scans DETACH PARTITION "{name}"')
+                    await conn.execute(f'DROP TABLE "{name}"')
+                    await conn.execute(
+                        "INSERT INTO scan_retention (id, raw_since) VALUES (true, $1) "
+                        "ON CONFLICT (id) DO UPDATE SET raw_since = greatest(scan_retention.raw_since, $1)",
+                        end,
+                    )
+                dropped.append(name)
+        yesterday = (now - timedelta(days=1)).date()
+        forgotten = await conn.execute("DELETE FROM scan_day_visitors WHERE day < $1", yesterday)
+        return Upkeep(tuple(made), moved, tuple(dropped), int(forgotten.split()[-1]))
+
+
+async def make_partition(conn: asyncpg.Connection, month: date) -> int:
+    """Make ``month``'s partition, with the rows the default partition holds of it; how many moved.
+
+    All in one transaction: the new partition is filled while detached, the rows leave the default
+    partition, and it is attached (PostgreSQL checks the default partition holds none of its range).
+    """
+    name, start, end = partition_name(month), _utc(month), _utc(next_month(month))
+    async with conn.transaction():
+        # No writer adds to the default partition meanwhile (it would then hold rows of the range).
+        await conn.execute(f'LOCK TABLE "{DEFAULT_PARTITION}" IN EXCLUSIVE MODE')
+        await conn.execute(f'CREATE TABLE "{name}" (LIKE scans INCLUDING DEFAULTS)')
+        moved = await conn.execute(
+            f'WITH gone AS (DELETE FROM "{DEFAULT_PARTITION}" WHERE scanned_at >= $1 AND scanned_at < $2 '  # noqa: S608 - our own names
+            f'RETURNING *) INSERT INTO "{name}" SELECT * FROM gone',
+            datetime.fromisoformat(start),
+            datetime.fromisoformat(end),
+        )
+        await conn.execute(
+            f"ALTER TABLE scans ATTACH PARTITION \"{name}\" FOR VALUES FROM ('{start}') TO ('{end}')"
+        )
+    return int(moved.split()[-1])
 
 
 async def maintain(dsn: str) -> list[Step]:
@@ -39,11 +180,9 @@ async def maintain(dsn: str) -> list[Step]:
         conn.add_log_listener(lambda _conn, message: notices.append(str(message)))
         steps = []
         for table in HOT_TABLES:
-            dead = await conn.fetchval(
-                "SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relname = $1", table
-            )
-            if dead is None:  # not in this schema revision
-                continue
+            if await conn.fetchval("SELECT to_regclass($1)", f"public.{table}") is None:
+                continue  # not in this schema revision
+            dead = await conn.fetchval(DEAD_ROWS, table)
             notices.clear()
             started = time.perf_counter()
             await conn.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {table}")

@@ -32,6 +32,8 @@ class OpsSettings:
     database_url: str | None  # None: the embedded server under var/
     # qr-manage status asks for attention when the newest backup is older (the daily schedule + slack).
     backup_max_age_hours: float = 26.0
+    # Raw scans older than this go (a month's partition at a time); the rollups stay for ever.
+    scan_retention_days: int = 400
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OpsSettings:
@@ -45,6 +47,9 @@ class OpsSettings:
             database_url=database_url,
             backup_max_age_hours=env.read_float(
                 environ, "BACKUP_MAX_AGE_HOURS", cls.backup_max_age_hours, minimum=0.1, maximum=24 * 365
+            ),
+            scan_retention_days=env.read_int(
+                environ, "SCAN_RETENTION_DAYS", cls.scan_retention_days, minimum=32, maximum=36_500
             ),
         )
 

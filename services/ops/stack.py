@@ -9,6 +9,7 @@ flush its scans while the database is still up. If any child dies, the whole sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from services.ops import backups, edge, embedded, schema
+from services.ops import backups, edge, embedded, maintenance, schema
 from services.ops.processes import (
     Child,
     StartError,
@@ -33,12 +34,13 @@ from services.ops.processes import (
 )
 from services.ops.settings import StackSettings
 from shared import settings as env
-from shared.database import redacted
+from shared.database import FAULTS, redacted
 
 log = logging.getLogger(__name__)
 
 
 STATE_FILE = "stack.json"
+UPKEEP_INTERVAL = 6 * 3600.0  # seconds between runs of qr-manage maintain's work, as compose runs it
 
 
 class Stopped(Exception):
@@ -102,6 +104,7 @@ class Stack:
             backups.prune(s.ops.backup_dir, s.ops.backup_retention)
             self._say(f"backup before migrating: {archive}")
         schema.upgrade(self.dsn)
+        self.upkeep(vacuum=False)  # this month's partition of scans and the next ones, at least
 
         service_env = {
             **self.environ,
@@ -157,6 +160,20 @@ class Stack:
         # The routers appear once the dynamic file is loaded: wait until the edge really routes.
         wait_ready(traefik, f"http://{s.host}:{s.http_port}/health")
         self._say(self._banner())
+
+    def upkeep(self, *, vacuum: bool = True) -> None:
+        """What ``qr-manage maintain`` does: partitions of scans ahead, retention, visitor hashes of
+        past days, and (``vacuum``) VACUUM (ANALYZE). A failure is logged; the stack goes on."""
+        retention = self.settings.ops.scan_retention_days
+        try:
+            upkeep = asyncio.run(maintenance.keep_partitions(self.dsn, retention_days=retention))
+            if vacuum:
+                asyncio.run(maintenance.maintain(self.dsn))
+        except FAULTS as exc:
+            log.warning("maintenance failed, tried again later: %s: %s", type(exc).__name__, exc)
+            return
+        if upkeep.made or upkeep.dropped:
+            log.info("scan partitions", extra={"made": upkeep.made, "dropped": upkeep.dropped})
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         child = spawn(name, args, env=env)
@@ -239,7 +256,11 @@ class Stack:
         code = 0
         try:
             self.start()
+            next_upkeep = time.monotonic() + UPKEEP_INTERVAL
             while True:
+                if time.monotonic() >= next_upkeep:
+                    self.upkeep()
+                    next_upkeep = time.monotonic() + UPKEEP_INTERVAL
                 for child in self.children:
                     status = child.exited()
                     if status is not None:

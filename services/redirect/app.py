@@ -105,6 +105,7 @@ class RedirectApp:
             trusted_proxies=settings.trusted_proxies,
             flush_interval=settings.scan_flush_interval,
             max_buffered=settings.scan_buffer_max,
+            geoip_database=settings.geoip_database,
         )
         self.listener = ChangeListener(asyncpg_dsn(settings.primary_database_url), self.cache)
         self.endpoint = RedirectEndpoint(

@@ -2,8 +2,9 @@
 
 The request does one thing: append the raw facts (time, id, user agent, referrer, peer address,
 forwarded-for header) to a list. Everything else happens in the writer, off the request: the client
-address behind trusted proxies, the visitor hash, bot classification, and the write itself, one
-``COPY`` plus one upsert of the running totals per batch, in one transaction.
+address behind trusted proxies (and its country, with GEOIP_DATABASE), the visitor hash, the user
+agent's id and bot classification, and the write itself, one ``COPY`` and the rollups' upserts per
+batch, in one transaction (:mod:`services.redirect.rollups`).
 
 Guarantees: flushed at least every ``flush_interval`` seconds and at shutdown, so a graceful stop
 loses nothing and a crash at most the last interval. The buffer is bounded: past ``max_buffered``
@@ -18,16 +19,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import asyncpg
 
-from services.redirect.bots import classify
+from services.redirect import rollups
+from services.redirect.bots import classify_fully
+from services.redirect.geo import GeoIP
+from services.redirect.rollups import Scan
 from services.redirect.visitors import Connection, VisitorHasher, visitor_hash
 from shared.clients import NetworkSet, client_address
 from shared.database import TRANSIENT
@@ -39,18 +43,17 @@ log = logging.getLogger(__name__)
 # (unix time, code id, user agent, referrer, peer address, X-Forwarded-For), as the request saw them.
 RawScan = tuple[float, str, bytes | None, bytes | None, str | None, bytes | None]
 
-COPY_COLUMNS = ("code_id", "scanned_at", "user_agent", "referrer", "visitor_hash", "is_bot", "bot_reason")
-# Rows locked in code-id order by every writer: two processes upserting overlapping codes wait for
-# each other instead of deadlocking.
-UPSERT_COUNTS = """
-INSERT INTO scan_counts (code_id, total, bots)
-SELECT code_id, total, bots FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(code_id, total, bots)
-ORDER BY code_id
-ON CONFLICT (code_id) DO UPDATE
-SET total = scan_counts.total + EXCLUDED.total, bots = scan_counts.bots + EXCLUDED.bots
-"""
 EXISTING_CODES = "SELECT id FROM qr_codes WHERE id = ANY($1::text[])"
-ALL = (UPSERT_COUNTS, EXISTING_CODES)
+# Agents the writer has not seen yet, by text: their ids (made now or by another writer before).
+UPSERT_AGENTS = """
+INSERT INTO user_agents (agent, bot_reason)
+SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1
+ON CONFLICT (agent) DO UPDATE SET agent = EXCLUDED.agent
+RETURNING id, agent
+"""
+ALL = (EXISTING_CODES, UPSERT_AGENTS, *rollups.ALL)
+# The host of a referrer URL, lower case: what the referrers' top list counts (as migration 0007).
+_REFERRER_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:@]+)")
 
 MAX_USER_AGENT = 512
 MAX_REFERRER = 2048
@@ -66,6 +69,26 @@ def _text(raw: bytes | None, limit: int) -> str | None:
     return raw[:limit].decode("utf-8", "replace").replace("\x00", "")
 
 
+@dataclass(slots=True)
+class Agent:
+    """A user agent as the writer knows it: stored text ('' for none), the bytes hashed, why it is
+    a bot (``None``: a person), and its id in ``user_agents`` once known."""
+
+    text: str
+    hashed: bytes
+    bot_reason: str | None
+    id: int | None = None
+    classified: bool = False  # bot_reason is known
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    address: str | None  # never stored: hashed, and looked up in the GeoIP file
+    hashed: bytes
+    country: str | None
+    city: str | None
+
+
 class ScanRecorder:
     def __init__(
         self,
@@ -76,9 +99,12 @@ class ScanRecorder:
         max_buffered: int = 100_000,
         batch_size: int = 2_000,
         timeout: float = 10.0,
+        geoip_database: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._dsn = dsn
+        self._geoip_database = geoip_database
+        self._geoip: GeoIP | None = None
         self._trusted = NetworkSet(trusted_proxies)
         self.flush_interval = flush_interval
         self.max_buffered = max_buffered
@@ -90,8 +116,9 @@ class ScanRecorder:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._visitors = VisitorHasher()
-        self._clients: dict[tuple[str | None, bytes | None], tuple[str | None, bytes]] = {}
-        self._agents: dict[bytes | None, tuple[str | None, bytes, str | None]] = {}
+        self._clients: dict[tuple[str | None, bytes | None], Client] = {}
+        self._agents: dict[bytes | None, Agent] = {}
+        self._referrers: dict[bytes, tuple[str | None, str | None]] = {}
         self.written = 0
         self.dropped = 0
         self._dropped_unlogged = 0
@@ -130,6 +157,8 @@ class ScanRecorder:
     # -- the writer -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._geoip_database is not None:
+            self._geoip = GeoIP(self._geoip_database)
         self._pool = await asyncpg.create_pool(
             self._dsn, min_size=0, max_size=2, timeout=self._timeout, command_timeout=self._timeout
         )
@@ -170,6 +199,8 @@ class ScanRecorder:
                 await asyncio.wait_for(self._pool.close(), 2.0)
             except TimeoutError:
                 self._pool.terminate()
+        if self._geoip is not None:
+            self._geoip.close()
 
     async def _run(self) -> None:
         backoff = self.flush_interval
@@ -236,36 +267,27 @@ class ScanRecorder:
     async def _write(self, batch: list[RawScan]) -> None:
         assert self._pool is not None
         async with self._pool.acquire(timeout=self._timeout) as connection:
-            records = await self._prepare(connection, batch)
+            scans = await self._prepare(connection, batch)
             try:
-                await self._insert(connection, records)
+                await rollups.write(connection, scans)
             except asyncpg.ForeignKeyViolationError:
                 # A code gone from qr_codes (a restore of an older backup, say): keep the scans of the
                 # codes that exist, drop the others and say so.
                 existing = {
-                    row["id"] for row in await connection.fetch(EXISTING_CODES, [r[0] for r in records])
+                    row["id"]
+                    for row in await connection.fetch(EXISTING_CODES, list({s.code_id for s in scans}))
                 }
-                kept = [r for r in records if r[0] in existing]
-                await self._insert(connection, kept)
-                self._drop(len(records) - len(kept))
-                log.error("scans of unknown codes dropped", extra={"dropped": len(records) - len(kept)})
+                kept = [scan for scan in scans if scan.code_id in existing]
+                await rollups.write(connection, kept)
+                self._drop(len(scans) - len(kept))
+                log.error("scans of unknown codes dropped", extra={"dropped": len(scans) - len(kept)})
 
-    async def _insert(self, connection: Connection, records: list[tuple[Any, ...]]) -> None:
-        totals = Counter(record[0] for record in records)
-        bots = Counter(record[0] for record in records if record[5])
-        codes = list(totals)
-        async with connection.transaction():
-            await connection.copy_records_to_table("scans", records=records, columns=COPY_COLUMNS)
-            await connection.execute(
-                UPSERT_COUNTS, codes, [totals[c] for c in codes], [bots[c] for c in codes]
-            )
-
-    async def _prepare(self, connection: Connection, batch: list[RawScan]) -> list[tuple[Any, ...]]:
-        """The rows of ``batch`` as COPY writes them. The writer's share of a redirect's cost (a
-        third of it in make bench's profile before these caches): user agents, clients and days
-        repeat, so each is worked out once and looked up after that."""
-        records = []
-        agents, clients, fromtimestamp = self._agents, self._clients, datetime.fromtimestamp
+    async def _prepare(self, connection: Connection, batch: list[RawScan]) -> list[Scan]:
+        """The scans of ``batch`` as they are stored and counted. User agents, clients, referrers
+        and days repeat, so each is worked out once and looked up after that (the writer's
+        preparation was a third of a redirect worker's Python time before these caches)."""
+        prepared = []
+        agents, clients, referrers = self._agents, self._clients, self._referrers
         for start in range(0, len(batch), PREPARE_CHUNK):
             if start:
                 await asyncio.sleep(0)
@@ -277,37 +299,84 @@ class ScanRecorder:
                 keyed = self._visitors.cached_day(moment) or await self._visitors.for_day(
                     connection, datetime.fromtimestamp(moment, UTC).date()
                 )
-                records.append(
+                referrer, host = (
+                    (None, None)
+                    if raw_referrer is None
+                    else referrers.get(raw_referrer) or self._referrer(raw_referrer)
+                )
+                prepared.append(
                     (
                         code_id,
-                        fromtimestamp(moment, UTC),
-                        agent[0],
-                        None if raw_referrer is None else _text(raw_referrer, MAX_REFERRER),
-                        visitor_hash(keyed, client[1], agent[1]),
-                        agent[2] is not None,
-                        agent[2],
+                        moment,
+                        agent,
+                        referrer,
+                        host,
+                        visitor_hash(keyed, client.hashed, agent.hashed),
+                        client,
                     )
                 )
-        return records
+        await self._identify(
+            connection, {id(agent): agent for _, _, agent, *_ in prepared if agent.id is None}
+        )
+        return [
+            Scan(
+                code_id,
+                moment,
+                agent.id,
+                referrer,
+                host,
+                visitor,
+                agent.bot_reason,
+                client.country,
+                client.city,
+            )
+            for code_id, moment, agent, referrer, host, visitor, client in prepared
+        ]
 
-    def _agent(self, raw: bytes | None) -> tuple[str | None, bytes, str | None]:
-        """A user agent as stored, as hashed, and why it is a bot (``None``: a person)."""
+    async def _identify(self, connection: Connection, unknown: dict[int, Agent]) -> None:
+        """Classify agents seen for the first time (in a thread: crawlerdetect takes half a
+        millisecond an agent) and give them their ids in ``user_agents``."""
+        if not unknown:
+            return
+        unclassified = [agent for agent in unknown.values() if not agent.classified]
+        if unclassified:
+            reasons = await asyncio.to_thread(
+                lambda: [classify_fully(agent.text or None) for agent in unclassified]
+            )
+            for agent, reason in zip(unclassified, reasons, strict=True):
+                agent.bot_reason, agent.classified = reason, True
+        texts = {agent.text: agent.bot_reason for agent in unknown.values()}
+        rows = await connection.fetch(UPSERT_AGENTS, list(texts), list(texts.values()))
+        ids = {row["agent"]: row["id"] for row in rows}
+        for agent in unknown.values():  # two raw agents may come to one text (cut at 512)
+            agent.id = ids[agent.text]
+
+    def _agent(self, raw: bytes | None) -> Agent:
         if len(self._agents) >= MAX_REMEMBERED:
             self._agents.clear()
-        text = _text(raw, MAX_USER_AGENT)
-        agent = self._agents[raw] = (text, (text or "").encode(), classify(text))
+        text = _text(raw, MAX_USER_AGENT) or ""
+        agent = self._agents[raw] = Agent(text, text.encode(), None)
         return agent
 
-    def _client(self, peer: str | None, forwarded: bytes | None) -> tuple[str | None, bytes]:
-        """The client's address (and as hashed) behind trusted proxies; most scans come through the
-        same proxy from clients seen before."""
+    def _client(self, peer: str | None, forwarded: bytes | None) -> Client:
+        """The client's address (and as hashed) behind trusted proxies, and where it is; most scans
+        come through the same proxy from clients seen before."""
         if len(self._clients) >= MAX_REMEMBERED:
             self._clients.clear()
         address = client_address(
             peer, None if forwarded is None else forwarded.decode("latin-1"), self._trusted
         )
-        client = self._clients[(peer, forwarded)] = (address, (address or "").encode())
+        country, city = self._geoip.locate(address) if self._geoip is not None else (None, None)
+        client = self._clients[(peer, forwarded)] = Client(address, (address or "").encode(), country, city)
         return client
+
+    def _referrer(self, raw: bytes) -> tuple[str | None, str | None]:
+        if len(self._referrers) >= MAX_REMEMBERED:
+            self._referrers.clear()
+        text = _text(raw, MAX_REFERRER)
+        match = _REFERRER_HOST.match(text or "")
+        referrer = self._referrers[raw] = (text, match.group(1).lower() if match else None)
+        return referrer
 
 
 @dataclass(frozen=True)

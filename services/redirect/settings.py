@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared import settings as env
 
@@ -31,6 +32,7 @@ class RedirectSettings:
     scan_buffer_max: int = 100_000
     access_log: bool = False
     log_level: str = "INFO"
+    geoip_database: Path | None = None  # a MaxMind-format file: scans get their country
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RedirectSettings:
@@ -72,4 +74,21 @@ class RedirectSettings:
             ),
             access_log=env.read_bool(environ, "REDIRECT_ACCESS_LOG", cls.access_log),
             log_level=env.read_log_level(environ),
+            geoip_database=_geoip_database(environ),
         )
+
+
+def _geoip_database(environ: Mapping[str, str]) -> Path | None:
+    """GEOIP_DATABASE, checked at start: a readable MaxMind-format file, or unset."""
+    raw = environ.get("GEOIP_DATABASE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    try:
+        with path.open("rb") as file:
+            file.seek(-128 * 1024, 2) if path.stat().st_size > 128 * 1024 else file.seek(0)
+            if b"\xab\xcd\xefMaxMind.com" not in file.read():
+                raise env.ConfigError(f"GEOIP_DATABASE: {path} is not a MaxMind-format (.mmdb) file")
+    except OSError as exc:
+        raise env.ConfigError(f"GEOIP_DATABASE: cannot read {path}: {exc.strerror or exc}") from None
+    return path

@@ -1,19 +1,26 @@
-"""``qr-manage maintain``: VACUUM (ANALYZE) of the busy tables, while writers and readers go on, and
-without queueing behind a migration's lock."""
+"""``qr-manage maintain``: partitions of scans ahead, retention, VACUUM (ANALYZE) of the busy tables,
+while writers and readers go on, and without queueing behind a migration's lock."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
+from services.ops import maintenance
 from services.ops.maintenance import HOT_TABLES
 from tests.ops.test_cli import qr_manage
 
-STATS = "SELECT relname, last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = ANY($1::text[])"
+# Partitions of scans count as scans (the partitioned table itself has no statistics of its own).
+STATS = """
+SELECT CASE WHEN relname ~ '^scans_' THEN 'scans' ELSE relname END, min(last_vacuum), min(last_analyze)
+FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) OR relname ~ '^scans_(\\d{4}_\\d{2}|default)$'
+GROUP BY 1
+"""
 
 
 async def _seed(dsn: str) -> None:
@@ -25,9 +32,12 @@ async def _seed(dsn: str) -> None:
             "FROM generate_series(1, 200) n"
         )
         await connection.execute(
-            "INSERT INTO scans (code_id) SELECT 'code' || (n % 200 + 1) FROM generate_series(1, 5000) n"
+            "INSERT INTO scans (code_id, scanned_at) "
+            "SELECT 'code' || (n % 200 + 1), now() - n * interval '1 second' FROM generate_series(1, 5000) n"
         )
-        await connection.execute("DELETE FROM scans WHERE id % 2 = 0")  # dead rows to reclaim
+        await connection.execute(  # dead rows to reclaim
+            "DELETE FROM scans WHERE extract(second FROM scanned_at)::int % 2 = 0"
+        )
     finally:
         await connection.close()
 
@@ -104,3 +114,58 @@ def test_maintain_reports_an_unreachable_database_plainly(tmp_path: Path) -> Non
     assert "maintenance failed" in result.stderr
     assert "Traceback" not in result.stderr
     assert qr_manage("maintain", "--full", DATABASE_URL="postgresql://qr@/qr").returncode == 2
+
+
+def _at(month: str) -> datetime:
+    return datetime.fromisoformat(f"{month}-15T12:00:00+00:00")
+
+
+async def _sql(dsn: str, statement: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetch(statement, *args)
+    finally:
+        await connection.close()
+
+
+def test_partitions_are_made_ahead_filled_from_the_default_and_dropped_past_retention(
+    database_url: str,
+) -> None:
+    partitions = "SELECT relname FROM pg_class WHERE relname ~ '^scans_[0-9]' ORDER BY relname"
+    made = [row[0] for row in asyncio.run(_sql(database_url, partitions))]
+    now = datetime.now(UTC)
+    assert f"scans_{now:%Y_%m}" in made  # the migration made this month's and three ahead
+    # A scan far ahead of every partition lands in the default one and is never refused...
+    asyncio.run(
+        _sql(database_url, "INSERT INTO scans (code_id, scanned_at) VALUES ('ahead1', $1)", _at("2031-03"))
+    )
+    assert asyncio.run(_sql(database_url, "SELECT count(*) FROM scans_default"))[0][0] == 1
+    # ...and maintenance, when that month comes near, moves it into the month's own partition.
+    upkeep = asyncio.run(maintenance.keep_partitions(database_url, retention_days=36_500, now=_at("2031-02")))
+    assert "scans_2031_03" in upkeep.made
+    assert upkeep.moved == 1
+    assert asyncio.run(_sql(database_url, "SELECT count(*) FROM scans_default"))[0][0] == 0
+    assert asyncio.run(_sql(database_url, "SELECT count(*) FROM scans_2031_03"))[0][0] == 1
+    assert asyncio.run(_sql(database_url, "SELECT count(*) FROM scans WHERE code_id = 'ahead1'"))[0][0] == 1
+    # Past the retention, whole months go, and raw_since says from when raw scans are kept.
+    asyncio.run(
+        _sql(database_url, "INSERT INTO scans (code_id, scanned_at) VALUES ('old1', $1)", _at(f"{now:%Y-%m}"))
+    )
+    later = now + timedelta(days=500)
+    upkeep = asyncio.run(maintenance.keep_partitions(database_url, retention_days=400, now=later))
+    assert f"scans_{now:%Y_%m}" in upkeep.dropped
+    assert asyncio.run(_sql(database_url, "SELECT count(*) FROM scans WHERE code_id = 'old1'"))[0][0] == 0
+    raw_since = asyncio.run(_sql(database_url, "SELECT raw_since FROM scan_retention"))[0][0]
+    assert raw_since > now - timedelta(days=1)
+    left = [row[0] for row in asyncio.run(_sql(database_url, partitions))]
+    assert all(name >= f"scans_{later - timedelta(days=431):%Y_%m}" for name in left), left
+    assert "scans_2031_03" in left  # what is ahead stays
+    # A second run has nothing left to do.
+    again = asyncio.run(maintenance.keep_partitions(database_url, retention_days=400, now=later))
+    assert (again.made, again.dropped, again.moved) == ((), (), 0)
+
+
+def test_retention_is_refused_below_a_month() -> None:
+    result = qr_manage("maintain", SCAN_RETENTION_DAYS="7", DATABASE_URL="postgresql://qr@/qr")
+    assert result.returncode == 2
+    assert "SCAN_RETENTION_DAYS" in result.stderr

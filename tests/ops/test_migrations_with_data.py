@@ -37,7 +37,14 @@ QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
 
 # The first revision with every column the code at head reads or writes on the hot path.
 LOOKUP_FROM = "0002"  # LOOKUP_TARGET reads fallback_url and forward_query, added by 0002
-SCANS_FROM = "0003"  # the scan writer upserts scan_counts and shares visitor_keys, both made by 0003
+SCANS_FROM = "0007"  # the scan writer names user agents by id and keeps the rollups of 0007
+COUNTED_FROM = "0003"  # scan_counts exists (the writers of 0003 to 0006 upserted it as below)
+COUNTS_BEFORE_0007 = """
+INSERT INTO scan_counts (code_id, total, bots)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+ON CONFLICT (code_id) DO UPDATE
+SET total = scan_counts.total + EXCLUDED.total, bots = scan_counts.bots + EXCLUDED.bots
+"""
 # 0005 adds a column to qr_codes: it needs an ACCESS EXCLUSIVE lock there, behind any open read.
 BEFORE_LOCKING, LOCKING = "0004", "0005"
 
@@ -94,13 +101,14 @@ async def insert(connection: asyncpg.Connection, table: str, *rows: dict[str, An
 
 
 async def record_scans(connection: asyncpg.Connection, *rows: dict[str, Any], counted: bool) -> None:
-    """Scans as the writer of that revision leaves them: from 0003 on, with the running totals."""
+    """Scans as the writer of that revision (0001 to 0006) leaves them: from 0003 on, with the
+    running totals."""
     await insert(connection, "scans", *rows)
     if counted:
         codes = sorted({row["code_id"] for row in rows})
         totals = [sum(row["code_id"] == c for row in rows) for c in codes]
         bots = [sum(row["code_id"] == c and row["is_bot"] for row in rows) for c in codes]
-        await connection.execute(scans.UPSERT_COUNTS, codes, totals, bots)
+        await connection.execute(COUNTS_BEFORE_0007, codes, totals, bots)
 
 
 async def seed_0001(connection: asyncpg.Connection) -> None:
@@ -181,6 +189,27 @@ async def seed_0005(connection: asyncpg.Connection) -> None:
     await record_scans(connection, scan("logo-0005", 40), counted=True)
 
 
+async def seed_0007(connection: asyncpg.Connection) -> None:
+    await insert(connection, "qr_codes", code("analytics-0007", "https://example.org/analytics"))
+    await connection.execute("INSERT INTO scan_retention (raw_since) VALUES ($1)", T0 - timedelta(days=400))
+
+
+async def write_0007(dsn: str) -> None:
+    """Scans as the writer of 0007 leaves them: through the writer itself (rows, agents, rollups)."""
+    recorder = ScanRecorder(dsn, trusted_proxies=(), flush_interval=60)
+    await recorder.start()
+    try:
+        recorder.record("analytics-0007", PHONE.encode(), b"https://poster.example/p", "198.51.100.7", None)
+        recorder.record("analytics-0007", b"Slackbot-LinkExpanding 1.0", None, "198.51.100.8", None)
+        recorder.record("menu-table4", PHONE.encode(), None, "198.51.100.7", None)
+    finally:
+        await recorder.close()
+    assert (recorder.written, recorder.dropped) == (3, 0)
+
+
+WRITTEN = {"0007": write_0007}  # seeds that the writer of the revision makes, after the rows above
+
+
 SEEDS = {
     "0001": seed_0001,
     "0002": seed_0002,
@@ -188,6 +217,7 @@ SEEDS = {
     "0004": seed_0004,
     "0005": seed_0005,
     "0006": seed_0006,
+    "0007": seed_0007,
 }
 
 
@@ -198,6 +228,8 @@ async def seed(dsn: str, revision: str) -> None:
             await SEEDS[revision](connection)
     finally:
         await connection.close()
+    if revision in WRITTEN:
+        await WRITTEN[revision](dsn)
 
 
 # -- what the database holds -----------------------------------------------------------------------
@@ -206,18 +238,22 @@ async def seed(dsn: str, revision: str) -> None:
 @dataclass(frozen=True)
 class Table:
     columns: frozenset[str]
-    rows: dict[Any, dict[str, Any]]  # primary key -> column -> value
+    rows: dict[Any, dict[str, Any]]  # primary key -> column -> value (no key: the row's place)
+    keyed: bool = True  # False: a table without a primary key (scans, from 0007), compared as a bag
 
 
 Snapshot = dict[str, Table]
 
+# Tables (a partitioned one as one table, its partitions left out) with their primary key's columns.
 TABLES = """
-SELECT c.relname AS name, a.attname AS key, i.indnatts AS key_columns
+SELECT c.relname AS name,
+       (SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE i.indrelid = c.oid AND i.indisprimary) AS key
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-WHERE c.relkind = 'r' AND c.relname <> 'alembic_version'
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> 'alembic_version'
 """
 COLUMNS = (
     "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1"
@@ -229,10 +265,15 @@ async def snapshot(dsn: str) -> Snapshot:
     try:
         tables = {}
         for table in await connection.fetch(TABLES):
-            assert table["key_columns"] == 1, f"{table['name']}: a composite key needs a tuple here"
             columns = frozenset(row["column_name"] for row in await connection.fetch(COLUMNS, table["name"]))
-            rows = await connection.fetch(f"SELECT * FROM {table['name']}")
-            tables[table["name"]] = Table(columns, {row[table["key"]]: dict(row) for row in rows})
+            rows = [dict(row) for row in await connection.fetch(f"SELECT * FROM {table['name']}")]
+            key = table["key"]
+            if not key:
+                tables[table["name"]] = Table(columns, dict(enumerate(rows)), keyed=False)
+            elif len(key) == 1:
+                tables[table["name"]] = Table(columns, {row[key[0]]: row for row in rows})
+            else:
+                tables[table["name"]] = Table(columns, {tuple(row[k] for k in key): row for row in rows})
         return tables
     finally:
         await connection.close()
@@ -247,20 +288,67 @@ def assert_kept(before: Snapshot, after: Snapshot, step: str) -> None:
     every table both have: only what the step dropped may be lost."""
     for name in sorted(before.keys() & after.keys()):
         columns = before[name].columns & after[name].columns
+        if not (before[name].keyed and after[name].keyed):  # no key: the same rows, in any order
+            old_bag = sorted(repr(sorted((c, row[c]) for c in columns)) for row in before[name].rows.values())
+            new_bag = sorted(repr(sorted((c, row[c]) for c in columns)) for row in after[name].rows.values())
+            assert new_bag == old_bag, f"{step}: rows of {name} changed"
+            continue
         old = {key: {c: row[c] for c in columns} for key, row in before[name].rows.items()}
         new = {key: {c: row[c] for c in columns} for key, row in after[name].rows.items()}
         assert new == old, f"{step}: rows of {name} changed"
 
 
+def as_before_0007(tables: Snapshot) -> Snapshot:
+    """The scans of a 0007 database as the downgrade to 0006 writes them: the agent's text and bot
+    reason back in the row (from user_agents, for scans the writer of 0007 made)."""
+    agents = tables["user_agents"].rows
+    rows = {}
+    for n, row in tables["scans"].rows.items():
+        agent = agents.get(row["agent_id"], {"agent": "", "bot_reason": None})
+        rows[n] = {
+            **row,
+            "user_agent": row["user_agent"] if row["user_agent"] is not None else (agent["agent"] or None),
+            "bot_reason": row["bot_reason"]
+            if row["bot_reason"] is not None
+            else (agent["bot_reason"] if row["is_bot"] else None),
+        }
+    return {**tables, "scans": Table(tables["scans"].columns, rows, keyed=False)}
+
+
 def assert_counts_match_scans(tables: Snapshot, step: str) -> None:
+    """The running totals, and from 0007 on every rollup, say what the raw scans say."""
     if "scan_counts" not in tables:
         return
+    scan_rows = list(tables["scans"].rows.values())
     expected: dict[Any, dict[str, Any]] = {}
-    for row in tables["scans"].rows.values():
+    for row in scan_rows:
         counts = expected.setdefault(row["code_id"], {"code_id": row["code_id"], "total": 0, "bots": 0})
         counts["total"] += 1
         counts["bots"] += row["is_bot"]
-    assert tables["scan_counts"].rows == expected, f"{step}: scan_counts disagree with scans"
+    totals = {
+        key: {"code_id": row["code_id"], "total": row["total"], "bots": row["bots"]}
+        for key, row in tables["scan_counts"].rows.items()
+    }
+    assert totals == expected, f"{step}: scan_counts disagree with scans"
+    if "scan_quarters" not in tables:
+        return
+    for rollup in ("scan_quarters", "scan_days"):
+        for scope in ("", *expected):
+            rows = [r for r in tables[rollup].rows.values() if r["code_id"] == scope]
+            mine = [s for s in scan_rows if scope in ("", s["code_id"])]
+            assert sum(r["total"] for r in rows) == len(mine), f"{step}: {rollup} of {scope!r}"
+            assert sum(r["bots"] for r in rows) == sum(s["is_bot"] for s in mine), f"{step}: {rollup} bots"
+    for scope in ("", *expected):
+        people = [s for s in scan_rows if scope in ("", s["code_id"]) and not s["is_bot"]]
+        by_day: dict[Any, set[Any]] = {}
+        for s in people:
+            by_day.setdefault(s["scanned_at"].astimezone(UTC).date(), set()).add(s["visitor_hash"])
+        visitors = {
+            r["day"]: r["visitors"] for r in tables["scan_days"].rows.values() if r["code_id"] == scope
+        }
+        assert {day: len(hashes) for day, hashes in by_day.items()} == {
+            day: n for day, n in visitors.items() if n
+        }, f"{step}: unique visitors of {scope!r}"
 
 
 def test_every_step_up_and_down_keeps_the_data(empty_database_url: str) -> None:
@@ -286,7 +374,8 @@ def test_every_step_up_and_down_keeps_the_data(empty_database_url: str) -> None:
         assert schema.current_revision_sync(dsn) == revision
         downgraded = asyncio.run(snapshot(dsn))
         assert shape(downgraded) == shape(seeded[revision]), f"downgrade to {revision}: tables, columns"
-        assert_kept(latest, downgraded, f"downgrade to {revision}")
+        expected = as_before_0007(latest) if revision == "0006" else latest
+        assert_kept(expected, downgraded, f"downgrade to {revision}")
         latest = downgraded
 
     schema.upgrade(dsn)
@@ -326,7 +415,7 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
 
         if order.index(revision) < order.index(SCANS_FROM):
             with pytest.raises(asyncpg.UndefinedTableError):
-                await connection.prepare(scans.UPSERT_COUNTS)
+                await connection.prepare(scans.UPSERT_AGENTS)
             return None
         for statement in (*scans.ALL, *visitors.ALL):
             await connection.prepare(statement)

@@ -58,7 +58,7 @@ def add_codes(dsn: str, prefix: str, count: int, *, scans: int = 2) -> None:
 
 
 CODES = "SELECT id, target_url, enabled, deleted_at FROM qr_codes ORDER BY id"
-SCANS = "SELECT id, code_id FROM scans ORDER BY id"
+SCANS = "SELECT code_id, scanned_at FROM scans ORDER BY scanned_at, code_id"
 
 
 def databases(dsn: str) -> set[str]:

@@ -292,7 +292,8 @@ async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient, db: 
 
 async def scan_rows(db: asyncpg.Connection) -> list[asyncpg.Record]:
     return await db.fetch(
-        "SELECT code_id, user_agent, referrer, visitor_hash, is_bot, bot_reason FROM scans ORDER BY id"
+        "SELECT s.code_id, nullif(ua.agent, '') AS user_agent, s.referrer, s.visitor_hash, s.is_bot, "
+        "ua.bot_reason FROM scans s JOIN user_agents ua ON ua.id = s.agent_id ORDER BY s.scanned_at"
     )
 
 

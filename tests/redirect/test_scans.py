@@ -104,7 +104,9 @@ async def test_the_day_key_rotates_at_midnight_utc_and_old_keys_are_deleted(
         now[0] += 2  # 00:00:01 the next day
         recorder.record("scan123abc", agent, None, "203.0.113.9", None)
         await recorder.flush()
-        hashes = [r["visitor_hash"] for r in await db.fetch("SELECT visitor_hash FROM scans ORDER BY id")]
+        hashes = [
+            r["visitor_hash"] for r in await db.fetch("SELECT visitor_hash FROM scans ORDER BY scanned_at")
+        ]
         assert hashes[0] == hashes[1] != hashes[2]  # one visitor per day, unlinkable across days
         assert await db.fetchval("SELECT count(*) FROM visitor_keys") == 2
         now[0] += 2 * 86400  # two days on: the keys of the days before yesterday go
@@ -159,7 +161,10 @@ async def test_the_visitor_is_the_days_keyed_hash_of_address_and_agent_and_nothi
             recorder.record("scan123abc", agent, None, "127.0.0.1", b"203.0.113.9")
         await recorder.flush()
         key = await db.fetchval("SELECT key FROM visitor_keys")
-        rows = await db.fetch("SELECT user_agent, visitor_hash FROM scans ORDER BY id")
+        rows = await db.fetch(
+            "SELECT nullif(ua.agent, '') AS user_agent, s.visitor_hash FROM scans s "
+            "JOIN user_agents ua ON ua.id = s.agent_id ORDER BY s.scanned_at"
+        )
     finally:
         await recorder.close()
     for agent, row in zip(agents, rows, strict=True):

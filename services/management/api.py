@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -19,9 +20,9 @@ import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from services.management import codes, schemas
+from services.management import analytics, codes, exports, schemas
 from services.management.images import MEDIA_TYPES, ImageRequest, Images
 from services.management.logos import LOGO_TYPES, Logo, normalise_logo
 from services.management.metrics import ManagementMetrics
@@ -118,7 +119,7 @@ class ManagementApi:
 
     async def list_codes(self, request: Request) -> JSONResponse:
         query = read_query(request, schemas.ListQuery)
-        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, order=query.order)
         async with self.database() as conn:
             page = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
         return answer(page)
@@ -163,9 +164,44 @@ class ManagementApi:
 
     async def scans(self, request: Request) -> JSONResponse:
         code_id = _code_id(request)
-        read_query(request, schemas.NoQuery)
+        return await self._report(request, code_id)
+
+    async def all_scans(self, request: Request) -> JSONResponse:
+        return await self._report(request, None)
+
+    async def _report(self, request: Request, code_id: str | None) -> JSONResponse:
+        query = read_query(request, schemas.ScanQuery)
         async with self.database() as conn:
-            return answer(await codes.scan_totals(conn, code_id))
+            return answer(
+                await analytics.report(
+                    conn, code_id, query, now=datetime.now(UTC), countries=self.settings.geoip_configured
+                )
+            )
+
+    async def erase_scans(self, request: Request) -> Response:
+        code_id = _code_id(request)
+        read_query(request, schemas.NoQuery)
+        async with self.database(write=True) as conn:
+            erased = await codes.erase_scans(conn, code_id, actor=_actor(request))
+        self.metrics.code_changes.labels("erase").inc()
+        log.info("scans erased", extra={"code_id": code_id, "scans": erased})
+        return Response(status_code=204)
+
+    async def scans_csv(self, request: Request) -> Response:
+        code_id = _code_id(request)
+        query = read_query(request, schemas.RawScansQuery)
+        async with self.database() as conn:
+            await codes.get_code_or_deleted(conn, code_id)
+        rows = exports.raw_scans(self.engine, code_id, query, faults=DATABASE_FAULTS)
+        filename = f"scans-{code_id}.csv"
+        return StreamingResponse(
+            rows,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def openapi(self, request: Request) -> JSONResponse:
         read_query(request, schemas.NoQuery)
@@ -286,4 +322,6 @@ def _if_none_match(request: Request) -> set[str]:
 def answer(
     model: schemas.Answer, *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+    return JSONResponse(
+        model.model_dump(mode="json", by_alias=True), status_code=status_code, headers=headers
+    )

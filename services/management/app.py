@@ -50,7 +50,9 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
             "/api/v1/qr/{code_id}", by_method(GET=api.get_code, PATCH=api.update_code, DELETE=api.delete_code)
         ),
         Route("/api/v1/qr/{code_id}/history", by_method(GET=api.history)),
-        Route("/api/v1/qr/{code_id}/scans", by_method(GET=api.scans)),
+        Route("/api/v1/qr/{code_id}/scans", by_method(GET=api.scans, DELETE=api.erase_scans)),
+        Route("/api/v1/qr/{code_id}/scans.csv", by_method(GET=api.scans_csv)),
+        Route("/api/v1/scans", by_method(GET=api.all_scans)),
         Route("/api/v1/qr/{code_id}/image.png", by_method(GET=api.get_png)),
         Route("/api/v1/qr/{code_id}/image.svg", by_method(GET=api.get_svg)),
         Route(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, func, literal_column, select, tuple_, update
+from sqlalchemy import Select, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +30,6 @@ from services.management.schemas import (
     QRCode,
     QRCodeChanges,
     QRCodeList,
-    ScanTotals,
 )
 from shared import ids
 from shared.database import AdvisoryLock
@@ -81,6 +80,7 @@ class Filters:
     q: str | None = None
     tag: str | None = None
     enabled: bool | None = None
+    order: str = "created_at"  # or "-scan_count": most scanned first
 
 
 def _timestamp(moment: datetime | None) -> str | None:
@@ -191,6 +191,12 @@ async def get_code(conn: AsyncConnection, code_id: str) -> QRCode:
     if row is None:
         raise NotFound(f"no QR code with id '{code_id}'")
     return to_resource(row)
+
+
+async def get_code_or_deleted(conn: AsyncConnection, code_id: str) -> None:
+    """:class:`NotFound` unless ``code_id`` is a code, live or deleted (whose scans stay)."""
+    if (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first() is None:
+        raise NotFound(f"no QR code with id '{code_id}'")
 
 
 async def image_source(conn: AsyncConnection, code_id: str) -> tuple[str, str | None]:
@@ -304,14 +310,11 @@ async def list_codes(
     conn: AsyncConnection, filters: Filters, *, limit: int, cursor: str | None
 ) -> QRCodeList:
     """One page of live codes, oldest first (codes created meanwhile come at the end), and the
-    cursor of the next page, ``None`` on the last one."""
-    statement: Select[Any] = select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE)
-    if filters.q:
-        statement = statement.where(literal_column(SEARCH_EXPRESSION).like(_search_pattern(filters.q)))
-    if filters.tag is not None:
-        statement = statement.where(qr_codes.c.tags.contains([filters.tag]))
-    if filters.enabled is not None:
-        statement = statement.where(qr_codes.c.enabled.is_(filters.enabled))
+    cursor of the next page, ``None`` on the last one; or, with ``order="-scan_count"``, most
+    scanned first (best effort: a code scanned meanwhile may move past the cursor or back)."""
+    if filters.order == "-scan_count":
+        return await _most_scanned(conn, filters, limit=limit, cursor=cursor)
+    statement: Select[Any] = _filtered(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE), filters)
     if cursor is not None:
         created_at, code_id = decode_cursor(cursor, 2)
         try:
@@ -330,19 +333,75 @@ async def list_codes(
     return QRCodeList(items=items, next_cursor=next_cursor)
 
 
-async def scan_totals(conn: AsyncConnection, code_id: str) -> ScanTotals:
-    """Scans recorded for the code (deleted codes keep theirs), people and bots apart."""
-    row = (
-        await conn.execute(
-            select(qr_codes.c.id, scan_counts.c.total, scan_counts.c.bots)
-            .select_from(qr_codes.outerjoin(scan_counts, scan_counts.c.code_id == qr_codes.c.id))
-            .where(qr_codes.c.id == code_id)
+def _filtered(statement: Select[Any], filters: Filters) -> Select[Any]:
+    if filters.q:
+        statement = statement.where(literal_column(SEARCH_EXPRESSION).like(_search_pattern(filters.q)))
+    if filters.tag is not None:
+        statement = statement.where(qr_codes.c.tags.contains([filters.tag]))
+    if filters.enabled is not None:
+        statement = statement.where(qr_codes.c.enabled.is_(filters.enabled))
+    return statement
+
+
+async def _most_scanned(
+    conn: AsyncConnection, filters: Filters, *, limit: int, cursor: str | None
+) -> QRCodeList:
+    count = func.coalesce(scan_counts.c.total, 0).label("scan_count")
+    statement = _filtered(
+        select(*_RESOURCE_COLUMNS, count)
+        .select_from(qr_codes.outerjoin(scan_counts, scan_counts.c.code_id == qr_codes.c.id))
+        .where(_LIVE),
+        filters,
+    )
+    if cursor is not None:
+        after_count, after_id = decode_cursor(cursor, 2)
+        if isinstance(after_count, bool) or not isinstance(after_count, int) or not isinstance(after_id, str):
+            raise InvalidField("cursor", "is not a cursor from a previous page")
+        statement = statement.where(
+            (count < after_count) | ((count == after_count) & (qr_codes.c.id > after_id))
         )
-    ).first()
-    if row is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
-    total, bots = row.total or 0, row.bots or 0
-    return ScanTotals(code_id=code_id, total=total, people=total - bots, bots=bots)
+    rows = (await conn.execute(statement.order_by(count.desc(), qr_codes.c.id).limit(limit + 1))).all()
+    items = [to_resource(row) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return QRCodeList(items=items, next_cursor=encode_cursor(last.scan_count, last.id) if last else None)
+
+
+# The code's share of every code's rollups ('') goes with it; its own rows, then its raw scans.
+_ERASE = (
+    """UPDATE scan_quarters g SET total = g.total - c.total, bots = g.bots - c.bots
+       FROM scan_quarters c WHERE c.code_id = :code AND g.code_id = '' AND g.quarter = c.quarter""",
+    # A visitor of this code who also scanned others that day is then counted once too few there.
+    """UPDATE scan_days g SET total = g.total - c.total, bots = g.bots - c.bots,
+           visitors = greatest(g.visitors - c.visitors, 0)
+       FROM scan_days c WHERE c.code_id = :code AND g.code_id = '' AND g.day = c.day""",
+    """UPDATE scan_tallies g SET count = g.count - c.count
+       FROM scan_tallies c WHERE c.code_id = :code AND g.code_id = '' AND g.day = c.day
+       AND g.dimension = c.dimension AND g.value = c.value""",
+    "DELETE FROM scan_quarters WHERE code_id = :code",
+    "DELETE FROM scan_days WHERE code_id = :code",
+    "DELETE FROM scan_tallies WHERE code_id = :code",
+    "DELETE FROM scan_day_visitors WHERE code_id = :code",
+    "DELETE FROM scans WHERE code_id = :code",
+    "UPDATE scan_counts SET total = 0, bots = 0, first_scan_at = NULL, last_scan_at = NULL "
+    "WHERE code_id = :code",
+)
+
+
+async def erase_scans(conn: AsyncConnection, code_id: str, *, actor: Actor) -> int:
+    """Erase every scan of the code (deleted codes too), its counters and its rollups, and record
+    the erasure in its history; how many scans went. The running totals row is locked first, in the
+    order the scan writer takes its locks, so that the two wait for each other, never deadlock."""
+    await get_code_or_deleted(conn, code_id)
+    held = (
+        await conn.execute(
+            select(scan_counts.c.total).where(scan_counts.c.code_id == code_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    for statement in _ERASE:
+        await conn.execute(text(statement), {"code": code_id})
+    erased = int(held or 0)
+    await _record(conn, code_id, "erase", {"scans": {"old": erased, "new": 0}}, actor)
+    return erased
 
 
 async def code_history(conn: AsyncConnection, code_id: str, *, limit: int, cursor: str | None) -> History:

@@ -15,6 +15,7 @@ MAX_TAGS: Final = 20
 MAX_TAG: Final = 40
 REDIRECT_STATUSES: Final = (301, 302, 307, 308)
 DEFAULT_REDIRECT_STATUS: Final = 302
+HISTORY_ACTIONS: Final = ("create", "update", "delete", "erase")  # erase: a code's scans, on request
 
 # -- pages and searches -----------------------------------------------------------------------------
 MAX_PAGE: Final = 500

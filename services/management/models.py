@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 
-from services.management.limits import REDIRECT_STATUSES
+from services.management.limits import HISTORY_ACTIONS, REDIRECT_STATUSES
 
 # Deterministic constraint names, so that a later migration can drop what an earlier one made.
 metadata = MetaData(
@@ -111,28 +111,48 @@ qr_code_changes = Table(
     Column("client_address", INET),
     Column("request_id", Text),
     Column("token_name", Text),
-    CheckConstraint("action IN ('create', 'update', 'delete')", name="action"),
+    CheckConstraint(f"action IN {HISTORY_ACTIONS}", name="action"),
     Index(None, "code_id", "id"),
 )
 
+# Every user agent once: scans name theirs by id. The writer classifies bots when it first sees an
+# agent; browser, OS and device are parsed (ua-parser) by the management service when first asked.
+user_agents = Table(
+    "user_agents",
+    metadata,
+    Column("id", Integer, Identity(always=True), primary_key=True),
+    Column("agent", Text, nullable=False, unique=True),  # as stored: at most 512 characters; '' for none
+    Column("bot_reason", Text),
+    Column("browser", Text),
+    Column("os", Text),
+    Column("device", Text),
+    Column("parsed_at", DateTime(timezone=True)),
+)
+
+# The raw scans, partitioned by month of scanned_at (migration 0007; qr-manage maintain makes the
+# partitions ahead and drops those past SCAN_RETENTION_DAYS). No primary key: an append-only log,
+# read by code and time. No foreign key either: its check, a trigger per inserted row, was half of
+# the database's cost of a scan (measured); scan_counts, upserted in the same transaction, keeps the
+# key that catches a vanished code.
 scans = Table(
     "scans",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    # No foreign key: its check, a trigger per inserted row, was half of the database's cost of a
-    # scan (11 of 21 us per row in a COPY, measured). Codes are never deleted, and scan_counts (one
-    # row per code, upserted in the same transaction) keeps the key that catches a vanished code.
     Column("code_id", String(64), nullable=False),
     Column("scanned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("user_agent", Text),
+    Column("agent_id", Integer),  # user_agents.id
     Column("referrer", Text),
     # Keyed hash of (client address, user agent); the key rotates daily, the address is never stored.
     Column("visitor_hash", LargeBinary),
     Column("is_bot", Boolean, nullable=False, server_default=false()),
+    Column("country", Text),  # ISO 3166 code, from GEOIP_DATABASE when set
+    Column("city", Text),
+    # Written by the version before 0007 (which a rolling upgrade may still run): the agent as text.
+    Column("user_agent", Text),
     Column("bot_reason", Text),
-    # Per-code counts and time ranges.
     Index(None, "code_id", "scanned_at"),
+    postgresql_partition_by="RANGE (scanned_at)",
 )
+SCAN_PARTITION = r"^scans_(\d{4}_\d{2}|default)$"  # the partitions' names (not in this metadata)
 
 # Running totals per code, kept by the redirect service's scan writer in the transaction that writes
 # the scans: a code's scan_count is one row away, however many scans it has.
@@ -142,6 +162,59 @@ scan_counts = Table(
     Column("code_id", String(64), ForeignKey("qr_codes.id"), primary_key=True),
     Column("total", BigInteger, nullable=False, server_default=text("0")),
     Column("bots", BigInteger, nullable=False, server_default=text("0")),
+    Column("first_scan_at", DateTime(timezone=True)),
+    Column("last_scan_at", DateTime(timezone=True)),
+)
+
+# Rollups, kept by the scan writer in the transaction of each batch: no read counts raw scans. The
+# code id '' holds the same for every code together. Quarter hours, because every time zone's hours
+# and days are made of whole UTC quarter hours (+05:30, +05:45, and the DST changes included).
+scan_quarters = Table(
+    "scan_quarters",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("quarter", DateTime(timezone=True), primary_key=True),  # its start, UTC
+    Column("total", Integer, nullable=False),
+    Column("bots", Integer, nullable=False),
+)
+# Per UTC day, with the day's unique visitors (people): each visitor hash counted once per code and
+# day through scan_day_visitors, which holds only the hashes of days that can still gain scans.
+scan_days = Table(
+    "scan_days",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("total", Integer, nullable=False),
+    Column("bots", Integer, nullable=False),
+    Column("visitors", Integer, nullable=False),
+)
+scan_day_visitors = Table(
+    "scan_day_visitors",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("visitor_hash", LargeBinary, primary_key=True),
+)
+TALLY_DIMENSIONS = ("country", "referrer", "agent", "bot_reason")
+# Per UTC day and value: countries, referrer hosts and user agents (by id) of people; bots' reasons.
+scan_tallies = Table(
+    "scan_tallies",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("dimension", Text, primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("count", Integer, nullable=False),
+    CheckConstraint(f"dimension IN {TALLY_DIMENSIONS}", name="dimension"),
+)
+# Since when raw scans are kept (written when maintenance first drops a partition): hourly unique
+# visitors and the CSV of raw scans cover no further back. Rollups are kept for ever.
+scan_retention = Table(
+    "scan_retention",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=true()),
+    Column("raw_since", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id", name="one_row"),
 )
 
 # The key of each UTC day's visitor hashes, shared by every redirect process. A day's key is

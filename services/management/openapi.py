@@ -46,6 +46,18 @@ class Operation:
 
 
 _BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+SCANS_DESCRIPTION = (
+    "Totals, series and top lists come from rollups the scan writer keeps (nothing counts raw scans), "
+    "exact in every time zone: buckets follow the zone's calendar, days of 23 and 25 hours and "
+    "half-hour offsets included. People and bots are apart: bots are crawlers, link previews of chat "
+    "and mail apps, uptime monitors and HTTP libraries, flagged with the reason. Unique visitors are "
+    "distinct visitor hashes among people. The hash's key changes at 00:00 UTC, so visitors are counted "
+    "exactly per UTC day: an hour bucket counts the distinct visitors of its raw scans; a day bucket in "
+    "UTC is its day's count; a day bucket in another zone, a week or a month sums the daily counts of "
+    "the UTC days whose noon falls in it, at most its people (a visitor back on another day counts "
+    "again), as does the total. Top lists (ten each) count the same UTC days. Raw scans are kept "
+    "SCAN_RETENTION_DAYS (raw_since says from when), the rollups for ever."
+)
 
 
 def _error(description: str, *headers: str) -> Answer:
@@ -82,6 +94,7 @@ _CODE_LINKS = {
     "CodeImageSvg": "getImageSvg",
     "CodeHistory": "getHistory",
     "CodeScans": "getScans",
+    "CodeScansCsv": "getScansCsv",
 }
 
 
@@ -162,8 +175,41 @@ OPERATIONS = (
         "/api/v1/qr/{code_id}/scans",
         "get",
         "getScans",
-        "Scans recorded for the code, people and bots apart (kept after deletion)",
-        {200: Answer("The totals.", schemas.ScanTotals), **_404, **_422, **_ADMIN},
+        "The code's scans over a range: totals, a series in a time zone's buckets, top lists",
+        {200: Answer("The statistics.", schemas.ScanReport), **_404, **_422, **_ADMIN},
+        query=schemas.ScanQuery,
+        description=SCANS_DESCRIPTION,
+    ),
+    Operation(
+        "/api/v1/qr/{code_id}/scans",
+        "delete",
+        "eraseScans",
+        "Erase the code's scans, counters and rollups (a privacy request); recorded in its history",
+        {204: Answer("Erased."), **_404, **_422, **_ADMIN},
+    ),
+    Operation(
+        "/api/v1/qr/{code_id}/scans.csv",
+        "get",
+        "getScansCsv",
+        "The code's raw scans as CSV, oldest first, streamed (no visitor hash; formula-safe cells)",
+        {
+            200: Answer(
+                "The scans.", media={"text/csv": {"type": "string"}}, headers=("Content-Disposition",)
+            ),
+            **_404,
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.RawScansQuery,
+    ),
+    Operation(
+        "/api/v1/scans",
+        "get",
+        "getAllScans",
+        "Every code's scans together over a range, with totals per tag",
+        {200: Answer("The statistics.", schemas.ScanReport), **_422, **_ADMIN},
+        query=schemas.ScanQuery,
+        description=SCANS_DESCRIPTION,
     ),
     _image("png", "image/png", schemas.PngQuery),
     _image("svg", "image/svg+xml", schemas.SvgQuery),
@@ -238,6 +284,7 @@ OPERATIONS = (
 _HEADER_DESCRIPTIONS = {
     "ETag": "The image's version; send it back as If-None-Match.",
     "Location": "The new code's path.",
+    "Content-Disposition": "The file name a browser saves it under.",
     "Allow": "The methods this path answers.",
     "Retry-After": "Seconds to wait before trying again.",
     "WWW-Authenticate": "The authentication scheme (Bearer).",

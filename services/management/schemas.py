@@ -15,8 +15,10 @@ contrast of two colours) run as validators beside the declared bounds, with reas
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -292,6 +294,11 @@ class ListQuery(Page):
     enabled: QueryBool | None = Field(
         default=None, description="Only codes switched on (true) or off (false)."
     )
+    order: Literal["created_at", "-scan_count"] = Field(
+        default="created_at",
+        description="created_at: oldest first, every code exactly once however the list changes; "
+        "-scan_count: most scanned first (paging in that order is best effort: counts move meanwhile).",
+    )
 
 
 class HistoryQuery(Page):
@@ -376,6 +383,67 @@ class SvgQuery(ImageQuery):
     )
 
 
+def _zone(name: str) -> str:
+    if name not in _zones():
+        raise ValueError("must be an IANA time zone name such as UTC or Europe/Paris")
+    return name
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _query_moment(raw: object) -> object:
+    """A day (2026-10-01) or an instant with its offset (2026-10-01T08:00:00+02:00, ...Z)."""
+    if not isinstance(raw, str) or len(raw) > 40:
+        return raw
+    try:
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(
+            "must be a day (2026-10-01) or a time with its offset (2026-10-01T08:00:00+02:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError("a time must carry its offset (Z or +02:00); a day is read in tz")
+    return moment
+
+
+QueryMoment = Annotated[date | datetime, BeforeValidator(_query_moment)]
+Interval = Literal["hour", "day", "week", "month"]
+
+
+class ScanQuery(Query):
+    from_: QueryMoment | None = Field(
+        default=None,
+        alias="from",
+        description="The range's start, down to its bucket's start; a day is its first instant in tz. "
+        "Default: 30 days before to.",
+    )
+    to: QueryMoment | None = Field(
+        default=None,
+        description="The range's end (exclusive), up to a bucket's end. Default: the end of the bucket "
+        "that holds now.",
+    )
+    interval: Interval = Field(
+        default="day", description="The buckets of the series; at most 10,000 of them."
+    )
+    tz: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_zone)] = Field(
+        default="UTC", description="The IANA time zone the buckets follow (their days, DST changes, offsets)."
+    )
+
+
+class RawScansQuery(Query):
+    from_: QueryMoment | None = Field(
+        default=None,
+        alias="from",
+        description="The first scan's time or day (UTC); default: every scan kept.",
+    )
+    to: QueryMoment | None = Field(default=None, description="Scans before this time or day (UTC).")
+
+
 # -- answers ----------------------------------------------------------------------------------------
 
 
@@ -416,10 +484,16 @@ class FieldChange(Answer):
     new: Any
 
 
+if TYPE_CHECKING:
+    HistoryAction = str
+else:
+    HistoryAction = Literal[limits.HISTORY_ACTIONS]
+
+
 class Change(Answer):
     id: int
     changed_at: datetime
-    action: Literal["create", "update", "delete"]
+    action: HistoryAction
     changes: dict[str, FieldChange] = Field(description="Each changed field with its old and new value.")
     client_address: str | None
     request_id: str | None
@@ -431,11 +505,66 @@ class History(Answer):
     next_cursor: str | None
 
 
-class ScanTotals(Answer):
-    code_id: str
-    total: int = Field(ge=0, description="Every recorded scan.")
+class Bucket(Answer):
+    start: datetime = Field(description="The bucket's first instant, with the zone's offset.")
+    total: int = Field(ge=0)
     people: int = Field(ge=0)
-    bots: int = Field(ge=0, description="Crawlers, link previews, monitors, HTTP libraries.")
+    bots: int = Field(ge=0)
+    unique: int = Field(ge=0, description="Distinct visitors among people (see the operation's description).")
+
+
+class TopEntry(Answer):
+    value: str
+    count: int = Field(ge=0)
+
+
+class TopLists(Answer):
+    """The ten most frequent values of each, people only (bots under bot_reasons)."""
+
+    countries: list[TopEntry] | None = Field(description="null: no GEOIP_DATABASE is configured.")
+    referrers: list[TopEntry] = Field(description="Host names of the referring pages.")
+    devices: list[TopEntry]
+    os: list[TopEntry]
+    browsers: list[TopEntry]
+    bot_reasons: list[TopEntry]
+
+
+class TagTotals(Answer):
+    tag: str
+    total: int = Field(ge=0)
+    people: int = Field(ge=0)
+    bots: int = Field(ge=0)
+    codes: int = Field(ge=0, description="Codes with this tag scanned in the range.")
+
+
+class ScanReport(Answer):
+    """A code's scans (or every code's) over a range: totals, a series, top lists."""
+
+    code_id: str | None = Field(description="null: every code together.")
+    total: int = Field(ge=0, description="Every scan recorded in the range.")
+    people: int = Field(ge=0)
+    bots: int = Field(ge=0, description="Crawlers, link previews, monitors, HTTP libraries, mail scanners.")
+    unique: int = Field(
+        ge=0,
+        description="Unique visitors: the daily counts of the UTC days whose noon is in the range, summed.",
+    )
+    first_scan_at: datetime | None = Field(description="The first scan ever recorded (any range).")
+    last_scan_at: datetime | None
+    from_: datetime = Field(
+        serialization_alias="from", description="The range's start, with the zone's offset."
+    )
+    to: datetime = Field(description="The range's end (exclusive).")
+    interval: Interval
+    tz: str
+    series: list[Bucket]
+    top: TopLists
+    raw_since: datetime | None = Field(
+        description="Raw scans are kept from this instant (older ones went after SCAN_RETENTION_DAYS): "
+        "hourly unique visitors and the CSV cover no earlier. null: every raw scan is kept."
+    )
+    by_tag: list[TagTotals] | None = Field(
+        default=None, description="Every code together only: totals per tag."
+    )
 
 
 class Health(Answer):

@@ -30,6 +30,8 @@ class ManagementSettings:
     # Database connections per worker: kept open, and opened beyond that under load (then closed).
     db_pool_size: int = 4
     db_max_overflow: int = 4
+    # Whether the scan writer has a GeoIP file (GEOIP_DATABASE): without one, "countries" is null.
+    geoip_configured: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
@@ -61,6 +63,7 @@ class ManagementSettings:
                 environ, "MANAGEMENT_DB_MAX_OVERFLOW", cls.db_max_overflow, minimum=0, maximum=200
             ),
             admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
+            geoip_configured=bool(env.read_str(environ, "GEOIP_DATABASE", "")),
             backup_dir=Path(env.read_str(environ, "BACKUP_DIR", "backups")),
             admin_tokens_file=Path(tokens)
             if (tokens := env.read_str(environ, "ADMIN_TOKENS_FILE", ""))

@@ -331,27 +331,31 @@ async def test_crafted_history_cursors_are_422(client: httpx.AsyncClient, key: s
     assert response.status_code == 422, response.text
 
 
-async def test_scan_totals_people_and_bots_apart_kept_after_deletion(
+async def test_scans_people_and_bots_apart_kept_after_deletion(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
+    from services.redirect.scans import ScanRecorder
+
     code = (await create(client, target_url="https://example.org/")).json()
-    assert (await client.get(f"/api/v1/qr/{code['id']}/scans")).json() == {
+    empty = (await client.get(f"/api/v1/qr/{code['id']}/scans")).json()
+    assert {k: empty[k] for k in ("code_id", "total", "people", "bots", "unique")} == {
         "code_id": code["id"],
         "total": 0,
         "people": 0,
         "bots": 0,
+        "unique": 0,
     }
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(
-            "INSERT INTO scan_counts (code_id, total, bots) VALUES ($1, 7, 2)", code["id"]
+    recorder = ScanRecorder(database_url, trusted_proxies=(), flush_interval=60)
+    await recorder.start()
+    for n in range(7):
+        recorder.record(
+            code["id"], b"curl/8.5.0" if n < 2 else b"Mozilla/5.0 (iPhone)", None, "198.51.100.1", None
         )
-    finally:
-        await connection.close()
+    await recorder.close()
     assert (await client.get(f"/api/v1/qr/{code['id']}")).json()["scan_count"] == 7
     await client.delete(f"/api/v1/qr/{code['id']}")
     totals = (await client.get(f"/api/v1/qr/{code['id']}/scans")).json()
-    assert totals == {"code_id": code["id"], "total": 7, "people": 5, "bots": 2}
+    assert (totals["total"], totals["people"], totals["bots"], totals["unique"]) == (7, 5, 2, 1)
     assert (await client.get("/api/v1/qr/unknown123/scans")).status_code == 404
     assert (await client.get(f"/api/v1/qr/{code['id']}/scans?limit=1")).status_code == 422
 

@@ -9,6 +9,7 @@ only cannot pass.
 from __future__ import annotations
 
 import secrets
+import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,11 +55,16 @@ def _slug(length: int) -> str:
     return (secrets.token_hex(length) + "x" * length)[:length]
 
 
-# field or parameter -> a valid value of that many characters (None: no valid value is that short)
+def _zone(length: int) -> str | None:
+    return next((name for name in sorted(zoneinfo.available_timezones()) if len(name) == length), None)
+
+
+# field or parameter -> a valid value of that many characters (None: no valid value is that long)
 FILLERS: dict[str, Callable[[int], str | None]] = {
     "target_url": _url,
     "fallback_url": _url,
     "slug": _slug,
+    "tz": _zone,
 }
 # Values that cannot be made up: the server hands them out.
 NOT_WALKED = {"cursor"}

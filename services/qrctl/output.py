@@ -47,3 +47,21 @@ def one(record: dict[str, Any], fields: Sequence[str]) -> None:
 
 def message(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def line(text: str) -> None:
+    """A line of a command's output (stdout)."""
+    print(text)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """The values at a glance, one block character each (the highest a full block)."""
+    top = max(values, default=0)
+    if not top:
+        return _BARS[0] * len(values)
+    return "".join(
+        _BARS[min(len(_BARS) - 1, value * len(_BARS) // (top + 1))] if value else " " for value in values
+    )

@@ -108,8 +108,19 @@ def test_every_command_end_to_end(api: dict[str, str], running_stack: RunningSta
         if scans["total"] == 1 or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert scans == {"code_id": code_id, "total": 1, "people": 0, "bots": 1}  # httpx is a tool, not a person
-    assert qrctl("scans", code_id, env=api).stdout.split("\t") == [code_id, "1", "0", "1\n"]
+    # httpx is a tool, not a person
+    assert {k: scans[k] for k in ("code_id", "total", "people", "bots", "unique")} == {
+        "code_id": code_id,
+        "total": 1,
+        "people": 0,
+        "bots": 1,
+        "unique": 0,
+    }
+    rows = [row.split("\t") for row in qrctl("scans", code_id, env=api).stdout.splitlines()]
+    assert len(rows) == 30  # a row per day of the last 30, this one last
+    assert rows[-1][0] == code_id
+    assert rows[-1][2:] == ["1", "0", "1", "0"]
+    assert qrctl("scans", code_id, "--tz", "Mars/Base", env=api).returncode == 1  # the API's 422
 
     history = qrctl("history", code_id, env=api).stdout.splitlines()
     assert [line.split("\t")[1] for line in history] == ["update", "update", "update", "create"]

@@ -15,7 +15,8 @@ Create Date: 2026-12-01
 - Rollups, kept by the scan writer in the transaction of each batch, so that no read counts raw
   scans: ``scan_quarters`` (per code and UTC quarter hour: every time zone's hours and days are made
   of whole quarter hours), ``scan_days`` (per code and UTC day, with the day's unique visitors,
-  counted once each through ``scan_day_visitors``), ``scan_tallies`` (per code, UTC day, dimension
+  counted once each through ``scan_day_visitors``), ``scan_months`` (per code and UTC month: sums
+  over every code's long ranges, as the totals per tag, read a row a month), ``scan_tallies`` (per code, UTC day, dimension
   and value: countries, referrer hosts, user agents of people; bot reasons of bots). The code id ''
   holds the same for every code together.
 - ``scan_counts`` gains the first and last scan times; history learns the action ``erase``.
@@ -131,6 +132,15 @@ def upgrade() -> None:
         sa.Column("visitors", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("code_id", "day", name=op.f("pk_scan_days")),
     )
+    op.create_index("ix_scan_days_day", "scan_days", ["day"], postgresql_include=["code_id", "total", "bots"])
+    op.create_table(
+        "scan_months",
+        sa.Column("code_id", sa.String(length=64), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("total", sa.BigInteger(), nullable=False),
+        sa.Column("bots", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("code_id", "month", name=op.f("pk_scan_months")),
+    )
     op.create_table(
         "scan_day_visitors",
         sa.Column("code_id", sa.String(length=64), nullable=False),
@@ -200,6 +210,10 @@ def _backfill() -> None:
             f"  ) AS d(dimension, value) WHERE d.value IS NOT NULL"
             f") AS t GROUP BY 1, 2, 3, 4"
         )
+    op.execute(
+        "INSERT INTO scan_months (code_id, month, total, bots) "
+        "SELECT code_id, date_trunc('month', day)::date, sum(total), sum(bots) FROM scan_days GROUP BY 1, 2"
+    )
     # Visitor hashes are only needed while their day can still gain scans: today's and yesterday's.
     op.execute(
         "INSERT INTO scan_day_visitors (code_id, day, visitor_hash) "
@@ -218,7 +232,14 @@ def downgrade() -> None:
     )
     op.drop_column("scan_counts", "last_scan_at")
     op.drop_column("scan_counts", "first_scan_at")
-    for table in ("scan_retention", "scan_tallies", "scan_day_visitors", "scan_days", "scan_quarters"):
+    for table in (
+        "scan_retention",
+        "scan_tallies",
+        "scan_day_visitors",
+        "scan_months",
+        "scan_days",
+        "scan_quarters",
+    ):
         op.drop_table(table)
     op.execute("LOCK TABLE scans IN EXCLUSIVE MODE")
     op.execute("ALTER TABLE scans RENAME TO scans_0007")

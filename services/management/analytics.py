@@ -16,9 +16,11 @@ visitors, the CSV) go after ``SCAN_RETENTION_DAYS``; the answer says from when t
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -139,19 +141,33 @@ def _moment(value: datetime | date, tz: ZoneInfo) -> datetime:
 
 # -- queries ------------------------------------------------------------------------------------
 
+# Buckets are numbered from 1 by their starts (:bounds ends with the range's end). Only the parts of
+# buckets that are not whole UTC days are read from quarter hours; whole days come from scan_days.
 QUARTERS = """
-SELECT quarter, total, bots FROM scan_quarters
-WHERE code_id = :code AND quarter >= :start AND quarter < :end ORDER BY quarter
+SELECT width_bucket(q.quarter, CAST(:bounds AS timestamptz[])) AS bucket,
+       sum(q.total)::bigint AS total, sum(q.bots)::bigint AS bots
+FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[])) AS part(start, stop)
+JOIN scan_quarters q ON q.code_id = :code AND q.quarter >= part.start AND q.quarter < part.stop
+GROUP BY 1
 """
 DAYS = """
-SELECT day, visitors FROM scan_days
+SELECT day, total, bots, visitors FROM scan_days
 WHERE code_id = :code AND day >= :first AND day < :last
 """
+# One query per case rather than "(:code = '' OR code_id = :code)", which a generic plan cannot
+# answer from the (code_id, scanned_at) index.
 HOURLY_VISITORS = """
 SELECT width_bucket(scanned_at, CAST(:bounds AS timestamptz[])) AS bucket,
        count(DISTINCT visitor_hash) AS visitors
 FROM scans
-WHERE (:code = '' OR code_id = :code) AND scanned_at >= :start AND scanned_at < :end AND NOT is_bot
+WHERE code_id = :code AND scanned_at >= :start AND scanned_at < :end AND NOT is_bot
+GROUP BY 1
+"""
+HOURLY_VISITORS_EVERY_CODE = """
+SELECT width_bucket(scanned_at, CAST(:bounds AS timestamptz[])) AS bucket,
+       count(DISTINCT visitor_hash) AS visitors
+FROM scans
+WHERE scanned_at >= :start AND scanned_at < :end AND NOT is_bot
 GROUP BY 1
 """
 TALLIES = """
@@ -160,16 +176,52 @@ WHERE code_id = :code AND day >= :first AND day < :last
 GROUP BY dimension, value
 HAVING sum(count) > 0
 """
+# Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
+# and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
+# whole, taken away from it (sign -1). So a year reads about a row per code and month, not per day.
 BY_TAG = """
-SELECT tag, sum(d.total)::bigint AS total, sum(d.bots)::bigint AS bots, count(DISTINCT d.code_id) AS codes
-FROM scan_days d JOIN qr_codes c ON c.id = d.code_id CROSS JOIN LATERAL unnest(c.tags) AS tag
-WHERE d.code_id <> '' AND d.day >= :first AND d.day < :last
+WITH parts AS (
+    SELECT code_id, total, bots FROM scan_months
+    WHERE month = ANY(CAST(:months AS date[])) AND code_id <> ''
+    UNION ALL
+    SELECT d.code_id, r.sign * d.total, r.sign * d.bots
+    FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
+    JOIN scan_days d ON d.day >= r.start AND d.day < r.stop AND d.code_id <> ''
+), per_code AS (
+    SELECT code_id, sum(total)::bigint AS total, sum(bots)::bigint AS bots FROM parts
+    GROUP BY code_id HAVING sum(total) > 0
+)
+SELECT tag, sum(p.total)::bigint AS total, sum(p.bots)::bigint AS bots, count(*) AS codes
+FROM per_code p JOIN qr_codes c ON c.id = p.code_id
+CROSS JOIN LATERAL (SELECT DISTINCT unnest(c.tags)) AS t(tag)
 GROUP BY tag ORDER BY total DESC, tag
 """
-FIRST_LAST = """
-SELECT min(first_scan_at) AS first, max(last_scan_at) AS last FROM scan_counts
-WHERE :code = '' OR code_id = :code
-"""
+
+
+def month_plan(first: date, last: date) -> tuple[list[date], list[tuple[date, date, int]]]:
+    """The UTC days [first, last) as whole months and day ranges with a sign: each month the range
+    covers only in part is its days (+1) or, when that is fewer rows, the month less the days it
+    leaves out (-1)."""
+    months: list[date] = []
+    ranges: list[tuple[date, date, int]] = []
+    month = first.replace(day=1)
+    while month < last:
+        following = (month + timedelta(days=32)).replace(day=1)
+        start, stop = max(first, month), min(last, following)
+        inside, length = (stop - start).days, (following - month).days
+        if inside == length:
+            months.append(month)
+        elif inside <= length - inside:
+            ranges.append((start, stop, 1))
+        else:
+            months.append(month)
+            ranges += [(a, b, -1) for a, b in ((month, start), (stop, following)) if a < b]
+        month = following
+    return months, ranges
+
+
+FIRST_LAST = "SELECT first_scan_at, last_scan_at FROM scan_counts WHERE code_id = :code"
+FIRST_LAST_EVERY_CODE = "SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts"
 RAW_SINCE = "SELECT raw_since FROM scan_retention"
 CODE_EXISTS = "SELECT 1 FROM qr_codes WHERE id = :code"
 
@@ -196,20 +248,28 @@ async def report(
     bounds = span.utc_bounds()
     instants = bounds[:-1]
     totals, bots = [0] * len(instants), [0] * len(instants)
-    for quarter, total, bot in await conn.execute(
-        text(QUARTERS), {"code": code, "start": bounds[0], "end": bounds[-1]}
-    ):
-        index = bisect.bisect_right(instants, quarter) - 1
-        totals[index] += total
-        bots[index] += bot
-    people = [t - b for t, b in zip(totals, bots, strict=True)]
+    whole_days, parts = split_days(bounds, hours=span.interval == "hour")
+    if parts:
+        for bucket, total, bot in await conn.execute(
+            text(QUARTERS),
+            {"code": code, "bounds": bounds, "starts": [p[0] for p in parts], "ends": [p[1] for p in parts]},
+        ):
+            totals[bucket - 1] += total
+            bots[bucket - 1] += bot
 
     first, last = _noon_days(span)
-    daily = list(await conn.execute(text(DAYS), {"code": code, "first": first, "last": last}))
+    daily = []
+    for row in await conn.execute(text(DAYS), {"code": code, "first": first, "last": last}):
+        daily.append((row.day, row.visitors))
+        if (bucket := whole_days.get(row.day)) is not None:
+            totals[bucket] += row.total
+            bots[bucket] += row.bots
+    people = [t - b for t, b in zip(totals, bots, strict=True)]
     uniques = [0] * len(instants)
     if span.interval == "hour":  # exact: the distinct hashes of each hour's raw scans
+        statement = HOURLY_VISITORS if code_id is not None else HOURLY_VISITORS_EVERY_CODE
         for bucket, visitors in await conn.execute(
-            text(HOURLY_VISITORS), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+            text(statement), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
         ):
             if 1 <= bucket <= len(instants):
                 uniques[bucket - 1] = visitors
@@ -218,13 +278,19 @@ async def report(
             uniques[bisect.bisect_right(instants, datetime.combine(day, NOON)) - 1] += visitors
         uniques = [min(u, p) for u, p in zip(uniques, people, strict=True)]
 
-    span_first, span_last = (await conn.execute(text(FIRST_LAST), {"code": code})).one()
+    if code_id is not None:
+        span_first, span_last = (await conn.execute(text(FIRST_LAST), {"code": code})).one_or_none() or (
+            None,
+            None,
+        )
+    else:
+        span_first, span_last = (await conn.execute(text(FIRST_LAST_EVERY_CODE))).one()
     raw_since = (await conn.execute(text(RAW_SINCE))).scalar_one_or_none()
     by_tag = None
     if code_id is None:
         by_tag = [
             TagTotals(tag=tag, total=total, people=total - bot, bots=bot, codes=codes)
-            for tag, total, bot, codes in await conn.execute(text(BY_TAG), {"first": first, "last": last})
+            for tag, total, bot, codes in await conn.execute(text(BY_TAG), _by_tag_parameters(first, last))
         ]
     return ScanReport(
         code_id=code_id,
@@ -246,6 +312,48 @@ async def report(
         raw_since=raw_since,
         by_tag=by_tag,
     )
+
+
+def split_days(
+    bounds: list[datetime], *, hours: bool
+) -> tuple[dict[date, int], list[tuple[datetime, datetime]]]:
+    """The UTC days that lie wholly in one bucket (day -> the bucket's index), and the rest of the
+    range as parts to count from quarter hours (adjacent ones joined). Hour buckets: all parts."""
+    if hours:
+        return {}, [(bounds[0], bounds[-1])]
+    whole: dict[date, int] = {}
+    parts: list[tuple[datetime, datetime]] = []
+
+    def part(start: datetime, stop: datetime) -> None:
+        if start >= stop:
+            return
+        if parts and parts[-1][1] == start:
+            parts[-1] = (parts[-1][0], stop)
+        else:
+            parts.append((start, stop))
+
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        start, stop = start.astimezone(UTC), stop.astimezone(UTC)
+        first = start.date() if start.timetz() == time(tzinfo=UTC) else start.date() + timedelta(days=1)
+        last = stop.date()  # the first UTC day not wholly in the bucket
+        if first >= last:
+            part(start, stop)
+            continue
+        part(start, datetime.combine(first, time(), UTC))
+        for n in range((last - first).days):
+            whole[first + timedelta(days=n)] = index
+        part(datetime.combine(last, time(), UTC), stop)
+    return whole, parts
+
+
+def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
+    months, ranges = month_plan(first, last)
+    return {
+        "months": months,
+        "starts": [r[0] for r in ranges],
+        "ends": [r[1] for r in ranges],
+        "signs": [r[2] for r in ranges],
+    }
 
 
 async def _top_lists(

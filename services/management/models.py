@@ -187,6 +187,17 @@ scan_days = Table(
     Column("total", Integer, nullable=False),
     Column("bots", Integer, nullable=False),
     Column("visitors", Integer, nullable=False),
+    # Every code's days in a range (by_tag), read from the index alone.
+    Index("ix_scan_days_day", "day", postgresql_include=["code_id", "total", "bots"]),
+)
+# Per UTC month (its first day): the totals per tag over long ranges read a row a month per code.
+scan_months = Table(
+    "scan_months",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    Column("bots", BigInteger, nullable=False),
 )
 scan_day_visitors = Table(
     "scan_day_visitors",
@@ -226,4 +237,17 @@ visitor_keys = Table(
     Column("day", Date, primary_key=True),
     Column("key", LargeBinary, nullable=False),
     CheckConstraint("octet_length(key) = 32", name="key_length"),
+)
+
+# The answer to a bulk request under its Idempotency-Key, kept 24 hours (IDEMPOTENCY_HOURS). The row
+# is written in the request's own transaction: a second request with the key waits for the first.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", LargeBinary, nullable=False),  # SHA-256 of what was asked
+    Column("status", SmallInteger),  # null while the first request is running
+    Column("body", LargeBinary),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "created_at"),
 )

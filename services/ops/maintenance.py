@@ -33,6 +33,7 @@ HOT_TABLES = (
     "scan_counts",
     "scan_quarters",
     "scan_days",
+    "scan_months",
     "scan_day_visitors",
     "scan_tallies",
     "user_agents",

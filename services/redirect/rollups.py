@@ -3,9 +3,10 @@
 The rows go in with ``COPY``; the rollups are counted here and added with one upsert per table:
 the running totals per code (``scan_counts``), quarter hours (``scan_quarters``), UTC days with their
 unique visitors (``scan_days``, each visitor hash counted once per code and day through
-``scan_day_visitors``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per code
-and, under the code id '', for every code together. Every upsert takes its rows in key order, so
-that two writers adding to the same keys wait for each other instead of deadlocking.
+``scan_day_visitors``), UTC months (``scan_months``), and the top lists' tallies
+(``scan_tallies``). Each rollup is kept per code and, under the code id '', for every code
+together. Every upsert takes its rows in key order, so that two writers adding to the same keys
+wait for each other instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -60,13 +61,20 @@ ON CONFLICT (code_id, day) DO UPDATE SET
     bots = scan_days.bots + EXCLUDED.bots,
     visitors = scan_days.visitors + EXCLUDED.visitors
 """
+UPSERT_MONTHS = """
+INSERT INTO scan_months (code_id, month, total, bots)
+SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[])
+ORDER BY 1, 2
+ON CONFLICT (code_id, month) DO UPDATE SET
+    total = scan_months.total + EXCLUDED.total, bots = scan_months.bots + EXCLUDED.bots
+"""
 UPSERT_TALLIES = """
 INSERT INTO scan_tallies (code_id, day, dimension, value, count)
 SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::int[])
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (code_id, day, dimension, value) DO UPDATE SET count = scan_tallies.count + EXCLUDED.count
 """
-ALL = (UPSERT_COUNTS, UPSERT_QUARTERS, UPSERT_DAYS, UPSERT_TALLIES)
+ALL = (UPSERT_COUNTS, UPSERT_QUARTERS, UPSERT_DAYS, UPSERT_TALLIES, UPSERT_MONTHS)
 
 _EPOCH_DAY = date(1970, 1, 1)
 
@@ -139,6 +147,14 @@ async def write(connection: Connection, scans: Sequence[Scan]) -> None:
     tallies.update(every_code_tallies)
     visitors |= {(EVERY_CODE, day, visitor) for _, day, visitor in visitors}
 
+    months: Counter[tuple[str, date]] = Counter()
+    month_bots: Counter[tuple[str, date]] = Counter()
+    for (code, day), n in days.items():  # after the sums over every code: those are in here too
+        month = _date(day).replace(day=1)
+        months[code, month] += n
+        month_bots[code, month] += day_bots[code, day]
+    month_keys = sorted(months)
+
     codes = sorted(first)
     totals = Counter(record[0] for record in records)
     bots = Counter(record[0] for record in records if record[5])
@@ -180,6 +196,13 @@ async def write(connection: Connection, scans: Sequence[Scan]) -> None:
                 [key[3] for key in tally_keys],
                 [tallies[key] for key in tally_keys],
             )
+        await connection.execute(
+            UPSERT_MONTHS,
+            [code for code, _ in month_keys],
+            [month for _, month in month_keys],
+            [months[key] for key in month_keys],
+            [month_bots[key] for key in month_keys],
+        )
 
 
 def _add_every_code(counter: Counter[tuple[str, int]]) -> None:

@@ -285,6 +285,8 @@ def run(stack: Any, report: Report) -> None:
 
 
 UA_SCRIPT = str(Path(__file__).with_name("iphone.lua"))
+# The Traefiks' folders and wrk's scripts, removed when the bench ends.
+SCRATCH = tempfile.TemporaryDirectory(prefix="qr-bench-redirect-")
 ROUNDS_2 = 3
 
 
@@ -437,7 +439,7 @@ def _traefik(
 ) -> str:
     """A Traefik of its own in front of ``backend``: the project's (its static file and dynamic file,
     GOGC as shipped), or the baseline: no middleware, no metrics, the default transport."""
-    folder = Path(tempfile.mkdtemp(prefix="qr-bench-traefik-"))
+    folder = Path(tempfile.mkdtemp(prefix="traefik-", dir=SCRATCH.name))
     http, https, ping = free_port(), free_port(), free_port()
     addresses = edge.EdgeAddresses(
         http=f"127.0.0.1:{http}", https=f"127.0.0.1:{https}", admin=f"127.0.0.1:{ping}"
@@ -486,9 +488,9 @@ def _traefik(
 
 def _miss_path(dsn: str, base: str, report: Report) -> None:
     ids = asyncio.run(_ids(dsn))
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as ids_file:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, dir=SCRATCH.name) as ids_file:
         ids_file.write("\n".join(ids) + "\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, dir=SCRATCH.name) as script:
         script.write(MISS_SCRIPT)
     result = wrk(base, duration=DURATION, script=script.name, env={"IDS_FILE": ids_file.name})
     report.add(

@@ -10,6 +10,7 @@ import csv
 import io
 import itertools
 import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -132,6 +133,59 @@ def test_ten_thousand_buckets_are_the_limit() -> None:
         analytics.make_range(over, start)
 
 
+def test_a_month_plan_covers_each_day_once() -> None:
+    """Whole months, and days added or taken away, sum to the days of the range: each exactly once."""
+    start = date(2025, 11, 1)
+    for first_offset, length in itertools.product(
+        range(0, 75, 4), (0, 1, 14, 15, 16, 28, 30, 31, 45, 62, 400)
+    ):
+        first = start + timedelta(days=first_offset)
+        last = first + timedelta(days=length)
+        months, ranges = analytics.month_plan(first, last)
+        covered: Counter[date] = Counter()
+        for month in months:
+            following = (month + timedelta(days=32)).replace(day=1)
+            covered.update(month + timedelta(days=n) for n in range((following - month).days))
+        for a, b, sign in ranges:
+            for n in range((b - a).days):
+                covered[a + timedelta(days=n)] += sign
+        assert all(n in (0, 1) for n in covered.values()), (first, last)
+        assert +covered == Counter(first + timedelta(days=n) for n in range(length)), (first, last)
+        assert all(b - a <= timedelta(days=16) for a, b, _ in ranges)  # never more than half a month
+
+
+@pytest.mark.parametrize(
+    ("tz", "interval"),
+    [("UTC", "day"), ("Europe/Paris", "day"), ("Asia/Kolkata", "week"), ("America/St_Johns", "month")],
+)
+def test_whole_utc_days_and_quarter_hour_parts_tile_the_range(tz: str, interval: str) -> None:
+    span = analytics.make_range(
+        query(**{"from": "2026-09-20", "to": "2026-11-20", "interval": interval, "tz": tz}),
+        datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    bounds = span.utc_bounds()
+    whole, parts = analytics.split_days(bounds, hours=False)
+    pieces = sorted(
+        [
+            (
+                datetime.combine(day, datetime.min.time(), UTC),
+                datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC),
+            )
+            for day in whole
+        ]
+        + parts
+    )
+    assert pieces[0][0] == bounds[0]
+    assert pieces[-1][1] == bounds[-1]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))  # no gap, no overlap
+    for day, index in whole.items():  # each whole day lies in the bucket it is counted in
+        moment = datetime.combine(day, datetime.min.time(), UTC)
+        assert bounds[index] <= moment
+        assert moment + timedelta(days=1) <= bounds[index + 1]
+    if tz == "UTC":
+        assert parts == []
+
+
 # -- through the API -----------------------------------------------------------------------------
 
 
@@ -229,6 +283,33 @@ async def test_one_visitor_is_one_unique_two_agents_on_one_address_are_two(
         assert report["people"] == 7
         assert report["unique"] == 3, interval
         assert max(b["unique"] for b in report["series"]) == 3
+
+
+async def test_by_tag_counts_each_code_once_per_tag_within_the_range(
+    client: httpx.AsyncClient, writer: tuple[ScanRecorder, Clock]
+) -> None:
+    recorder, clock = writer
+    await create(client, target_url="https://example.org/", slug="menu", tags=["print", "food"])
+    await create(client, target_url="https://example.org/", slug="wine", tags=["food"])
+    await create(client, target_url="https://example.org/", slug="bare")
+    clock.now = datetime(2026, 11, 3, 9, 0, tzinfo=UTC).timestamp()
+    for code, agent, times in (
+        ("menu", PHONE, 3),
+        ("menu", GOOGLEBOT, 1),
+        ("wine", ANDROID, 2),
+        ("bare", PHONE, 4),
+    ):
+        for _ in range(times):
+            recorder.record(code, agent, None, "203.0.113.5", None)
+    clock.now += 3 * 86400  # days later, outside the range asked for
+    recorder.record("wine", ANDROID, None, "203.0.113.5", None)
+    await recorder.flush()
+    every = await scans(client, "/api/v1/scans", **{"from": "2026-11-03", "to": "2026-11-05"})
+    assert every["total"] == 10
+    assert every["by_tag"] == [
+        {"tag": "food", "total": 6, "people": 5, "bots": 1, "codes": 2},
+        {"tag": "print", "total": 4, "people": 3, "bots": 1, "codes": 1},
+    ]  # untagged codes count in the totals only
 
 
 async def test_bad_parameters_are_422_naming_them(client: httpx.AsyncClient) -> None:

@@ -40,7 +40,7 @@ class AdvisoryLock(enum.IntEnum):
 
 
 # Every write that changes what /r/{id} answers sends NOTIFY on this channel in its transaction:
-# the id as payload, or FLUSH_ALL after a restore or a bulk change (the triggers of migration 0001).
+# the id as payload, or FLUSH_ALL after a restore or a bulk change (the statement triggers of migration 0008).
 CHANGE_CHANNEL = "qr_changed"
 FLUSH_ALL = "*"
 

@@ -29,6 +29,9 @@ RESERVED_SLUGS = frozenset(
         "api",
         "app",
         "assets",
+        "bulk",  # POST /api/v1/qr/bulk
+        "console",
+        "export",
         "favicon.ico",
         "health",
         "livez",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,17 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from services.management import analytics, codes, exports, schemas
+from services.management import analytics, bulk, codes, exports, labels, limits, prints, schemas
 from services.management.images import MEDIA_TYPES, ImageRequest, Images
 from services.management.logos import LOGO_TYPES, Logo, normalise_logo
 from services.management.metrics import ManagementMetrics
 from services.management.openapi import document
-from services.management.rendering import Format, RenderRefused
+from services.management.rendering import Format, ImageOptions, RenderRefused
 from services.management.requests import read_body, read_json, read_query
 from services.management.settings import ManagementSettings
 from services.management.storage import LocalImageStore
 from shared.database import TRANSIENT, sqlalchemy_url
-from shared.errors import InvalidField, NotFound, Unavailable
+from shared.errors import BadRequest, InvalidField, NotFound, Unavailable
 from shared.ids import is_well_formed
 from shared.logging import request_id
 from shared.metrics import exposition
@@ -117,12 +120,138 @@ class ManagementApi:
         log.info("code created", extra={"code_id": resource.id})
         return answer(resource, status_code=201, headers={"Location": f"/api/v1/qr/{resource.id}"})
 
+    async def bulk_create(self, request: Request) -> Response:
+        partial = read_query(request, schemas.BulkQuery).partial
+        key = bulk.idempotency_key(request.headers.get("idempotency-key"))
+        content_type, body = await read_body(
+            request, accepted=("application/json", "text/csv"), max_bytes=self.settings.bulk_max_body_bytes
+        )
+        async with self.database(write=True) as conn:
+            if key is not None:
+                stored = await bulk.claim(conn, key, bulk.fingerprint(content_type, partial, body))
+                if stored is not None:
+                    status, content = stored
+                    return Response(
+                        content,
+                        status_code=status,
+                        media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"},
+                    )
+            try:
+                parsed = await anyio.to_thread.run_sync(
+                    functools.partial(bulk.parse, content_type, body, context=self._context())
+                )
+                if parsed.errors and not partial:
+                    raise bulk.RowsRefused(parsed.errors)
+                created, refused = await codes.create_codes(
+                    conn,
+                    parsed.rows,
+                    public_base_url=self.settings.public_base_url,
+                    actor=_actor(request),
+                    partial=partial,
+                )
+                errors = sorted(
+                    [
+                        *parsed.errors,
+                        *(bulk.RowError(number, "slug", message) for number, message in refused),
+                    ],
+                    key=lambda e: e.row,
+                )
+                if errors and not created:
+                    raise bulk.RowsRefused(errors)
+                result = schemas.BulkResult(
+                    created=created,
+                    errors=[schemas.RowProblem(**e.to_dict()) for e in errors[: bulk.MAX_ERRORS]],
+                )
+                status, content = 201, await anyio.to_thread.run_sync(_json_bytes, result)
+            except (InvalidField, BadRequest, bulk.RowsRefused) as exc:
+                # Refusals are answers too: a retry with the key gets the same one.
+                status, content = exc.status, json.dumps(exc.to_dict()).encode()
+            if key is not None:
+                await bulk.remember(conn, key, status, content)
+        if status == 201:
+            self.metrics.code_changes.labels("create").inc(len(created))
+            log.info("codes created in bulk", extra={"codes": len(created), "rows_refused": len(errors)})
+        return Response(content, status_code=status, media_type="application/json")
+
     async def list_codes(self, request: Request) -> JSONResponse:
         query = read_query(request, schemas.ListQuery)
         filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, order=query.order)
         async with self.database() as conn:
             page = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
         return answer(page)
+
+    async def export_csv(self, request: Request) -> Response:
+        query = read_query(request, schemas.ExportQuery)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        return StreamingResponse(
+            exports.codes_csv(self.engine, filters, faults=DATABASE_FAULTS),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": 'attachment; filename="qr-codes.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def export_zip(self, request: Request) -> Response:
+        image_format: Format
+        query: schemas.ZipPngQuery | schemas.ZipSvgQuery
+        if request.query_params.get("format", "png") == "svg":
+            image_format, query = "svg", read_query(request, schemas.ZipSvgQuery)
+        else:  # png, or a format read_query refuses by name
+            image_format, query = "png", read_query(request, schemas.ZipPngQuery)
+        options = query.options(image_format)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        pieces = prints.zip_of_images(
+            prints.pages(self.engine, filters, faults=DATABASE_FAULTS),
+            self.images,
+            self._load_logo,
+            image_format=image_format,
+            options=options,
+        )
+        name = "qr-codes" + (f"-{re.sub(r'[^A-Za-z0-9_-]', '_', query.tag)}" if query.tag else "")
+        return StreamingResponse(
+            pieces,
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}.zip"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def export_pdf(self, request: Request) -> Response:
+        query = read_query(request, schemas.PdfQuery)
+        layout = labels.sheet(query.paper, query.size_mm, query.columns, query.rows)
+        options = ImageOptions(
+            size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"
+        )
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+
+        async def body() -> AsyncIterator[bytes]:
+            # The answer starts at once; the file follows when drawn (in a thread, off the loop).
+            selected = [
+                code
+                async for page in prints.pages(self.engine, filters, faults=DATABASE_FAULTS)
+                for code in page
+            ]
+            logos = {
+                sha: await self._load_logo(sha) for sha in {c.logo_sha256 for c in selected if c.logo_sha256}
+            }
+            data = await anyio.to_thread.run_sync(
+                functools.partial(labels.pdf, selected, logos, layout, options), limiter=self.images.limiter
+            )
+            for start in range(0, len(data), 1 << 16):
+                yield data[start : start + (1 << 16)]
+
+        name = "qr-labels" + (f"-{re.sub(r'[^A-Za-z0-9_-]', '_', query.tag)}" if query.tag else "")
+        return StreamingResponse(
+            body(),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}.pdf"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     async def get_code(self, request: Request) -> JSONResponse:
         code_id = _code_id(request)
@@ -317,6 +446,10 @@ def _actor(request: Request) -> codes.Actor:
 def _if_none_match(request: Request) -> set[str]:
     header = request.headers.get("if-none-match", "")
     return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def _json_bytes(model: schemas.Answer) -> bytes:
+    return model.model_dump_json(by_alias=True).encode()
 
 
 def answer(

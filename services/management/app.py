@@ -46,6 +46,10 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     routes = [
         Route("/api/v1/openapi.json", by_method(GET=api.openapi)),
         Route("/api/v1/qr", by_method(GET=api.list_codes, POST=api.create_code)),
+        Route("/api/v1/qr/bulk", by_method(POST=api.bulk_create)),
+        Route("/api/v1/qr/export.csv", by_method(GET=api.export_csv)),
+        Route("/api/v1/qr/export.zip", by_method(GET=api.export_zip)),
+        Route("/api/v1/qr/export.pdf", by_method(GET=api.export_pdf)),
         Route(
             "/api/v1/qr/{code_id}", by_method(GET=api.get_code, PATCH=api.update_code, DELETE=api.delete_code)
         ),

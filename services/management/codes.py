@@ -12,7 +12,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -183,6 +184,125 @@ async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url:
     raise Unavailable("could not find a free id; try again", retry_after=1)
 
 
+COPY_COLUMNS = (
+    "id",
+    "short_url",
+    "target_url",
+    "title",
+    "tags",
+    "redirect_status",
+    "enabled",
+    "expires_at",
+    "fallback_url",
+    "forward_query",
+    "created_at",
+    "updated_at",
+)
+TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
+
+
+async def create_codes(
+    conn: AsyncConnection,
+    rows: list[tuple[int, NewQRCode]],
+    *,
+    public_base_url: str,
+    actor: Actor,
+    partial: bool,
+) -> tuple[list[QRCode], list[tuple[int, str]]]:
+    """Create many codes in one transaction, in the order given: ``COPY`` into ``qr_codes`` and the
+    history (one statement each, so the redirect processes get one notification); the codes made,
+    and (row, message) for each slug that is taken or given twice.
+
+    Under the create lock, like a single create: their ``created_at`` are one microsecond apart from
+    the clock's reading, and the transaction does not end before the clock has passed the last, so
+    the listing's order is the input's and no later create can sort before them. Without
+    ``partial``, a taken slug raises nothing but is reported: the caller then creates nothing.
+    """
+    await conn.execute(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
+    refused: list[tuple[int, str]] = []
+    first_row: dict[str, int] = {}
+    wanted: list[tuple[int, NewQRCode]] = []
+    for number, new in rows:
+        if new.slug is None:
+            wanted.append((number, new))
+            continue
+        folded = new.slug.lower()
+        if folded in first_row:
+            refused.append((number, f"'{new.slug}' is given in row {first_row[folded]} too"))
+            continue
+        first_row[folded] = number
+        wanted.append((number, new))
+    taken = set((await conn.execute(text(TAKEN), {"ids": list(first_row)})).scalars())
+    for number, new in wanted:
+        if new.slug is not None and new.slug.lower() in taken:
+            refused.append(
+                (
+                    number,
+                    f"the id '{new.slug}' is taken or was used before; ids are the same whatever their case",
+                )
+            )
+    refused.sort()
+    if refused and not partial:
+        return [], refused
+    refused_rows = {number for number, _ in refused}
+    wanted = [(number, new) for number, new in wanted if number not in refused_rows]
+    if not wanted:
+        return [], refused
+
+    ids_by_row = {number: new.slug for number, new in wanted if new.slug is not None}
+    in_use = set(first_row)
+    for _ in range(MAX_ID_ATTEMPTS):
+        fresh = {number: ids.new_id() for number, new in wanted if number not in ids_by_row}
+        if not fresh:
+            break
+        clash = set((await conn.execute(text(TAKEN), {"ids": list(fresh.values())})).scalars())
+        seen: set[str] = set()
+        for number, code_id in fresh.items():
+            if code_id in clash or code_id in in_use or code_id in seen:
+                continue  # drawn again
+            seen.add(code_id)
+            ids_by_row[number] = code_id
+        in_use |= seen
+    if len(ids_by_row) < len(wanted):
+        raise Unavailable("could not find free ids; try again", retry_after=1)
+
+    now = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
+    records, history, resources = [], [], []
+    for offset, (number, new) in enumerate(wanted):
+        values = new.writable()
+        code_id = ids_by_row[number]
+        moment = now + timedelta(microseconds=offset)
+        row = {
+            "id": code_id,
+            "short_url": f"{public_base_url}/r/{code_id}",
+            **values,
+            "created_at": moment,
+            "updated_at": moment,
+        }
+        records.append(tuple(row[column] for column in COPY_COLUMNS))
+        changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
+        history.append(
+            (code_id, "create", json.dumps(changes), actor.client_address, actor.request_id, actor.token_name)
+        )
+        resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.copy_records_to_table("qr_codes", records=records, columns=COPY_COLUMNS)
+    await raw.copy_records_to_table(
+        "qr_code_changes",
+        records=history,
+        columns=("code_id", "action", "changes", "client_address", "request_id", "token_name"),
+    )
+    # The next create reads the clock after this commits: make sure it reads past the last of these.
+    await conn.execute(
+        text(
+            "SELECT pg_sleep(greatest(0, extract(epoch FROM CAST(:last AS timestamptz) - clock_timestamp())))"
+        ),
+        {"last": records[-1][-1]},
+    )
+    return resources, refused
+
+
 async def get_code(conn: AsyncConnection, code_id: str) -> QRCode:
     """The live (not deleted) code ``code_id`` with its scan count, or :class:`NotFound`."""
     row = (
@@ -333,6 +453,12 @@ async def list_codes(
     return QRCodeList(items=items, next_cursor=next_cursor)
 
 
+def export_statement(filters: Filters) -> Select[Any]:
+    """Every live code the filters keep, oldest first, with its scan count (for the exports)."""
+    statement = _filtered(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE), filters)
+    return statement.order_by(qr_codes.c.created_at, qr_codes.c.id)
+
+
 def _filtered(statement: Select[Any], filters: Filters) -> Select[Any]:
     if filters.q:
         statement = statement.where(literal_column(SEARCH_EXPRESSION).like(_search_pattern(filters.q)))
@@ -377,7 +503,10 @@ _ERASE = (
     """UPDATE scan_tallies g SET count = g.count - c.count
        FROM scan_tallies c WHERE c.code_id = :code AND g.code_id = '' AND g.day = c.day
        AND g.dimension = c.dimension AND g.value = c.value""",
+    """UPDATE scan_months g SET total = g.total - c.total, bots = g.bots - c.bots
+       FROM scan_months c WHERE c.code_id = :code AND g.code_id = '' AND g.month = c.month""",
     "DELETE FROM scan_quarters WHERE code_id = :code",
+    "DELETE FROM scan_months WHERE code_id = :code",
     "DELETE FROM scan_days WHERE code_id = :code",
     "DELETE FROM scan_tallies WHERE code_id = :code",
     "DELETE FROM scan_day_visitors WHERE code_id = :code",

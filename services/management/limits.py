@@ -50,3 +50,10 @@ LOGO_MIN_SIDE: Final = 16  # pixels a side of an upload, read from its header be
 LOGO_MAX_SIDE: Final = 4096
 # Logos are stored at most this large: the pad of a 4096 px image is about 800 px wide.
 LOGO_STORED_SIDE: Final = 1024
+
+# Label sheets (export.pdf): each code's size with its quiet zone, and the grid's bounds.
+MIN_LABEL_MM: Final = 10.0
+MAX_LABEL_MM: Final = 180.0
+DEFAULT_LABEL_MM: Final = 30.0
+MAX_LABEL_COLUMNS: Final = 19  # of 10 mm codes across A4 (or letter) inside the margins
+MAX_LABEL_ROWS: Final = 15  # of 10 mm codes and their text down A4

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from services.management import limits, schemas
+from services.management import bulk, limits, schemas
 from shared.ids import ID_PATTERN
 
 REF = "#/components/schemas/{model}"
@@ -40,6 +40,7 @@ class Operation:
     body: type[BaseModel] | None = None
     body_media: tuple[str, ...] = ("application/json",)
     binary_body: bool = False
+    body_schemas: dict[str, dict[str, Any]] | None = None  # a body of other shapes, by media type
     description: str | None = None
     headers: tuple[str, ...] = ()  # request headers it reads
     links: dict[str, str] = field(default_factory=dict)  # link name -> operationId, by the new id
@@ -57,6 +58,17 @@ SCANS_DESCRIPTION = (
     "the UTC days whose noon falls in it, at most its people (a visitor back on another day counts "
     "again), as does the total. Top lists (ten each) count the same UTC days. Raw scans are kept "
     "SCAN_RETENTION_DAYS (raw_since says from when), the rollups for ever."
+)
+
+
+BULK_DESCRIPTION = (
+    "Rows are numbered from 1 as a spreadsheet shows them (the CSV header not counted; an empty "
+    "line is skipped but counted). Every row is checked before anything is written; any bad row "
+    "refuses them all with every problem listed, unless partial=true, which creates the valid rows "
+    "and lists the others. Slugs are checked against every id ever used and against each other. "
+    "With an Idempotency-Key (kept 24 hours), a retry gets the first answer (Idempotent-Replayed: "
+    "true) instead of creating the codes again, even while the first is still running; the same key "
+    "with a different request is a 422."
 )
 
 
@@ -203,6 +215,96 @@ OPERATIONS = (
         query=schemas.RawScansQuery,
     ),
     Operation(
+        "/api/v1/qr/bulk",
+        "post",
+        "createCodes",
+        "Create up to 10,000 codes from a JSON array or a CSV, all or nothing (or partially)",
+        {
+            201: Answer(
+                "The codes made, in the order of the rows.",
+                schemas.BulkResult,
+                headers=("Idempotent-Replayed",),
+            ),
+            400: _error("The body is not a JSON array, or a CSV that can be read (not UTF-8, say)."),
+            413: _error("The body is larger than BULK_MAX_BODY_BYTES."),
+            415: _error("The body is neither JSON nor text/csv."),
+            422: Answer(
+                "Rows with errors, nothing created (with partial=true: none was valid); or a bad "
+                "parameter, CSV header or Idempotency-Key (details.field names it).",
+                schemas.RowsRefused,
+            ),
+            **_ADMIN,
+        },
+        query=schemas.BulkQuery,
+        headers=("Idempotency-Key",),
+        body_schemas={
+            "application/json": {
+                "type": "array",
+                "maxItems": bulk.MAX_ROWS,
+                "items": {"$ref": REF.format(model="NewQRCode")},
+            },
+            "text/csv": {
+                "type": "string",
+                "description": "A header of field names (" + ", ".join(bulk.COLUMNS) + "; target_url "
+                "required), then a code per line; tags separated by |; UTF-8.",
+            },
+        },
+        description=BULK_DESCRIPTION,
+    ),
+    Operation(
+        "/api/v1/qr/export.csv",
+        "get",
+        "exportCodesCsv",
+        "Every code the filters keep as CSV, oldest first, streamed (formula-safe cells)",
+        {
+            200: Answer(
+                "The codes, in the columns a bulk upload takes back.",
+                media={"text/csv": {"type": "string"}},
+                headers=("Content-Disposition",),
+            ),
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.ExportQuery,
+    ),
+    Operation(
+        "/api/v1/qr/export.zip",
+        "get",
+        "exportCodesZip",
+        "Every code the filters keep as an image in a ZIP, with manifest.csv, streamed",
+        {
+            200: Answer(
+                "The images ({id}.png or {id}.svg, each checked by decoding) and manifest.csv "
+                "(id, short_url, target_url, title, file).",
+                media={"application/zip": _BINARY},
+                headers=("Content-Disposition",),
+            ),
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.ZipPngQuery,
+        description="The image options are image.png's (with format=svg, image.svg's: size_mm up to "
+        f"{limits.MAX_SIZE_MM:g}).",
+    ),
+    Operation(
+        "/api/v1/qr/export.pdf",
+        "get",
+        "exportCodesPdf",
+        "Every code the filters keep on PDF label sheets: vector codes, title and short link beneath",
+        {
+            200: Answer(
+                "The sheets: codes as vector squares, text in an embedded font, cut marks.",
+                media={"application/pdf": _BINARY},
+                headers=("Content-Disposition",),
+            ),
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.PdfQuery,
+        description="size_mm is each code with its quiet zone, as image.svg's size_mm. The grid spreads "
+        "over the page inside a 10 mm margin: as many labels as fit unless columns and rows say.",
+    ),
+    Operation(
         "/api/v1/scans",
         "get",
         "getAllScans",
@@ -289,6 +391,7 @@ _HEADER_DESCRIPTIONS = {
     "Retry-After": "Seconds to wait before trying again.",
     "WWW-Authenticate": "The authentication scheme (Bearer).",
     "X-Request-ID": "The request's id, as in the server's log.",
+    "Idempotent-Replayed": "true: this is the stored answer of an earlier request with the key.",
 }
 
 
@@ -348,7 +451,12 @@ def _operation(operation: Operation) -> dict[str, Any]:
     }
     if operation.description:
         result["description"] = operation.description
-    if operation.body is not None or operation.binary_body:
+    if operation.body_schemas is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in operation.body_schemas.items()},
+        }
+    elif operation.body is not None or operation.binary_body:
         schema = _BINARY if operation.binary_body else {"$ref": REF.format(model=operation.body.__name__)}  # type: ignore[union-attr]
         result["requestBody"] = {
             "required": True,

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -230,9 +231,9 @@ def render_svg(payload: str, options: ImageOptions, logo: Logo | None = None) ->
     return svg_text(draw, options).encode()
 
 
-def svg_text(draw: Drawing, options: ImageOptions) -> str:
-    """The drawing as SVG: one path of horizontal runs of dark modules, in module units."""
-    runs = []
+def dark_runs(draw: Drawing) -> Iterator[tuple[int, int, int]]:
+    """(row, column, length) of each horizontal run of dark modules, border included in the
+    coordinates: what the vector formats draw, one rectangle a run."""
     for row, cells in enumerate(draw.modules):
         column = 0
         count = len(cells)
@@ -241,11 +242,14 @@ def svg_text(draw: Drawing, options: ImageOptions) -> str:
                 start = column
                 while column < count and draw.is_dark(row, column):
                     column += 1
-                runs.append(
-                    f"M{start + draw.border} {row + draw.border}h{column - start}v1h-{column - start}z"
-                )
+                yield row + draw.border, start + draw.border, column - start
             else:
                 column += 1
+
+
+def svg_text(draw: Drawing, options: ImageOptions) -> str:
+    """The drawing as SVG: one path of horizontal runs of dark modules, in module units."""
+    runs = [f"M{column} {row}h{length}v1h-{length}z" for row, column, length in dark_runs(draw)]
     width = draw.width
     shown = f"{options.size_mm:g}mm" if options.size_mm is not None else str(options.size)
     parts = [

@@ -17,6 +17,9 @@ from services.management.schemas import PATTERN_REASONS
 from services.management.schemas import Request as Body
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 
+# A body past its limit is still read (and dropped) up to this many bytes, so that its 413 arrives.
+DRAIN_MAX = 64 * 1024 * 1024
+
 M = TypeVar("M", bound=BaseModel)
 B = TypeVar("B", bound=Body)
 
@@ -42,20 +45,29 @@ def shown(name: object) -> str:
     return text if text.isidentifier() and len(text) <= 40 else ascii(text[:40])
 
 
-def refusal(error: ValidationError, model: type[BaseModel], *, unknown: str) -> InvalidField:
-    """The first of pydantic's findings as the API's 422: unknown names first (a misspelt field is
-    the likeliest mistake), then the rest in the order of the fields."""
+def findings(error: ValidationError, model: type[BaseModel], *, unknown: str) -> list[tuple[str, str]]:
+    """Each of pydantic's findings as (field, reason) in the API's words: unknown names first (a
+    misspelt field is the likeliest mistake), then the rest in the order of the fields."""
     errors = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
-    first = errors[0]
-    location = first["loc"]
-    field = shown(location[0]) if location else "body"
-    if first["type"] == "extra_forbidden":
-        refused: Mapping[str, str] = getattr(model, "refused", {})
-        return InvalidField(field, refused.get(field, unknown))
-    reason = _reason(first)
-    items = [str(part + 1) for part in location[1:] if isinstance(part, int)]
-    if items:
-        reason = f"item {items[0]} {reason}"
+    found = []
+    for each in errors:
+        location = each["loc"]
+        field = shown(location[0]) if location else "body"
+        if each["type"] == "extra_forbidden":
+            refused: Mapping[str, str] = getattr(model, "refused", {})
+            found.append((field, refused.get(field, unknown)))
+            continue
+        reason = _reason(each)
+        items = [str(part + 1) for part in location[1:] if isinstance(part, int)]
+        if items:
+            reason = f"item {items[0]} {reason}"
+        found.append((field, reason))
+    return found
+
+
+def refusal(error: ValidationError, model: type[BaseModel], *, unknown: str) -> InvalidField:
+    """The first of pydantic's findings as the API's 422."""
+    field, reason = findings(error, model, unknown=unknown)[0]
     return InvalidField(field, reason)
 
 
@@ -79,20 +91,29 @@ async def read_body(request: Request, *, accepted: tuple[str, ...], max_bytes: i
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in accepted:
         raise UnsupportedMediaType(f"send the body as {' or '.join(accepted)}")
+    too_large = PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_MAX:
+        raise too_large  # not worth reading: the client may see the connection close first
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
-                raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+                # Read the rest, and drop it, before answering: an answer while the body is
+                # still arriving has the connection reset under the client (or the edge, which
+                # then has only a 502 to give), and the 413 lost.
+                if size > DRAIN_MAX:
+                    raise too_large
+                chunks.clear()
+                continue
             chunks.append(chunk)
     except ClientDisconnect:
         # Nobody is left to read the answer; the access line still shows what happened.
         raise BadRequest("the client went away before sending the whole body") from None
+    if size > max_bytes:
+        raise too_large
     return content_type, b"".join(chunks)
 
 

@@ -283,8 +283,9 @@ class Page(Query):
     ) = Field(default=None, description="next_cursor of the previous page.")
 
 
-class ListQuery(Page):
-    limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_LIST_PAGE
+class CodeFilters(Query):
+    """Which codes a listing or an export holds."""
+
     q: Annotated[QueryText, Field(max_length=limits.MAX_SEARCH)] | None = Field(
         default=None, description="Case-insensitive substring of id, title or target."
     )
@@ -294,10 +295,26 @@ class ListQuery(Page):
     enabled: QueryBool | None = Field(
         default=None, description="Only codes switched on (true) or off (false)."
     )
+
+
+class ExportQuery(CodeFilters):
+    pass
+
+
+class ListQuery(Page, CodeFilters):
+    limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_LIST_PAGE
     order: Literal["created_at", "-scan_count"] = Field(
         default="created_at",
         description="created_at: oldest first, every code exactly once however the list changes; "
         "-scan_count: most scanned first (paging in that order is best effort: counts move meanwhile).",
+    )
+
+
+class BulkQuery(Query):
+    partial: QueryBool = Field(
+        default=False,
+        description="false: any bad row refuses them all (422, nothing created); true: the valid rows "
+        "are created and the others reported.",
     )
 
 
@@ -381,6 +398,35 @@ class SvgQuery(ImageQuery):
     size_mm: Annotated[float, QueryNumber(limits.MIN_SIZE_MM, limits.MAX_SIZE_MM, places=2)] | None = Field(
         default=None, description="Printed size in millimetres, instead of size: the SVG is sized in mm."
     )
+
+
+class ZipPngQuery(CodeFilters, PngQuery):
+    """GET /api/v1/qr/export.zip: which codes, and their images' options as image.png takes them."""
+
+    format: Literal["png", "svg"] = Field(default="png", description="The images' format.")
+
+
+class ZipSvgQuery(CodeFilters, SvgQuery):
+    format: Literal["png", "svg"] = "svg"
+
+
+class PdfQuery(CodeFilters):
+    """GET /api/v1/qr/export.pdf: which codes, and the label sheets' layout."""
+
+    paper: Literal["a4", "letter"] = "a4"
+    size_mm: Annotated[float, QueryNumber(limits.MIN_LABEL_MM, limits.MAX_LABEL_MM, places=2)] = Field(
+        default=limits.DEFAULT_LABEL_MM, description="Each code with its quiet zone, in millimetres."
+    )
+    columns: Annotated[int, QueryNumber(1, limits.MAX_LABEL_COLUMNS)] | None = Field(
+        default=None, description="Labels across a page (default: as many as fit)."
+    )
+    rows: Annotated[int, QueryNumber(1, limits.MAX_LABEL_ROWS)] | None = Field(
+        default=None, description="Labels down a page (default: as many as fit)."
+    )
+    border: Annotated[int, QueryNumber(2, limits.MAX_BORDER)] = Field(
+        default=limits.DEFAULT_BORDER, description="Quiet-zone modules."
+    )
+    ecc: EccLevel = Field(default=limits.DEFAULT_ECC, description="Error correction; always H with a logo.")
 
 
 def _zone(name: str) -> str:
@@ -472,6 +518,17 @@ class QRCode(Answer):
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
+
+
+class RowProblem(Answer):
+    row: int = Field(ge=1, description="From 1, as a spreadsheet shows it (the CSV header not counted).")
+    field: str
+    message: str
+
+
+class BulkResult(Answer):
+    created: list[QRCode] = Field(description="In the order of the rows.")
+    errors: list[RowProblem] = Field(description="The rows not created (only with partial=true).")
 
 
 class QRCodeList(Answer):
@@ -585,6 +642,15 @@ class ErrorBody(Answer):
 
 class Error(Answer):
     error: ErrorBody
+
+
+class RowsRefused(Answer):
+    """A bulk request with bad rows: nothing created (the error, and every row's problem)."""
+
+    error: ErrorBody
+    errors: list[RowProblem] = Field(
+        default=[], description="At most 1,000, in row order (absent for a bad parameter or header)."
+    )
 
 
 # Fields a client cannot write, and what it is told when it tries.

@@ -21,6 +21,7 @@ class ManagementSettings:
     port: int = 8002
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
+    bulk_max_body_bytes: int = 16 * 1024 * 1024  # POST /api/v1/qr/bulk: 10,000 rows
     render_concurrency: int = 2
     image_cache_bytes: int = 64 * 1024 * 1024
     logo_max_bytes: int = 1024 * 1024
@@ -55,6 +56,13 @@ class ManagementSettings:
             ),
             max_body_bytes=env.read_int(
                 environ, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            bulk_max_body_bytes=env.read_int(
+                environ,
+                "BULK_MAX_BODY_BYTES",
+                cls.bulk_max_body_bytes,
+                minimum=1024,
+                maximum=256 * 1024 * 1024,
             ),
             db_pool_size=env.read_int(
                 environ, "MANAGEMENT_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=200

@@ -73,6 +73,11 @@ NOT_WALKED = {"cursor"}
 COMPANIONS: dict[tuple[str, str, str], dict[str, str]] = {
     ("getImagePng", "size_mm", "minimum"): {"dpi": "2400"},
     ("getImagePng", "size_mm", "maximum"): {"dpi": "72"},
+    ("exportCodesZip", "size_mm", "minimum"): {"dpi": "2400"},
+    ("exportCodesZip", "size_mm", "maximum"): {"dpi": "72"},
+    # the most labels a page takes are the smallest
+    ("exportCodesPdf", "columns", "maximum"): {"size_mm": "10"},
+    ("exportCodesPdf", "rows", "maximum"): {"size_mm": "10"},
 }
 
 
@@ -159,7 +164,8 @@ def cases() -> Iterator[Case]:
                     extra = COMPANIONS.get((operation_id, parameter["name"], bound), {})
                     yield Case(operation_id, method, path, "query", parameter["name"], value, accepted, extra)
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if body:
+            # An array of objects (the bulk create's) is walked through its objects' own operation.
+            if body and "properties" in _resolve(body["schema"]):
                 for name, schema in _resolve(body["schema"])["properties"].items():
                     for value, accepted, _ in _values(name, schema, "body"):
                         yield Case(operation_id, method, path, "body", name, value, accepted)

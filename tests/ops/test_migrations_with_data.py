@@ -171,6 +171,15 @@ async def seed_0004(connection: asyncpg.Connection) -> None:
     await record_scans(connection, scan("sticker-0004", 30), scan("flyer-2026", 31), counted=True)
 
 
+async def seed_0008(connection: asyncpg.Connection) -> None:
+    await insert(connection, "qr_codes", code("bulk-0008", "https://example.org/bulk"))
+    await insert(
+        connection,
+        "idempotency_keys",
+        {"key": "batch-0008", "fingerprint": hashlib.sha256(b"[]").digest(), "status": 201, "body": b"{}"},
+    )
+
+
 async def seed_0006(connection: asyncpg.Connection) -> None:
     await insert(connection, "qr_codes", code("Case-0006", "https://example.org/case"))
     # Unique without regard to case from here on (there was no clash to keep).
@@ -218,6 +227,7 @@ SEEDS = {
     "0005": seed_0005,
     "0006": seed_0006,
     "0007": seed_0007,
+    "0008": seed_0008,
 }
 
 

@@ -1,0 +1,195 @@
+"""Label sheets as PDF: a grid of codes per page, each drawn as vector squares, its title and short
+link printed beneath in a TrueType font embedded in the file (Bitstream Vera, shipped with
+ReportLab), cut marks in the margins at every row and column.
+
+Sizes are the images' (``image.svg?size_mm=``): ``size_mm`` is the code with its quiet zone, which
+is its own (each label's box holds its whole code; a neighbour's never reaches into it). The grid
+spreads evenly over the page inside a 10 mm margin: by default as many labels as fit, with at least
+``GUTTER_MM`` between codes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reportlab.lib.pagesizes import A4, LETTER
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas
+
+from services.management.logos import Logo
+from services.management.rendering import ImageOptions, dark_runs, drawing
+from services.management.schemas import QRCode
+from shared.errors import InvalidField
+
+MM = 72 / 25.4  # points per millimetre
+PAPERS = {"a4": A4, "letter": LETTER}
+MARGIN_MM = 10.0
+GUTTER_MM = 4.0  # between neighbouring codes, at least, when the grid is chosen here
+TEXT_MM = 8.0  # beneath each code: two lines of text
+FONT = "Vera"
+FONT_SIZE = 7.0
+SMALLEST_FONT = 4.5
+MARK_MM = 5.0  # cut marks: this long, in the margin
+MARK_GAP_MM = 1.5  # and this far from the grid
+
+
+@functools.cache
+def _font() -> str:
+    pdfmetrics.registerFont(TTFont(FONT, "Vera.ttf"))  # found in reportlab/fonts
+    return FONT
+
+
+@dataclass(frozen=True)
+class Sheet:
+    paper: str
+    size_mm: float
+    columns: int
+    rows: int
+
+    @property
+    def page(self) -> tuple[float, float]:
+        width, height = PAPERS[self.paper]
+        return width / MM, height / MM
+
+    @property
+    def pitch(self) -> tuple[float, float]:
+        """Millimetres from one label's box to the next."""
+        width, height = self.page
+        return (width - 2 * MARGIN_MM) / self.columns, (height - 2 * MARGIN_MM) / self.rows
+
+    @property
+    def per_page(self) -> int:
+        return self.columns * self.rows
+
+
+def sheet(paper: str, size_mm: float, columns: int | None, rows: int | None) -> Sheet:
+    """The grid for these choices; :class:`InvalidField` naming what does not fit."""
+    width, height = (side / MM - 2 * MARGIN_MM for side in PAPERS[paper])
+    label_height = size_mm + TEXT_MM
+    fits_across = int((width + GUTTER_MM) // (size_mm + GUTTER_MM))
+    fits_down = int((height + GUTTER_MM) // (label_height + GUTTER_MM))
+    if fits_across < 1 or fits_down < 1:
+        raise InvalidField("size_mm", f"a {size_mm:g} mm code with its text does not fit on {paper} paper")
+    if columns is not None and width / columns < size_mm:
+        raise InvalidField("columns", f"{columns} codes of {size_mm:g} mm do not fit across {paper} paper")
+    if rows is not None and height / rows < label_height:
+        raise InvalidField(
+            "rows", f"{rows} rows of {size_mm:g} mm codes and their text do not fit down {paper} paper"
+        )
+    return Sheet(paper, size_mm, columns or fits_across, rows or fits_down)
+
+
+def _fitted(text: str, width_pt: float) -> tuple[str, float]:
+    """``text`` at the largest size from FONT_SIZE down that fits ``width_pt``, else cut with …"""
+    size = FONT_SIZE
+    while size > SMALLEST_FONT and pdfmetrics.stringWidth(text, FONT, size) > width_pt:
+        size -= 0.5
+    if pdfmetrics.stringWidth(text, FONT, size) <= width_pt:
+        return text, size
+    while text and pdfmetrics.stringWidth(text + "…", FONT, size) > width_pt:
+        text = text[:-1]
+    return text + "…", size
+
+
+def pdf(codes: Sequence[QRCode], logos: dict[str, Logo], layout: Sheet, options: ImageOptions) -> bytes:
+    """Every code on label sheets (one page at least, if only to say there is nothing)."""
+    _font()
+    buffer = io.BytesIO()
+    page_width, page_height = (side * MM for side in layout.page)
+    pdf_canvas = canvas.Canvas(
+        buffer,
+        pagesize=(page_width, page_height),
+        pageCompression=1,
+        initialFontName=FONT,  # else Helvetica is named in the file, a font it does not embed
+        initialFontSize=FONT_SIZE,
+    )
+    pdf_canvas.setTitle("QR codes")
+    pdf_canvas.setCreator("QR service")
+    pitch_x, pitch_y = layout.pitch
+    if not codes:
+        pdf_canvas.setFont(FONT, 10)
+        pdf_canvas.drawString(MARGIN_MM * MM, page_height - 2 * MARGIN_MM * MM, "No codes were selected.")
+    for start in range(0, max(len(codes), 1), layout.per_page):
+        page = codes[start : start + layout.per_page]
+        if not page:
+            break
+        _cut_marks(pdf_canvas, layout)
+        for index, code in enumerate(page):
+            column, row = index % layout.columns, index // layout.columns
+            left = MARGIN_MM + column * pitch_x
+            top = MARGIN_MM + row * pitch_y  # from the page's top edge
+            _label(pdf_canvas, code, logos.get(code.logo_sha256 or ""), layout, options, left, top)
+        pdf_canvas.showPage()
+    pdf_canvas.save()
+    return buffer.getvalue()
+
+
+def _label(
+    pdf_canvas: canvas.Canvas,
+    code: QRCode,
+    logo: Logo | None,
+    layout: Sheet,
+    options: ImageOptions,
+    left_mm: float,
+    top_mm: float,
+) -> None:
+    pitch_x, pitch_y = layout.pitch
+    page_height = layout.page[1]
+    size = layout.size_mm
+    draw = drawing(code.short_url, options.for_logo(logo is not None), logo)
+    module = size / draw.width  # mm
+    x0 = (left_mm + (pitch_x - size) / 2) * MM
+    spare = pitch_y - size - TEXT_MM
+    y_top = (page_height - top_mm - spare / 2) * MM  # the code's top edge, in points from the bottom
+    pdf_canvas.setFillColorRGB(1, 1, 1)
+    pdf_canvas.rect(x0, y_top - size * MM, size * MM, size * MM, stroke=0, fill=1)  # its own quiet zone
+    pdf_canvas.setFillColorRGB(0, 0, 0)
+    path = pdf_canvas.beginPath()
+    for row, column, length in dark_runs(draw):
+        path.rect(
+            x0 + column * module * MM, y_top - (row + 1) * module * MM, length * module * MM, module * MM
+        )
+    pdf_canvas.drawPath(path, stroke=0, fill=1)
+    if logo is not None:
+        corner = draw.pad_origin() + 1
+        side = (draw.pad - 2) * module * MM
+        pdf_canvas.drawImage(
+            ImageReader(io.BytesIO(logo.png)),
+            x0 + corner * module * MM,
+            y_top - corner * module * MM - side,
+            side,
+            side,
+            preserveAspectRatio=True,
+            mask="auto",
+        )
+    width = (pitch_x - 1) * MM
+    centre = x0 + size * MM / 2
+    baseline = y_top - size * MM - 3.2 * MM
+    for text in (code.title or "", code.short_url):
+        if text:
+            shown, font_size = _fitted(text, width)
+            pdf_canvas.setFont(FONT, font_size)
+            pdf_canvas.drawCentredString(centre, baseline, shown)
+        baseline -= 3.2 * MM
+
+
+def _cut_marks(pdf_canvas: canvas.Canvas, layout: Sheet) -> None:
+    """Short lines in the margins, in line with every boundary between labels and the grid's edges."""
+    width, height = layout.page
+    pitch_x, pitch_y = layout.pitch
+    near, far = MARGIN_MM - MARK_GAP_MM - MARK_MM, MARGIN_MM - MARK_GAP_MM  # from the page's edge
+    pdf_canvas.setLineWidth(0.25)
+    pdf_canvas.setStrokeColorRGB(0, 0, 0)
+    for n in range(layout.columns + 1):
+        x = (MARGIN_MM + n * pitch_x) * MM
+        pdf_canvas.line(x, near * MM, x, far * MM)
+        pdf_canvas.line(x, (height - far) * MM, x, (height - near) * MM)
+    for n in range(layout.rows + 1):
+        y = (height - MARGIN_MM - n * pitch_y) * MM
+        pdf_canvas.line(near * MM, y, far * MM, y)
+        pdf_canvas.line((width - far) * MM, y, (width - near) * MM, y)

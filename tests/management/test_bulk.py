@@ -1,0 +1,250 @@
+"""Bulk creation: JSON and CSV, all or nothing or partial, idempotency, one notification a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.management.conftest import count_rows, create
+
+pytestmark = pytest.mark.anyio
+
+CSV = {"content-type": "text/csv"}
+
+
+async def bulk(
+    client: httpx.AsyncClient, body: Any, *, params: dict[str, str] | None = None, **headers: str
+) -> httpx.Response:
+    if isinstance(body, (bytes, str)):
+        return await client.post("/api/v1/qr/bulk", content=body, params=params, headers={**CSV, **headers})
+    return await client.post("/api/v1/qr/bulk", json=body, params=params, headers=headers)
+
+
+async def test_a_json_array_creates_every_code_in_order(client: httpx.AsyncClient, database_url: str) -> None:
+    rows = [
+        {"target_url": f"https://example.org/{n}", "title": f"table {n}", "tags": ["tent"]} for n in range(50)
+    ]
+    rows[7]["slug"] = "Table-7"
+    response = await bulk(client, rows)
+    assert response.status_code == 201, response.text
+    created = response.json()["created"]
+    assert [c["target_url"] for c in created] == [r["target_url"] for r in rows]
+    assert created[7]["id"] == "Table-7"
+    assert response.json()["errors"] == []
+    listed = (await client.get("/api/v1/qr", params={"limit": 100, "tag": "tent"})).json()["items"]
+    assert [c["id"] for c in listed] == [c["id"] for c in created]  # the listing keeps the input's order
+    history = (await client.get(f"/api/v1/qr/{created[3]['id']}/history")).json()["items"]
+    assert [h["action"] for h in history] == ["create"]
+    assert history[0]["changes"]["target_url"] == {"old": None, "new": "https://example.org/3"}
+    assert await count_rows(database_url) == 50
+    assert (await client.get("/api/v1/qr/Table-7")).status_code == 200
+
+
+async def test_any_bad_row_refuses_all_with_every_error(client: httpx.AsyncClient, database_url: str) -> None:
+    await create(client, target_url="https://example.org/", slug="taken")
+    rows = [
+        {"target_url": "https://example.org/ok"},
+        {"target_url": "javascript:alert(1)"},
+        {"target_url": "https://example.org/", "redirect_status": 303, "colour": "red"},
+        {"target_url": "https://example.org/", "slug": "TAKEN"},
+        {"target_url": "https://example.org/", "slug": "twice"},
+        {"target_url": "https://example.org/", "slug": "Twice"},
+        "not an object",
+    ]
+    response = await bulk(client, rows)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"]["code"] == "invalid_rows"
+    found = [(e["row"], e["field"]) for e in body["errors"]]
+    assert found == [
+        (2, "target_url"),
+        (3, "colour"),
+        (3, "redirect_status"),
+        (7, "row"),
+    ]  # slugs are checked after
+    assert await count_rows(database_url) == 1
+
+    slugs = await bulk(client, rows[:1] + rows[3:6])
+    assert slugs.status_code == 422
+    assert [(e["row"], e["field"]) for e in slugs.json()["errors"]] == [(2, "slug"), (4, "slug")]
+    assert "row 3" in slugs.json()["errors"][1]["message"]
+    assert await count_rows(database_url) == 1
+
+
+async def test_partial_creates_the_valid_rows_and_reports_the_rest(client: httpx.AsyncClient) -> None:
+    await create(client, target_url="https://example.org/", slug="taken")
+    rows = [
+        {"target_url": "https://example.org/a"},
+        {"target_url": "ftp://example.org/"},
+        {"target_url": "https://example.org/b", "slug": "taken"},
+        {"target_url": "https://example.org/c"},
+    ]
+    response = await bulk(client, rows, params={"partial": "true"})
+    assert response.status_code == 201
+    assert [c["target_url"] for c in response.json()["created"]] == [
+        "https://example.org/a",
+        "https://example.org/c",
+    ]
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(2, "target_url"), (3, "slug")]
+    nothing = await bulk(client, rows[1:3], params={"partial": "true"})
+    assert nothing.status_code == 422  # nothing valid: nothing created, as without partial
+
+
+CSV_BODY = (
+    "\ufefftarget_url,slug,title,tags,redirect_status,enabled,forward_query,expires_at\r\n"
+    'https://example.org/1,menu-1,"Table 1, by the window",menu|print,301,yes,1,2030-01-01T00:00:00Z\r\n'
+    "\r\n"
+    'https://example.org/2,,"=HYPERLINK(""https://evil.example"")",,,,,\r\n'
+    'https://example.org/3,,"two\r\nlines",,,false,no,\r\n'
+)
+
+
+async def test_a_spreadsheets_csv_as_it_comes(client: httpx.AsyncClient) -> None:
+    response = await bulk(client, CSV_BODY.encode())
+    assert response.status_code == 422  # "two\r\nlines": a title holds no line breaks
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [
+        (4, "title")
+    ]  # the empty line is row 2
+
+    response = await bulk(client, CSV_BODY.replace("two\r\nlines", "two lines").encode())
+    assert response.status_code == 201, response.text
+    first, second, third = response.json()["created"]
+    assert (first["id"], first["title"], first["tags"]) == (
+        "menu-1",
+        "Table 1, by the window",
+        ["menu", "print"],
+    )
+    assert (first["redirect_status"], first["enabled"], first["forward_query"]) == (301, True, True)
+    assert first["expires_at"] == "2030-01-01T00:00:00Z"
+    assert second["title"] == '=HYPERLINK("https://evil.example")'  # stored as given; exports neutralise it
+    assert (second["redirect_status"], second["tags"], second["enabled"]) == (302, [], True)
+    assert (third["enabled"], third["forward_query"]) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"target_url,colour\nhttps://example.org/,red\n", 422, "colour"),
+        (b"slug,title\nmenu,Menu\n", 422, "target_url column"),
+        (b"target_url,title\nhttps://example.org/,caf\xe9\n", 400, "line 2"),
+        (b"", 400, "empty"),
+        (b"target_url,target_url\nhttps://example.org/,x\n", 422, "twice"),
+        (b'target_url\n"https://example.org/\n', 400, "line"),
+        (b"target_url\nhttps://example.org/\x00\n", 400, "NUL"),
+    ],
+)
+async def test_csv_that_cannot_be_read_says_why(
+    client: httpx.AsyncClient, database_url: str, body: bytes, status: int, words: str
+) -> None:
+    response = await bulk(client, body)
+    assert response.status_code == status, response.text
+    assert words in json.dumps(response.json())
+    assert await count_rows(database_url) == 0
+
+
+async def test_bad_cells_and_rows_name_the_row(client: httpx.AsyncClient) -> None:
+    body = (
+        "target_url,redirect_status,enabled,expires_at\n"
+        "https://example.org/,3O1,,\n"
+        "https://example.org/,,maybe,\n"
+        "https://example.org/,,,tomorrow\n"
+        "https://example.org/,,,,extra\n"
+    )
+    errors = (await bulk(client, body)).json()["errors"]
+    assert [(e["row"], e["field"]) for e in errors] == [
+        (1, "redirect_status"),
+        (2, "enabled"),
+        (3, "expires_at"),
+        (4, "row"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"target_url": "https://example.org/"}, 400), ([], 201), ("[1, 2", 400)],
+)
+async def test_json_that_is_no_array_of_codes(client: httpx.AsyncClient, body: Any, status: int) -> None:
+    if isinstance(body, str):
+        response = await client.post(
+            "/api/v1/qr/bulk", content=body, headers={"content-type": "application/json"}
+        )
+    else:
+        response = await bulk(client, body)
+    assert response.status_code == status, response.text
+
+
+async def test_more_than_ten_thousand_rows_are_refused(client: httpx.AsyncClient) -> None:
+    body = "target_url\n" + "https://example.org/\n" * 10_001
+    response = await bulk(client, body)
+    assert response.status_code == 422
+    assert "10,000" in response.json()["error"]["message"]
+
+
+async def test_other_content_types_and_queries(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/qr/bulk", content=b"x", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    response = await bulk(client, [], params={"partial": "maybe"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == {"field": "partial"}
+    assert (await client.get("/api/v1/qr/bulk")).status_code == 405
+    assert (await create(client, target_url="https://example.org/", slug="bulk")).status_code == 422
+
+
+async def test_an_idempotency_key_answers_a_retry_with_the_first_answer(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    rows = [{"target_url": f"https://example.org/{n}"} for n in range(20)]
+    first = await bulk(client, rows, **{"Idempotency-Key": "print-run-1"})
+    again = await bulk(client, rows, **{"Idempotency-Key": "print-run-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await count_rows(database_url) == 20
+    other = await bulk(client, rows[:3], **{"Idempotency-Key": "print-run-1"})
+    assert other.status_code == 422
+    assert other.json()["error"]["details"] == {"field": "Idempotency-Key"}
+    refused = [{"target_url": "nope"}]
+    assert (await bulk(client, refused, **{"Idempotency-Key": "bad-run"})).status_code == 422
+    assert (await bulk(client, refused, **{"Idempotency-Key": "bad-run"})).headers[
+        "idempotent-replayed"
+    ] == "true"
+    for key in ("", "x" * 256, "caf\u00e9"):
+        response = await client.post("/api/v1/qr/bulk", json=rows, headers={"Idempotency-Key": key.encode()})
+        assert response.status_code == 422, key
+    assert await count_rows(database_url) == 20
+
+
+async def test_two_requests_with_one_key_at_once_create_one_batch(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    rows = [{"target_url": f"https://example.org/{n}"} for n in range(2000)]
+    answers = await asyncio.gather(*(bulk(client, rows, **{"Idempotency-Key": "at-once"}) for _ in range(3)))
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+    assert sum("idempotent-replayed" in a.headers for a in answers) == 2
+    assert await count_rows(database_url) == 2000
+
+
+async def test_one_notification_for_a_batch_one_id_for_a_single_code(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    received: list[str] = []
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("qr_changed", lambda *args: received.append(args[-1]))
+        await bulk(client, [{"target_url": f"https://example.org/{n}"} for n in range(500)])
+        single = await create(client, target_url="https://example.org/", slug="alone")
+        assert single.status_code == 201
+        await client.patch("/api/v1/qr/alone", json={"title": "x"})
+        for _ in range(50):
+            if len(received) >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+    assert received == ["*", "alone", "alone"]

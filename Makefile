@@ -34,6 +34,8 @@ test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL
 		left_out="prometheus/promtool: the Prometheus and alert-rule tests (apt-get install prometheus)"; \
 	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || \
 		left_out="$${left_out:+$$left_out; }pgbouncer: the PgBouncer tests (apt-get install pgbouncer)"; \
+	command -v pdftoppm >/dev/null || \
+		left_out="$${left_out:+$$left_out; }pdftoppm: decoding the PDF label sheets (apt-get install poppler-utils)"; \
 	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

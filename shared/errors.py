@@ -136,6 +136,7 @@ def edge_refusal(status: int) -> ServiceError | None:
     refusals: dict[int, ServiceError] = {
         403: Forbidden("this client address may not use the admin API (ADMIN_ALLOWLIST)"),
         404: NotFound("nothing is served here: not under this host name, or not at this path"),
+        413: PayloadTooLarge("the body is larger than this path takes"),
         429: TooManyRequests("too many requests from this address; retry after a second", retry_after=1),
         502: BadGateway("the service behind the edge cannot be reached; try again shortly"),
         504: GatewayTimeout("the service behind the edge did not answer in time; try again shortly"),

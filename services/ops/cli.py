@@ -156,7 +156,7 @@ def maintain() -> None:
     """Scheduled upkeep, safe while the services serve: partitions of scans ahead and retention,
     visitor hashes of past days, VACUUM (ANALYZE) of the busy tables.
 
-    Run it every few hours (compose does; make run does at start and daily); it prints what it did.
+    Run it every few hours (compose does; make run does at start and every six hours); it prints what it did.
     """
     from services.ops import maintenance
 

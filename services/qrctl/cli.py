@@ -445,6 +445,104 @@ def scans(
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--partial", is_flag=True, help="Create the good rows even when others are refused.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Send it again with the same key after an interruption: the codes are created once.",
+)
+@click.pass_context
+def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | None) -> None:
+    """Create up to 10,000 codes from a CSV file (- for stdin), in one request.
+
+    The header names the columns: target_url (required), slug, title, tags (separated by |),
+    redirect_status, expires_at, enabled, fallback_url, forward_query. Without --partial any bad
+    row refuses the whole file, and every problem is printed as "row N: field: message" (exit 1).
+    Prints the new codes, in the order of the rows.
+
+    \b
+    Examples:
+      qrctl bulk tables.csv --idempotency-key spring-tents-2027
+      qrctl bulk tables.csv --partial | cut -f1,2 > made.tsv
+    """
+    try:
+        body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    headers = {"content-type": "text/csv"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    params = {"partial": "true"} if partial else {}
+    with api(ctx) as client:
+        response = client.request(
+            "POST", "/api/v1/qr/bulk", content=body, headers=headers, params=params, allow=(422,)
+        )
+    answer = response.json()
+    if ctx.obj.as_json:
+        click.echo(response.text)
+    elif answer.get("created"):
+        output.table(answer["created"], CODE_COLUMNS)
+    for error in answer.get("errors", []):
+        output.message(f"row {error['row']}: {error['field']}: {error['message']}")
+    if response.status_code == 422:
+        if not answer.get("errors"):
+            output.message(f"qrctl: {answer['error']['message']}")
+        ctx.exit(1)
+    if answer.get("errors"):
+        output.message(
+            f"created {len(answer['created'])}; {len({e['row'] for e in answer['errors']})} rows refused"
+        )
+        ctx.exit(1)
+
+
+@main.command()
+@click.option(
+    "--format", "export_format", type=click.Choice(["csv", "zip", "pdf"]), default="csv", show_default=True
+)
+@click.option("--tag", metavar="TAG", help="Only codes with this tag.")
+@click.option("--search", "q", metavar="TEXT", help="Only codes whose id, title or target holds this.")
+@click.option(
+    "-o", "--output", "target", metavar="FILE", required=True, help="Where to write it (- for stdout)."
+)
+@click.pass_context
+def export(ctx: click.Context, export_format: str, tag: str | None, q: str | None, target: str) -> None:
+    """Download every code (or those with --tag, --search) as one file, streamed.
+
+    csv: the columns a bulk upload takes back. zip: a PNG of each code (600 px) and manifest.csv.
+    pdf: A4 label sheets of 30 mm codes with their titles and short links, cut marks; for other
+    sizes, papers or image options, ask the API (GET /api/v1/qr/export.pdf) directly.
+
+    \b
+    Examples:
+      qrctl export --tag spring -o spring.csv
+      qrctl export --format pdf --tag tables -o tables.pdf
+    """
+    params = {name: value for name, value in (("tag", tag), ("q", q)) if value is not None}
+    written = 0
+    with api(ctx) as client, client.stream(f"/api/v1/qr/export.{export_format}", params=params) as response:
+        try:
+            sink = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            output.message(f"qrctl: cannot write {target}: {exc.strerror or exc}")
+            ctx.exit(1)
+        progress = output.Progress("exporting") if target != "-" else None
+        try:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress.update(written)
+        finally:
+            if progress is not None:
+                progress.close()
+            if sink is not sys.stdout.buffer:
+                sink.close()
+    if target != "-":
+        output.message(f"wrote {target} ({written} bytes)")
+
+
+@main.command()
 @click.argument("code_id")
 @click.option("--limit", type=click.IntRange(1, limits.MAX_PAGE), default=100, show_default=True)
 @click.pass_context

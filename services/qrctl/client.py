@@ -3,14 +3,17 @@
 Exit codes (stable, for scripts): 0 ok, 1 other error, 2 usage, 3 not found, 4 refused (401/403),
 5 conflict, 69 service unavailable or unreachable. Only idempotent reads are retried, on a refused or
 reset connection and on 502/503/504, with a short back-off; a write is sent once, so a lost answer
-can never create a code twice.
+can never create a code twice. A 429 (the edge's rate limit: the request went no further) is waited
+out as its Retry-After says and sent again, reads and writes alike, up to RATE_LIMIT_RETRIES times.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,6 +32,8 @@ _EXIT_BY_STATUS = {
     429: UNAVAILABLE,
 }
 _RETRIED_STATUSES = frozenset({502, 503, 504})
+RATE_LIMIT_RETRIES = 8
+MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is waited for this long, at most
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 
 
@@ -51,15 +56,53 @@ class Api:
     def close(self) -> None:
         self._client.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The response to a request that succeeded (2xx, or 304); :class:`Failure` otherwise."""
+    def request(
+        self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """The response to a request that succeeded (2xx, 304, or a status in ``allow``);
+        :class:`Failure` otherwise."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            response, request_id = self._attempts(method, path, kwargs)
+            if response.status_code != 429:
+                break
+            time.sleep(_retry_after(response))
+        else:
+            response, request_id = self._attempts(method, path, kwargs)
+        if response.status_code < 400 or response.status_code == 304 or response.status_code in allow:
+            return response
+        raise _failure(response, request_id)
+
+    @contextlib.contextmanager
+    def stream(self, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it arrives (an export); :class:`Failure` as :meth:`request`."""
         request_id = uuid.uuid4().hex
         headers = {**kwargs.pop("headers", {}), "X-Request-ID": request_id}
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                with self._client.stream("GET", path, headers=headers, timeout=None, **kwargs) as response:
+                    if response.status_code == 429 and attempt < RATE_LIMIT_RETRIES:
+                        wait = _retry_after(response)
+                    elif response.status_code >= 400:
+                        response.read()
+                        raise _failure(response, request_id)
+                    else:
+                        yield response
+                        return
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+                raise Failure(f"cannot read from {self.config.api_url}: {reason}", UNAVAILABLE) from None
+            time.sleep(wait)
+
+    def _attempts(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[httpx.Response, str]:
+        """The first answer that is not a failure worth retrying (a 429 included: the caller waits)."""
+        request_id = uuid.uuid4().hex
+        headers = {**kwargs.get("headers", {}), "X-Request-ID": request_id}
+        rest = {k: v for k, v in kwargs.items() if k != "headers"}
         attempts = 1 + (self.config.retries if method in _IDEMPOTENT else 0)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = self._client.request(method, path, headers=headers, **kwargs)
+                response = self._client.request(method, path, headers=headers, **rest)
             except httpx.TimeoutException:
                 if last:
                     maybe = (
@@ -79,10 +122,8 @@ class Api:
                         f"cannot reach the management API at {self.config.api_url}: {reason}", UNAVAILABLE
                     ) from None
             else:
-                if response.status_code < 400 or response.status_code == 304:
-                    return response
                 if last or response.status_code not in _RETRIED_STATUSES:
-                    raise _failure(response, request_id)
+                    return response, request_id
             time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -95,6 +136,16 @@ class Api:
             raise Failure(
                 f"{self.config.api_url} did not answer JSON (is it the management API?)", ERROR
             ) from None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds to wait before sending a refused request again (Retry-After in seconds, else 1)."""
+    value = response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER) if seconds == seconds else 1.0
 
 
 def _failure(response: httpx.Response, request_id: str) -> Failure:

@@ -65,3 +65,25 @@ def sparkline(values: Sequence[int]) -> str:
     return "".join(
         _BARS[min(len(_BARS) - 1, value * len(_BARS) // (top + 1))] if value else " " for value in values
     )
+
+
+class Progress:
+    """Bytes so far on one line of stderr, redrawn at most ten times a second; only on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.shown = 0.0
+        self.terminal = sys.stderr.isatty()
+
+    def update(self, done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.terminal and now - self.shown >= 0.1:
+            self.shown = now
+            sys.stderr.write(f"\r{self.label}: {done / 2**20:,.1f} MiB")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.terminal and self.shown:
+            sys.stderr.write("\n")

@@ -456,7 +456,7 @@ def test_with_the_shipped_timeouts_a_hung_backend_gets_504_never_a_closed_connec
     tmp_path: Path, running_stack: RunningStack
 ) -> None:
     """The shipped defaults, not short test values: each backend's timeout (5 s, 30 s) is clearly
-    below the entrypoints' write timeout (60 s), which would close the connection with no status."""
+    below the longest the edge lets a backend keep a client waiting (50 s)."""
     # The session's stack runs with the defaults, and its own edges take its settings.
     assert running_stack.settings.backend_timeouts == {
         "REDIRECT_BACKEND_TIMEOUT": 5,

@@ -32,12 +32,14 @@ REQUEST_ID = re.compile(r"request id [0-9a-f]{32}")
 
 
 def qrctl(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("QR_API")}
     environ["XDG_CONFIG_HOME"] = "/nonexistent"  # no config file unless a test makes one
     environ.update(env or {})
-    return subprocess.run([QRCTL, *args], env=environ, capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [QRCTL, *args], env=environ, capture_output=True, text=True, timeout=120, cwd=cwd, input=input_text
+    )
 
 
 @pytest.fixture
@@ -320,3 +322,80 @@ def test_tokens_come_from_files_and_a_refusal_is_4(token_stack: tuple[str, Path]
     missing = qrctl("--token-file", str(folder / "absent"), "list", env=api)
     assert missing.returncode == 2
     assert "cannot read the token file" in missing.stderr
+
+
+def test_bulk_prints_the_codes_or_every_bad_row(api: dict[str, str], tmp_path: Path) -> None:
+    good = tmp_path / "tables.csv"
+    good.write_text(
+        "target_url,title,tags\nhttps://example.org/t1,Table 1,qrctl-bulk\nhttps://example.org/t2,,\n"
+    )
+    made = qrctl("bulk", str(good), "--idempotency-key", "qrctl-bulk-1", env=api)
+    assert made.returncode == 0, made.stderr
+    rows = [line.split("\t") for line in made.stdout.splitlines()]
+    assert [row[2] for row in rows] == ["https://example.org/t1", "https://example.org/t2"]
+    again = qrctl("bulk", str(good), "--idempotency-key", "qrctl-bulk-1", env=api)
+    assert again.stdout == made.stdout  # the first answer, not two more codes
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "target_url,redirect_status\nhttps://example.org/ok,\njavascript:alert(1),\nhttps://example.org/,303\n"
+    )
+    refused = qrctl("bulk", str(bad), env=api)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.splitlines()[0].startswith("row 2: target_url: ")
+    assert refused.stderr.splitlines()[1].startswith("row 3: redirect_status: ")
+    partial = qrctl("bulk", str(bad), "--partial", env=api)
+    assert partial.returncode == 1
+    assert partial.stdout.count("\n") == 1  # the good row was created
+    assert "created 1; 2 rows refused" in partial.stderr
+    header = qrctl("bulk", "-", env=api, input_text="title\nx\n")
+    assert header.returncode == 1
+    assert "target_url" in header.stderr
+
+
+def test_export_writes_the_file(api: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "target_url,title,tags\n"
+        + "".join(f"https://example.org/e{n},=E{n},qrctl-export\n" for n in range(30))
+    )
+    assert qrctl("bulk", str(source), env=api).returncode == 0
+    target = tmp_path / "out.csv"
+    exported = qrctl("export", "--tag", "qrctl-export", "-o", str(target), env=api)
+    assert exported.returncode == 0, exported.stderr
+    lines = target.read_text().splitlines()
+    assert len(lines) == 31
+    assert lines[0].startswith("id,short_url,target_url,title,tags")
+    assert ",'=E0,qrctl-export," in lines[1]  # formula-safe
+    archive = tmp_path / "out.zip"
+    assert (
+        qrctl("export", "--format", "zip", "--tag", "qrctl-export", "-o", str(archive), env=api).returncode
+        == 0
+    )
+    import zipfile
+
+    assert len(zipfile.ZipFile(archive).namelist()) == 31  # thirty images and the manifest
+    sheets = tmp_path / "out.pdf"
+    assert (
+        qrctl("export", "--format", "pdf", "--tag", "qrctl-export", "-o", str(sheets), env=api).returncode
+        == 0
+    )
+    assert sheets.read_bytes().startswith(b"%PDF-")
+    unwritable = qrctl("export", "-o", str(tmp_path / "missing" / "x.csv"), env=api)
+    assert unwritable.returncode == 1
+    assert "cannot write" in unwritable.stderr
+
+
+def test_every_command_waits_out_the_edges_rate_limit(running_stack: RunningStack, tmp_path: Path) -> None:
+    from tests.e2e.test_edge import own_edge, wait_routed
+
+    with own_edge(tmp_path, running_stack, ADMIN_RATE_LIMIT_AVERAGE="2", ADMIN_RATE_LIMIT_BURST="2") as own:
+        wait_routed(f"{own.http}/health", 200)
+        env = {"QR_API_URL": own.http}
+        started = time.monotonic()
+        results = [qrctl("create", f"https://example.org/limited/{n}", env=env) for n in range(8)]
+        assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results]
+        assert time.monotonic() - started >= 1.5  # eight at two a second: some waited
+        listed = qrctl("list", "--all", env=env)
+        assert listed.returncode == 0

@@ -85,7 +85,7 @@ def test_the_certificate_lives_under_a_year_and_is_renewed_a_month_before_it_end
         ({"EDGE_TRUSTED_PROXIES": '10.0.0.1"]'}, "EDGE_TRUSTED_PROXIES"),
         ({"REDIRECT_BACKEND_TIMEOUT": "0"}, "REDIRECT_BACKEND_TIMEOUT"),
         ({"MANAGEMENT_BACKEND_TIMEOUT": "5s"}, "MANAGEMENT_BACKEND_TIMEOUT"),
-        # as long as the entrypoints' write timeout: the client's connection would close first
+        # past the longest a backend may keep the client waiting for its first byte
         ({"MANAGEMENT_BACKEND_TIMEOUT": "60"}, "MANAGEMENT_BACKEND_TIMEOUT"),
         ({"REDIRECT_BACKEND_TIMEOUT": "51"}, "REDIRECT_BACKEND_TIMEOUT"),
         ({"EDGE_GOGC": "off"}, "EDGE_GOGC"),

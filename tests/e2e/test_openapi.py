@@ -54,6 +54,11 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(
             # history outlives the code on purpose ("where did it point last March?").
             "--exclude-checks=positive_data_acceptance,use_after_free",
             "--max-examples=25",
+            # The exports draw every code the run has made, at sizes up to 4096 px: minutes each.
+            # Their parameters are the images' and the filters' (walked bound by bound in
+            # tests/management/test_openapi.py), their answers tested in test_prints and test_labels.
+            "--exclude-operation-id=exportCodesZip",
+            "--exclude-operation-id=exportCodesPdf",
             "--workers=1",  # 2 workers trip a thread-safety bug in Hypothesis (lambda source cache)
         ],
         cwd=tmp_path,

@@ -207,7 +207,9 @@ async def generate(dsn: str, now: datetime) -> dict[str, Any]:
             )
             for statement in (QUARTERS, DAYS_ROLLUP, TALLIES, MONTHS, COUNTS):
                 await conn.execute(statement, month_start, month_end)
-        await conn.execute("ANALYZE")
+        # As qr-manage maintain leaves them (every six hours): statistics, and the visibility map
+        # that lets the day rollups be read from their index alone.
+        await conn.execute("VACUUM (ANALYZE)")
         busiest = await conn.fetchval("SELECT code_id FROM scan_counts ORDER BY total DESC LIMIT 1")
         median = await conn.fetchval(
             "SELECT code_id FROM scan_counts ORDER BY total DESC OFFSET $1 LIMIT 1", CODES // 2

@@ -27,28 +27,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 STATEMENT_TRIGGERS = (
+    # One function for the three: a DELETE's rows are in old_rows, the others' in new_rows (PL/pgSQL
+    # plans only the branch it takes, so each trigger names only its own transition table).
     """
-    CREATE FUNCTION qr_codes_notify_new() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION qr_codes_notify_statement() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         changed bigint;
         only_id text;
     BEGIN
-        SELECT count(*), min(id) INTO changed, only_id FROM new_rows;
-        IF changed = 1 THEN
-            PERFORM pg_notify('qr_changed', only_id);
-        ELSIF changed > 1 THEN
-            PERFORM pg_notify('qr_changed', '*');
+        IF TG_OP = 'DELETE' THEN
+            SELECT count(*), min(id) INTO changed, only_id FROM old_rows;
+        ELSE
+            SELECT count(*), min(id) INTO changed, only_id FROM new_rows;
         END IF;
-        RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE FUNCTION qr_codes_notify_old() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE
-        changed bigint;
-        only_id text;
-    BEGIN
-        SELECT count(*), min(id) INTO changed, only_id FROM old_rows;
         IF changed = 1 THEN
             PERFORM pg_notify('qr_changed', only_id);
         ELSIF changed > 1 THEN
@@ -59,15 +50,15 @@ STATEMENT_TRIGGERS = (
     """,
     """
     CREATE TRIGGER qr_codes_notify_insert AFTER INSERT ON qr_codes
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_new()
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_statement()
     """,
     """
     CREATE TRIGGER qr_codes_notify_update AFTER UPDATE ON qr_codes
-        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_new()
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_statement()
     """,
     """
     CREATE TRIGGER qr_codes_notify_delete AFTER DELETE ON qr_codes
-        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_old()
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION qr_codes_notify_statement()
     """,
 )
 
@@ -100,5 +91,4 @@ def downgrade() -> None:
     )
     for name in ("insert", "update", "delete"):
         op.execute(f"DROP TRIGGER qr_codes_notify_{name} ON qr_codes")
-    op.execute("DROP FUNCTION qr_codes_notify_new()")
-    op.execute("DROP FUNCTION qr_codes_notify_old()")
+    op.execute("DROP FUNCTION qr_codes_notify_statement()")

@@ -241,10 +241,17 @@ async def test_one_notification_for_a_batch_one_id_for_a_single_code(
         single = await create(client, target_url="https://example.org/", slug="alone")
         assert single.status_code == 201
         await client.patch("/api/v1/qr/alone", json={"title": "x"})
+        writer = await asyncpg.connect(database_url)  # writes around the API are announced too
+        try:
+            await writer.execute("UPDATE qr_codes SET title = 'all'")  # many rows: one flush
+            await writer.execute("INSERT INTO qr_codes (id, short_url, target_url) VALUES ('raw1', 'x', 'y')")
+            await writer.execute("DELETE FROM qr_codes WHERE id = 'raw1'")
+        finally:
+            await writer.close()
         for _ in range(50):
-            if len(received) >= 3:
+            if len(received) >= 6:
                 break
             await asyncio.sleep(0.05)
     finally:
         await listener.close()
-    assert received == ["*", "alone", "alone"]
+    assert received == ["*", "alone", "alone", "*", "raw1", "raw1"]

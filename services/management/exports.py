@@ -52,21 +52,8 @@ AGENTS_IN_RANGE = """
 SELECT DISTINCT agent_id FROM scans
 WHERE code_id = :code AND scanned_at >= :start AND scanned_at < :end AND agent_id IS NOT NULL
 """
-CODE_COLUMNS = (
-    "id",
-    "short_url",
-    "target_url",
-    "title",
-    "tags",
-    "redirect_status",
-    "enabled",
-    "expires_at",
-    "fallback_url",
-    "forward_query",
-    "scan_count",
-    "created_at",
-    "updated_at",
-)
+# The columns the bulk upload takes back, in the order codes are stored, with the scan count.
+CODE_COLUMNS = (*codes.COPY_COLUMNS[:-2], "scan_count", *codes.COPY_COLUMNS[-2:])  # then created, updated
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +24,7 @@ from services.management.schemas import ScanQuery
 from services.ops import maintenance
 from services.redirect.scans import ScanRecorder
 from shared.errors import InvalidField
-from tests.management.conftest import create
+from tests.management.conftest import create, measure_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -428,11 +427,9 @@ async def test_the_csv_holds_every_raw_scan_formula_safe_and_no_visitor_hash(
 
 async def test_a_large_csv_streams_in_bounded_memory(client: httpx.AsyncClient, database_url: str) -> None:
     """The stream the endpoint sends, read chunk by chunk as a server sends it."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from services.management import exports
     from services.management.schemas import RawScansQuery
-    from shared.database import FAULTS, sqlalchemy_url
+    from shared.database import FAULTS
 
     await create(client, target_url="https://example.org/", slug="menu")
     connection = await asyncpg.connect(database_url)
@@ -444,17 +441,9 @@ async def test_a_large_csv_streams_in_bounded_memory(client: httpx.AsyncClient, 
         )
     finally:
         await connection.close()
-    engine = create_async_engine(sqlalchemy_url(database_url))
-    tracemalloc.start()
-    try:
-        received = lines = 0
-        async for chunk in exports.raw_scans(engine, "menu", RawScansQuery(), faults=FAULTS):
-            received += len(chunk)
-            lines += chunk.count(b"\n")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        await engine.dispose()
+    lines, received, peak = await measure_stream(
+        database_url, lambda engine: exports.raw_scans(engine, "menu", RawScansQuery(), faults=FAULTS)
+    )
     assert lines == 200_001
     assert received > 10_000_000
     assert peak < 5_000_000, (peak, received)  # a few chunks at a time, never the file

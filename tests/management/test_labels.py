@@ -16,21 +16,12 @@ from PIL import Image
 from services.management import labels
 from services.management.rendering import ImageOptions, drawing
 from shared.errors import InvalidField
+from tests.management.conftest import bulk_codes
 
 pytestmark = pytest.mark.anyio
 
 PDFTOPPM = shutil.which("pdftoppm")
 DPI = 600
-
-
-async def make_codes(client: httpx.AsyncClient, count: int, tag: str) -> list[dict[str, str]]:
-    rows = [
-        {"target_url": f"https://example.org/{tag}/{n}", "title": f"Table {n}", "tags": [tag]}
-        for n in range(count)
-    ]
-    response = await client.post("/api/v1/qr/bulk", json=rows)
-    assert response.status_code == 201, response.text
-    return response.json()["created"]  # type: ignore[no-any-return]
 
 
 def rasterise(pdf: bytes, folder: Path) -> list[Image.Image]:
@@ -57,8 +48,8 @@ def side_mm(barcode: zxingcpp.Barcode) -> float:
 async def test_every_code_on_the_sheets_decodes_and_measures_its_size(
     client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    made = await make_codes(client, 40, "tent")
-    await make_codes(client, 2, "other")
+    made = await bulk_codes(client, 40, "tent")
+    await bulk_codes(client, 2, "other")
     response = await client.get(
         "/api/v1/qr/export.pdf", params={"tag": "tent", "size_mm": "30", "paper": "a4"}
     )
@@ -79,7 +70,7 @@ async def test_every_code_on_the_sheets_decodes_and_measures_its_size(
 
 
 async def test_vector_squares_and_an_embedded_font(client: httpx.AsyncClient) -> None:
-    await make_codes(client, 3, "menu")
+    await bulk_codes(client, 3, "menu")
     pdf = (await client.get("/api/v1/qr/export.pdf", params={"tag": "menu", "paper": "letter"})).content
     assert pdf.startswith(b"%PDF-")
     assert b"/FontFile2" in pdf  # the TrueType font's program, in the file

@@ -9,25 +9,15 @@ import zipfile
 import httpx
 import pytest
 
-from tests.management.conftest import create, decode
+from tests.management.conftest import bulk_codes, create, decode, measure_stream
 
 pytestmark = pytest.mark.anyio
-
-
-async def make_codes(client: httpx.AsyncClient, count: int, tag: str) -> list[dict[str, str]]:
-    rows = [
-        {"target_url": f"https://example.org/{tag}/{n}", "title": f"=Table {n}", "tags": [tag]}
-        for n in range(count)
-    ]
-    response = await client.post("/api/v1/qr/bulk", json=rows)
-    assert response.status_code == 201, response.text
-    return response.json()["created"]  # type: ignore[no-any-return]
 
 
 async def test_a_zip_holds_one_image_per_code_each_decoding_to_its_short_url(
     client: httpx.AsyncClient,
 ) -> None:
-    made = await make_codes(client, 12, "tent")
+    made = await bulk_codes(client, 12, "tent", title="=Table {n}")
     await create(client, target_url="https://example.org/other", tags=["other"])
     response = await client.get("/api/v1/qr/export.zip", params={"tag": "tent", "size": 300})
     assert response.status_code == 200
@@ -52,7 +42,7 @@ async def test_a_zip_holds_one_image_per_code_each_decoding_to_its_short_url(
 
 
 async def test_svg_in_millimetres(client: httpx.AsyncClient) -> None:
-    made = await make_codes(client, 3, "sticker")
+    made = await bulk_codes(client, 3, "sticker")
     response = await client.get(
         "/api/v1/qr/export.zip", params={"tag": "sticker", "format": "svg", "size_mm": 25}
     )
@@ -88,7 +78,7 @@ async def test_an_empty_selection_is_an_empty_archive_with_its_manifest(client: 
 
 
 async def test_the_csv_export_follows_the_filters_and_defuses_formulas(client: httpx.AsyncClient) -> None:
-    made = await make_codes(client, 5, "menu")
+    made = await bulk_codes(client, 5, "menu", title="=Table {n}")
     await create(client, target_url="https://example.org/off", title="@SUM(1)", tags=["menu"], enabled=False)
     response = await client.get("/api/v1/qr/export.csv", params={"tag": "menu", "enabled": "true"})
     assert response.status_code == 200
@@ -107,13 +97,10 @@ async def test_the_csv_export_follows_the_filters_and_defuses_formulas(client: h
 async def test_a_large_code_export_streams_in_bounded_memory(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
-    import tracemalloc
-
     import asyncpg
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     from services.management import codes, exports
-    from shared.database import FAULTS, sqlalchemy_url
+    from shared.database import FAULTS
 
     connection = await asyncpg.connect(database_url)
     try:
@@ -125,17 +112,9 @@ async def test_a_large_code_export_streams_in_bounded_memory(
         )
     finally:
         await connection.close()
-    engine = create_async_engine(sqlalchemy_url(database_url))
-    tracemalloc.start()
-    try:
-        received = lines = 0
-        async for chunk in exports.codes_csv(engine, codes.Filters(), faults=FAULTS):
-            received += len(chunk)
-            lines += chunk.count(b"\n")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        await engine.dispose()
+    lines, received, peak = await measure_stream(
+        database_url, lambda engine: exports.codes_csv(engine, codes.Filters(), faults=FAULTS)
+    )
     assert lines == 50_001
     assert received > 8_000_000
     assert peak < 5_000_000, (peak, received)

@@ -3,8 +3,8 @@
 The request does one thing: append the raw facts (time, id, user agent, referrer, peer address,
 forwarded-for header) to a list. Everything else happens in the writer, off the request: the client
 address behind trusted proxies (and its country, with GEOIP_DATABASE), the visitor hash, the user
-agent's id and bot classification, and the write itself, one ``COPY`` and the rollups' upserts per
-batch, in one transaction (:mod:`services.redirect.rollups`).
+agent's id and bot classification, and the write itself: one statement per batch that stores the
+rows and adds them to every rollup (:mod:`services.redirect.rollups`).
 
 Guarantees: flushed at least every ``flush_interval`` seconds and at shutdown, so a graceful stop
 loses nothing and a crash at most the last interval. The buffer is bounded: past ``max_buffered``
@@ -243,8 +243,14 @@ class ScanRecorder:
                 request_id.reset(token)
 
     async def _flush_locked(self) -> None:
-        while self._buffer:
-            batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
+        # What is buffered now, not what arrives meanwhile: chasing the buffer under load wrote a
+        # trickle of small batches back to back (64 scans each behind the edge), every one paying
+        # a batch's fixed cost in the worker and the database.
+        pending = len(self._buffer)
+        while pending > 0 and self._buffer:
+            size = min(self.batch_size, pending)
+            batch, self._buffer = self._buffer[:size], self._buffer[size:]
+            pending -= len(batch)
             try:
                 await self._write(batch)
             except (*TRANSIENT, asyncio.CancelledError):

@@ -27,7 +27,7 @@ import sqlalchemy.exc
 from alembic.script import ScriptDirectory
 
 from services.ops import schema
-from services.redirect import queries, scans, visitors
+from services.redirect import queries, rollups, scans, visitors
 from services.redirect.cache import Target
 from services.redirect.scans import ScanRecorder
 from shared.database import AdvisoryLock
@@ -427,6 +427,7 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
             with pytest.raises(asyncpg.UndefinedTableError):
                 await connection.prepare(scans.UPSERT_AGENTS)
             return None
+        await connection.execute(rollups.STAGE)  # the scan writer's temporary table
         for statement in (*scans.ALL, *visitors.ALL):
             await connection.prepare(statement)
         existing = await connection.fetch(scans.EXISTING_CODES, [OLD_CODE, "no-such-code"])
@@ -437,7 +438,7 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
             recorder.record(OLD_CODE, PHONE.encode(), b"https://example.org/", "198.51.100.4", None)
             recorder.record(OLD_CODE, b"Slackbot-LinkExpanding 1.0", None, "198.51.100.5", None)
         finally:
-            await recorder.close()  # flushes: one COPY into scans and one upsert of scan_counts
+            await recorder.close()  # flushes: the rows and every rollup in one statement
         assert (recorder.written, recorder.dropped) == (2, 0), revision
         counts = await connection.fetchrow("SELECT total, bots FROM scan_counts WHERE code_id = $1", OLD_CODE)
         written = await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = $1", OLD_CODE)

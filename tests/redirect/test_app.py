@@ -13,7 +13,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from services.redirect import queries, scans, visitors
+from services.redirect import queries, rollups, scans, visitors
 from services.redirect.app import RedirectApp, create_app
 from services.redirect.settings import RedirectSettings
 
@@ -187,6 +187,7 @@ async def test_health_reports_database_and_listener(client: httpx.AsyncClient) -
 
 
 async def test_every_query_prepares_against_the_migrated_schema(db: asyncpg.Connection) -> None:
+    await db.execute(rollups.STAGE)  # the scan writer's temporary table, as each batch makes it
     for statement in (*queries.ALL, *scans.ALL, *visitors.ALL):
         prepared = await db.prepare(statement)  # raises on a missing table, column or type
         # Every $n placeholder of the text is a parameter PostgreSQL resolved a type for.

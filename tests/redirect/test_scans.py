@@ -75,6 +75,31 @@ async def test_batches_are_written_in_the_background_within_the_interval(
         await recorder.close()
 
 
+async def test_a_flush_writes_what_was_buffered_when_it_began_in_whole_batches(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """Scans that arrive while a flush is writing wait for the next one: a flush that chased the
+    buffer under load wrote a trickle of tiny batches back to back."""
+    import asyncio
+
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60, batch_size=100)
+    await recorder.start()
+    try:
+        for _ in range(25):
+            recorder.record("scan123abc", b"Mozilla/5.0 (iPhone)", None, "203.0.113.9", None)
+        flush = asyncio.create_task(recorder.flush())
+        await asyncio.sleep(0)  # the flush has begun: it waits on the database now
+        for _ in range(7):
+            recorder.record("scan123abc", b"Mozilla/5.0 (iPhone)", None, "203.0.113.9", None)
+        await flush
+        assert await db.fetchval("SELECT count(*) FROM scans") == 25
+        assert recorder.buffered == 7
+        assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = 'scan123abc'") == 25
+    finally:
+        await recorder.close()
+    assert await db.fetchval("SELECT count(*) FROM scans") == 32  # the rest at shutdown
+
+
 async def test_scans_of_codes_that_vanished_are_dropped_not_blocking(
     database_url: str, db: asyncpg.Connection
 ) -> None:

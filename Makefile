@@ -36,6 +36,10 @@ test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL
 		left_out="$${left_out:+$$left_out; }pgbouncer: the PgBouncer tests (apt-get install pgbouncer)"; \
 	command -v pdftoppm >/dev/null || \
 		left_out="$${left_out:+$$left_out; }pdftoppm: decoding the PDF label sheets (apt-get install poppler-utils)"; \
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || \
+		left_out="$${left_out:+$$left_out; }PostgreSQL 15: the bring-your-own-server tests (apt-get install postgresql-15)"; \
+	command -v pebble >/dev/null || \
+		left_out="$${left_out:+$$left_out; }pebble: the ACME certificate test (apt-get install pebble)"; \
 	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -19,6 +19,7 @@ ELSEWHERE = {
     "make run": "tests/e2e/test_make_run.py",
     "cp .env.example .env && $EDITOR .env": "tests/test_repository.py (.env.example)",
     "docker compose up -d": "tests/test_repository.py (compose.yaml)",
+    "mkdir -p backups": "tests/test_compose.py (./backups, bind-mounted; kept in the checkout)",
 }
 ARCHIVE = re.compile(r"\S*qr-\d{8}T\d{6}_\d{6}Z\.dump")
 

@@ -80,7 +80,7 @@ def test_compose_wires_every_service_to_real_commands() -> None:
         for name in ("migrate", "backup", "maintenance")
         for word in re.findall(r"qr-manage ([a-z-]+)", " ".join(services[name]["command"]))
     }
-    assert used == {"migrate", "backup", "prune-backups", "maintain"}
+    assert used == {"migrate", "backup", "maintain"}
     assert used <= set(qr_manage.commands)
     # Logs rotate in every container (docs/operations.md, "Rotate logs").
     for name, service in services.items():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,3 +99,57 @@ async def holds_data(dsn: str) -> bool:
 
 def holds_data_sync(dsn: str) -> bool:
     return asyncio.run(holds_data(dsn))
+
+
+async def holds_codes(dsn: str) -> bool:
+    """Whether there is anything to lose: a QR code made (a freshly migrated database holds tables
+    but nothing of anyone's)."""
+    async with connection(dsn) as conn:
+        if await conn.fetchval("SELECT to_regclass('public.qr_codes')") is None:
+            return False
+        return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM qr_codes)"))
+
+
+class BackupSchedule:
+    """When the next scheduled backup is due: ``interval`` seconds after the newest archive in the
+    folder (so a restart neither resets the clock nor takes a needless extra backup). While the
+    database holds no code yet it is asked again every ``idle_check`` seconds, so the first backup
+    follows the first code within that time. A failed backup is tried again after ``retry``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        backup_dir: Path,
+        *,
+        interval: float,
+        keep: int,
+        idle_check: float = 60.0,
+        retry: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.dsn, self.backup_dir, self.interval, self.keep = dsn, backup_dir, interval, keep
+        self._idle_check, self._retry = min(idle_check, interval), min(retry, interval)
+        self._clock = clock
+        self._not_before = 0.0
+
+    def seconds_until_due(self) -> float:
+        now = self._clock()
+        archives = list_backups(self.backup_dir)
+        due = archives[-1].stat().st_mtime + self.interval if archives else now
+        return max(0.0, max(due, self._not_before) - now)
+
+    def run_if_due(self) -> Path | None:
+        """Take a backup and apply the retention if one is due and there is something to save; the
+        archive, or ``None``. Raises what the dump raised (after setting the retry)."""
+        if self.seconds_until_due() > 0:
+            return None
+        try:
+            if not asyncio.run(holds_codes(self.dsn)):
+                self._not_before = self._clock() + self._idle_check
+                return None
+            archive = take_backup(self.dsn, self.backup_dir)
+        except BaseException:
+            self._not_before = self._clock() + self._retry
+            raise
+        prune(self.backup_dir, self.keep)
+        return archive

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,15 +105,81 @@ def migrate() -> None:
 
 
 @main.command()
-def backup() -> None:
+@click.option(
+    "--schedule",
+    is_flag=True,
+    help="Run until stopped: a backup every BACKUP_INTERVAL_HOURS (the first as soon as a code "
+    "exists), keeping BACKUP_RETENTION.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Take none: exit 1 when the newest archive is older than BACKUP_MAX_AGE_HOURS while the "
+    "database holds codes (a health check of the schedule).",
+)
+def backup(schedule: bool, check: bool) -> None:
     """Write a checked pg_dump archive (custom format) into BACKUP_DIR and print its path."""
     settings = _settings()
+    if schedule and check:
+        raise click.UsageError("--schedule and --check exclude each other")
     with database(settings) as dsn:
+        if check:
+            _check_backup_age(dsn, settings)
+        elif schedule:
+            _backup_on_schedule(dsn, settings)
+        else:
+            try:
+                archive = backups.take_backup(dsn, settings.backup_dir)
+            except backups.BackupError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(str(archive))
+
+
+def _backup_on_schedule(dsn: str, settings: OpsSettings) -> None:
+    plan = backups.BackupSchedule(
+        dsn,
+        settings.backup_dir,
+        interval=settings.backup_interval_hours * 3600,
+        keep=settings.backup_retention,
+    )
+    # SIGTERM (docker stop) unwinds like Ctrl-C: a dump in progress is killed, its partial file removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    click.echo(
+        f"backups every {settings.backup_interval_hours:g} h into {settings.backup_dir}, "
+        f"keeping {settings.backup_retention}"
+    )
+    while True:
         try:
-            archive = backups.take_backup(dsn, settings.backup_dir)
-        except backups.BackupError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(str(archive))
+            archive = plan.run_if_due()
+        except (backups.BackupError, *DATABASE_FAULTS) as exc:
+            click.echo(f"backup failed, trying again later: {exc}", err=True)
+        else:
+            if archive is not None:
+                click.echo(str(archive))
+        time.sleep(min(60.0, max(0.5, plan.seconds_until_due())))
+
+
+def _check_backup_age(dsn: str, settings: OpsSettings) -> None:
+    archives = list_backups(settings.backup_dir)
+    if archives:
+        hours = (time.time() - archives[-1].stat().st_mtime) / 3600
+        if hours <= settings.backup_max_age_hours:
+            click.echo(f"newest backup {hours:.1f} h old")
+            return
+        problem = (
+            f"the newest backup is {hours:.1f} h old (BACKUP_MAX_AGE_HOURS={settings.backup_max_age_hours:g})"
+        )
+    else:
+        problem = f"no backup in {settings.backup_dir}"
+    try:
+        codes = asyncio.run(backups.holds_codes(dsn))
+    except DATABASE_FAULTS as exc:
+        raise click.ClickException(f"database unreachable: {type(exc).__name__}") from None
+    if not codes:
+        click.echo(f"{problem}, but the database holds no code yet")
+        return
+    click.echo(f"attention: {problem}", err=True)
+    sys.exit(1)
 
 
 @main.command()
@@ -195,6 +264,15 @@ def prune_backups() -> None:
         click.echo(f"deleted {path}")
 
 
+# The PostgreSQL major versions still supported upstream, each tested (docs/operations.md).
+SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
+
+
+async def _server_version(dsn: str) -> int:
+    async with connection(dsn) as conn:
+        return int(await conn.fetchval("SHOW server_version_num"))
+
+
 async def _counts(dsn: str) -> dict[str, int]:
     async with connection(dsn) as conn:
         return {
@@ -240,6 +318,13 @@ def status() -> None:
             sys.exit(1)
         head = schema.head_revision()
         click.echo("database:      reachable")
+        version = asyncio.run(_server_version(dsn))
+        click.echo(f"server:        PostgreSQL {version // 10000}.{version % 10000}")
+        if version // 10000 not in SUPPORTED_MAJORS:
+            problems.append(
+                f"PostgreSQL {version // 10000} is not one the project supports "
+                f"({SUPPORTED_MAJORS[0]} to {SUPPORTED_MAJORS[-1]}: docs/operations.md)"
+            )
         click.echo(f"schema:        {current or 'empty'} (head {head})")
         if current != head:
             problems.append("schema is not at head: run qr-manage migrate")
@@ -278,6 +363,11 @@ def status() -> None:
     sys.exit(1 if problems else 0)
 
 
+# An ACME directory URL as it goes into the static file: https, a host, a plain path (nothing
+# that could end the YAML string it is written into).
+_ACME_DIRECTORY = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
+
+
 @main.command("edge-config")
 @click.option("--production", is_flag=True, help="HTTP answers 301 to HTTPS; the Let's Encrypt resolver.")
 @click.option(
@@ -289,7 +379,15 @@ def status() -> None:
 @click.option(
     "--grace", type=click.FloatRange(0, 60), default=5.0, show_default=True, help="Seconds of drain on stop."
 )
-def edge_config(production: bool, trusted_proxies: str, grace: float) -> None:
+@click.option(
+    "--acme-ca-server",
+    envvar="EDGE_ACME_CA_SERVER",
+    default="",
+    metavar="URL",
+    help="With --production: the ACME directory to get certificates from (default Let's Encrypt; "
+    "say its staging directory while trying things out).",
+)
+def edge_config(production: bool, trusted_proxies: str, grace: float, acme_ca_server: str) -> None:
     """Print a static Traefik file for compose (its addresses and paths), for example with a load
     balancer in front: save it under infra/traefik/ and name it in EDGE_STATIC_FILE.
 
@@ -303,8 +401,18 @@ def edge_config(production: bool, trusted_proxies: str, grace: float) -> None:
         networks = env.parse_networks("--trusted-proxies", trusted_proxies) if trusted_proxies.strip() else ()
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--trusted-proxies") from None
+    ca_server = acme_ca_server.strip() or None
+    if ca_server is not None and not _ACME_DIRECTORY.fullmatch(ca_server):
+        raise click.BadParameter(
+            f"{ca_server!r} is not an https:// URL of an ACME directory", param_hint="--acme-ca-server"
+        )
+    if ca_server is not None and not production:
+        raise click.BadParameter("only with --production (the ACME resolver)", param_hint="--acme-ca-server")
     options = edge.EdgeOptions(
-        https_only=production, trusted_proxies=tuple(str(n) for n in networks), grace_seconds=grace
+        https_only=production,
+        trusted_proxies=tuple(str(n) for n in networks),
+        grace_seconds=grace,
+        acme_ca_server=ca_server,
     )
     click.echo(
         edge.static_config(edge.COMPOSE_ADDRESSES, dynamic_file=edge.COMPOSE_DYNAMIC_FILE, options=options),

@@ -7,9 +7,14 @@ dropped. A failure at any point before the swap leaves the live database as it w
 contents are first saved as an ordinary backup, so a restore of the wrong archive can be undone.
 
 Afterwards a ``*`` change notification tells every redirect process to forget what it cached.
-Restoring needs a superuser (it creates and renames databases and ends other roles' sessions); the
-services' connections to the old database are ended at the swap and reconnect to the restored one
-by name.
+Restoring needs a role that may create databases (``CREATEDB``, checked before anything is done)
+and end the services' sessions (a superuser, or ``pg_signal_backend``); the services' connections
+to the old database are ended at the swap and reconnect to the restored one by name.
+
+Servers older than the bundled tools (PostgreSQL 14 to 16 against pg_restore 18): pg_restore writes
+``SET transaction_timeout``, which they do not know. For them the archive goes through pg_restore
+as a script, without that line, into psql (one transaction, stopping at the first error): the same
+restore, spelled for the older server.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import asyncio
 import contextlib
 import re
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import asyncpg
 
@@ -37,6 +44,9 @@ STAGING_SUFFIX = "_restoring"
 RETIRED_SUFFIX = "_replaced"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names, which would make two names one
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (?:DATA )?(\S+) (\S+) ", re.MULTILINE)
+TRANSACTION_TIMEOUT_FROM = 170000  # server_version_num: the first server that knows the setting
+_UNKNOWN_BEFORE_17 = b"SET transaction_timeout = 0;\n"
+_SCRIPT_BODY = (b"CREATE ", b"COPY ", b"ALTER ", b"SELECT pg_catalog.setval")
 
 
 class RestoreError(RuntimeError):
@@ -202,8 +212,17 @@ class _Restore:
             )
 
 
+CAN_CREATE_DATABASES = "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+
+
 async def _restore(dsn: str, archive: Path, backup_dir: Path, env: dict[str, str], replace: bool) -> Restored:
     async with connection(with_database(dsn, MAINTENANCE_DATABASE)) as admin:
+        if not await admin.fetchval(CAN_CREATE_DATABASES):
+            role = await admin.fetchval("SELECT current_user")
+            raise RestoreError(
+                f"role {role} may not create databases, and a restore builds a fresh one to swap in: "
+                f"ALTER ROLE {role} CREATEDB (or restore as a superuser). Nothing changed"
+            )
         job = _Restore(dsn, admin)
         if len(job.staging.encode()) > MAX_IDENTIFIER_BYTES:
             raise RestoreError(
@@ -253,20 +272,17 @@ async def _restore_into_staging(
     await job.create_staging(owner if owner != current_user else None)
     try:
         staging_target, _ = libpq_target(with_database(job.dsn, job.staging))
-        command = [
-            str(bin_dir() / "pg_restore"),
-            "--exit-on-error",
-            "--single-transaction",
-            "--no-owner",
-            "--no-privileges",
-            "--dbname",
-            staging_target,
-        ]
+        options = ["--no-owner", "--no-privileges"]
         if owner and owner != current_user:
-            command.append(f"--role={owner}")  # the objects belong to the database's owner, as before
-        result = await asyncio.to_thread(_run, [*command, str(archive)], env)
-        if result.returncode != 0:
-            raise RestoreError(f"pg_restore failed, nothing changed: {_last_lines(result.stderr)}")
+            options.append(f"--role={owner}")  # the objects belong to the database's owner, as before
+        if int(await admin.fetchval("SHOW server_version_num")) >= TRANSACTION_TIMEOUT_FROM:
+            command = [str(bin_dir() / "pg_restore"), "--exit-on-error", "--single-transaction", *options]
+            result = await asyncio.to_thread(_run, [*command, "--dbname", staging_target, str(archive)], env)
+            failure = result.stderr if result.returncode != 0 else None
+        else:
+            failure = await asyncio.to_thread(_restore_as_script, archive, options, staging_target, env)
+        if failure is not None:
+            raise RestoreError(f"pg_restore failed, nothing changed: {_last_lines(failure)}")
         try:
             await job.swap(live_exists)
         except asyncpg.InsufficientPrivilegeError as exc:
@@ -278,6 +294,71 @@ async def _restore_into_staging(
         raise
     await job.notify()
     return Restored(database=job.live, saved=saved, warnings=tuple(job.warnings))
+
+
+def _restore_as_script(archive: Path, options: list[str], target: str, env: dict[str, str]) -> str | None:
+    """pg_restore's script of ``archive`` into psql, one transaction, stopping at the first error,
+    without the header's ``SET transaction_timeout`` (servers before 17 refuse it). What failed
+    (stderr of either tool), or ``None``."""
+    dump = subprocess.Popen(
+        [str(bin_dir() / "pg_restore"), *options, "--file=-", str(archive)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    load = subprocess.Popen(
+        [
+            str(bin_dir() / "psql"),
+            "--no-psqlrc",
+            "--quiet",
+            "--single-transaction",
+            "--set=ON_ERROR_STOP=1",
+            "--dbname",
+            target,
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # Pipes, as asked for above.
+    dump_out, dump_err = cast(IO[bytes], dump.stdout), cast(IO[bytes], dump.stderr)
+    load_in, load_err = cast(IO[bytes], load.stdin), cast(IO[bytes], load.stderr)
+    errors: dict[str, bytes] = {}
+    # Both tools' stderr drained meanwhile: a full pipe would stop either one mid-way.
+    drains = [
+        threading.Thread(target=lambda n=name, f=stream: errors.__setitem__(n, f.read()), daemon=True)
+        for name, stream in (("pg_restore", dump_err), ("psql", load_err))
+    ]
+    for drain in drains:
+        drain.start()
+    try:
+        header = True
+        for line in dump_out:
+            if header:
+                if line == _UNKNOWN_BEFORE_17:
+                    continue
+                header = not line.startswith(_SCRIPT_BODY)
+            try:
+                load_in.write(line)
+            except BrokenPipeError:  # psql stopped at an error: its stderr says which
+                break
+        with contextlib.suppress(BrokenPipeError):
+            load_in.close()
+        load.wait(timeout=6 * 3600)
+        dump_out.close()
+        dump.wait(timeout=60)
+        for drain in drains:
+            drain.join(timeout=60)
+    finally:
+        for process in (dump, load):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for name, process in (("psql", load), ("pg_restore", dump)):
+        if process.returncode != 0:
+            return f"{name}: " + errors.get(name, b"").decode("utf-8", "replace")
+    return None
 
 
 def restore(dsn: str, archive: Path, backup_dir: Path, *, replace: bool) -> Restored:

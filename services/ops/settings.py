@@ -32,7 +32,10 @@ class OpsSettings:
     backup_dir: Path
     backup_retention: int
     database_url: str | None  # None: the embedded server under var/
-    # qr-manage status asks for attention when the newest backup is older (the daily schedule + slack).
+    # Scheduled backups (qr-manage run, and compose's backup job: qr-manage backup --schedule).
+    backup_interval_hours: float = 24.0
+    # qr-manage status asks for attention when the newest backup is older (the schedule + 2 h slack
+    # unless set).
     backup_max_age_hours: float = 26.0
     # Raw scans older than this go (a month's partition at a time); the rollups stay for ever.
     scan_retention_days: int = 400
@@ -42,13 +45,18 @@ class OpsSettings:
         database_url = None
         if environ.get("DATABASE_URL", "").strip():
             database_url = env.read_database_url(environ)
+        interval = env.read_float(
+            environ, "BACKUP_INTERVAL_HOURS", cls.backup_interval_hours, minimum=0.001, maximum=24 * 365
+        )
         return cls(
             var_dir=_path(environ, "QR_VAR_DIR", "var"),
             backup_dir=_path(environ, "BACKUP_DIR", "backups"),
             backup_retention=env.read_int(environ, "BACKUP_RETENTION", 7, minimum=1, maximum=10_000),
             database_url=database_url,
+            # Down to 3.6 s: the tests take backups on a schedule of a few seconds.
+            backup_interval_hours=interval,
             backup_max_age_hours=env.read_float(
-                environ, "BACKUP_MAX_AGE_HOURS", cls.backup_max_age_hours, minimum=0.1, maximum=24 * 365
+                environ, "BACKUP_MAX_AGE_HOURS", interval + 2, minimum=0.1, maximum=24 * 365
             ),
             scan_retention_days=env.read_int(
                 environ, "SCAN_RETENTION_DAYS", cls.scan_retention_days, minimum=32, maximum=36_500

@@ -2,7 +2,9 @@
 
 Start order: the embedded PostgreSQL (unless ``DATABASE_URL`` is set), a backup when the database
 already holds data (so a bad migration can be undone), the migrations, the redirect service
-(Granian), the management service (Hypercorn), Traefik. It stays in the foreground; SIGINT or
+(Granian), the management service (Hypercorn), Traefik. While it runs it takes a backup every
+``BACKUP_INTERVAL_HOURS`` (counted from the newest archive; the first as soon as a code exists) and
+keeps ``BACKUP_RETENTION`` of them. It stays in the foreground; SIGINT or
 SIGTERM stops everything it started in the reverse order, by pid, so the redirect service can
 flush its scans while the database is still up. If any child dies, the whole stack stops.
 """
@@ -17,6 +19,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -56,6 +59,8 @@ class Stack:
         self.database: embedded.EmbeddedServer | None = None
         self.dsn = ""
         self._owns_state_file = False
+        self.backups: backups.BackupSchedule | None = None
+        self._backing_up: threading.Thread | None = None
 
     @property
     def state_file(self) -> Path:
@@ -104,6 +109,12 @@ class Stack:
             backups.prune(s.ops.backup_dir, s.ops.backup_retention)
             self._say(f"backup before migrating: {archive}")
         schema.upgrade(self.dsn)
+        self.backups = backups.BackupSchedule(
+            self.dsn,
+            s.ops.backup_dir,
+            interval=s.ops.backup_interval_hours * 3600,
+            keep=s.ops.backup_retention,
+        )
         self.upkeep(vacuum=False)  # this month's partition of scans and the next ones, at least
 
         service_env = {
@@ -175,6 +186,28 @@ class Stack:
         if upkeep.made or upkeep.dropped:
             log.info("scan partitions", extra={"made": upkeep.made, "dropped": upkeep.dropped})
 
+    def back_up_if_due(self) -> None:
+        """Start the scheduled backup in a thread when it is due (the supervisor keeps watching
+        its children meanwhile); a failure is logged and tried again later."""
+        if self.backups is None or (self._backing_up is not None and self._backing_up.is_alive()):
+            return
+        if self.backups.seconds_until_due() > 0:
+            return
+        schedule = self.backups
+
+        def back_up() -> None:
+            try:
+                archive = schedule.run_if_due()
+            except (backups.BackupError, *FAULTS) as exc:
+                log.warning("scheduled backup failed, tried again later: %s", exc)
+                return
+            if archive is not None:
+                log.info("scheduled backup", extra={"archive": str(archive)})
+                self._say(f"backup: {archive}")
+
+        self._backing_up = threading.Thread(target=back_up, name="qr-backup", daemon=True)
+        self._backing_up.start()
+
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         child = spawn(name, args, env=env)
         self.children.append(child)
@@ -218,7 +251,8 @@ class Stack:
                 f"  health           http://{h}:{s.http_port}/health",
                 f"  edge ping        http://{h}:{s.edge_admin_port}/ping",
                 f"  database         {database}",
-                f"  backups          {s.ops.backup_dir}",
+                f"  backups          {s.ops.backup_dir} (every {s.ops.backup_interval_hours:g} h, "
+                f"keeping {s.ops.backup_retention})",
                 "Press Ctrl-C to stop.",
                 "",
             ]
@@ -230,10 +264,14 @@ class Stack:
     # -- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every child in reverse start order (the edge first), then the database if we own it."""
+        """Stop every child in reverse start order (the edge first), then the database if we own it
+        (after a backup in progress, for up to a minute)."""
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        self.backups = None
+        if self._backing_up is not None:
+            self._backing_up.join(timeout=60)
         if self.database is not None:
             self.database.release()
         self.database = None
@@ -257,10 +295,14 @@ class Stack:
         try:
             self.start()
             next_upkeep = time.monotonic() + UPKEEP_INTERVAL
+            next_backup_check = 0.0
             while True:
                 if time.monotonic() >= next_upkeep:
                     self.upkeep()
                     next_upkeep = time.monotonic() + UPKEEP_INTERVAL
+                if time.monotonic() >= next_backup_check:
+                    self.back_up_if_due()
+                    next_backup_check = time.monotonic() + 1.0
                 for child in self.children:
                     status = child.exited()
                     if status is not None:

@@ -194,3 +194,39 @@ def test_after_a_crash_the_next_run_cleans_up_what_the_crashed_one_left(tmp_path
     finally:
         for pid in processes_of(var_dir):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_make_run_backs_up_on_schedule_and_keeps_the_retention(tmp_path: Path) -> None:
+    """BACKUP_INTERVAL_HOURS at its floor (3.6 s): nothing while the database holds no code, the
+    first backup soon after the first code, then one per interval, pruned to BACKUP_RETENTION."""
+    var_dir = tmp_path / "var"
+    environ = stack_environ(var_dir, BACKUP_INTERVAL_HOURS="0.001", BACKUP_RETENTION="2")
+    edge = f"http://127.0.0.1:{environ['EDGE_HTTP_PORT']}"
+    backups = var_dir / "backups"
+    log = tmp_path / "make-run.log"
+    process = start(environ, log)
+    pids: list[int] = []
+    try:
+        wait_until_serving(process, edge, log)
+        pids = started_pids(var_dir)
+        time.sleep(5)  # more than an interval: a freshly migrated database is not worth a backup
+        assert list(backups.glob("qr-*.dump")) == []
+        created = httpx.post(f"{edge}/api/v1/qr", json={"target_url": "https://example.org/a"}, timeout=10)
+        assert created.status_code == 201
+        seen: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < 4:
+            assert time.monotonic() < deadline, f"backups seen: {sorted(seen)}\n{log.read_text()}"
+            archives = sorted(path.name for path in backups.glob("qr-*.dump"))
+            assert len(archives) <= 2, archives  # BACKUP_RETENTION
+            seen.update(archives)
+            time.sleep(0.2)
+        assert not list(backups.glob("*.partial"))
+        # qr-manage status, as an operator would run it beside the stack: the backup is fresh.
+        status = qr_manage("status", QR_VAR_DIR=environ["QR_VAR_DIR"], BACKUP_DIR=str(backups))
+        assert "attention" not in status.stderr, status.stderr
+    finally:
+        stop(process, signal.SIGINT, pids)
+    assert "backup: " in log.read_text()
+    assert processes_of(var_dir) == []

@@ -66,6 +66,89 @@ def test_migrate_status_backup_prune(empty_database_url: str, tmp_path: Path) ->
     assert sorted(tmp_path.iterdir()) == archives[1:]
 
 
+def test_backup_check_judges_the_newest_archive_against_the_codes(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path)}
+    assert qr_manage("migrate", **env).returncode == 0
+    empty = qr_manage("backup", "--check", **env)
+    assert empty.returncode == 0, empty.stderr  # nothing to lose yet: no backup is no problem
+    assert "holds no code yet" in empty.stdout
+    _add_code(empty_database_url)
+    missing = qr_manage("backup", "--check", **env)
+    assert missing.returncode == 1
+    assert f"attention: no backup in {tmp_path}" in missing.stderr
+    archive = Path(qr_manage("backup", **env).stdout.strip())
+    assert qr_manage("backup", "--check", **env).returncode == 0
+    old = time.time() - 3 * 3600
+    os.utime(archive, (old, old))
+    stale = qr_manage("backup", "--check", **env, BACKUP_INTERVAL_HOURS="0.5")  # max age 2.5 h
+    assert stale.returncode == 1
+    assert "the newest backup is 3.0 h old (BACKUP_MAX_AGE_HOURS=2.5)" in stale.stderr
+    assert qr_manage("backup", "--check", **env).returncode == 0  # the default: 24 h + 2
+    assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "0.0001", "1e9"])
+def test_a_bad_backup_interval_is_refused_before_anything_runs(value: str, tmp_path: Path) -> None:
+    result = qr_manage("backup", "--schedule", BACKUP_DIR=str(tmp_path), BACKUP_INTERVAL_HOURS=value)
+    assert result.returncode != 0
+    assert "BACKUP_INTERVAL_HOURS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_schedule_and_check_exclude_each_other(tmp_path: Path) -> None:
+    result = qr_manage("backup", "--schedule", "--check", BACKUP_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert "exclude each other" in result.stderr
+
+
+def test_backup_schedule_waits_for_a_code_then_keeps_the_retention_and_stops_on_sigterm(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """compose's backup job: qr-manage backup --schedule, at the 3.6 s floor of the interval."""
+    env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path), "BACKUP_RETENTION": "2"}
+    assert qr_manage("migrate", **env).returncode == 0
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BACKUP_DIR")}
+    environ.update(env, BACKUP_INTERVAL_HOURS="0.001")
+    job = subprocess.Popen(
+        [QR_MANAGE, "backup", "--schedule"], env=environ, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(5)  # more than an interval: an empty database is not backed up
+        assert list(tmp_path.glob("qr-*.dump")) == []
+        _add_code(empty_database_url)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, sorted(seen)
+            names = {path.name for path in tmp_path.glob("qr-*.dump")}
+            assert len(names) <= 2, names
+            seen |= names
+            time.sleep(0.2)
+    finally:
+        job.terminate()
+        out, _ = job.communicate(timeout=30)
+    assert job.returncode == 0, out
+    assert "backups every 0.001 h" in out
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def _add_code(dsn: str) -> None:
+    async def insert() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(
+                "INSERT INTO qr_codes (id, short_url, target_url) "
+                "VALUES ('kept1', 'http://x/r/kept1', 'https://example.org/')"
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(insert())
+
+
 def test_two_migrations_at_once_queue_on_the_advisory_lock(empty_database_url: str) -> None:
     results: list[subprocess.CompletedProcess[str]] = []
     runners = [
@@ -94,6 +177,14 @@ def test_two_migrations_at_once_queue_on_the_advisory_lock(empty_database_url: s
         (["edge-config", "--trusted-proxies", '10.0.0.1"], x: ['], {}, "not an IP address"),
         (["edge-config", "--trusted-proxies", "10.0.0.0/99"], {}, "not an IP address"),
         (["edge-config", "--grace", "-1"], {}, "--grace"),
+        (
+            ["edge-config", "--production", "--acme-ca-server", 'https://ca.test/dir"\nx: y'],
+            {},
+            "not an https://",
+        ),
+        (["edge-config", "--production", "--acme-ca-server", "http://ca.test/dir"], {}, "not an https://"),
+        (["edge-config", "--acme-ca-server", "https://ca.test/dir"], {}, "only with --production"),
+        (["edge-config", "--production"], {"EDGE_ACME_CA_SERVER": "file:///etc/passwd"}, "not an https://"),
     ],
 )
 def test_bad_arguments_and_settings_are_usage_errors(
@@ -148,6 +239,14 @@ def test_edge_config_prints_what_compose_mounts_and_variants() -> None:
     behind = qr_manage("edge-config", "--trusted-proxies", "10.0.0.5, 10.1.0.0/16")
     assert 'trustedIPs: ["10.0.0.5/32", "10.1.0.0/16"]' in behind.stdout
     assert "redirections" not in behind.stdout
+    staging = "https://acme-staging-v02.api.letsencrypt.org/directory"
+    for result in (
+        qr_manage("edge-config", "--production", "--acme-ca-server", staging),
+        qr_manage("edge-config", "--production", EDGE_ACME_CA_SERVER=staging),
+    ):
+        assert result.returncode == 0, result.stderr
+        assert f'caServer: "{staging}"' in result.stdout
+    assert "caServer" not in production.stdout  # Let's Encrypt's production directory by default
 
 
 def test_ids_that_differ_only_in_case_are_kept_by_the_migration_and_reported(empty_database_url: str) -> None:

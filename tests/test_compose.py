@@ -1,0 +1,153 @@
+"""compose.yaml as the deployment design draws it, checked from the file (no Docker engine here):
+the Compose Specification's schema, the two networks, the volumes, ./backups on the host, health
+checks, start order, restart policies and read-only containers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = Path(__file__).with_name("schemas") / "compose-spec.json"
+
+EDGE = "traefik_net"
+INTERNAL = "qr_generator_network"
+LONG_RUNNING = ("db", "redirect", "management", "backup", "maintenance", "traefik")
+APP = ("migrate", "redirect", "management", "backup", "maintenance")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
+
+
+def _networks(service: dict[str, Any]) -> set[str]:
+    networks = service.get("networks", [])
+    return set(networks if isinstance(networks, list) else networks.keys())
+
+
+def test_compose_yaml_validates_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(compose), key=str)
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_catches_a_broken_file(compose: dict[str, Any]) -> None:
+    """The validation above can fail: a misspelt key and a wrong type are both refused."""
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["db"]["restrat"] = "always"
+    broken["services"]["traefik"]["ports"] = "80:80"
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_networks_as_designed(compose: dict[str, Any]) -> None:
+    services, networks = compose["services"], compose["networks"]
+    assert set(networks) == {EDGE, INTERNAL}
+    assert networks[INTERNAL]["internal"] is True  # PostgreSQL and the jobs have no route out
+    assert not networks[EDGE].get("internal", False)
+    assert _networks(services["traefik"]) == {EDGE}  # Traefik cannot reach PostgreSQL
+    assert _networks(services["db"]) == {INTERNAL}
+    for name in ("redirect", "management"):
+        assert _networks(services[name]) == {EDGE, INTERNAL}, name
+    for name in ("migrate", "backup", "maintenance"):
+        assert _networks(services[name]) == {INTERNAL}, name
+    for name in ("prometheus", "grafana"):
+        assert _networks(services[name]) == {EDGE}, name
+    # The services believe forwarded headers from Traefik's fixed address on traefik_net only.
+    address = services["traefik"]["networks"][EDGE]["ipv4_address"]
+    assert services["redirect"]["environment"]["TRUSTED_PROXIES"] == f"{address}/32"
+    subnet = networks[EDGE]["ipam"]["config"][0]["subnet"]
+    assert address.rsplit(".", 1)[0] == subnet.rsplit(".", 1)[0]
+
+
+def test_only_traefik_publishes_beyond_loopback(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            published_to_network = not str(port).startswith("127.0.0.1:")
+            if name == "traefik" and published_to_network:
+                assert str(port).endswith((":80", ":443")), port
+            else:
+                assert not published_to_network, (name, port)
+    assert {str(p).rsplit(":", 1)[1] for p in compose["services"]["traefik"]["ports"]} == {
+        "80",
+        "443",
+        "8082",
+    }
+
+
+def test_volumes_as_designed_and_backups_on_the_host(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"qr_data", "postgres_data", "traefik-certificates"} <= set(compose["volumes"])
+    assert "postgres_data:/var/lib/postgresql" in services["db"]["volumes"]
+    assert "qr_data:/data/qr" in services["management"]["volumes"]
+    assert "traefik-certificates:/etc/traefik/acme" in services["traefik"]["volumes"]
+    # ./backups bind-mounted: `ls backups/` on the host shows the archives.
+    assert "./backups:/backups" in services["backup"]["volumes"]
+    assert "./backups:/backups:ro" in services["management"]["volumes"]  # the backup-age metric
+    assert services["backup"]["environment"]["BACKUP_DIR"] == "/backups"
+    # Written as the host user who owns ./backups, so that the archives are theirs to read.
+    assert services["backup"]["user"] == "${BACKUP_UID:-1000}:${BACKUP_GID:-1000}"
+    assert (ROOT / "backups" / ".gitkeep").exists()  # the folder exists in a clone, owned by its user
+    # Every named volume a service mounts is declared, and every declared one is used.
+    used = {
+        mount.split(":", 1)[0]
+        for service in services.values()
+        for mount in service.get("volumes", [])
+        if not mount.startswith(("./", "/"))
+    }
+    assert used == set(compose["volumes"])
+
+
+def test_backups_run_on_the_schedule_qr_manage_keeps(compose: dict[str, Any]) -> None:
+    backup = compose["services"]["backup"]
+    assert backup["command"] == ["qr-manage", "backup", "--schedule"]
+    assert backup["environment"]["BACKUP_INTERVAL_HOURS"] == "${BACKUP_INTERVAL_HOURS:-24}"
+    assert backup["healthcheck"]["test"] == ["CMD", "qr-manage", "backup", "--check"]
+
+
+def test_health_checks_start_order_restarts_and_read_only(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in LONG_RUNNING:
+        check = services[name].get("healthcheck", {})
+        assert not check.get("disable"), f"{name}'s health check is off"
+        assert check.get("test"), f"{name} has no health check"
+        assert services[name]["restart"] == "unless-stopped", name
+    assert services["migrate"]["restart"] == "no"  # a one-shot job
+    # postgres healthy -> migrate completed -> the services and jobs -> Traefik once they are healthy.
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    for name in ("redirect", "management", "backup", "maintenance"):
+        assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    assert services["traefik"]["depends_on"] == {
+        "redirect": {"condition": "service_healthy"},
+        "management": {"condition": "service_healthy"},
+    }
+    for name in (*APP, "traefik"):
+        assert services[name]["read_only"] is True, name
+    for name in APP:
+        assert services[name]["tmpfs"] == ["/tmp"], name
+
+
+def test_the_health_checks_name_real_commands(compose: dict[str, Any]) -> None:
+    from services.ops.cli import main as qr_manage
+
+    services = compose["services"]
+    backup_options = {option for param in qr_manage.commands["backup"].params for option in param.opts}
+    assert {"--schedule", "--check"} <= backup_options
+    # The services' checks ask /livez on the port each one is told it serves.
+    for name, port in (("redirect", "8001"), ("management", "8002")):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert "/livez" in test, name
+        assert "SERVICE_PORT" in test, name
+        assert services[name]["environment"]["SERVICE_PORT"] == port
+    assert re.search(
+        r"--configfile=/etc/traefik/traefik.yml", " ".join(services["traefik"]["healthcheck"]["test"])
+    )

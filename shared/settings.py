@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -144,10 +145,49 @@ def read_log_level(environ: Mapping[str, str]) -> str:
     return level
 
 
+MAX_PASSWORD_FILE_BYTES = 4096
+
+
 def read_database_url(environ: Mapping[str, str], name: str = "DATABASE_URL") -> str:
-    """A PostgreSQL DSN in libpq URL form (``postgresql://`` or ``postgres://``, any driver suffix)."""
+    """A PostgreSQL DSN in libpq URL form (``postgresql://`` or ``postgres://``, any driver suffix).
+
+    With ``DATABASE_PASSWORD_FILE`` (a container secret, say), a URL without a password gets the
+    file's contents as its password (one line; any characters, encoded for the URL here), so that
+    the password lives in neither the environment nor the image."""
     raw = read_required(environ, name)
-    scheme = urlsplit(raw).scheme.split("+", 1)[0]
-    if scheme not in ("postgresql", "postgres"):
+    parts = urlsplit(raw)
+    if parts.scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
         raise ConfigError(f"{name} must be a postgresql:// URL")
-    return raw
+    password_file = environ.get("DATABASE_PASSWORD_FILE", "").strip()
+    if not password_file:
+        return raw
+    if parts.password is not None or any(key == "password" for key, _ in parse_qsl(parts.query)):
+        raise ConfigError(f"{name} has a password and DATABASE_PASSWORD_FILE is set: keep only one")
+    if not parts.username:
+        raise ConfigError(f"{name} names no user for the password in DATABASE_PASSWORD_FILE")
+    password = _read_password_file(Path(password_file))
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _read_password_file(path: Path) -> str:
+    """The password in ``path``: its first line, without the line end. The messages never show it."""
+    try:
+        with path.open("rb") as file:
+            content = file.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE {path} cannot be read ({exc.strerror})") from None
+    if len(content) > MAX_PASSWORD_FILE_BYTES:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE {path} is larger than {MAX_PASSWORD_FILE_BYTES} bytes")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE {path} is not UTF-8 text") from None
+    lines = text.splitlines()
+    password = lines[0] if lines else ""
+    if not password or "\x00" in password:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE {path} holds no password on its first line")
+    if any(line.strip() for line in lines[1:]):
+        raise ConfigError(f"DATABASE_PASSWORD_FILE {path} has more than one line")
+    return password

@@ -151,3 +151,48 @@ def test_the_health_checks_name_real_commands(compose: dict[str, Any]) -> None:
     assert re.search(
         r"--configfile=/etc/traefik/traefik.yml", " ".join(services["traefik"]["healthcheck"]["test"])
     )
+
+
+def test_the_database_password_is_a_secret_file_not_an_environment_variable(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert compose["secrets"] == {"postgres_password": {"file": "./secrets/postgres_password"}}
+    assert services["db"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "POSTGRES_PASSWORD" not in services["db"]["environment"]
+    for name in ("db", *APP):
+        assert services[name]["secrets"] == ["postgres_password"], name
+    for name in APP:
+        environment = services[name]["environment"]
+        assert environment["DATABASE_PASSWORD_FILE"] == "/run/secrets/postgres_password", name
+        assert "@" in environment["DATABASE_URL"], name
+        assert ":" not in environment["DATABASE_URL"].split("//", 1)[1].split("@", 1)[0], name  # no password
+    text = (ROOT / "compose.yaml").read_text()
+    assert "POSTGRES_PASSWORD}" not in text
+    for ignore in (".gitignore", ".dockerignore"):  # never committed, never sent to a build
+        assert "secrets/" in (ROOT / ignore).read_text().split(), ignore
+
+
+def test_the_documented_secret_commands_make_a_password_the_services_read(tmp_path: Path) -> None:
+    """The two lines docs/operations.md gives for the secret, run as written."""
+    import shutil
+    import subprocess
+
+    from shared.database import split_password
+    from shared.settings import read_database_url
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    page = (ROOT / "docs" / "operations.md").read_text().splitlines()
+    lines = [
+        line.split("  #", 1)[0].strip()
+        for line in page
+        if line.startswith(("mkdir -p secrets", "openssl rand"))
+    ]
+    assert len(lines) == 2, lines
+    for line in lines:
+        subprocess.run(["bash", "-c", line], cwd=tmp_path, check=True, timeout=30)
+    secret = tmp_path / "secrets" / "postgres_password"
+    assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
+    assert secret.stat().st_mode & 0o777 == 0o644
+    assert re.fullmatch(r"[0-9a-f]{48}\n", secret.read_text())
+    environ = {"DATABASE_URL": "postgresql://qr@db:5432/qr", "DATABASE_PASSWORD_FILE": str(secret)}
+    assert split_password(read_database_url(environ))[1] == secret.read_text().strip()

@@ -19,7 +19,10 @@ ELSEWHERE = {
     "make run": "tests/e2e/test_make_run.py",
     "cp .env.example .env && $EDITOR .env": "tests/test_repository.py (.env.example)",
     "docker compose up -d": "tests/test_repository.py (compose.yaml)",
-    "mkdir -p backups": "tests/test_compose.py (./backups, bind-mounted; kept in the checkout)",
+    "mkdir -p secrets backups && chmod 700 secrets": "tests/test_compose.py (the secret file)",
+    "openssl rand -hex 24 > secrets/postgres_password && chmod 644 secrets/postgres_password": (
+        "tests/test_compose.py (the secret file)"
+    ),
 }
 ARCHIVE = re.compile(r"\S*qr-\d{8}T\d{6}_\d{6}Z\.dump")
 

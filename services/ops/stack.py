@@ -119,7 +119,9 @@ class Stack:
 
         service_env = {
             **self.environ,
-            "DATABASE_URL": self.dsn,
+            # A server of the operator's: the URL as given (with DATABASE_PASSWORD_FILE the
+            # services read the password themselves, and it stays out of their environment).
+            "DATABASE_URL": self.environ["DATABASE_URL"].strip() if self.database is None else self.dsn,
             "PUBLIC_BASE_URL": s.public_base_url,
             "QR_DATA_DIR": str(s.qr_data_dir),
             "ADMIN_ALLOWLIST": s.admin_allowlist,

@@ -98,7 +98,13 @@ def test_migrate_serve_back_up_and_restore_on_postgresql_15(pg15: str, tmp_path:
     migrated = qr_manage("migrate", **env)
     assert migrated.returncode == 0, migrated.stderr
 
-    environ = stack_environ(tmp_path / "var", DATABASE_URL=dsn)
+    # The stack as compose runs it: the password in a file, not in any URL or environment.
+    secret = tmp_path / "postgres_password"
+    secret.write_text(PASSWORD + "\n")
+    without_password = dsn.replace(f":{PASSWORD}@", "@")
+    environ = stack_environ(
+        tmp_path / "var", DATABASE_URL=without_password, DATABASE_PASSWORD_FILE=str(secret)
+    )
     stack = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
     try:
         stack.start()
@@ -112,6 +118,8 @@ def test_migrate_serve_back_up_and_restore_on_postgresql_15(pg15: str, tmp_path:
         image = httpx.get(f"{edge}/api/v1/qr/{code}/image.png", timeout=30)
         assert image.status_code == 200
         assert image.content.startswith(b"\x89PNG")
+        for child in stack.children:  # no process of the stack was given the password itself
+            assert PASSWORD.encode() not in Path(f"/proc/{child.pid}/environ").read_bytes(), child.name
     finally:
         stack.stop()  # flushes the scan
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.management.settings import ManagementSettings
 from services.redirect.settings import RedirectSettings
-from shared.settings import ConfigError, parse_networks
+from shared.settings import ConfigError, parse_networks, read_database_url
 
 DSN = "postgresql://postgres@/qr?host=/tmp"
 
@@ -129,3 +131,64 @@ def test_passwords_are_split_out_decoded_and_redacted() -> None:
     assert split_password(query) == ("postgresql://qr@db/qr?sslmode=require", "s cret")
     assert redacted(query) == "postgresql://qr@db/qr?sslmode=require&password=***"
     assert redacted(DSN) == DSN
+
+
+# -- DATABASE_PASSWORD_FILE: the password as a file (a container secret), never in the environment ---
+
+
+def test_a_password_file_completes_both_database_urls(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from shared.database import split_password
+
+    secret = tmp_path / "postgres_password"
+    password = "p@ss:w/rd#?%&é"  # every character a URL would mangle
+    secret.write_text(password + "\n")
+    environ = {
+        "DATABASE_URL": "postgresql://qr@db:5432/qr",
+        "REDIRECT_DATABASE_URL": "postgresql://qr@pgbouncer:6432/qr?sslmode=disable",
+        "DATABASE_PASSWORD_FILE": str(secret),
+        "PUBLIC_BASE_URL": "https://qr.example.org",
+    }
+    url = read_database_url(environ)
+    assert split_password(url)[1] == password
+    assert urlsplit(url).hostname == "db"
+    lookups = read_database_url(environ, "REDIRECT_DATABASE_URL")
+    assert split_password(lookups)[1] == password
+    assert lookups.endswith("/qr?sslmode=disable")
+    settings = RedirectSettings.from_env(environ)
+    assert split_password(settings.primary_database_url)[1] == password
+    assert split_password(settings.lookup_database_url)[1] == password
+    assert read_database_url({"DATABASE_URL": "postgresql://qr@db/qr"}) == "postgresql://qr@db/qr"  # no file
+
+
+@pytest.mark.parametrize(
+    ("url", "content", "message"),
+    [
+        ("postgresql://qr:inline@db/qr", "secret", "keep only one"),
+        ("postgresql://qr@db/qr?password=inline", "secret", "keep only one"),
+        ("postgresql://db/qr", "secret", "names no user"),
+        ("postgresql://qr@db/qr", "", "holds no password"),
+        ("postgresql://qr@db/qr", "\n\n", "holds no password"),
+        ("postgresql://qr@db/qr", "one\ntwo\n", "more than one line"),
+        ("postgresql://qr@db/qr", "x" * 5000, "larger than 4096 bytes"),
+        ("postgresql://qr@db/qr", None, "cannot be read"),
+    ],
+)
+def test_a_bad_password_file_is_refused_without_showing_it(
+    tmp_path: Path, url: str, content: str | None, message: str
+) -> None:
+    secret = tmp_path / "postgres_password"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(ConfigError, match=message) as refused:
+        read_database_url({"DATABASE_URL": url, "DATABASE_PASSWORD_FILE": str(secret)})
+    assert "secret" not in str(refused.value).replace("postgres_password", "")
+    assert "inline" not in str(refused.value)
+
+
+def test_a_password_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "postgres_password"
+    secret.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        read_database_url({"DATABASE_URL": "postgresql://qr@db/qr", "DATABASE_PASSWORD_FILE": str(secret)})

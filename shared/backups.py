@@ -31,3 +31,10 @@ def list_backups(backup_dir: Path) -> list[Path]:
     if not backup_dir.is_dir():
         return []
     return sorted(p for p in backup_dir.iterdir() if taken_at(p) is not None)
+
+
+def newest_backup(backup_dir: Path) -> tuple[Path, float] | None:
+    """The newest complete archive and when it was written (Unix time), or ``None``: what the
+    backup schedule counts from and what status and the health check judge."""
+    archives = list_backups(backup_dir)
+    return (archives[-1], archives[-1].stat().st_mtime) if archives else None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from services.ops.connections import connection
 from services.ops.embedded import bin_dir
-from shared.backups import archive_name, list_backups
+from shared.backups import archive_name, list_backups, newest_backup
 from shared.database import asyncpg_dsn, split_password
 
 HOLDS_DATA = """
@@ -134,8 +134,8 @@ class BackupSchedule:
 
     def seconds_until_due(self) -> float:
         now = self._clock()
-        archives = list_backups(self.backup_dir)
-        due = archives[-1].stat().st_mtime + self.interval if archives else now
+        newest = newest_backup(self.backup_dir)
+        due = newest[1] + self.interval if newest else now
         return max(0.0, max(due, self._not_before) - now)
 
     def run_if_due(self) -> Path | None:

@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,7 +24,7 @@ from services.ops.connections import connection
 from services.ops.settings import OpsSettings, StackSettings
 from shared import logging as qrlog
 from shared import settings as env
-from shared.backups import list_backups
+from shared.backups import newest_backup
 from shared.database import FAULTS as DATABASE_FAULTS
 from shared.settings import ConfigError, read_log_level
 
@@ -160,9 +159,9 @@ def _backup_on_schedule(dsn: str, settings: OpsSettings) -> None:
 
 
 def _check_backup_age(dsn: str, settings: OpsSettings) -> None:
-    archives = list_backups(settings.backup_dir)
-    if archives:
-        hours = (time.time() - archives[-1].stat().st_mtime) / 3600
+    newest = newest_backup(settings.backup_dir)
+    if newest:
+        hours = (time.time() - newest[1]) / 3600
         if hours <= settings.backup_max_age_hours:
             click.echo(f"newest backup {hours:.1f} h old")
             return
@@ -346,11 +345,10 @@ def status() -> None:
                 f"database {retired} is left from an interrupted restore: the next qr-manage restore "
                 "deals with it (docs/operations.md, Restore)"
             )
-    archives = list_backups(settings.backup_dir)
-    if archives:
-        last = archives[-1]
-        age = datetime.now(UTC) - datetime.fromtimestamp(last.stat().st_mtime, UTC)
-        hours = age.total_seconds() / 3600
+    newest = newest_backup(settings.backup_dir)
+    if newest:
+        last, written = newest
+        hours = (time.time() - written) / 3600
         click.echo(f"backup:        {last} ({hours:.1f} h old)")
         if hours > settings.backup_max_age_hours:
             limit = f"BACKUP_MAX_AGE_HOURS={settings.backup_max_age_hours:g}"

@@ -5,8 +5,6 @@ again without asking the CA a second time; HTTP answers 301 to HTTPS except the 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -20,9 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from services.ops import edge
 from tests.conftest import free_port
@@ -38,64 +33,22 @@ pytestmark = [
 ]
 
 
-def _pem_pair(folder: Path) -> Path:
-    """A CA and, signed by it, a certificate for 127.0.0.1 (Pebble's own HTTPS); the CA's path."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ACME server CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "cert.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return folder / "ca.pem"
-
-
 @pytest.fixture
 def pebble(tmp_path: Path) -> Iterator[tuple[str, str, Path, Path]]:
     """Pebble on free ports, validating nothing (PEBBLE_VA_ALWAYS_VALID: no DNS here), with every
     request answered (no deliberate nonce rejections). (directory URL, management URL, the CA of
     its HTTPS, its log)."""
     folder = tmp_path / "pebble"
-    folder.mkdir()
-    ca = _pem_pair(folder)
+    # Pebble's own HTTPS: the self-signed certificate make run makes for 127.0.0.1 (its own trust anchor).
+    certificate, key = edge.ensure_certificate(folder)
+    ca = certificate
     listen, management = free_port(), free_port()
     config = {
         "pebble": {
             "listenAddress": f"127.0.0.1:{listen}",
             "managementListenAddress": f"127.0.0.1:{management}",
-            "certificate": str(folder / "cert.pem"),
-            "privateKey": str(folder / "key.pem"),
+            "certificate": str(certificate),
+            "privateKey": str(key),
             "httpPort": free_port(),
             "tlsPort": free_port(),
             "ocspResponderURL": "",

@@ -18,7 +18,9 @@ SCHEMA = Path(__file__).with_name("schemas") / "compose-spec.json"
 
 EDGE = "traefik_net"
 INTERNAL = "qr_generator_network"
-LONG_RUNNING = ("db", "redirect", "management", "backup", "maintenance", "traefik")
+DOCKER_API = "docker_api"
+PROXY = "docker-socket-proxy"
+LONG_RUNNING = ("db", "redirect", "management", "backup", "maintenance", "traefik", PROXY)
 APP = ("migrate", "redirect", "management", "backup", "maintenance")
 
 
@@ -51,10 +53,14 @@ def test_the_schema_catches_a_broken_file(compose: dict[str, Any]) -> None:
 
 def test_networks_as_designed(compose: dict[str, Any]) -> None:
     services, networks = compose["services"], compose["networks"]
-    assert set(networks) == {EDGE, INTERNAL}
+    assert set(networks) == {EDGE, INTERNAL, DOCKER_API}
     assert networks[INTERNAL]["internal"] is True  # PostgreSQL and the jobs have no route out
+    assert networks[DOCKER_API]["internal"] is True
     assert not networks[EDGE].get("internal", False)
-    assert _networks(services["traefik"]) == {EDGE}  # Traefik cannot reach PostgreSQL
+    # Its Docker provider finds the redirect containers on the network of this very name.
+    assert networks[EDGE]["name"] == EDGE
+    assert _networks(services["traefik"]) == {EDGE, DOCKER_API}  # Traefik cannot reach PostgreSQL
+    assert _networks(services[PROXY]) == {DOCKER_API}  # the socket proxy: Traefik alone reaches it
     assert _networks(services["db"]) == {INTERNAL}
     for name in ("redirect", "management"):
         assert _networks(services[name]) == {EDGE, INTERNAL}, name
@@ -127,6 +133,7 @@ def test_health_checks_start_order_restarts_and_read_only(compose: dict[str, Any
     for name in ("redirect", "management", "backup", "maintenance"):
         assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
     assert services["traefik"]["depends_on"] == {
+        PROXY: {"condition": "service_healthy"},
         "redirect": {"condition": "service_healthy"},
         "management": {"condition": "service_healthy"},
     }
@@ -196,3 +203,58 @@ def test_the_documented_secret_commands_make_a_password_the_services_read(tmp_pa
     assert re.fullmatch(r"[0-9a-f]{48}\n", secret.read_text())
     environ = {"DATABASE_URL": "postgresql://qr@db:5432/qr", "DATABASE_PASSWORD_FILE": str(secret)}
     assert split_password(read_database_url(environ))[1] == secret.read_text().strip()
+
+
+def _file_redirect_service() -> dict[str, str]:
+    """The health check and transport of the dynamic file's own redirect service (make run)."""
+    text = (ROOT / "infra" / "traefik" / "dynamic_conf.yml").read_text()
+    block = text.split("\n    redirect:\n      loadBalancer:\n", 1)[1].split("\n    management:", 1)[0]
+    found = dict(re.findall(r"^\s+(serversTransport|path|interval|timeout): (\S+)$", block, re.M))
+    assert set(found) == {"serversTransport", "path", "interval", "timeout"}, block
+    return found
+
+
+def test_scaled_redirect_containers_are_served_as_the_file_serves_one(compose: dict[str, Any]) -> None:
+    """`--scale redirect=N`: Traefik's Docker provider builds the redirect service from these labels;
+    they say what the dynamic file says for the one server of `make run`, and no router."""
+    services = compose["services"]
+    labels = services["redirect"]["labels"]
+    prefix = "traefik.http.services.redirect.loadbalancer."
+    file_service = _file_redirect_service()
+    assert labels["traefik.enable"] == "true"
+    assert labels[prefix + "server.port"] == services["redirect"]["environment"]["SERVICE_PORT"]
+    assert labels[prefix + "serverstransport"] == file_service["serversTransport"] + "@file"
+    for name in ("path", "interval", "timeout"):
+        assert labels[prefix + "healthcheck." + name] == file_service[name], name
+    assert not [label for label in labels if label.startswith("traefik.http.routers.")]
+    # Two services, so the provider makes no router of its own (tests/e2e/test_docker_provider.py).
+    assert len({label.split(".")[3] for label in labels if label.startswith("traefik.http.services.")}) == 2
+    assert services["traefik"]["environment"]["REDIRECT_SERVICE"] == "redirect@docker"
+    # Only the redirect service is discovered; every other container stays unknown to Traefik.
+    for name, service in services.items():
+        if name != "redirect":
+            assert not any(str(label).startswith("traefik.") for label in service.get("labels", {})), name
+
+
+def test_traefik_reads_docker_through_a_read_only_proxy(compose: dict[str, Any]) -> None:
+    from services.ops import edge
+
+    services = compose["services"]
+    proxy = services[PROXY]
+    assert proxy["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock:ro"]
+    assert proxy["environment"]["POST"] == "0"
+    assert {k for k, v in proxy["environment"].items() if v == "1"} == {
+        "CONTAINERS",
+        "EVENTS",
+        "PING",
+        "VERSION",
+    }
+    assert "ports" not in proxy
+    for name, service in services.items():
+        if name != PROXY:
+            assert not any("docker.sock" in str(mount) for mount in service.get("volumes", [])), name
+    for name in edge.STATIC_FILES:
+        options = edge.STATIC_FILES[name]
+        assert options.docker_endpoint == f"tcp://{PROXY}:2375", name
+        assert options.docker_network == EDGE, name
+        assert "exposedByDefault: false" in (ROOT / "infra" / "traefik" / name).read_text(), name

@@ -54,6 +54,7 @@ def test_compose_wires_every_service_to_real_commands() -> None:
         "backup",
         "maintenance",
         "traefik",
+        "docker-socket-proxy",
         "prometheus",
         "grafana",
     }
@@ -69,7 +70,8 @@ def test_compose_wires_every_service_to_real_commands() -> None:
     assert "traefik-certificates:/etc/traefik/acme" in mounts
     assert "traefik-certificates" in compose["volumes"]
     assert "./infra/traefik/dynamic_conf.yml:/etc/traefik/dynamic_conf.yml:ro" in mounts
-    assert services["traefik"]["environment"]["REDIRECT_UPSTREAM"] == "http://redirect:8001"
+    assert services["traefik"]["environment"]["REDIRECT_SERVICE"] == "redirect@docker"
+    assert services["traefik"]["environment"]["MANAGEMENT_UPSTREAM"] == "http://management:8002"
     for name in ("migrate", "redirect", "management", "backup", "maintenance"):
         assert services[name]["build"]["dockerfile"] == "infra/docker/Dockerfile"
     # Every qr-manage command a container runs (once or on a schedule) is one the tool has.

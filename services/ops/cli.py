@@ -411,6 +411,7 @@ def edge_config(production: bool, trusted_proxies: str, grace: float, acme_ca_se
         trusted_proxies=tuple(str(n) for n in networks),
         grace_seconds=grace,
         acme_ca_server=ca_server,
+        docker_endpoint=edge.COMPOSE_DOCKER_ENDPOINT,
     )
     click.echo(
         edge.static_config(edge.COMPOSE_ADDRESSES, dynamic_file=edge.COMPOSE_DYNAMIC_FILE, options=options),

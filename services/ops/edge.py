@@ -63,6 +63,10 @@ class EdgeOptions:
     acme_storage: str = "/etc/traefik/acme/acme.json"
     acme_ca_server: str | None = None  # None: Let's Encrypt's production directory
     log_level: str = "WARN"
+    # Compose: Docker's API (through the read-only socket proxy) lists the redirect containers,
+    # however many `--scale redirect=N` runs; None for one process on a known address (make run).
+    docker_endpoint: str | None = None
+    docker_network: str = "traefik_net"
 
 
 def static_config(
@@ -93,6 +97,16 @@ def static_config(
       lifeCycle:
         requestAcceptGraceTimeout: {grace}
         graceTimeOut: 10s"""
+    docker = ""
+    if options.docker_endpoint:
+        docker = f"""
+  # The redirect containers, however many run: only those labelled traefik.enable=true, and only
+  # the service their labels declare. Every router and middleware stays in the dynamic file.
+  docker:
+    endpoint: "{options.docker_endpoint}"
+    exposedByDefault: false
+    network: "{options.docker_network}"
+    watch: true"""
     acme = ""
     if options.https_only:
         ca_server = f'\n      caServer: "{options.acme_ca_server}"' if options.acme_ca_server else ""
@@ -142,7 +156,7 @@ metrics:
 providers:
   file:
     filename: "{dynamic_file}"
-    watch: true{acme}
+    watch: true{docker}{acme}
 """
 
 
@@ -150,9 +164,12 @@ COMPOSE_ADDRESSES = EdgeAddresses(http=":80", https=":443", admin=":8082")
 COMPOSE_DYNAMIC_FILE = "/etc/traefik/dynamic_conf.yml"
 # The static files in infra/traefik/ that compose mounts (EDGE_STATIC_FILE chooses one); a test
 # keeps them equal to these. `qr-manage edge-config` prints variants (a load balancer in front).
+COMPOSE_DOCKER_ENDPOINT = "tcp://docker-socket-proxy:2375"
 STATIC_FILES = {
-    "traefik.yml": EdgeOptions(grace_seconds=5),
-    "traefik.production.yml": EdgeOptions(https_only=True, grace_seconds=5),
+    "traefik.yml": EdgeOptions(grace_seconds=5, docker_endpoint=COMPOSE_DOCKER_ENDPOINT),
+    "traefik.production.yml": EdgeOptions(
+        https_only=True, grace_seconds=5, docker_endpoint=COMPOSE_DOCKER_ENDPOINT
+    ),
 }
 
 

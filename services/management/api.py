@@ -138,27 +138,9 @@ class ManagementApi:
                         headers={"Idempotent-Replayed": "true"},
                     )
             try:
-                parsed = await anyio.to_thread.run_sync(
-                    functools.partial(bulk.parse, content_type, body, context=self._context())
+                created, errors = await self.create_in_bulk(
+                    conn, content_type, body, partial=partial, actor=_actor(request)
                 )
-                if parsed.errors and not partial:
-                    raise bulk.RowsRefused(parsed.errors)
-                created, refused = await codes.create_codes(
-                    conn,
-                    parsed.rows,
-                    public_base_url=self.settings.public_base_url,
-                    actor=_actor(request),
-                    partial=partial,
-                )
-                errors = sorted(
-                    [
-                        *parsed.errors,
-                        *(bulk.RowError(number, "slug", message) for number, message in refused),
-                    ],
-                    key=lambda e: e.row,
-                )
-                if errors and not created:
-                    raise bulk.RowsRefused(errors)
                 result = schemas.BulkResult(
                     created=created,
                     errors=[schemas.RowProblem(**e.to_dict()) for e in errors[: bulk.MAX_ERRORS]],
@@ -174,16 +156,40 @@ class ManagementApi:
             log.info("codes created in bulk", extra={"codes": len(created), "rows_refused": len(errors)})
         return Response(content, status_code=status, media_type="application/json")
 
+    async def create_in_bulk(
+        self, conn: AsyncConnection, content_type: str, body: bytes, *, partial: bool, actor: codes.Actor
+    ) -> tuple[list[schemas.QRCode], list[bulk.RowError]]:
+        """The codes a JSON array or CSV file asks for, and the rows refused (``partial``); without
+        ``partial``, :class:`bulk.RowsRefused` with every row's error and nothing created. For the
+        API's bulk endpoint and the console's CSV upload."""
+        parsed = await anyio.to_thread.run_sync(
+            functools.partial(bulk.parse, content_type, body, context=self._context())
+        )
+        if parsed.errors and not partial:
+            raise bulk.RowsRefused(parsed.errors)
+        created, refused = await codes.create_codes(
+            conn, parsed.rows, public_base_url=self.settings.public_base_url, actor=actor, partial=partial
+        )
+        errors = sorted(
+            [*parsed.errors, *(bulk.RowError(number, "slug", message) for number, message in refused)],
+            key=lambda e: e.row,
+        )
+        if errors and not created:
+            raise bulk.RowsRefused(errors)
+        return created, errors
+
     async def list_codes(self, request: Request) -> JSONResponse:
         query = read_query(request, schemas.ListQuery)
-        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, order=query.order)
+        filters = codes.Filters(
+            q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids, order=query.order
+        )
         async with self.database() as conn:
             page = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
         return answer(page)
 
     async def export_csv(self, request: Request) -> Response:
         query = read_query(request, schemas.ExportQuery)
-        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
         return StreamingResponse(
             exports.codes_csv(self.engine, filters, faults=DATABASE_FAULTS),
             media_type="text/csv; charset=utf-8",
@@ -201,7 +207,7 @@ class ManagementApi:
         else:  # png, or a format read_query refuses by name
             image_format, query = "png", read_query(request, schemas.ZipPngQuery)
         options = query.options(image_format)
-        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
         pieces = prints.zip_of_images(
             prints.pages(self.engine, filters, faults=DATABASE_FAULTS),
             self.images,
@@ -225,7 +231,7 @@ class ManagementApi:
         options = ImageOptions(
             size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"
         )
-        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled)
+        filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
 
         async def body() -> AsyncIterator[bytes]:
             # The answer starts at once; the file follows when drawn (in a thread, off the loop).

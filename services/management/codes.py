@@ -81,7 +81,8 @@ class Filters:
     q: str | None = None
     tag: str | None = None
     enabled: bool | None = None
-    order: str = "created_at"  # or "-scan_count": most scanned first
+    ids: tuple[str, ...] | None = None
+    order: str = "created_at"  # or "-created_at": newest first; "-scan_count": most scanned first
 
 
 def _timestamp(moment: datetime | None) -> str | None:
@@ -430,11 +431,14 @@ async def list_codes(
     conn: AsyncConnection, filters: Filters, *, limit: int, cursor: str | None
 ) -> QRCodeList:
     """One page of live codes, oldest first (codes created meanwhile come at the end), and the
-    cursor of the next page, ``None`` on the last one; or, with ``order="-scan_count"``, most
-    scanned first (best effort: a code scanned meanwhile may move past the cursor or back)."""
+    cursor of the next page, ``None`` on the last one; newest first with ``order="-created_at"``;
+    or, with ``order="-scan_count"``, most scanned first (best effort: a code scanned meanwhile may
+    move past the cursor or back)."""
     if filters.order == "-scan_count":
         return await _most_scanned(conn, filters, limit=limit, cursor=cursor)
     statement: Select[Any] = _filtered(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(_LIVE), filters)
+    newest_first = filters.order == "-created_at"
+    key = tuple_(qr_codes.c.created_at, qr_codes.c.id)
     if cursor is not None:
         created_at, code_id = decode_cursor(cursor, 2)
         try:
@@ -444,10 +448,16 @@ async def list_codes(
             after = None
         if after is None or not isinstance(code_id, str) or not ids.is_well_formed(code_id):
             raise InvalidField("cursor", "is not a cursor from a previous page")
-        statement = statement.where(tuple_(qr_codes.c.created_at, qr_codes.c.id) > (after, code_id))
-    rows = (
-        await conn.execute(statement.order_by(qr_codes.c.created_at, qr_codes.c.id).limit(limit + 1))
-    ).all()
+        statement = statement.where(key < (after, code_id) if newest_first else key > (after, code_id))
+    order = (
+        (qr_codes.c.created_at.desc(), qr_codes.c.id.desc())
+        if newest_first
+        else (
+            qr_codes.c.created_at,
+            qr_codes.c.id,
+        )
+    )
+    rows = (await conn.execute(statement.order_by(*order).limit(limit + 1))).all()
     items = [to_resource(row) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return QRCodeList(items=items, next_cursor=next_cursor)
@@ -466,7 +476,17 @@ def _filtered(statement: Select[Any], filters: Filters) -> Select[Any]:
         statement = statement.where(qr_codes.c.tags.contains([filters.tag]))
     if filters.enabled is not None:
         statement = statement.where(qr_codes.c.enabled.is_(filters.enabled))
+    if filters.ids is not None:
+        statement = statement.where(qr_codes.c.id.in_(filters.ids))
     return statement
+
+
+async def known_tags(conn: AsyncConnection, *, limit: int = 500) -> list[str]:
+    """The tags live codes carry, alphabetically (the console's tag filter offers them)."""
+    tag = func.unnest(qr_codes.c.tags).label("tag")
+    inner = select(tag).where(_LIVE).subquery()
+    rows = await conn.execute(select(inner.c.tag).distinct().order_by(inner.c.tag).limit(limit))
+    return [row.tag for row in rows]
 
 
 async def _most_scanned(

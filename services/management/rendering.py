@@ -93,6 +93,12 @@ def _luminance(colour: str) -> float:
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
+def contrast_ratio(fg: str, bg: str) -> float:
+    """WCAG's contrast ratio of two ``#rrggbb`` colours, 1 to 21, whichever is darker."""
+    one, other = _luminance(fg), _luminance(bg)
+    return (max(one, other) + 0.05) / (min(one, other) + 0.05)
+
+
 def check_contrast(fg: str, bg: str) -> None:
     """Refuse a colour pair a phone camera cannot be trusted to read."""
     dark, light = _luminance(fg), _luminance(bg)
@@ -102,7 +108,7 @@ def check_contrast(fg: str, bg: str) -> None:
             f"the modules ({fg}) must be darker than the ground ({bg}): many phone scanners cannot "
             "read light modules on a dark ground",
         )
-    ratio = (light + 0.05) / (dark + 0.05)
+    ratio = contrast_ratio(fg, bg)
     if ratio < limits.MIN_CONTRAST:
         raise InvalidField(
             "fg",

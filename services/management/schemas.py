@@ -35,7 +35,7 @@ from pydantic_core import core_schema
 from services.management import limits
 from services.management.rendering import ImageOptions, check_contrast
 from shared.errors import InvalidField
-from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, slug_problem
+from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, slug_problem
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
 
 if TYPE_CHECKING:
@@ -194,6 +194,22 @@ QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 QueryText = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
 
 
+def _id_list(value: str) -> tuple[str, ...]:
+    """``a,b,c``: well-formed ids, repeats dropped, at most MAX_SELECTED."""
+    found = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not found:
+        raise ValueError("must name at least one id")
+    if len(found) > limits.MAX_SELECTED:
+        raise ValueError(f"must name at most {limits.MAX_SELECTED} ids")
+    for each in found:
+        if not is_well_formed(each):
+            raise ValueError(f"{each[:40]!r} is not an id")
+    return found
+
+
+IdList = Annotated[str, Field(max_length=limits.MAX_SELECTED * (SLUG_MAX + 1) - 1), AfterValidator(_id_list)]
+
+
 # -- requests ---------------------------------------------------------------------------------------
 
 
@@ -295,6 +311,11 @@ class CodeFilters(Query):
     enabled: QueryBool | None = Field(
         default=None, description="Only codes switched on (true) or off (false)."
     )
+    ids: IdList | None = Field(
+        default=None,
+        description=f"Only these codes: ids separated by commas, at most {limits.MAX_SELECTED} "
+        "(a selection, as the console exports it).",
+    )
 
 
 class ExportQuery(CodeFilters):
@@ -303,9 +324,10 @@ class ExportQuery(CodeFilters):
 
 class ListQuery(Page, CodeFilters):
     limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_LIST_PAGE
-    order: Literal["created_at", "-scan_count"] = Field(
+    order: Literal["created_at", "-created_at", "-scan_count"] = Field(
         default="created_at",
         description="created_at: oldest first, every code exactly once however the list changes; "
+        "-created_at: newest first (codes created meanwhile appear only on a new first page); "
         "-scan_count: most scanned first (paging in that order is best effort: counts move meanwhile).",
     )
 

@@ -45,6 +45,21 @@ async def test_walking_every_page_yields_every_code_once_in_creation_order(clien
     assert await walk(client, limit=500) == [code["id"] for code in made]
 
 
+async def test_newest_first_walks_every_code_once_in_reverse(client: httpx.AsyncClient) -> None:
+    made = [code["id"] for code in await make(client, 7)]
+    assert await walk(client, "&order=-created_at") == made[::-1]
+    assert await walk(client, "&order=-created_at", limit=7) == made[::-1]
+
+
+async def test_the_ids_filter_keeps_the_selection(client: httpx.AsyncClient) -> None:
+    made = [code["id"] for code in await make(client, 5)]
+    picked = ",".join([made[3], made[1], made[1], "no-such-code"])
+    assert await walk(client, f"&ids={picked}") == [made[1], made[3]]  # in the listing's order
+    export = await client.get(f"/api/v1/qr/export.csv?ids={made[0]},{made[4]}")
+    assert export.status_code == 200
+    assert [line.split(",")[0] for line in export.text.splitlines()[1:]] == [made[0], made[4]]
+
+
 async def test_a_walk_while_codes_are_created_sees_each_code_at_most_once(client: httpx.AsyncClient) -> None:
     before = [code["id"] for code in await make(client, 6)]
     seen: list[str] = []
@@ -105,6 +120,12 @@ async def test_search_tag_and_enabled_filters(client: httpx.AsyncClient) -> None
         ("cursor=WyJ4Il0", "cursor"),  # base64 of ["x"]: wrong shape
         ("cursor=WyJub3QgYSB0aW1lIiwgImEiXQ", "cursor"),  # ["not a time", "a"]
         ("sort=desc", "sort"),
+        ("order=created", "order"),
+        ("ids=", "ids"),
+        ("ids=,,", "ids"),
+        ("ids=ok-id,no%20spaces", "ids"),
+        ("ids=" + ",".join(f"id{n:03}" for n in range(501)), "ids"),
+        ("ids=" + "x" * 65, "ids"),
     ],
 )
 async def test_bad_list_parameters_are_422(client: httpx.AsyncClient, query: str, field: str) -> None:

@@ -59,12 +59,28 @@ def _zone(length: int) -> str | None:
     return next((name for name in sorted(zoneinfo.available_timezones()) if len(name) == length), None)
 
 
+def _ids(length: int) -> str | None:
+    """Ids of 3 to 64 characters, joined by commas, that many characters in all."""
+    parts: list[int] = []
+    remaining = length
+    while remaining > 0:
+        take = min(64, remaining)
+        if 0 < remaining - take < 4:  # leave room for a comma and a shortest id
+            take = remaining - 4
+        parts.append(take)
+        remaining -= take + 1
+    if remaining != -1 or any(part < 3 for part in parts):
+        return None
+    return ",".join(_slug(part) for part in parts)
+
+
 # field or parameter -> a valid value of that many characters (None: no valid value is that long)
 FILLERS: dict[str, Callable[[int], str | None]] = {
     "target_url": _url,
     "fallback_url": _url,
     "slug": _slug,
     "tz": _zone,
+    "ids": _ids,
 }
 # Values that cannot be made up: the server hands them out.
 NOT_WALKED = {"cursor"}

@@ -16,7 +16,9 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.management.errors import error_response
@@ -24,7 +26,11 @@ from shared.clients import NetworkSet, client_address
 from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
 from shared.settings import ConfigError
 
+if TYPE_CHECKING:
+    from services.management.console.session import Session, Sessions
+
 log = logging.getLogger(__name__)
+COOKIE = "qr_console"  # the console's session cookie (services/management/console/session.py)
 
 # Answered for anyone: health for the edge and probes; metrics for Prometheus on this port.
 OPEN_PATHS = frozenset({"/health", "/livez", "/metrics"})
@@ -99,8 +105,11 @@ class TokenFile:
         log.info("admin tokens reloaded", extra={"tokens": len(self._tokens)})
 
     def name_of(self, token: str) -> str | None:
+        return self.name_for_digest(hashlib.sha256(token.encode()).hexdigest())
+
+    def name_for_digest(self, digest: str) -> str | None:
+        """The name of the token with this SHA-256 (hex), while the file lists it."""
         self._refresh()
-        digest = hashlib.sha256(token.encode()).hexdigest()
         for known, name in self._tokens.items():
             if hmac.compare_digest(known, digest):
                 return name
@@ -113,6 +122,7 @@ class AccessRules:
     trusted_proxies: NetworkSet
     hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     tokens: TokenFile | None = None
+    sessions: Sessions | None = None  # the console's, whose cookie also opens the API's reads
 
 
 def host_name(header: bytes | None) -> str | None:
@@ -159,7 +169,13 @@ class AccessControl:
             authorization = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), "")
             scheme, _, token = authorization.partition(" ")
             token_name = self.rules.tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
-            if token_name is None:
+            session = self._session(headers) if token_name is None else None
+            if session is not None and scope["method"] in ("GET", "HEAD") and self.rules.sessions:
+                # A console session reads the API too (its images, exports, CSV), never writes it.
+                token_name = self.rules.sessions.token_name(session)
+            if token_name is None and is_console(scope["path"]):
+                pass  # the console's sign-in, and its own check of the session on every page
+            elif token_name is None:
                 await send_error(
                     scope,
                     receive,
@@ -171,6 +187,17 @@ class AccessControl:
         state["client_address"] = address
         state["token_name"] = token_name
         await self.app(scope, receive, send)
+
+    def _session(self, headers: list[tuple[bytes, bytes]]) -> Session | None:
+        if self.rules.sessions is None:
+            return None
+        raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
+        return self.rules.sessions.read(cookie_parser(raw).get(COOKIE)) if raw else None
+
+
+def is_console(path: str) -> bool:
+    """The console's pages and files, which sign in by themselves."""
+    return path in ("/", "/console") or path.startswith("/console/")
 
 
 async def send_error(scope: Scope, receive: Receive, send: Send, error: ServiceError) -> None:

@@ -207,7 +207,12 @@ def _id_list(value: str) -> tuple[str, ...]:
     return found
 
 
-IdList = Annotated[str, Field(max_length=limits.MAX_SELECTED * (SLUG_MAX + 1) - 1), AfterValidator(_id_list)]
+if TYPE_CHECKING:
+    IdList = tuple[str, ...]
+else:  # read from the query's text, checked, as a tuple
+    IdList = Annotated[
+        str, Field(max_length=limits.MAX_SELECTED * (SLUG_MAX + 1) - 1), AfterValidator(_id_list)
+    ]
 
 
 # -- requests ---------------------------------------------------------------------------------------

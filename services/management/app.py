@@ -15,6 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
+from services.management.console.session import Sessions
+from services.management.console.views import Console
 from services.management.errors import EXCEPTION_HANDLERS
 from services.management.metrics import ManagementMetrics
 from services.management.settings import ManagementSettings
@@ -43,7 +45,11 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
             await watch.stop()
             await api.close()
 
+    tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
+    sessions = Sessions.in_folder(settings.qr_data_dir, tokens)
+    console = Console(api, sessions, NetworkSet(settings.trusted_proxies))
     routes = [
+        *console.routes(),
         Route("/api/v1/openapi.json", by_method(GET=api.openapi)),
         Route("/api/v1/qr", by_method(GET=api.list_codes, POST=api.create_code)),
         Route("/api/v1/qr/bulk", by_method(POST=api.bulk_create)),
@@ -70,12 +76,12 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.
     app.router.redirect_slashes = False
     app.state.api = api
-    tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
     rules = AccessRules(
         allowlist=NetworkSet(settings.admin_allowlist),
         trusted_proxies=NetworkSet(settings.trusted_proxies),
         hosts=settings.admin_hosts,
         tokens=tokens,
+        sessions=sessions,
     )
     return RequestContext(AccessControl(app, rules), metrics.http)
 

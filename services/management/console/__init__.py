@@ -1,0 +1,1 @@
+"""The admin console: server-rendered pages at /console/ (see views.py)."""

@@ -40,6 +40,8 @@ test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL
 		left_out="$${left_out:+$$left_out; }PostgreSQL 15: the bring-your-own-server tests (apt-get install postgresql-15)"; \
 	command -v pebble >/dev/null || \
 		left_out="$${left_out:+$$left_out; }pebble: the ACME certificate test (apt-get install pebble)"; \
+	command -v chromium >/dev/null || \
+		left_out="$${left_out:+$$left_out; }chromium: the console's browser tests (apt-get install chromium)"; \
 	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -50,6 +52,10 @@ test-fast: $(VENV)/.installed-dev ## the test suite without the few slowest test
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json
 	$(BIN)/python -m tests.bench
+
+.PHONY: screenshots
+screenshots: $(VENV)/.installed-dev ## photograph the console's pages into docs/screenshots/ (needs chromium)
+	$(BIN)/python -m tests.console.screenshots docs/screenshots
 
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## ruff (lint and format check) and mypy

@@ -176,7 +176,8 @@ class Console:
                     "error.html",
                     status_code=403,
                     title="Refused",
-                    message="The session has ended; open the page again and sign in.",
+                    message="This form was refused: there is no session (it ended, or the form came from "
+                    "another site). Open the page again.",
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)

@@ -4,6 +4,9 @@ The edge already refuses addresses outside ``ADMIN_ALLOWLIST``; the service chec
 reaching it around the edge (another container, a mistaken port mapping) opens nothing. With
 ``ADMIN_TOKENS_FILE`` set, every admin request also needs ``Authorization: Bearer <token>`` for a
 token listed there by name and SHA-256; the token's name goes into the history, the token nowhere.
+The console signs in with such a token once and keeps a session cookie (console/session.py): it
+opens the console's pages, and the API's reads (its images, exports and CSV) from those pages,
+never the API's writes.
 """
 
 from __future__ import annotations
@@ -189,7 +192,12 @@ class AccessControl:
         await self.app(scope, receive, send)
 
     def _session(self, headers: list[tuple[bytes, bytes]]) -> Session | None:
+        """The console session the request's cookie names, for a request from the console's own
+        pages (no Sec-Fetch-Site: an older browser or a tool; same-origin; none: typed in)."""
         if self.rules.sessions is None:
+            return None
+        site = next((v for k, v in headers if k == b"sec-fetch-site"), None)
+        if site not in (None, b"same-origin", b"none"):
             return None
         raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
         return self.rules.sessions.read(cookie_parser(raw).get(COOKIE)) if raw else None

@@ -105,7 +105,15 @@ _SHORTEST = {
 
 def make_range(query: ScanQuery, now: datetime) -> Range:
     """The buckets ``query`` asks for: ``from`` down to its bucket's start, ``to`` up to a bucket's
-    end; by default the last 30 days up to the end of the current bucket."""
+    end; by default the last 30 days up to the end of the current bucket. A range at the edge of
+    the calendar (year 1, year 9999), whose buckets cannot be counted out, is a 422."""
+    try:
+        return _make_range(query, now)
+    except OverflowError:
+        raise InvalidField("to" if query.to is not None else "from", "is out of range") from None
+
+
+def _make_range(query: ScanQuery, now: datetime) -> Range:
     tz = ZoneInfo(query.tz)
     end = (
         _moment(query.to, tz)

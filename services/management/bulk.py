@@ -180,7 +180,8 @@ def _cell(column: str, cell: str) -> Any:
     if column == "tags":
         return [tag.strip() for tag in cell.split("|") if tag.strip()]
     if column == "redirect_status":
-        return int(cell) if cell.strip().isdigit() and len(cell) < 5 else cell
+        digits = cell.strip()
+        return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell
     if column in ("enabled", "forward_query"):
         return _BOOLEANS.get(cell.strip().lower(), cell)
     return cell

@@ -23,7 +23,7 @@ DEFAULT_LIST_PAGE: Final = 50
 DEFAULT_HISTORY_PAGE: Final = 100
 MAX_CURSOR: Final = 512
 MAX_SEARCH: Final = 200  # characters of q
-MAX_SELECTED: Final = 500  # ids in one ids= filter (the console's selection)
+MAX_SELECTED: Final = 100  # ids in one ids= filter (a selection; 6.5 KB of URL at most)
 
 # -- images -----------------------------------------------------------------------------------------
 MIN_SIZE: Final = 64

@@ -211,7 +211,13 @@ if TYPE_CHECKING:
     IdList = tuple[str, ...]
 else:  # read from the query's text, checked, as a tuple
     IdList = Annotated[
-        str, Field(max_length=limits.MAX_SELECTED * (SLUG_MAX + 1) - 1), AfterValidator(_id_list)
+        str,
+        matching(
+            r"^[A-Za-z0-9_,-]+$",
+            "must be ids separated by commas",
+            max_length=limits.MAX_SELECTED * (SLUG_MAX + 1) - 1,
+        ),
+        AfterValidator(_id_list),
     ]
 
 

@@ -226,7 +226,7 @@ async def test_forged_posts_are_refused_and_change_nothing(
     before = await count_rows(database_url)
     data = {"csrf": real if token is None else token, "target_url": "https://example.org/forged"}
     response = await console.post("/console/new", data=data, headers=headers)
-    assert response.status_code == 403
+    assert response.status_code == 400  # not 403: at the edge that status is the allowlist's
     assert "This form was refused" in response.text
     assert response.headers["content-security-policy"] == CSP
     assert await count_rows(database_url) == before
@@ -236,7 +236,7 @@ async def test_a_post_without_a_session_is_refused(console: httpx.AsyncClient, d
     real = csrf_of(await console.get("/console/new"))
     stranger = httpx.AsyncClient(transport=console._transport, base_url="http://localhost")
     response = await stranger.post("/console/new", data={"csrf": real, "target_url": "https://example.org/"})
-    assert response.status_code == 403
+    assert response.status_code == 400
     await stranger.aclose()
 
 
@@ -514,3 +514,123 @@ async def test_the_console_is_behind_the_allowlist_and_the_host_rule(settings: M
     async for client in serve(settings):
         misdirected = await client.get("/console/", headers={"host": "elsewhere.example"})
         assert misdirected.status_code == 421
+
+
+# -- hostile corners -------------------------------------------------------------------------------
+
+
+async def test_odd_cookies_and_origins_are_refusals_not_errors(signed: httpx.AsyncClient) -> None:
+    odd = {"cookie": "qr_console=a.-.9999999999.\u00e9".encode()}  # not ASCII: as raw bytes
+    assert (await signed.get("/api/v1/qr", headers=odd)).status_code == 401
+    assert (await signed.get("/console/", headers=odd)).status_code == 303
+    await signed.post("/console/sign-in", data={"token": "alice-secret", "next": "/console/"})
+    token = csrf_of(await signed.get("/console/new"))
+    for origin in ("http://[x", "http://localhost:99999999999"):
+        answer = await signed.post(
+            "/console/new", data={"csrf": token, "target_url": "https://e.org/"}, headers={"origin": origin}
+        )
+        assert answer.status_code == 400, origin
+    bad_token = await signed.post(
+        "/console/new", data={"csrf": "\u00e9" * 40, "target_url": "https://e.org/"}
+    )
+    assert bad_token.status_code == 400
+
+
+async def test_the_cookie_reads_the_api_only_from_the_consoles_own_pages(signed: httpx.AsyncClient) -> None:
+    await signed.post("/console/sign-in", data={"token": "alice-secret", "next": "/console/"})
+    assert (await signed.get("/api/v1/qr", headers={"sec-fetch-site": "same-origin"})).status_code == 200
+    for site in ("same-site", "cross-site"):
+        assert (await signed.get("/api/v1/qr", headers={"sec-fetch-site": site})).status_code == 401, site
+
+
+async def test_signing_out_ends_that_cookie_for_good(signed: httpx.AsyncClient) -> None:
+    await signed.post("/console/sign-in", data={"token": "alice-secret", "next": "/console/"})
+    kept = signed.cookies.get("qr_console")
+    token = csrf_of(await signed.get("/console/new"))
+    await signed.post("/console/sign-out", data={"csrf": token})
+    signed.cookies.set("qr_console", kept)  # a copy of the cookie taken before
+    assert (await signed.get("/console/")).status_code == 303
+    assert (await signed.get("/api/v1/qr")).status_code == 401
+
+
+async def test_unicode_digits_are_a_refusal(console: httpx.AsyncClient) -> None:
+    response = await post_form(
+        console, "/console/new", {"target_url": "https://example.org/", "redirect_status": "\u00b2"}
+    )
+    assert response.status_code == 422
+    assert 'id="e-redirect_status"' in response.text
+    rows = "target_url,redirect_status\nhttps://example.org/,\u00b2\n".encode()
+    bulk = await console.post("/api/v1/qr/bulk", content=rows, headers={"content-type": "text/csv"})
+    assert bulk.status_code == 422
+    assert bulk.json()["errors"][0]["field"] == "redirect_status"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("to=9999-12-31&interval=month", "to"),
+        ("from=9999-12-01&to=9999-12-31&interval=week", "to"),
+        ("from=0001-01-01&to=0001-02-01&tz=Asia/Tokyo", "to"),
+        ("from=2026-02-01&to=2026-01-01", "from"),
+        ("from=2000-01-01&to=2026-01-01&interval=hour", "interval"),
+    ],
+)
+async def test_ranges_the_calendar_cannot_hold_are_shown_on_their_field(
+    console: httpx.AsyncClient, query: str, field: str
+) -> None:
+    code = await make_code(console)
+    api = await console.get(f"/api/v1/qr/{code}/scans?{query}")
+    assert api.status_code == 422, api.text
+    page = await console.get(f"/console/codes/{code}/scans?{query}")
+    assert page.status_code == 200
+    assert f'id="e-{field}"' in page.text
+
+
+async def test_an_edit_changes_only_what_was_changed(console: httpx.AsyncClient) -> None:
+    made = await console.post(
+        "/api/v1/qr",
+        json={
+            "target_url": "https://example.org/a",
+            "tags": ["a,b", "c"],
+            "expires_at": "2031-01-01T10:20:30Z",
+        },
+    )
+    code = made.json()["id"]
+    saved = await post_form(
+        console,
+        f"/console/codes/{code}/edit",
+        {
+            "target_url": "https://example.org/b",
+            "tags": "a,b, c",  # as the form showed them
+            "expires_at": "2031-01-01T10:20",  # as the form showed it (minutes)
+            "redirect_status": "302",
+            "enabled": "on",
+        },
+    )
+    assert saved.status_code == 303
+    after = (await console.get(f"/api/v1/qr/{code}")).json()
+    assert after["target_url"] == "https://example.org/b"
+    assert after["tags"] == ["a,b", "c"]
+    assert after["expires_at"] == "2031-01-01T10:20:30Z"
+    history = (await console.get(f"/api/v1/qr/{code}/history")).json()["items"]
+    assert set(history[0]["changes"]) == {"target_url"}
+
+
+async def test_a_bad_logo_is_shown_on_the_logo_field(console: httpx.AsyncClient) -> None:
+    code = await make_code(console)
+    fake = await post_form(
+        console, f"/console/codes/{code}/logo", {}, files={"logo": ("x.png", b"not a png", "image/png")}
+    )
+    assert fake.status_code == 422
+    assert re.search(r'<p class="error" id="e-logo" role="alert">[^<]+</p>', fake.text)
+    assert "<h1>" in fake.text
+
+
+async def test_a_stale_page_link_starts_again_at_the_first_page(console: httpx.AsyncClient) -> None:
+    from services.management.codes import encode_cursor
+
+    await make_code(console)
+    stale = encode_cursor("not a time", "abc")
+    page = await console.get(f"/console/?cursor={stale}")
+    assert page.status_code == 200
+    assert "That page link is out of date" in page.text

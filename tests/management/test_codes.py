@@ -124,7 +124,7 @@ async def test_search_tag_and_enabled_filters(client: httpx.AsyncClient) -> None
         ("ids=", "ids"),
         ("ids=,,", "ids"),
         ("ids=ok-id,no%20spaces", "ids"),
-        ("ids=" + ",".join(f"id{n:03}" for n in range(501)), "ids"),
+        ("ids=" + ",".join(f"id{n:03}" for n in range(101)), "ids"),
         ("ids=" + "x" * 65, "ids"),
     ],
 )

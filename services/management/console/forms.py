@@ -45,7 +45,9 @@ def code_values(form: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
         "target_url": text(form, "target_url"),
         "title": optional(form, "title"),
         "tags": [tag.strip() for tag in text(form, "tags").split(",") if tag.strip()] or None,
-        "redirect_status": int(status) if status.isdigit() and len(status) < 5 else status or 302,
+        "redirect_status": int(status)
+        if status.isascii() and status.isdigit() and len(status) < 5
+        else status or 302,
         "enabled": form.get("enabled") == "on",
         "expires_at": expiry(text(form, "expires_at")),
         "fallback_url": optional(form, "fallback_url"),

@@ -51,6 +51,7 @@ class Sessions:
         self._secret = secret if isinstance(secret, bytes) else None
         self._folder = secret if isinstance(secret, Path) else None
         self.tokens = tokens
+        self._ended: dict[str, int] = {}  # signed out: session id -> when its cookie expires
 
     @classmethod
     def in_folder(cls, folder: Path, tokens: TokenFile | None) -> Sessions:
@@ -80,7 +81,7 @@ class Sessions:
     def read(self, value: str | None, *, now: float | None = None) -> Session | None:
         """The session a cookie value names, when its signature holds, it has not expired, and
         (with tokens) its token is still listed."""
-        if not value or len(value) > 300:
+        if not value or len(value) > 300 or not value.isascii():
             return None
         parts = value.split(".")
         if len(parts) != 4 or not parts[2].isdigit():
@@ -88,11 +89,20 @@ class Sessions:
         sid, digest, expires, mac = parts
         if not hmac.compare_digest(mac, self._mac(f"{sid}.{digest}.{expires}")):
             return None
+        if sid in self._ended:
+            return None
         if int(expires) <= (now if now is not None else time.time()):
             return None
         if self.tokens is not None and (digest == NO_TOKEN or self.tokens.name_for_digest(digest) is None):
             return None
         return Session(sid, digest, int(expires))
+
+    def end(self, session: Session) -> None:
+        """Sign out: this session's cookie opens nothing any more (in this process, until it would
+        have expired anyway)."""
+        now = time.time()
+        self._ended = {sid: until for sid, until in self._ended.items() if until > now}
+        self._ended[session.sid] = session.expires
 
     def token_name(self, session: Session) -> str | None:
         if self.tokens is None or session.token_digest == NO_TOKEN:
@@ -110,11 +120,15 @@ class Sessions:
         origin = headers.get("origin")
         if origin is not None:
             host = (headers.get("host") or "").lower()
-            if origin == "null" or urlsplit(origin).netloc.lower() != host:
+            try:
+                netloc = urlsplit(origin).netloc.lower()
+            except ValueError:  # not a URL at all (an unbalanced [)
+                netloc = None
+            if origin == "null" or netloc != host:
                 return "the form came from another origin"
         if session is None:
             return "the session has ended; open the page again"
-        if not token or not hmac.compare_digest(token, self.csrf_token(session)):
+        if not token or not hmac.compare_digest(token.encode(), self.csrf_token(session).encode()):
             return "the form's security token does not match this session; reload the page"
         return None
 
@@ -125,14 +139,20 @@ def _kept_secret(folder: Path) -> bytes:
     path = folder / SECRET_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            secret = path.read_bytes()
-        else:
-            secret = secrets.token_bytes(32)
+        if not path.exists():
+            # Written whole under another name, then linked into place: a second process that
+            # starts meanwhile reads either no file or the whole key, never half of one.
+            fresh = folder / f"{SECRET_FILE}.{os.getpid()}"
+            descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as file:
-                file.write(secret)
+                file.write(secrets.token_bytes(32))
+            try:
+                os.link(fresh, path)
+            except FileExistsError:
+                pass  # another process was first: its key it is
+            finally:
+                fresh.unlink(missing_ok=True)
+        secret = path.read_bytes()
         if len(secret) < 32:
             raise OSError(f"{path} holds fewer than 32 bytes")
     except OSError as exc:

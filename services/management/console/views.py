@@ -12,6 +12,7 @@ style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escape
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -28,6 +29,7 @@ from urllib.parse import urlencode
 
 import anyio.to_thread
 import jinja2
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -40,8 +42,8 @@ from services.management.api import ManagementApi, _actor
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.session import LIFETIME_SECONDS, Session, Sessions, over_https
-from services.management.logos import LOGO_TYPES, normalise_logo
-from services.management.rendering import contrast_ratio
+from services.management.logos import LOGO_TYPES, StoredLogo, normalise_logo
+from services.management.rendering import check_contrast, contrast_ratio
 from services.management.requests import read_body
 from shared.clients import NetworkSet
 from shared.errors import BadRequest, InvalidField, NotFound, PayloadTooLarge, ServiceError
@@ -174,7 +176,7 @@ class Console:
                     request,
                     None,
                     "error.html",
-                    status_code=403,
+                    status_code=400,
                     title="Refused",
                     message="This form was refused: there is no session (it ended, or the form came from "
                     "another site). Open the page again.",
@@ -201,7 +203,7 @@ class Console:
                         request,
                         current,
                         "error.html",
-                        status_code=403,
+                        status_code=400,
                         title="Refused",
                         message=f"This form was refused: {reason}.",
                     )
@@ -293,7 +295,7 @@ class Console:
                 request,
                 None,
                 "error.html",
-                status_code=403,
+                status_code=400,
                 title="Refused",
                 message=f"This form was refused: {reason}.",
             )
@@ -320,6 +322,7 @@ class Console:
 
     @page(write=True)
     async def sign_out(self, request: Request, current: Page) -> Response:
+        self.sessions.end(current.session)
         target = "/console/sign-in?notice=signed-out" if self.sessions.sign_in_required else "/console/"
         response = RedirectResponse(target, status_code=303)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
@@ -341,7 +344,12 @@ class Console:
             query = forms.validated(schemas.ListQuery, {**values, "limit": PAGE_SIZE}, context={})
         filters = codes.Filters(q=query.q, tag=query.tag, order=query.order)
         async with self.api.database() as conn:
-            listing = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
+            try:
+                listing = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
+            except InvalidField:  # a cursor of the right form that names no place in the list
+                errors["cursor"] = "is not a page of this list"
+                values.pop("cursor", None)
+                listing = await codes.list_codes(conn, filters, limit=query.limit, cursor=None)
             tags = await codes.known_tags(conn)
         kept = {k: v for k, v in values.items() if k != "cursor"}
         first_page = "?" + urlencode(kept)
@@ -480,31 +488,40 @@ class Console:
         """The preview's options as given, the errors by option, and the image's query string (None
         while an option is wrong)."""
         given = {k: v.strip() for k, v in request.query_params.items() if k in IMAGE_OPTIONS and v.strip()}
-        if given.get("size_mm"):
-            given.pop("size", None)  # the form sends both; millimetres (with dpi) win
+        asked = dict(given)
+        if asked.get("size_mm"):
+            asked.pop("size", None)  # the form sends both; millimetres (with dpi) win
         errors: dict[str, str] = {}
         try:
-            query = forms.validated(schemas.PngQuery, given, context={})
+            query = forms.validated(schemas.PngQuery, asked, context={})
             query.options("png")
         except FormErrors as exc:
             errors = exc.errors
         except InvalidField as exc:
             errors = {exc.field: _reason(exc, exc.field)}
-        return given, errors, (None if errors else urlencode(given))
+        return given, errors, (None if errors else urlencode(asked))
 
     def _preview_context(self, request: Request, code: schemas.QRCode) -> dict[str, Any]:
         given, errors, image_query = self._image_options(request)
         fg = _colour(given.get("fg"), limits.DEFAULT_FG)
         bg = _colour(given.get("bg"), limits.DEFAULT_BG)
-        ratio = contrast_ratio(fg, bg)
-        verdict_ok = "fg" not in errors and "bg" not in errors and ratio >= limits.MIN_CONTRAST
-        svg_query = urlencode({k: v for k, v in given.items() if k != "dpi"})
+        try:  # the rule itself, whatever else is wrong with the options
+            check_contrast(fg, bg)
+            verdict = None
+        except InvalidField as exc:
+            verdict = _reason(exc, exc.field)
+        if verdict is None and ("fg" in errors or "bg" in errors):  # not a colour at all
+            verdict = errors.get("fg") or errors.get("bg")
+        svg_query = urlencode(
+            {k: v for k, v in given.items() if k != "dpi" and not (k == "size" and "size_mm" in given)}
+        )
+        # A label sheet's codes are 10 to 180 mm: the print width when it is one, else the default.
+        label_mm = str(limits.DEFAULT_LABEL_MM)
+        with contextlib.suppress(ValueError):
+            if limits.MIN_LABEL_MM <= float(given.get("size_mm", "")) <= limits.MAX_LABEL_MM:
+                label_mm = given["size_mm"]
         pdf_query = urlencode(
-            {
-                "ids": code.id,
-                "ecc": given.get("ecc", limits.DEFAULT_ECC),
-                "size_mm": given.get("size_mm", str(limits.DEFAULT_LABEL_MM)),
-            }
+            {"ids": code.id, "ecc": given.get("ecc", limits.DEFAULT_ECC), "size_mm": label_mm}
         )
         return {
             "code": code,
@@ -515,22 +532,37 @@ class Console:
             "pdf_query": pdf_query,
             "fg": fg,
             "bg": bg,
-            "ratio": ratio,
-            "verdict_ok": verdict_ok,
+            "ratio": contrast_ratio(fg, bg),
+            "verdict": verdict,
         }
 
-    @page()
-    async def code(self, request: Request, current: Page) -> Response:
-        code, history = await self._code_and_history(_code_id(request))
+    async def _code_page(
+        self,
+        request: Request,
+        current: Page,
+        code_id: str,
+        *,
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+        logo_error: str | None = None,
+    ) -> Response:
+        code, history = await self._code_and_history(code_id)
         return self.render(
             request,
             current,
             "code.html",
+            status_code=status_code,
             history=history,
-            errors={},
-            values=_edit_values(code),
+            errors=errors or {},
+            values=values if values is not None else _edit_values(code),
+            logo_error=logo_error,
             **self._preview_context(request, code),
         )
+
+    @page()
+    async def code(self, request: Request, current: Page) -> Response:
+        return await self._code_page(request, current, _code_id(request))
 
     @page()
     async def preview(self, request: Request, current: Page) -> Response:
@@ -540,42 +572,33 @@ class Console:
 
     @page(write=True)
     async def edit_code(self, request: Request, current: Page) -> Response:
+        """Only the fields changed on the form are sent: a field left as it was shown stays as it
+        is (a time to the second, a tag holding a comma, a switch another tab flipped meanwhile)."""
         code_id = _code_id(request)
         form = request.state.form
-        values = forms.code_values(form, new=False)
+        async with self.api.database() as conn:
+            shown = _edit_values(await codes.get_code(conn, code_id))
+        before = forms.code_values(_as_form(shown), new=False)
+        values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
         try:
             changes = forms.validated(schemas.QRCodeChanges, values, context=self.api._context()).changes()
-            async with self.api.database(write=True) as conn:
-                await codes.update_code(conn, code_id, changes, actor=_actor(request))
-        except FormErrors as exc:
-            return await self._edit_again(request, current, code_id, form, exc.errors)
-        except InvalidField as exc:
-            return await self._edit_again(
-                request, current, code_id, form, {exc.field: _reason(exc, exc.field)}
+            if changes:
+                async with self.api.database(write=True) as conn:
+                    await codes.update_code(conn, code_id, changes, actor=_actor(request))
+        except (FormErrors, InvalidField) as exc:
+            errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: _reason(exc, exc.field)}
+            typed: dict[str, Any] = {
+                name: forms.text(form, name) for name in form if isinstance(form.get(name), str)
+            }
+            typed["enabled"] = form.get("enabled") == "on"
+            typed["forward_query"] = form.get("forward_query") == "on"
+            return await self._code_page(
+                request, current, code_id, status_code=422, errors=errors, values=typed
             )
-        self.api.metrics.code_changes.labels("update").inc()
-        log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
+        if changes:
+            self.api.metrics.code_changes.labels("update").inc()
+            log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
         return RedirectResponse(f"/console/codes/{code_id}?notice=saved", status_code=303)
-
-    async def _edit_again(
-        self, request: Request, current: Page, code_id: str, form: FormData, errors: dict[str, str]
-    ) -> Response:
-        code, history = await self._code_and_history(code_id)
-        values: dict[str, Any] = {
-            name: forms.text(form, name) for name in form if isinstance(form.get(name), str)
-        }
-        values["enabled"] = form.get("enabled") == "on"
-        values["forward_query"] = form.get("forward_query") == "on"
-        return self.render(
-            request,
-            current,
-            "code.html",
-            status_code=422,
-            history=history,
-            errors=errors,
-            values=values,
-            **self._preview_context(request, code),
-        )
 
     @page(write=True)
     async def switch(self, request: Request, current: Page) -> Response:
@@ -591,23 +614,30 @@ class Console:
     @page(write=True)
     async def set_logo(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
-        upload = request.state.form.get("logo")
+        try:
+            stored = await self._logo(request.state.form.get("logo"))
+        except (InvalidField, BadRequest, PayloadTooLarge) as exc:
+            reason = _reason(exc, "logo")
+            return await self._code_page(request, current, code_id, status_code=exc.status, logo_error=reason)
+        async with self.api.database(write=True) as conn:
+            await codes.set_logo(conn, code_id, stored, actor=_actor(request))
+        self.api.metrics.code_changes.labels("update").inc()
+        log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
+        return RedirectResponse(f"/console/codes/{code_id}?notice=logo", status_code=303)
+
+    async def _logo(self, upload: object) -> StoredLogo:
         if not isinstance(upload, UploadFile) or not upload.filename:
-            raise BadRequest("choose a PNG or JPEG file for the logo")
+            raise InvalidField("logo", "choose a PNG or JPEG file")
         content_type = (upload.content_type or "").split(";", 1)[0].strip().lower()
         if content_type not in LOGO_TYPES:
             raise InvalidField("logo", "must be a PNG or JPEG image")
         data = await upload.read()
         if len(data) > self.api.settings.logo_max_bytes:
             raise PayloadTooLarge(f"the logo must be at most {self.api.settings.logo_max_bytes} bytes")
-        stored = await anyio.to_thread.run_sync(
+        stored: StoredLogo = await anyio.to_thread.run_sync(
             normalise_logo, data, content_type, limiter=self.api.images.limiter
         )
-        async with self.api.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, stored, actor=_actor(request))
-        self.api.metrics.code_changes.labels("update").inc()
-        log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
-        return RedirectResponse(f"/console/codes/{code_id}?notice=logo", status_code=303)
+        return stored
 
     @page(write=True)
     async def remove_logo(self, request: Request, current: Page) -> Response:
@@ -645,6 +675,17 @@ class Console:
     async def all_scans(self, request: Request, current: Page) -> Response:
         return await self._scans(request, current, None)
 
+    async def _report(
+        self, conn: AsyncConnection, code: schemas.QRCode | None, query: schemas.ScanQuery
+    ) -> schemas.ScanReport:
+        return await analytics.report(
+            conn,
+            code.id if code else None,
+            query,
+            now=datetime.now(UTC),
+            countries=self.api.settings.geoip_configured,
+        )
+
     async def _scans(self, request: Request, current: Page, code: schemas.QRCode | None) -> Response:
         given = {
             k: v.strip()
@@ -658,13 +699,11 @@ class Console:
             errors = {("from" if k == "from_" else k): v for k, v in exc.errors.items()}
             query = schemas.ScanQuery()
         async with self.api.database() as conn:
-            report = await analytics.report(
-                conn,
-                code.id if code else None,
-                query,
-                now=datetime.now(UTC),
-                countries=self.api.settings.geoip_configured,
-            )
+            try:
+                report = await self._report(conn, code, query)
+            except InvalidField as exc:  # a range the report cannot cut into buckets
+                errors[exc.field] = _reason(exc, exc.field)
+                report = await self._report(conn, code, schemas.ScanQuery())
         series = {
             "start": [int(b.start.timestamp()) for b in report.series],
             "people": [b.people for b in report.series],
@@ -745,6 +784,13 @@ def _moment(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _as_form(values: dict[str, Any]) -> dict[str, str]:
+    """Edit values as the form posts them (a checkbox that is on says "on", one that is off nothing)."""
+    posted = {k: v for k, v in values.items() if isinstance(v, str)}
+    posted.update({k: "on" for k, v in values.items() if v is True})
+    return posted
 
 
 def _shown(value: Any) -> str:

@@ -30,8 +30,11 @@
     if (!element || typeof uPlot === "undefined") return;
     var data = JSON.parse(element.dataset.series);
     var width = function () { return Math.max(280, element.parentElement.clientWidth); };
+    var zone = element.dataset.tz || "UTC";
     var chart = new uPlot({
       width: width(),
+      // the buckets' times in the zone the page was asked for, not the browser's own
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); },
       height: 260,
       series: [
         {},

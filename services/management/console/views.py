@@ -32,9 +32,10 @@ import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
 
 from services.management import analytics, bulk, codes, limits, schemas
 from services.management.access import COOKIE
@@ -135,7 +136,7 @@ class Console:
         )
         environment.filters["moment"] = _moment
         environment.filters["shown"] = _shown
-        self.environment = environment
+        self.templates = Jinja2Templates(env=environment)
         self._zones = sorted(zoneinfo.available_timezones() | {"UTC"})
 
     def routes(self) -> list[BaseRoute]:
@@ -260,18 +261,18 @@ class Console:
 
     def render(
         self, request: Request, current: Page | None, template: str, *, status_code: int = 200, **context: Any
-    ) -> HTMLResponse:
+    ) -> Response:
         notice = NOTICES.get(request.query_params.get("notice", ""))
-        body = self.environment.get_template(template).render(
-            request=request,
-            path=request.url.path,
-            csrf=current.csrf if current else "",
-            signed_in_as=current.signed_in_as if current else None,
-            sign_in_required=self.sessions.sign_in_required,
-            notice=notice,
-            **context,
+        frame = {
+            "path": request.url.path,
+            "csrf": current.csrf if current else "",
+            "signed_in_as": current.signed_in_as if current else None,
+            "sign_in_required": self.sessions.sign_in_required,
+            "notice": notice,
+        }
+        return self.templates.TemplateResponse(
+            request, template, {**frame, **context}, status_code=status_code, headers=SECURITY_HEADERS
         )
-        return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
     async def not_found(self, request: Request) -> Response:
         return self._error_page(request, None, NotFound("there is no such page in the console"))

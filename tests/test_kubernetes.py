@@ -235,3 +235,15 @@ def test_traefiks_objects_carry_the_dynamic_files_chains() -> None:
     assert middlewares == _file_middlewares()
     errors = named("Middleware", "edge-errors")["spec"]["errors"]
     assert errors["service"] == {"name": "qr-redirect", "port": 8001}
+
+
+def test_the_connection_budget_holds_at_the_autoscalers_most() -> None:
+    from services.ops.budget import Budget
+
+    settings = named("ConfigMap", "qr-settings")["data"]
+    most = named("HorizontalPodAutoscaler", "qr-redirect")["spec"]["maxReplicas"]
+    assert settings["REDIRECT_REPLICAS"] == str(most)
+    wanted = Budget.from_env({k: v for k, v in settings.items() if k != "DATABASE_PASSWORD_FILE"})
+    assert wanted.replicas == most
+    assert wanted.lookups_elsewhere  # the lookups on the read replica
+    assert wanted.refusal(97, 100, 3) is None  # PostgreSQL's default max_connections

@@ -96,9 +96,15 @@ def run() -> None:
 @main.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision (safe to repeat)."""
-    from services.ops import schema  # Alembic and SQLAlchemy: imported only where needed
+    from services.ops import budget, schema  # Alembic and SQLAlchemy: imported only where needed
 
     with database(_settings()) as dsn:
+        # Compose's and Kubernetes' first step: refuse a deployment that would run out of connections.
+        environ = {k: v for k, v in os.environ.items() if k != "DATABASE_PASSWORD_FILE"}
+        try:
+            asyncio.run(budget.check(dsn, budget.Budget.from_env({**environ, "DATABASE_URL": dsn})))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
         schema.upgrade(dsn)
         click.echo(f"schema at revision {schema.current_revision_sync(dsn)}")
 

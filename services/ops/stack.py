@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from services.ops import backups, edge, embedded, maintenance, schema
+from services.ops import backups, budget, edge, embedded, maintenance, schema
 from services.ops.processes import (
     Child,
     StartError,
@@ -103,6 +103,7 @@ class Stack:
         else:
             self.dsn = s.ops.database_url
         self._write_state()
+        self._check_budget()
 
         if backups.holds_data_sync(self.dsn):
             archive = backups.take_backup(self.dsn, s.ops.backup_dir)
@@ -281,6 +282,16 @@ class Stack:
             self.state_file.unlink(missing_ok=True)
 
     # -- foreground ----------------------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        """Refuse to start with more connections asked of PostgreSQL than it has (services/ops/budget.py)."""
+        environ = {k: v for k, v in self.environ.items() if k != "DATABASE_PASSWORD_FILE"}
+        environ["DATABASE_URL"] = self.dsn
+        try:
+            wanted = budget.Budget.from_env(environ, workers=self.settings.redirect_workers)
+            asyncio.run(budget.check(self.dsn, wanted))
+        except env.ConfigError as exc:
+            raise StartError(str(exc)) from None
 
     def run(self) -> int:
         """Start, wait for a signal or a dying child, stop. Returns the exit code."""

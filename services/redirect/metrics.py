@@ -8,6 +8,7 @@ route templates, statuses; never an id, an address or a URL.
 
 from __future__ import annotations
 
+import math
 from collections import Counter as Counts
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.redirect.cache import CacheStats
 from services.redirect.listener import ListenerStats
+from services.redirect.replica import ReplicaState
 from services.redirect.scans import ScanStats
 from shared.metrics import HttpMetrics, Tally, publish_delta
 
@@ -37,6 +39,7 @@ class Readings:
     listener: ListenerStats
     scans: ScanStats
     pool: PoolStats | None  # None before the lifespan opened it
+    replica: tuple[ReplicaState, dict[str, int]] | None = None  # with REDIRECT_DATABASE_URL a replica
 
 
 class RedirectMetrics:
@@ -111,6 +114,24 @@ class RedirectMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.replica_lag = Gauge(
+            "qr_replica_lag_seconds",
+            "How far the lookups' replica is behind the primary (-1: not reached)",
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.replica_usable = Gauge(
+            "qr_replica_usable",
+            "1 while lookups go to the replica, 0 while the primary answers them",
+            multiprocess_mode="min",
+            registry=registry,
+        )
+        self.lookups = Counter(
+            "qr_lookups_total",
+            "Cache-miss lookups by the server that answered them",
+            ["source"],
+            registry=registry,
+        )
         self._last: dict[str, int] = {}
 
     def publish(self, readings: Readings) -> None:
@@ -133,6 +154,13 @@ class RedirectMetrics:
         self.scans_buffered.set(readings.scans.buffered)
         publish_delta(self.scans_written, readings.scans.written, self._last, "written")
         publish_delta(self.scans_dropped, readings.scans.dropped, self._last, "dropped")
+        if readings.replica is not None:
+            state, lookups = readings.replica
+            lag = state.lag_seconds
+            self.replica_lag.set(lag if lag is not None and math.isfinite(lag) else -1)
+            self.replica_usable.set(1 if state.usable else 0)
+            for source, n in lookups.items():
+                publish_delta(self.lookups.labels(source), n, self._last, f"lookups:{source}")
         if readings.pool is not None:
             self.pool_connections.labels("in_use").set(readings.pool.in_use)
             self.pool_connections.labels("idle").set(readings.pool.idle)

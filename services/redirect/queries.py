@@ -27,15 +27,43 @@ ORDER BY id = $1 DESC, created_at, id
 LIMIT 1
 """
 
+# On a streaming replica: the same row, with how far the replica has replayed the primary's WAL
+# (one row even when the code is not there, so that a miss says how old it is too).
+LOOKUP_ON_REPLICA = f"""
+SELECT pg_last_wal_replay_lsn() AS replayed, t.*
+FROM (SELECT 1) AS one LEFT JOIN LATERAL ({LOOKUP_TARGET}) AS t ON true
+"""  # noqa: S608 - built from the constant above, never from input
+# The replica's state, and the primary's WAL position (services/redirect/replica.py).
+REPLICA_STATE = """
+SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn() AS replayed,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age
+"""
+PRIMARY_POSITION = "SELECT pg_current_wal_lsn()"
+
 PING = "SELECT 1"
 
-ALL = (LOOKUP_TARGET, PING)
+ALL = (LOOKUP_TARGET, LOOKUP_ON_REPLICA, REPLICA_STATE, PRIMARY_POSITION, PING)
 
 
 async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> Target | None:
     """The code's current target, or ``None`` for an unknown or deleted id."""
     async with pool.acquire(timeout=timeout) as connection:
         row = await connection.fetchrow(LOOKUP_TARGET, code_id, timeout=timeout)
+    return _target(row, code_id)
+
+
+async def lookup_on_replica(
+    pool: asyncpg.Pool, code_id: str, *, timeout: float
+) -> tuple[Target | None, int | None]:
+    """The code's target as a replica has it (``None``: not there), and the WAL position the
+    replica had replayed when it answered (``None``: it is no replica)."""
+    async with pool.acquire(timeout=timeout) as connection:
+        row = await connection.fetchrow(LOOKUP_ON_REPLICA, code_id, timeout=timeout)
+    assert row is not None
+    return _target(row if row["id"] is not None else None, code_id), row["replayed"]
+
+
+def _target(row: asyncpg.Record | None, code_id: str) -> Target | None:
     if row is None or row["deleted"]:
         return None
     if not _web_url(row["target_url"]):

@@ -28,6 +28,7 @@ class RedirectSettings:
     # their statements too) and the listener (whose LISTEN needs a session) stay on DATABASE_URL,
     # straight to PostgreSQL.
     db_statement_cache_size: int = 100
+    replica_max_lag: float = 5.0  # seconds a replica may lag before lookups go to the primary
     scan_flush_interval: float = 1.0
     scan_buffer_max: int = 100_000
     access_log: bool = False
@@ -55,6 +56,9 @@ class RedirectSettings:
             ),
             db_pool_size=env.read_int(
                 environ, "REDIRECT_DB_POOL_SIZE", cls.db_pool_size, minimum=1, maximum=500
+            ),
+            replica_max_lag=env.read_float(
+                environ, "REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag, minimum=0.1, maximum=3600
             ),
             db_statement_cache_size=env.read_int(
                 environ,

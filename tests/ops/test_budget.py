@@ -33,8 +33,8 @@ def test_the_sum_is_the_one_the_documents_give() -> None:
     # docs/operations.md: four workers with the defaults use 4 x (16 + 3) + (4 + 4) + 2 = 86.
     assert budget(workers=4).total == 86
     assert budget(workers=4).refusal(97, 100, 3) is None
-    # Three replicas of two workers, lookups on a replica: only the writers and listeners count.
-    assert budget(replicas=3, lookups_elsewhere=True).total == 3 * 2 * 3 + 8 + 2
+    # Three replicas of two workers, lookups on a replica: writers, listeners and the fallback.
+    assert budget(replicas=3, lookups_elsewhere=True).total == 3 * 2 * (3 + 2) + 8 + 2
     too_many = budget(replicas=3, workers=2).refusal(97, 100, 3)
     assert too_many is not None
     assert "3 redirect replica(s) x 2 worker(s) x (16 lookups + 3)" in too_many
@@ -66,7 +66,7 @@ def test_migrate_refuses_a_budget_that_cannot_fit_and_changes_nothing(empty_data
     assert "lower REDIRECT_DB_POOL_SIZE to 18" in refused.stderr  # 4 x (18 + 3) + 10 = 94 of 97
     assert "Traceback" not in refused.stderr
     assert asyncio.run(_tables(empty_database_url)) == set()  # not migrated
-    # With the lookups on another server (a replica, PgBouncer), only 3 per worker stay here.
+    # With the lookups on another server (a replica, PgBouncer), 5 per worker stay here.
     elsewhere = qr_manage(
         "migrate",
         DATABASE_URL=empty_database_url,

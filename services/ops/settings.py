@@ -90,6 +90,8 @@ class StackSettings:
     edge_gogc: int = 200
     tls_files: tuple[Path, Path] | None = None  # EDGE_TLS_CERT and EDGE_TLS_KEY; None: self-signed
     host: str = "127.0.0.1"
+    # A hot standby of the embedded server under var/replica for the redirect service's lookups.
+    embedded_replica: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackSettings:
@@ -147,6 +149,7 @@ class StackSettings:
             else (),
             backend_timeouts=backend_timeouts,
             tls_files=_tls_files(environ),
+            embedded_replica=_embedded_replica(environ, ops),
         )
 
     def edge_environment(self) -> dict[str, str]:
@@ -172,3 +175,15 @@ def _tls_files(environ: Mapping[str, str]) -> tuple[Path, Path] | None:
         if not path.is_file():
             raise env.ConfigError(f"{name}: {path} is not a readable file")
     return files
+
+
+def _embedded_replica(environ: Mapping[str, str], ops: OpsSettings) -> bool:
+    wanted = env.read_bool(environ, "EMBEDDED_REPLICA", False)
+    if wanted and ops.database_url is not None:
+        raise env.ConfigError(
+            "EMBEDDED_REPLICA=true makes a standby of the embedded server: leave DATABASE_URL unset "
+            "(with a server of your own, point REDIRECT_DATABASE_URL at its replica)"
+        )
+    if wanted and environ.get("REDIRECT_DATABASE_URL", "").strip():
+        raise env.ConfigError("EMBEDDED_REPLICA=true sets REDIRECT_DATABASE_URL itself: leave it unset")
+    return wanted

@@ -57,6 +57,7 @@ class Stack:
         self.out = out
         self.children: list[Child] = []
         self.database: embedded.EmbeddedServer | None = None
+        self.replica: embedded.EmbeddedServer | None = None  # EMBEDDED_REPLICA: the lookups' standby
         self.dsn = ""
         self._owns_state_file = False
         self.backups: backups.BackupSchedule | None = None
@@ -104,6 +105,10 @@ class Stack:
             self.dsn = s.ops.database_url
         self._write_state()
         self._check_budget()
+        if s.embedded_replica:
+            assert self.database is not None
+            self.replica = start_replica(s.ops.var_dir / REPLICA_DIR, self.database)
+            self._write_state()
 
         if backups.holds_data_sync(self.dsn):
             archive = backups.take_backup(self.dsn, s.ops.backup_dir)
@@ -131,6 +136,8 @@ class Stack:
             "BACKUP_DIR": str(s.ops.backup_dir),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.replica is not None:
+            service_env["REDIRECT_DATABASE_URL"] = self.replica.dsn()
         if s.edge_trusted_proxies and "TRUSTED_PROXIES" not in self.environ:
             # Behind a load balancer the services must believe it too, to see the real client.
             service_env["TRUSTED_PROXIES"] = ",".join((env.LOOPBACK_NETWORKS, *s.edge_trusted_proxies))
@@ -254,6 +261,11 @@ class Stack:
                 f"  health           http://{h}:{s.http_port}/health",
                 f"  edge ping        http://{h}:{s.edge_admin_port}/ping",
                 f"  database         {database}",
+                *(
+                    [f"  replica          hot standby for the lookups, data in {s.ops.var_dir / REPLICA_DIR}"]
+                    if self.replica
+                    else []
+                ),
                 f"  backups          {s.ops.backup_dir} (every {s.ops.backup_interval_hours:g} h, "
                 f"keeping {s.ops.backup_retention})",
                 "Press Ctrl-C to stop.",
@@ -275,6 +287,9 @@ class Stack:
         self.backups = None
         if self._backing_up is not None:
             self._backing_up.join(timeout=60)
+        if self.replica is not None:
+            self.replica.release()
+        self.replica = None
         if self.database is not None:
             self.database.release()
         self.database = None
@@ -287,6 +302,8 @@ class Stack:
         """Refuse to start with more connections asked of PostgreSQL than it has (services/ops/budget.py)."""
         environ = {k: v for k, v in self.environ.items() if k != "DATABASE_PASSWORD_FILE"}
         environ["DATABASE_URL"] = self.dsn
+        if self.settings.embedded_replica:  # the lookups will be the replica's
+            environ["REDIRECT_DATABASE_URL"] = f"{self.dsn.split('?', 1)[0]}?host=/replica"
         try:
             wanted = budget.Budget.from_env(environ, workers=self.settings.redirect_workers)
             asyncio.run(budget.check(self.dsn, wanted))
@@ -343,6 +360,50 @@ class Stack:
                 signal.signal(sig, handler)
         self._say("stopped.")
         return code
+
+
+REPLICA_DIR = "replica"
+CATCH_UP_SECONDS = 30.0
+
+
+def start_replica(folder: Path, primary: embedded.EmbeddedServer) -> embedded.EmbeddedServer:
+    """The standby under ``folder``: made the first time, reused afterwards, and made again when it
+    cannot catch up with the primary (the WAL it needs recycled while it was stopped)."""
+    for attempt in (1, 2):
+        replica = embedded.start_replica(folder, primary)
+        if asyncio.run(_caught_up(primary, replica, CATCH_UP_SECONDS)):
+            return replica
+        replica.release()
+        if attempt == 1:
+            log.warning("the replica cannot catch up with the primary: making it again")
+            shutil.rmtree(folder / "pgdata", ignore_errors=True)
+    raise StartError(f"the replica in {folder} does not follow the primary (its log says why)")
+
+
+async def _caught_up(
+    primary: embedded.EmbeddedServer, replica: embedded.EmbeddedServer, within: float
+) -> bool:
+    import asyncpg
+
+    source = await asyncpg.connect(primary.dsn())
+    try:
+        position = await source.fetchval("SELECT pg_current_wal_lsn()")
+    finally:
+        await source.close()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            standby = await asyncpg.connect(replica.dsn(), timeout=5)
+            try:
+                replayed = await standby.fetchval("SELECT pg_last_wal_replay_lsn()")
+            finally:
+                await standby.close()
+            if replayed is not None and replayed >= position:
+                return True
+        except (OSError, asyncpg.PostgresError):
+            pass  # still starting
+        await asyncio.sleep(0.1)
+    return False
 
 
 def live_supervisor(var_dir: Path) -> int | None:

@@ -26,7 +26,7 @@ from shared import logging as qrlog
 from shared import settings as env
 from shared.backups import newest_backup
 from shared.database import FAULTS as DATABASE_FAULTS
-from shared.settings import ConfigError, read_log_level
+from shared.settings import ConfigError, read_bool, read_log_level
 
 
 def _settings() -> OpsSettings:
@@ -278,6 +278,21 @@ async def _server_version(dsn: str) -> int:
         return int(await conn.fetchval("SHOW server_version_num"))
 
 
+async def _replicas(dsn: str) -> list[str]:
+    """The standbys streaming from this server, as pg_stat_replication shows them (their lag when
+    the role may see it: a superuser or pg_monitor)."""
+    async with connection(dsn) as conn:
+        rows = await conn.fetch(
+            "SELECT application_name, state, extract(epoch FROM replay_lag)::float8 AS lag"
+            " FROM pg_stat_replication ORDER BY application_name"
+        )
+    shown = []
+    for row in rows:
+        lag = "replay lag unknown" if row["lag"] is None else f"replay lag {row['lag']:.3f} s"
+        shown.append(f"{row['application_name'] or 'standby'} {row['state'] or 'unknown'}, {lag}")
+    return shown
+
+
 async def _counts(dsn: str) -> dict[str, int]:
     async with connection(dsn) as conn:
         return {
@@ -301,6 +316,13 @@ async def _case_clashes(dsn: str) -> list[list[str]]:
         if await conn.fetchval("SELECT to_regclass('public.qr_codes')") is None:
             return []
         return [list(row["ids"]) for row in await conn.fetch(CASE_CLASHES)]
+
+
+def env_flag(name: str) -> bool:
+    try:
+        return read_bool(os.environ, name, False)
+    except ConfigError:
+        return False
 
 
 @main.command()
@@ -331,6 +353,13 @@ def status() -> None:
                 f"({SUPPORTED_MAJORS[0]} to {SUPPORTED_MAJORS[-1]}: docs/operations.md)"
             )
         click.echo(f"schema:        {current or 'empty'} (head {head})")
+        standbys = asyncio.run(_replicas(dsn))
+        for standby in standbys:
+            click.echo(f"replica:       {standby}")
+        if not standbys:
+            click.echo("replica:       none streaming")
+            if env_flag("EMBEDDED_REPLICA"):
+                problems.append("EMBEDDED_REPLICA is on, but no standby streams from the server")
         if current != head:
             problems.append("schema is not at head: run qr-manage migrate")
         if current is not None:

@@ -28,6 +28,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +77,8 @@ class ReplicaRouting:
         self._pending: set[str] = set()  # changed, position not read yet: the primary answers
         self._pending_all = 0
         self._positions: asyncio.Task[None] | None = None
+        # The primary's WAL position at each check, for as long as a lag can matter.
+        self._history: deque[tuple[float, int]] = deque(maxlen=int(max_lag / CHECK_INTERVAL) + 8)
         self._task: asyncio.Task[None] | None = None
         self.lookups = {"replica": 0, "primary": 0}
 
@@ -185,8 +189,17 @@ class ReplicaRouting:
                 position = int(await connection.fetchval(queries.PRIMARY_POSITION, timeout=self._timeout))
         except FAULTS:
             position = None  # the primary away: the replica is all there is
+        now = time.monotonic()
+        if position is not None:
+            self._history.append((now, position))
         if position is not None and replayed is not None and replayed >= position:
             lag = 0.0
+        elif replayed is not None and self._history:
+            # As current as the primary was at the last moment it stood at or before the replay
+            # position (the primary writes WAL between commits too, so "behind the primary's
+            # position" alone is no lag).
+            caught_up = [moment for moment, at in self._history if at <= replayed]
+            lag = now - (max(caught_up) if caught_up else self._history[0][0])
         else:
             age = row["replay_age"]
             lag = float(age) if age is not None else math.inf

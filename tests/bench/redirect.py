@@ -11,8 +11,9 @@ interleaved with its baseline, and compares medians:
 - Traefik's own metrics, in the ways they could be kept, each in front of the service;
 - p50/p99 latency and answers that were not 3xx, per row; every run hits a code of its own, and
   the scans recorded for each are counted against the redirects wrk saw served;
-- the cache-miss path over 100,000 codes, each id asked once; start-up; and the lookup cache
-  against aiocache's memory cache, per call.
+- the cache-miss path over 100,000 codes, each id asked once, with the lookups on the primary and,
+  beside it, on a streaming replica of it (as EMBEDDED_REPLICA=true runs); start-up; and the lookup
+  cache against aiocache's memory cache, per call.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from services.ops import edge
+from services.ops import edge, embedded
 from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
 from services.ops.settings import StackSettings
 from services.redirect.cache import LookupCache, Target
@@ -277,7 +278,8 @@ def run(stack: Any, report: Report) -> None:
             scans=recorded,
             redirects=served,
         )
-        _miss_path(dsn, ours_base, report)
+        primary_misses = _miss_path(dsn, ours_base, report)
+        _miss_on_replica(stack, report, primary_misses)
         _startup(dsn, report, children)
     finally:
         for child in children:
@@ -496,16 +498,17 @@ def _traefik(
     return f"http://127.0.0.1:{http}"
 
 
-def _miss_path(dsn: str, base: str, report: Report) -> None:
+def _miss_path(dsn: str, base: str, report: Report, where: str = "lookups on the primary") -> Any:
     ids = asyncio.run(_ids(dsn))
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, dir=SCRATCH.name) as ids_file:
         ids_file.write("\n".join(ids) + "\n")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, dir=SCRATCH.name) as script:
         script.write(MISS_SCRIPT)
     result = wrk(base, duration=DURATION, script=script.name, env={"IDS_FILE": ids_file.name})
-    report.add(
+    row = report.add(
         "redirect",
-        f"cache misses: each of {len(ids):,} codes asked once (first {min(result.requests, len(ids)):,})",
+        f"cache misses, {where}: each of {len(ids):,} codes asked once "
+        f"(first {min(result.requests, len(ids)):,})",
         result.rps,
         "req/s",
         p50_ms=result.p50_ms,
@@ -514,6 +517,28 @@ def _miss_path(dsn: str, base: str, report: Report) -> None:
     )
     if result.requests > len(ids):
         report.note("the miss run went past the id list: later requests were cache hits")
+    return row
+
+
+def _miss_on_replica(stack: Any, report: Report, primary_row: Any) -> None:
+    """The same miss path, a fresh process with its lookups on a hot standby of the database (as
+    EMBEDDED_REPLICA=true runs it), its buffers warmed first as the primary's are."""
+    if stack.database is None:
+        report.note("no embedded server: the replica's miss path not measured")
+        return
+    replica = embedded.start_replica(Path(SCRATCH.name) / "replica", stack.database)
+    child = None
+    try:
+        asyncio.run(
+            _sql(replica.dsn(), "SELECT count(*), sum(length(target_url)) FROM qr_codes WHERE lower(id) > ''")
+        )
+        env = {"DATABASE_URL": stack.dsn, "REDIRECT_DATABASE_URL": replica.dsn(), "LOG_LEVEL": "WARNING"}
+        child, base = started(*granian("services.redirect.app:app_from_env", factory=True, env=env), "/livez")
+        report.ratio(_miss_path(stack.dsn, base, report, "lookups on a streaming replica"), primary_row)
+    finally:
+        if child is not None:
+            child.stop()
+        replica.release()
 
 
 async def _ids(dsn: str) -> list[str]:

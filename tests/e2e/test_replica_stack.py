@@ -18,6 +18,7 @@ from services.ops import embedded
 from services.ops.settings import StackSettings
 from services.ops.stack import REPLICA_DIR, Stack
 from tests.e2e.conftest import stack_environ
+from tests.ops.test_cli import qr_manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -121,6 +122,8 @@ def test_a_second_run_reuses_the_replica(tmp_path: Path) -> None:
                 first = made
             else:
                 assert made == first  # the same copy, caught up, not made again
+                status = qr_manage("status", **environ)
+                assert "replica:       walreceiver streaming, replay lag" in status.stdout, status.stdout
         finally:
             stack.stop()
         assert stack.replica is None
@@ -134,3 +137,36 @@ def test_embedded_replica_wants_the_embedded_server(tmp_path: Path) -> None:
         StackSettings.from_env({"EMBEDDED_REPLICA": "true", "DATABASE_URL": "postgresql://qr@db/qr"})
     with pytest.raises(ConfigError, match="EMBEDDED_REPLICA"):
         StackSettings.from_env({"EMBEDDED_REPLICA": "maybe"})
+
+
+def test_a_restore_reaches_the_lookups_through_the_replica(tmp_path: Path) -> None:
+    """The new database and its swap are in the WAL the standby replays; the restore's flush keeps
+    the answers from before it out of every cache, and the replica's too until it has replayed it."""
+    environ = stack_environ(tmp_path / "var", EMBEDDED_REPLICA="true")
+    stack = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
+    try:
+        stack.start()
+        edge = f"http://127.0.0.1:{stack.settings.http_port}"
+        with httpx.Client(base_url=edge, timeout=10) as client:
+            code = client.post("/api/v1/qr", json={"target_url": "https://example.org/kept"}).json()["id"]
+            backup = qr_manage("backup", **environ)
+            assert backup.returncode == 0, backup.stderr
+            client.patch(f"/api/v1/qr/{code}", json={"target_url": "https://example.org/later"})
+            time.sleep(1.0)
+            assert client.get(f"/r/{code}").headers["location"] == "https://example.org/later"
+            restored = qr_manage("restore", backup.stdout.strip(), "--yes", **environ)
+            assert restored.returncode == 0, restored.stderr
+            deadline = time.monotonic() + 45  # a standby waits for its own readers of the old one
+            while True:
+                answer = client.get(f"/r/{code}", headers={"Connection": "close"})
+                if answer.status_code == 302 and answer.headers["location"] == "https://example.org/kept":
+                    break
+                assert time.monotonic() < deadline, (answer.status_code, answer.headers.get("location"))
+                time.sleep(0.2)
+            answers = {
+                client.get(f"/r/{code}", headers={"Connection": "close"}).headers["location"]
+                for _ in range(20)
+            }
+            assert answers == {"https://example.org/kept"}
+    finally:
+        stack.stop()

@@ -202,6 +202,10 @@ def _base_backup(primary: EmbeddedServer, pgdata: Path) -> None:
 
         account = pwd.getpwnam(SERVER_USER)
         os.chown(pgdata.parent, account.pw_uid, account.pw_gid)
+        for folder in pgdata.parent.parents:  # that user must reach it, as the server's own folder
+            mode = folder.stat().st_mode
+            if mode & 0o001 == 0:
+                folder.chmod(mode | 0o011)
         command = ["runuser", "-u", SERVER_USER, "--", *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:

@@ -395,10 +395,15 @@ async def _caught_up(
         try:
             standby = await asyncpg.connect(replica.dsn(), timeout=5)
             try:
-                replayed = await standby.fetchval("SELECT pg_last_wal_replay_lsn()")
+                row = await standby.fetchrow(
+                    "SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn() AS replayed"
+                )
             finally:
                 await standby.close()
-            if replayed is not None and replayed >= position:
+            assert row is not None
+            if not row["standby"]:
+                return False  # a server of its own now (its standby.signal gone): no copy to follow with
+            if row["replayed"] is not None and row["replayed"] >= position:
                 return True
         except (OSError, asyncpg.PostgresError):
             pass  # still starting

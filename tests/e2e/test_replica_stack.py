@@ -110,24 +110,27 @@ def test_lookups_on_the_replica_never_older_than_the_primary(stack: Stack) -> No
             time.sleep(0.1)
 
 
-def test_a_second_run_reuses_the_replica(tmp_path: Path) -> None:
+def test_a_second_run_reuses_the_replica_and_a_third_remakes_one_that_cannot_follow(tmp_path: Path) -> None:
     environ = stack_environ(tmp_path / "var", EMBEDDED_REPLICA="true")
-    for run in (1, 2):
+    pgdata = tmp_path / "var" / REPLICA_DIR / "pgdata"
+    made = []
+    for run in (1, 2, 3):
+        if run == 3:
+            (pgdata / "standby.signal").unlink()  # it came up as a server of its own: no copy to follow
         stack = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
         try:
             stack.start()
             assert stack.replica is not None
-            made = (tmp_path / "var" / REPLICA_DIR / "pgdata" / "standby.signal").stat().st_mtime
-            if run == 1:
-                first = made
-            else:
-                assert made == first  # the same copy, caught up, not made again
+            made.append((pgdata / "standby.signal").stat().st_mtime)
+            if run == 2:
                 status = qr_manage("status", **environ)
                 assert "replica:       walreceiver streaming, replay lag" in status.stdout, status.stdout
         finally:
             stack.stop()
         assert stack.replica is None
-        assert embedded.running((tmp_path / "var" / REPLICA_DIR / "pgdata").resolve()) is None  # stopped
+        assert embedded.running(pgdata.resolve()) is None  # stopped with the stack
+    assert made[1] == made[0]  # the same copy, caught up, not made again
+    assert made[2] > made[1]  # a new copy
 
 
 def test_embedded_replica_wants_the_embedded_server(tmp_path: Path) -> None:

@@ -173,14 +173,10 @@ class Console:
             session, new_cookie = self.sessions.issue()
         if session is None:
             if write:
-                return self.render(
+                return self._refused(
                     request,
                     None,
-                    "error.html",
-                    status_code=400,
-                    title="Refused",
-                    message="This form was refused: there is no session (it ended, or the form came from "
-                    "another site). Open the page again.",
+                    "there is no session (it ended, or the form came from another site). Open the page again",
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
@@ -200,14 +196,7 @@ class Console:
                 reason = self.sessions.forged(request.headers, session, forms.text(form, "csrf") or None)
                 if reason is not None:
                     log.warning("console form refused", extra={"reason": reason})
-                    return self.render(
-                        request,
-                        current,
-                        "error.html",
-                        status_code=400,
-                        title="Refused",
-                        message=f"This form was refused: {reason}.",
-                    )
+                    return self._refused(request, current, reason)
                 request.state.form = form
             response = await handler(self, request, current)
         except ServiceError as exc:
@@ -218,6 +207,17 @@ class Console:
         if current.new_cookie is not None:
             self._set_cookie(request, response, current.new_cookie)
         return response
+
+    def _refused(self, request: Request, current: Page | None, reason: str) -> Response:
+        """A form refused as possibly forged: 400, not 403 (at the edge, a 403 page is the allowlist's)."""
+        return self.render(
+            request,
+            current,
+            "error.html",
+            status_code=400,
+            title="Refused",
+            message=f"This form was refused: {reason}.",
+        )
 
     def _error_page(self, request: Request, current: Page | None, exc: ServiceError) -> Response:
         return self.render(
@@ -292,14 +292,7 @@ class Console:
         # No session yet, so no token to match: the browser's own headers judge where it came from.
         reason = self.sessions.forged(request.headers, Session("", "", 0), None)
         if reason is not None and "security token" not in reason:
-            return self.render(
-                request,
-                None,
-                "error.html",
-                status_code=400,
-                title="Refused",
-                message=f"This form was refused: {reason}.",
-            )
+            return self._refused(request, None, reason)
         token = forms.text(form, "token")
         digest = _sha256(token) if token else None
         name = self.sessions.tokens.name_for_digest(digest) if digest and self.sessions.tokens else None

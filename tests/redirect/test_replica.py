@@ -57,30 +57,24 @@ async def sql(dsn: str, statement: str, *args: object) -> object:
         await connection.close()
 
 
-async def create(pair: Pair, code_id: str, target: str) -> None:
-    """A code as the management service writes one: the row and its notification, one transaction."""
+async def _written(pair: Pair, code_id: str, statement: str, *args: object) -> None:
+    """A write as the management service makes one: the row and its notification, one transaction."""
     connection = await asyncpg.connect(pair.primary.dsn())
     try:
         async with connection.transaction():
-            await connection.execute(
-                "INSERT INTO qr_codes (id, short_url, target_url) VALUES ($1, $2, $3)",
-                code_id,
-                f"http://qr.test/r/{code_id}",
-                target,
-            )
+            await connection.execute(statement, code_id, *args)
             await connection.execute("SELECT pg_notify('qr_changed', $1)", code_id)
     finally:
         await connection.close()
+
+
+async def create(pair: Pair, code_id: str, target: str) -> None:
+    insert = "INSERT INTO qr_codes (id, short_url, target_url) VALUES ($1, $2, $3)"
+    await _written(pair, code_id, insert, f"http://qr.test/r/{code_id}", target)
 
 
 async def change(pair: Pair, code_id: str, target: str) -> None:
-    connection = await asyncpg.connect(pair.primary.dsn())
-    try:
-        async with connection.transaction():
-            await connection.execute("UPDATE qr_codes SET target_url = $2 WHERE id = $1", code_id, target)
-            await connection.execute("SELECT pg_notify('qr_changed', $1)", code_id)
-    finally:
-        await connection.close()
+    await _written(pair, code_id, "UPDATE qr_codes SET target_url = $2 WHERE id = $1", target)
 
 
 async def on_replica(pair: Pair, code_id: str) -> str | None:

@@ -31,7 +31,7 @@ import asyncpg
 from services.redirect import rollups
 from services.redirect.bots import classify_fully
 from services.redirect.geo import GeoIP
-from services.redirect.rollups import Scan
+from services.redirect.rollups import Scans
 from services.redirect.visitors import Connection, VisitorHasher, visitor_hash
 from shared.clients import NetworkSet, client_address
 from shared.database import TRANSIENT
@@ -57,7 +57,6 @@ _REFERRER_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:@]+)")
 
 MAX_USER_AGENT = 512
 MAX_REFERRER = 2048
-PREPARE_CHUNK = 250  # records prepared between yields to the event loop (keeps redirects flowing)
 MAX_REMEMBERED = 50_000  # user agents and clients whose facts the writer keeps (then starts afresh)
 MAX_BACKOFF = 10.0
 
@@ -273,61 +272,54 @@ class ScanRecorder:
     async def _write(self, batch: list[RawScan]) -> None:
         assert self._pool is not None
         async with self._pool.acquire(timeout=self._timeout) as connection:
-            scans = await self._prepare(connection, batch)
+            groups = await self._prepare(connection, batch)
             try:
-                await rollups.write(connection, scans)
+                await rollups.write(connection, groups)
             except asyncpg.ForeignKeyViolationError:
                 # A code gone from qr_codes (a restore of an older backup, say): keep the scans of the
                 # codes that exist, drop the others and say so.
                 existing = {
                     row["id"]
-                    for row in await connection.fetch(EXISTING_CODES, list({s.code_id for s in scans}))
+                    for row in await connection.fetch(EXISTING_CODES, list({g.code_id for g in groups}))
                 }
-                kept = [scan for scan in scans if scan.code_id in existing]
+                kept = [group for group in groups if group.code_id in existing]
                 await rollups.write(connection, kept)
-                self._drop(len(scans) - len(kept))
-                log.error("scans of unknown codes dropped", extra={"dropped": len(scans) - len(kept)})
+                lost = sum(len(group.moments) for group in groups if group.code_id not in existing)
+                self._drop(lost)
+                log.error("scans of unknown codes dropped", extra={"dropped": lost})
 
-    async def _prepare(self, connection: Connection, batch: list[RawScan]) -> list[Scan]:
-        """The scans of ``batch`` as they are stored and counted. User agents, clients, referrers
-        and days repeat, so each is worked out once and looked up after that (the writer's
-        preparation was a third of a redirect worker's Python time before these caches)."""
+    async def _prepare(self, connection: Connection, batch: list[RawScan]) -> list[Scans]:
+        """The scans of ``batch`` as they are stored and counted, in groups alike in everything but
+        their moment. Scans are grouped first by what the request saw (a tuple and a dictionary
+        look-up each); user agents, clients, referrers and the visitor hash are then worked out once
+        per group, and each of the first three once per process (kept for the next batches)."""
+        alike: dict[tuple[str, bytes | None, bytes | None, str | None, bytes | None, int], list[float]] = {}
+        for moment, code_id, raw_agent, raw_referrer, peer, forwarded in batch:
+            key = (code_id, raw_agent, raw_referrer, peer, forwarded, int(moment // 86400))
+            moments = alike.get(key)
+            if moments is None:
+                alike[key] = [moment]
+            else:
+                moments.append(moment)
         prepared = []
         agents, clients, referrers = self._agents, self._clients, self._referrers
-        for start in range(0, len(batch), PREPARE_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            for moment, code_id, raw_agent, raw_referrer, peer, forwarded in batch[
-                start : start + PREPARE_CHUNK
-            ]:
-                agent = agents.get(raw_agent) or self._agent(raw_agent)
-                client = clients.get((peer, forwarded)) or self._client(peer, forwarded)
-                keyed = self._visitors.cached_day(moment) or await self._visitors.for_day(
-                    connection, datetime.fromtimestamp(moment, UTC).date()
-                )
-                referrer, host = (
-                    (None, None)
-                    if raw_referrer is None
-                    else referrers.get(raw_referrer) or self._referrer(raw_referrer)
-                )
-                prepared.append(
-                    (
-                        code_id,
-                        moment,
-                        agent,
-                        referrer,
-                        host,
-                        visitor_hash(keyed, client.hashed, agent.hashed),
-                        client,
-                    )
-                )
-        await self._identify(
-            connection, {id(agent): agent for _, _, agent, *_ in prepared if agent.id is None}
-        )
+        for (code_id, raw_agent, raw_referrer, peer, forwarded, _), moments in alike.items():
+            agent = agents.get(raw_agent) or self._agent(raw_agent)
+            client = clients.get((peer, forwarded)) or self._client(peer, forwarded)
+            keyed = self._visitors.cached_day(moments[0]) or await self._visitors.for_day(
+                connection, datetime.fromtimestamp(moments[0], UTC).date()
+            )
+            referrer, host = (
+                (None, None)
+                if raw_referrer is None
+                else referrers.get(raw_referrer) or self._referrer(raw_referrer)
+            )
+            visitor = visitor_hash(keyed, client.hashed, agent.hashed)
+            prepared.append((code_id, agent, referrer, host, visitor, client, moments))
+        await self._identify(connection, {id(agent): agent for _, agent, *_ in prepared if agent.id is None})
         return [
-            Scan(
+            Scans(
                 code_id,
-                moment,
                 agent.id,
                 referrer,
                 host,
@@ -335,8 +327,9 @@ class ScanRecorder:
                 agent.bot_reason,
                 client.country,
                 client.city,
+                moments,
             )
-            for code_id, moment, agent, referrer, host, visitor, client in prepared
+            for code_id, agent, referrer, host, visitor, client, moments in prepared
         ]
 
     async def _identify(self, connection: Connection, unknown: dict[int, Agent]) -> None:

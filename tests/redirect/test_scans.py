@@ -197,3 +197,54 @@ async def test_the_visitor_is_the_days_keyed_hash_of_address_and_agent_and_nothi
         assert row["visitor_hash"] == expected
         assert row["user_agent"] == (agent.decode() if agent else None)
     assert rows[0]["visitor_hash"] == rows[1]["visitor_hash"] != rows[2]["visitor_hash"]
+
+
+async def test_one_batch_over_midnight_keeps_every_moment_and_counts_each_day(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The writer sends scans alike as one group with their moments: every scan still gets its own
+    row at its own microsecond, and each UTC day its own totals and visitors."""
+    from datetime import UTC, datetime
+
+    await db.execute(
+        "INSERT INTO qr_codes (id, short_url, target_url) VALUES ('other12345', 'http://x/r/other12345', 'https://e.org/')"
+    )
+    midnight = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
+    moments = [midnight - 1.5, midnight - 0.000_001, midnight + 0.25, midnight + 0.25, midnight + 1.123_456]
+    clock = iter(moments * 2)
+    recorder = ScanRecorder(
+        database_url, trusted_proxies=TRUSTED, flush_interval=60, clock=lambda: next(clock)
+    )
+    await recorder.start()
+    try:
+        for code_id in ("scan123abc", "other12345"):
+            for moment in moments:
+                agent = b"Mozilla/5.0 (iPhone)" if moment != midnight + 0.25 else b"Mozilla/5.0 (Android)"
+                recorder.record(code_id, agent, None, "203.0.113.9", None)
+        await recorder.flush()
+    finally:
+        await recorder.close()
+    for code_id in ("scan123abc", "other12345"):
+        stored = [
+            row["t"]
+            for row in await db.fetch(
+                "SELECT extract(epoch FROM scanned_at)::numeric AS t FROM scans WHERE code_id = $1 ORDER BY 1",
+                code_id,
+            )
+        ]
+        assert [float(t) for t in stored] == sorted(round(m, 6) for m in moments)
+        days = await db.fetch(
+            "SELECT day::text, total, visitors FROM scan_days WHERE code_id = $1 ORDER BY day", code_id
+        )
+        # The day before: one iPhone twice; the day after: an Android twice and the iPhone once.
+        assert [tuple(row) for row in days] == [("2026-11-26", 2, 1), ("2026-11-27", 3, 2)]
+        assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = $1", code_id) == 5
+    hashes = [
+        row["visitor_hash"]
+        for row in await db.fetch(
+            "SELECT visitor_hash FROM scans WHERE code_id = 'scan123abc' ORDER BY scanned_at"
+        )
+    ]
+    assert hashes[0] == hashes[1] != hashes[4]  # the iPhone, under each day's key
+    every = await db.fetch("SELECT day::text, total, visitors FROM scan_days WHERE code_id = '' ORDER BY day")
+    assert [tuple(row) for row in every] == [("2026-11-26", 4, 1), ("2026-11-27", 6, 2)]

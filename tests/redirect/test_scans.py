@@ -228,7 +228,7 @@ async def test_one_batch_over_midnight_keeps_every_moment_and_counts_each_day(
         stored = [
             row["t"]
             for row in await db.fetch(
-                "SELECT extract(epoch FROM scanned_at)::numeric AS t FROM scans WHERE code_id = $1 ORDER BY 1",
+                "SELECT extract(epoch FROM scanned_at) AS t FROM scans WHERE code_id = $1 ORDER BY 1",
                 code_id,
             )
         ]

@@ -35,8 +35,15 @@ class Report:
         return row
 
     def ratio(self, row: Row, baseline: Row) -> None:
+        """``row`` against ``baseline``; for two rows measured in the same rounds, the median of the
+        rounds' own ratios (each round runs both back to back, so that what the machine does
+        meanwhile falls on both alike), else the ratio of their values."""
         row.baseline = baseline.name
-        row.ratio = round(row.value / baseline.value, 3) if baseline.value else None
+        ours, theirs = row.extra.get("rounds"), baseline.extra.get("rounds")
+        if ours and theirs and len(ours) == len(theirs) and all(theirs):
+            row.ratio = round(statistics.median(a / b for a, b in zip(ours, theirs, strict=True)), 3)
+        else:
+            row.ratio = round(row.value / baseline.value, 3) if baseline.value else None
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -226,6 +226,10 @@ def test_traefiks_objects_carry_the_dynamic_files_chains() -> None:
     routes = {route["priority"]: route for route in route_object["spec"]["routes"]}
     services = {"{{ $redirect }}": "qr-redirect", "management": "qr-management"}
     file_routers = _file_routers()
+    # The IngressRoute serves HTTPS only: the file's plain-HTTP router for /r/ stays out, and its
+    # HTTPS router differs from it by the headers alone (HSTS).
+    plain_http = file_routers.pop("redirect")
+    assert {**plain_http, "middlewares": None} == {**file_routers["redirect-secure"], "middlewares": None}
     assert len(file_routers) == len(routes) == 7
     for name, router in file_routers.items():
         route = routes[router["priority"]]
@@ -234,7 +238,13 @@ def test_traefiks_objects_carry_the_dynamic_files_chains() -> None:
     assert routes[300]["match"] == "PathPrefix(`/r/`)"
     assert routes[300]["observability"] == {"metrics": False}  # the hot router, as in the file
     middlewares = {m["metadata"]["name"]: next(iter(m["spec"])) for m in of_kind("Middleware")}
-    assert middlewares == _file_middlewares()
+    only_plain_http = set(plain_http["middlewares"]).difference(
+        *(r["middlewares"] for r in file_routers.values())
+    )
+    assert only_plain_http == {"redirect-headers-http"}
+    assert middlewares == {
+        name: kind for name, kind in _file_middlewares().items() if name not in only_plain_http
+    }
     errors = named("Middleware", "edge-errors")["spec"]["errors"]
     assert errors["service"] == {"name": "qr-redirect", "port": 8001}
 

@@ -386,14 +386,15 @@ def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
 
 def _metrics_options(ours_base: str, plain: str, children: list[Child], codes: Codes, report: Report) -> None:
     """Traefik's own metrics, the ways they could be kept, each in front of the service and beside
-    the bare Traefik in the same rounds: what the project ships (entry points only, GOGC=200), and
-    the alternatives it was chosen over."""
+    the bare Traefik in the same rounds: what the project ships (entry points only, Go's default
+    GOGC), and the alternatives it was chosen over."""
+    shipped = f"GOGC={StackSettings.edge_gogc}"
     options = {
-        "shipped: entry points only, none on the hot router, GOGC=200": (None, None),
-        "entry points only, the hot router counted too (before), GOGC=200": ("hot", None),
-        "labels per router and service, the hot router counted, GOGC=200": ("routers", None),
-        "shipped, Go's default GOGC=100": (None, "100"),
-        "no metrics section at all, GOGC=200": ("none", None),
+        f"shipped: entry points only, none on the hot router, {shipped}": (None, None),
+        f"entry points only, the hot router counted too (before), {shipped}": ("hot", None),
+        f"labels per router and service, the hot router counted, {shipped}": ("routers", None),
+        "shipped, GOGC=200 (what it shipped before)": (None, "200"),
+        f"no metrics section at all, {shipped}": ("none", None),
     }
     targets: dict[str, str | Ours] = {"plain": plain}
     for name, (metrics, gogc) in options.items():

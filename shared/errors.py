@@ -139,6 +139,7 @@ def edge_refusal(status: int) -> ServiceError | None:
         413: PayloadTooLarge("the body is larger than this path takes"),
         429: TooManyRequests("too many requests from this address; retry after a second", retry_after=1),
         502: BadGateway("the service behind the edge cannot be reached; try again shortly"),
+        503: Unavailable("short links cannot be answered at the moment; try again shortly"),
         504: GatewayTimeout("the service behind the edge did not answer in time; try again shortly"),
     }
     return refusals.get(status)

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 COOKIE = "qr_console"  # the console's session cookie (services/management/console/session.py)
 
-# Answered for anyone: health for the edge and probes; metrics for Prometheus on this port.
+# Answered for anyone: health for the edge and probes; metrics for Prometheus on this port; the
+# edge's refusal pages (asked for by the edge on behalf of a client it refused).
 OPEN_PATHS = frozenset({"/health", "/livez", "/metrics"})
+EDGE_PAGES = "/edge-error/"
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 RELOAD_INTERVAL = 2.0
@@ -149,7 +151,7 @@ class AccessControl:
         self.rules = rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["path"].startswith(EDGE_PAGES):
             await self.app(scope, receive, send)
             return
         headers = scope["headers"]

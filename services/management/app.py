@@ -22,6 +22,7 @@ from services.management.metrics import ManagementMetrics
 from services.management.settings import ManagementSettings
 from shared.clients import NetworkSet
 from shared.context import RequestContext
+from shared.edge_pages import edge_error
 from shared.errors import MethodNotAllowed
 from shared.metrics import DatabaseWatch
 
@@ -71,6 +72,8 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         Route("/health", by_method(GET=api.health)),
         Route("/livez", by_method(GET=api.livez)),
         Route("/metrics", by_method(GET=api.scrape)),
+        # The edge's own refusals, as the redirect service serves them too (shared/edge_pages.py).
+        Route("/edge-error/{status:int}", edge_error, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.

@@ -36,6 +36,10 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 # ids itself (a %2F in an id is a 404 there), so no encoding moves a request from one chain to the other.
 HARDENING = """
       aliasHeadersStrategy: delete"""
+# Request headers past this many bytes get 431 from Traefik itself (Go's default is 1 MiB, which a
+# client can send per request and per HTTP/2 stream). A browser's, cookies included, stays within
+# a few KiB; the services keep a lower limit of their own for what they store.
+MAX_HEADER_BYTES = 32768
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class EdgeAddresses:
     http: str
     https: str
     admin: str  # ping and Traefik's own metrics; never routed to the services
+    # Compose: the admin API for clients on the Docker host itself (published on its loopback only;
+    # the dynamic file serves the admin routers here when LOCAL_ADMIN_ALLOWLIST is set).
+    local_admin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ def static_config(
         if options.https_only
         else ""
     )
+    limits = f"""
+      maxHeaderBytes: {MAX_HEADER_BYTES}"""
     trusted = ", ".join(f'"{cidr}"' for cidr in options.trusted_proxies)
     forwarded = f"""
     forwardedHeaders:
@@ -97,6 +106,14 @@ def static_config(
       lifeCycle:
         requestAcceptGraceTimeout: {grace}
         graceTimeOut: 10s"""
+    local_admin = ""
+    if addresses.local_admin:
+        local_admin = f"""
+  localadmin:
+    address: "{addresses.local_admin}"
+    http:{HARDENING}{limits}
+    forwardedHeaders:
+      trustedIPs: []{transport}"""
     docker = ""
     if options.docker_endpoint:
         docker = f"""
@@ -125,16 +142,18 @@ certificatesResolvers:
 global:
   checkNewVersion: false
   sendAnonymousUsage: false
+# JSON lines on stdout, as every other process of the stack logs.
 log:
   level: {options.log_level}
+  format: json
 entryPoints:
   web:
     address: "{addresses.http}"
-    http:{HARDENING}{redirect}{forwarded}{transport}
+    http:{HARDENING}{limits}{redirect}{forwarded}{transport}
   websecure:
     address: "{addresses.https}"
     http:
-      tls: {{}}{HARDENING}{forwarded}{transport}
+      tls: {{}}{HARDENING}{limits}{forwarded}{transport}{local_admin}
   traefik:
     address: "{addresses.admin}"
     http:{HARDENING}
@@ -160,7 +179,7 @@ providers:
 """
 
 
-COMPOSE_ADDRESSES = EdgeAddresses(http=":80", https=":443", admin=":8082")
+COMPOSE_ADDRESSES = EdgeAddresses(http=":80", https=":443", admin=":8082", local_admin=":8081")
 COMPOSE_DYNAMIC_FILE = "/etc/traefik/dynamic_conf.yml"
 # The static files in infra/traefik/ that compose mounts (EDGE_STATIC_FILE chooses one); a test
 # keeps them equal to these. `qr-manage edge-config` prints variants (a load balancer in front).
@@ -224,9 +243,14 @@ def _still_good(cert_path: Path, now: datetime.datetime) -> bool:
     )
 
 
-def ensure_certificate(tls_dir: Path, *, now: datetime.datetime | None = None) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost/127.0.0.1/::1 under ``tls_dir``: kept while it has more
-    than RENEW_BEFORE left, made anew otherwise (and when an older version made it for longer)."""
+def ensure_certificate(
+    tls_dir: Path,
+    *,
+    now: datetime.datetime | None = None,
+    addresses: tuple[str, ...] = ("127.0.0.1", "::1"),
+) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and ``addresses`` under ``tls_dir``: kept while it has
+    more than RENEW_BEFORE left, made anew otherwise (and when an older version made it for longer)."""
     cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
     now = now or datetime.datetime.now(datetime.UTC)
     if cert_path.exists() and key_path.exists() and _still_good(cert_path, now):
@@ -250,8 +274,7 @@ def ensure_certificate(tls_dir: Path, *, now: datetime.datetime | None = None) -
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
+                    *(x509.IPAddress(ipaddress.ip_address(address)) for address in addresses),
                 ]
             ),
             critical=False,

@@ -26,7 +26,6 @@ from starlette.types import Receive, Scope, Send
 
 from services.redirect import queries
 from services.redirect.cache import LookupCache, Target
-from services.redirect.edge_errors import edge_error
 from services.redirect.listener import ChangeListener
 from services.redirect.metrics import PoolStats, Readings, RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint
@@ -37,6 +36,7 @@ from services.redirect.settings import RedirectSettings
 from shared import logging as qrlog
 from shared.context import RequestContext
 from shared.database import FAULTS, asyncpg_dsn
+from shared.edge_pages import edge_error
 from shared.metrics import DatabaseWatch, ensure_multiprocess_dir, exposition
 
 log = logging.getLogger(__name__)

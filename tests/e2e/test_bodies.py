@@ -86,3 +86,59 @@ def test_ten_thousand_codes_in_one_request_through_the_edge(running_stack: Runni
         scan = client.get(f"/r/{sample['id']}")
         assert scan.status_code == 302
         assert scan.headers["location"] == "https://example.org/tent/4321"
+
+
+def _management_requests(running_stack: RunningStack, method: str) -> float:
+    """How many requests of ``method`` the management service has answered (its own metrics)."""
+    import re
+
+    text = httpx.get(f"http://127.0.0.1:{running_stack.settings.management_port}/metrics", timeout=10).text
+    pattern = rf'^qr_http_requests_total\{{[^}}]*method="{method}"[^}}]*\}} (\S+)$'
+    return sum(float(value) for value in re.findall(pattern, text, re.M))
+
+
+def _raw_request(port: int, method: str, body: bytes) -> bytes:
+    """One request with the method's case as given (HTTP clients upper-case it), the body sent while
+    the answer is read: the edge answers and closes before the whole body arrives. What was read
+    before the connection was reset, if it was."""
+    import contextlib
+    import socket
+    import threading
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        head = (
+            f"{method} /api/v1/qr HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+
+        def send() -> None:
+            with contextlib.suppress(OSError):  # refused half-way, as it should be
+                connection.sendall(head.encode() + body)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = b""
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        sender.join(timeout=30)
+    return answer
+
+
+@pytest.mark.parametrize("method", ["post", "Post", "pOST", "put"])
+def test_a_method_in_any_case_is_held_at_the_edge_too(running_stack: RunningStack, method: str) -> None:
+    """Traefik matches methods exactly and the service upper-cases them: `post` is a POST to the
+    service, so the edge reads every body whatever the method's case, and refuses one past its
+    limit before the service sees a byte of it."""
+    body = _title_body(2_000_000)
+    port = int(running_stack.edge.rsplit(":", 1)[1])
+    before = _management_requests(running_stack, method.upper())
+    answers = [answer for answer in (_raw_request(port, method, body) for _ in range(5)) if answer]
+    assert answers, "no answer was read before the edge closed"
+    for answer in answers:
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.split()[1] == b"413", answer[:300]
+        assert b'"payload_too_large"' in rest
+    assert _management_requests(running_stack, method.upper()) == before  # never reached the service

@@ -554,3 +554,42 @@ def test_tls_meets_mozillas_intermediate_profile_but_for_the_self_signed_path(
         line.strip()[2:].split(":", 1)[0] for line in report.splitlines() if line.strip().startswith("* ")
     }
     assert failures <= {"certificate_path_validation"}, report  # a local self-signed certificate
+
+
+def test_the_edges_pages_come_from_whichever_service_is_up(
+    tmp_path: Path, running_stack: RunningStack
+) -> None:
+    """The refusal pages are the management service's, and the redirect service's while that is
+    down: a refusal keeps its JSON page with either service stopped."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    with own_edge(tmp_path / "no-redirect", running_stack, redirect=closed) as own:
+        wait_routed(f"{own.http}/health", 200)
+        port = int(own.http.rsplit(":", 1)[1])
+        _assert_edge_json(raw_get(port, "/api/v1/qr", source=OUTSIDER), 403, "forbidden")
+        _assert_edge_json(raw_get(port, "/metrics"), 404, "not_found")
+    with own_edge(tmp_path / "no-management", running_stack, management=closed) as own:
+        wait_routed(f"{own.http}/r/unknown123", 404)
+        port = int(own.http.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 10
+        while (answer := raw_get(port, "/api/v1/qr")).headers.get("content-type") != "application/json":
+            assert answer.status in (502, 503), answer.status  # until the health check notices
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+        _assert_edge_json(answer, 502, "bad_gateway")
+
+
+def test_request_headers_past_the_edges_limit_get_431(running_stack: RunningStack, code_id: str) -> None:
+    port = running_stack.settings.http_port
+    assert raw_get(port, f"/r/{code_id}", headers={"User-Agent": "x" * 16_000}).status == 302
+    assert (
+        raw_get(port, f"/r/{code_id}", headers={"User-Agent": "x" * (edge.MAX_HEADER_BYTES + 5000)}).status
+        == 431
+    )
+    assert raw_get(port, "/api/v1/qr", headers={"Cookie": "a=" + "x" * 40_000}).status == 431
+
+
+def test_traefik_logs_json_lines(running_stack: RunningStack) -> None:
+    static = (running_stack.settings.ops.var_dir / "traefik" / "traefik.yml").read_text()
+    assert "format: json" in static.split("entryPoints:")[0]
+    for name in edge.STATIC_FILES:
+        assert "  format: json\n" in (edge.INFRA_DIR / name).read_text(), name

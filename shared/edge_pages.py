@@ -1,10 +1,13 @@
 """The pages of the edge's own refusals: Traefik's errors middleware fetches ``/edge-error/{status}``
-here when the allowlist or a rate limit refuses a request, or a backend fails (502, 504), and its
-catch-all router sends whatever no other router takes to ``/edge-error/404``.
+when the allowlist or a rate limit refuses a request, or a backend fails (502, 504); its catch-all
+router sends whatever no other router takes to ``/edge-error/404``, and ``/r/`` to
+``/edge-error/503`` while no redirect process is up.
 
-Served by the redirect service because it answers while the management service does not, and
-without the database. An API client gets the API's JSON error shape; a browser asking for a page
-outside ``/api/`` gets a short HTML page.
+Both services serve them, without the database: the edge asks the management service, and the
+redirect service while the management service is down (its ``edge-pages`` service), so the 502 for
+a stopped management service still has its page, and with every redirect container stopped the
+allowlist's 403 and the 503 of ``/r/`` still have theirs. An API client gets the API's JSON error
+shape; a browser asking for a page outside ``/api/`` gets a short HTML page.
 """
 
 from __future__ import annotations

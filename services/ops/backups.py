@@ -25,6 +25,9 @@ SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'i
 """
 
 
+ARCHIVE_MODE = 0o600
+
+
 class BackupError(RuntimeError):
     """A dump or its check failed; nothing was left that looks like a backup."""
 
@@ -53,6 +56,10 @@ def take_backup(dsn: str, backup_dir: Path, *, now: datetime | None = None) -> P
     partial = final.with_name(final.name + ".partial")
     target, env = libpq_target(dsn)
     try:
+        # Readable by the backup's owner alone (a dump holds every code and scan): made 0600
+        # before pg_dump writes into it, whatever the umask.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, ARCHIVE_MODE))
+        os.chmod(partial, ARCHIVE_MODE)
         _run(
             [
                 str(bin_dir() / "pg_dump"),

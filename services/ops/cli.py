@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,12 @@ def backup(schedule: bool, check: bool) -> None:
             click.echo(str(archive))
 
 
+# What the backup schedule found at its last turn (at most a minute ago): a line starting with
+# "ok" or "attention". Compose's health check reads it with the shell (no Python start every few
+# seconds); `qr-manage backup --check` judges the same thing by itself.
+BACKUP_HEALTH = Path(tempfile.gettempdir()) / "qr-backup-health"
+
+
 def _backup_on_schedule(dsn: str, settings: OpsSettings) -> None:
     plan = backups.BackupSchedule(
         dsn,
@@ -161,16 +168,21 @@ def _backup_on_schedule(dsn: str, settings: OpsSettings) -> None:
         else:
             if archive is not None:
                 click.echo(str(archive))
+        in_order, verdict = _backup_verdict(dsn, settings)
+        partial = BACKUP_HEALTH.with_name(BACKUP_HEALTH.name + ".partial")
+        partial.write_text(f"{'ok' if in_order else 'attention'}: {verdict}\n")
+        partial.replace(BACKUP_HEALTH)
         time.sleep(min(60.0, max(0.5, plan.seconds_until_due())))
 
 
-def _check_backup_age(dsn: str, settings: OpsSettings) -> None:
+def _backup_verdict(dsn: str, settings: OpsSettings) -> tuple[bool, str]:
+    """Whether the backups are in order (the newest archive younger than BACKUP_MAX_AGE_HOURS, or
+    no code to lose yet), and why."""
     newest = newest_backup(settings.backup_dir)
     if newest:
         hours = (time.time() - newest[1]) / 3600
         if hours <= settings.backup_max_age_hours:
-            click.echo(f"newest backup {hours:.1f} h old")
-            return
+            return True, f"newest backup {hours:.1f} h old"
         problem = (
             f"the newest backup is {hours:.1f} h old (BACKUP_MAX_AGE_HOURS={settings.backup_max_age_hours:g})"
         )
@@ -179,19 +191,27 @@ def _check_backup_age(dsn: str, settings: OpsSettings) -> None:
     try:
         codes = asyncio.run(backups.holds_codes(dsn))
     except DATABASE_FAULTS as exc:
-        raise click.ClickException(f"database unreachable: {type(exc).__name__}") from None
+        return False, f"{problem}; database unreachable: {type(exc).__name__}"
     if not codes:
-        click.echo(f"{problem}, but the database holds no code yet")
-        return
-    click.echo(f"attention: {problem}", err=True)
-    sys.exit(1)
+        return True, f"{problem}, but the database holds no code yet"
+    return False, problem
+
+
+def _check_backup_age(dsn: str, settings: OpsSettings) -> None:
+    in_order, verdict = _backup_verdict(dsn, settings)
+    if not in_order:
+        click.echo(f"attention: {verdict}", err=True)
+        sys.exit(1)
+    click.echo(verdict)
 
 
 @main.command()
-@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("archive", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--newest", is_flag=True, help="Restore the newest archive in BACKUP_DIR instead of ARCHIVE.")
 @click.option("--yes", is_flag=True, help="Replace a database that holds data (saved as a backup first).")
-def restore(archive: Path, yes: bool) -> None:
-    """Replace the database's contents with ARCHIVE's (a qr-manage backup).
+def restore(archive: Path | None, newest: bool, yes: bool) -> None:
+    """Replace the database's contents with ARCHIVE's (a qr-manage backup), or with the newest
+    archive in BACKUP_DIR (--newest).
 
     The archive is checked first; it is restored into a fresh database that is swapped in only when
     complete, so a failure changes nothing. The contents it replaces are saved as a backup first.
@@ -199,13 +219,21 @@ def restore(archive: Path, yes: bool) -> None:
     comes from an older version.
 
     \b
-    Example:
+    Examples:
       qr-manage restore backups/qr-20261126T091500_000000Z.dump --yes
+      qr-manage restore --newest --yes      # after losing the database's volume
     """
     from services.ops import restore as restoring
     from services.ops import schema
 
     settings = _settings()
+    if (archive is None) == (not newest):
+        raise click.UsageError("name an ARCHIVE or say --newest (not both)")
+    if archive is None:
+        found = newest_backup(settings.backup_dir)
+        if found is None:
+            raise click.ClickException(f"no archive in {settings.backup_dir}")
+        archive = found[0]
     with database(settings) as dsn:
         try:
             restored = restoring.restore(dsn, archive, settings.backup_dir, replace=yes)
@@ -225,13 +253,71 @@ def restore(archive: Path, yes: bool) -> None:
         click.echo(f"attention: schema is not at head ({head}): run qr-manage migrate", err=True)
 
 
+# Where `maintain --schedule` notes its last success, for `maintain --check` in the same container.
+MAINTAINED_STAMP = Path(tempfile.gettempdir()) / "qr-maintained"
+
+
 @main.command()
-def maintain() -> None:
+@click.option(
+    "--schedule",
+    is_flag=True,
+    help="Run until stopped: the upkeep every six hours (compose's maintenance job), again after "
+    "five minutes when it fails.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Do none: exit 1 unless a --schedule in this container succeeded within the last seven "
+    "hours (a health check of the schedule).",
+)
+def maintain(schedule: bool, check: bool) -> None:
     """Scheduled upkeep, safe while the services serve: partitions of scans ahead and retention,
     visitor hashes of past days, VACUUM (ANALYZE) of the busy tables.
 
     Run it every few hours (compose does; make run does at start and every six hours); it prints what it did.
     """
+    if schedule and check:
+        raise click.UsageError("--schedule and --check exclude each other")
+    if check:
+        _check_maintained()
+    elif schedule:
+        _maintain_on_schedule()
+    else:
+        _maintain_once()
+
+
+def _maintain_on_schedule() -> None:
+    from services.ops.stack import UPKEEP_INTERVAL
+
+    # SIGTERM (docker stop) ends it at once, like Ctrl-C: a VACUUM in progress is cancelled.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    click.echo(f"maintenance every {UPKEEP_INTERVAL / 3600:g} h")
+    while True:
+        try:
+            _maintain_once()
+        except click.ClickException as exc:
+            click.echo(f"{exc.message}; trying again in five minutes", err=True)
+            time.sleep(300)
+            continue
+        MAINTAINED_STAMP.touch()
+        time.sleep(UPKEEP_INTERVAL)
+
+
+def _check_maintained() -> None:
+    from services.ops.stack import UPKEEP_INTERVAL
+
+    try:
+        age = time.time() - MAINTAINED_STAMP.stat().st_mtime
+    except OSError:
+        click.echo("attention: no maintenance has succeeded here yet", err=True)
+        sys.exit(1)
+    if age > UPKEEP_INTERVAL + 3600:
+        click.echo(f"attention: the last maintenance that succeeded is {age / 3600:.1f} h old", err=True)
+        sys.exit(1)
+    click.echo(f"last maintenance {age / 3600:.1f} h ago")
+
+
+def _maintain_once() -> None:
     from services.ops import maintenance
 
     settings = _settings()

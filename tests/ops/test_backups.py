@@ -36,6 +36,20 @@ def test_a_backup_is_a_checked_archive_with_a_sortable_name(database_url: str, t
     assert "TABLE DATA public qr_codes" in listing
 
 
+def test_an_archive_is_readable_by_its_owner_alone_whatever_the_umask(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A dump holds every code and scan: 0600, even under a umask that would share it."""
+    import os
+
+    previous = os.umask(0o000)
+    try:
+        archive = backups.take_backup(database_url, tmp_path)
+    finally:
+        os.umask(previous)
+    assert archive.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_failed_dump_leaves_nothing_that_looks_like_a_backup(
     pg_server: embedded.EmbeddedServer, tmp_path: Path
 ) -> None:

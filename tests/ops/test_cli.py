@@ -111,7 +111,8 @@ def test_backup_schedule_waits_for_a_code_then_keeps_the_retention_and_stops_on_
     env = {"DATABASE_URL": empty_database_url, "BACKUP_DIR": str(tmp_path), "BACKUP_RETENTION": "2"}
     assert qr_manage("migrate", **env).returncode == 0
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BACKUP_DIR")}
-    environ.update(env, BACKUP_INTERVAL_HOURS="0.001")
+    (tmp_path / "tmp").mkdir()
+    environ.update(env, BACKUP_INTERVAL_HOURS="0.001", TMPDIR=str(tmp_path / "tmp"))
     job = subprocess.Popen(
         [QR_MANAGE, "backup", "--schedule"], env=environ, stdout=subprocess.PIPE, text=True
     )
@@ -133,6 +134,71 @@ def test_backup_schedule_waits_for_a_code_then_keeps_the_retention_and_stops_on_
     assert job.returncode == 0, out
     assert "backups every 0.001 h" in out
     assert not list(tmp_path.glob("*.partial"))
+    # Its verdict at every turn, for compose's health check (read with the shell).
+    assert (tmp_path / "tmp" / "qr-backup-health").read_text().startswith("ok: newest backup")
+
+
+def test_the_maintenance_schedule_notes_each_success_and_stops_at_once_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    """compose's maintenance job: Python as PID 1, no shell loop that would ignore a SIGTERM."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BACKUP_DIR")}
+    environ.update(DATABASE_URL=database_url, TMPDIR=str(tmp_path))
+    check = subprocess.run(
+        [QR_MANAGE, "maintain", "--check"], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 1
+    assert "no maintenance has succeeded here yet" in check.stderr
+    job = subprocess.Popen(
+        [QR_MANAGE, "maintain", "--schedule"], env=environ, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "qr-maintained").exists():
+            assert job.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        stopping = time.monotonic()
+        job.terminate()
+        out, _ = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, out
+    assert time.monotonic() - stopping < 5  # at once, not after a container's stop timeout
+    assert "maintenance every 6 h" in out
+    check = subprocess.run(
+        [QR_MANAGE, "maintain", "--check"], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr
+    assert "last maintenance 0.0 h ago" in check.stdout
+    both = subprocess.run(
+        [QR_MANAGE, "maintain", "--schedule", "--check"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2
+
+
+def test_restore_newest_takes_the_newest_archive_of_the_backup_folder(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(tmp_path)}
+    none = qr_manage("restore", "--newest", "--yes", **env)
+    assert none.returncode == 1
+    assert f"no archive in {tmp_path}" in none.stderr
+    _add_code(database_url)
+    assert qr_manage("backup", **env).returncode == 0
+    newest = Path(qr_manage("backup", **env).stdout.strip())
+    restored = qr_manage("restore", "--newest", "--yes", **env)
+    assert restored.returncode == 0, restored.stderr
+    assert f"restored {newest} into database" in restored.stdout
+    for args in (("restore",), ("restore", str(newest), "--newest")):
+        refused = qr_manage(*args, **env)
+        assert refused.returncode == 2, args
+        assert "name an ARCHIVE or say --newest" in refused.stderr
 
 
 def _add_code(dsn: str) -> None:

@@ -201,9 +201,12 @@ def test_the_network_policies_draw_the_compose_networks() -> None:
 
 
 def _file_routers() -> dict[str, dict[str, Any]]:
-    """The dynamic file's routers: priority, middlewares, service (read from its template text)."""
+    """The dynamic file's routers on the public entry points: priority, middlewares, service (read
+    from its template text; the admin routers' loop read for its public door, whose allowlist is
+    ADMIN_ALLOWLIST's)."""
     text = (ROOT / "infra" / "traefik" / "dynamic_conf.yml").read_text()
     section = text.split("\n  routers:\n", 1)[1].split("\n  middlewares:\n", 1)[0]
+    section = section.replace("{{ $suffix }}", "").replace("{{ $allowlist }}", "admin-allowlist")
     routers = {}
     for name, body in re.findall(r"^    ([a-z-]+):\n((?:      .*\n|#.*\n|\{\{.*\n)+)", section + "\n", re.M):
         routers[name] = {
@@ -224,13 +227,18 @@ def _file_middlewares() -> dict[str, str]:
 def test_traefiks_objects_carry_the_dynamic_files_chains() -> None:
     (route_object,) = of_kind("IngressRoute")
     routes = {route["priority"]: route for route in route_object["spec"]["routes"]}
-    services = {"{{ $redirect }}": "qr-redirect", "management": "qr-management"}
+    # The edge's pages: the management service's (the dynamic file's failover has no kind here).
+    services = {
+        "{{ $redirect }}": "qr-redirect",
+        "management": "qr-management",
+        "edge-pages": "qr-management",
+    }
     file_routers = _file_routers()
     # The IngressRoute serves HTTPS only: the file's plain-HTTP router for /r/ stays out, and its
     # HTTPS router differs from it by the headers alone (HSTS).
     plain_http = file_routers.pop("redirect")
     assert {**plain_http, "middlewares": None} == {**file_routers["redirect-secure"], "middlewares": None}
-    assert len(file_routers) == len(routes) == 7
+    assert len(file_routers) == len(routes) == 8
     for name, router in file_routers.items():
         route = routes[router["priority"]]
         assert [m["name"] for m in route["middlewares"]] == router["middlewares"], name
@@ -242,11 +250,31 @@ def test_traefiks_objects_carry_the_dynamic_files_chains() -> None:
         *(r["middlewares"] for r in file_routers.values())
     )
     assert only_plain_http == {"redirect-headers-http"}
+    compose_only = {"local-admin-allowlist"}  # the Docker host's loopback door (LOCAL_ADMIN_ALLOWLIST)
     assert middlewares == {
-        name: kind for name, kind in _file_middlewares().items() if name not in only_plain_http
+        name: kind for name, kind in _file_middlewares().items() if name not in only_plain_http | compose_only
     }
     errors = named("Middleware", "edge-errors")["spec"]["errors"]
-    assert errors["service"] == {"name": "qr-redirect", "port": 8001}
+    assert errors["service"] == {"name": "qr-management", "port": 8002}
+    # Every method but GET and HEAD is a write, whatever its case (Traefik matches methods exactly).
+    writes = routes[110]["match"]
+    assert writes.endswith("!Method(`GET`) && !Method(`HEAD`)"), writes
+
+
+def test_the_admin_api_is_closed_until_its_allowlist_is_filled_in() -> None:
+    """No default opens the API: the allowlist is a documentation address nobody has, never the
+    cluster's ranges; Traefik keeps clients' own addresses (externalTrafficPolicy: Local)."""
+    import ipaddress
+
+    documentation = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1, RFC 5737
+    settings = named("ConfigMap", "qr-settings")["data"]
+    allowlist = named("Middleware", "admin-allowlist")["spec"]["ipAllowList"]["sourceRange"]
+    for cidr in [*allowlist, settings["ADMIN_ALLOWLIST"], settings["TRUSTED_PROXIES"]]:
+        assert ipaddress.ip_network(cidr).subnet_of(documentation), cidr
+    values = yaml.safe_load((FOLDER / "helm" / "traefik-values.yaml").read_text())
+    assert values["service"]["spec"]["externalTrafficPolicy"] == "Local"
+    assert values["providers"]["kubernetesCRD"]["allowEmptyServices"] is True
+    assert values["logs"]["general"]["format"] == "json"
 
 
 def test_the_connection_budget_holds_at_the_autoscalers_most() -> None:

@@ -42,12 +42,26 @@ test: $(VENV)/.installed-dev ## run the whole test suite against real PostgreSQL
 		left_out="$${left_out:+$$left_out; }pebble: the ACME certificate test (apt-get install pebble)"; \
 	command -v chromium >/dev/null || \
 		left_out="$${left_out:+$$left_out; }chromium: the console's browser tests (apt-get install chromium)"; \
-	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"
+	[ -z "$$left_out" ] || echo "make test: not installed, so skipped: $$left_out"; \
+	echo "make test: the compose deployment on a Docker engine is make test-compose's (.ci/run runs both)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: $(VENV)/.installed-dev ## the test suite without the few slowest tests (while you work)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+.PHONY: images
+images: $(VENV)/.installed ## build every image compose needs without a registry; writes .env.images (root: debootstrap)
+	PYTHON=$(BIN)/python infra/docker/local-images.sh
+
+.PHONY: test-compose
+test-compose: $(VENV)/.installed-dev ## the compose deployment on a real Docker engine (make images, up, the design's checks)
+	@if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then \
+		echo "make test-compose: no Docker engine answers (docker version), so skipped: the compose deployment's tests"; \
+		exit 0; \
+	fi; \
+	$(BIN)/python -m pip install --quiet --editable . --group compose && \
+	QR_TEST_COMPOSE=1 $(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json

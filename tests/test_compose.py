@@ -1,6 +1,7 @@
-"""compose.yaml as the deployment design draws it, checked from the file (no Docker engine here):
-the Compose Specification's schema, the two networks, the volumes, ./backups on the host, health
-checks, start order, restart policies and read-only containers."""
+"""compose.yaml as the deployment design draws it, checked from the file: the Compose
+Specification's schema, the two networks, the volumes, ./backups on the host, health checks, start
+order, restart policies, read-only containers, image names. `make test-compose`
+(tests/deploy/) runs the same file for real on a Docker engine; these checks run everywhere."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def test_only_traefik_publishes_beyond_loopback(compose: dict[str, Any]) -> None
     assert {str(p).rsplit(":", 1)[1] for p in compose["services"]["traefik"]["ports"]} == {
         "80",
         "443",
+        "8081",  # the admin API for the Docker host itself, on its loopback
         "8082",
     }
 
@@ -113,11 +115,20 @@ def test_volumes_as_designed_and_backups_on_the_host(compose: dict[str, Any]) ->
     assert used == set(compose["volumes"])
 
 
-def test_backups_run_on_the_schedule_qr_manage_keeps(compose: dict[str, Any]) -> None:
-    backup = compose["services"]["backup"]
+def test_backups_and_maintenance_run_on_the_schedules_qr_manage_keeps(compose: dict[str, Any]) -> None:
+    from services.ops import cli
+
+    backup, maintenance = compose["services"]["backup"], compose["services"]["maintenance"]
     assert backup["command"] == ["qr-manage", "backup", "--schedule"]
     assert backup["environment"]["BACKUP_INTERVAL_HOURS"] == "${BACKUP_INTERVAL_HOURS:-24}"
-    assert backup["healthcheck"]["test"] == ["CMD", "qr-manage", "backup", "--check"]
+    # Python itself, never a shell loop, as PID 1: a SIGTERM stops it at once.
+    assert maintenance["command"] == ["qr-manage", "maintain", "--schedule"]
+    # The health checks read, with the shell, what the schedules write at every turn.
+    for service, written in ((backup, cli.BACKUP_HEALTH), (maintenance, cli.MAINTAINED_STAMP)):
+        kind, line = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        assert f"/tmp/{written.name}" in line, line
+        assert "python" not in line, line
 
 
 def test_health_checks_start_order_restarts_and_read_only(compose: dict[str, Any]) -> None:
@@ -137,6 +148,9 @@ def test_health_checks_start_order_restarts_and_read_only(compose: dict[str, Any
         "redirect": {"condition": "service_healthy"},
         "management": {"condition": "service_healthy"},
     }
+    # Docker Engine 20.10 (Debian's and Ubuntu's packages) refuses start_interval (Engine 25+).
+    for name, service in services.items():
+        assert "start_interval" not in service.get("healthcheck", {}), name
     for name in (*APP, "traefik"):
         assert services[name]["read_only"] is True, name
     for name in APP:
@@ -208,7 +222,7 @@ def test_the_documented_secret_commands_make_a_password_the_services_read(tmp_pa
 def _file_redirect_service() -> dict[str, str]:
     """The health check and transport of the dynamic file's own redirect service (make run)."""
     text = (ROOT / "infra" / "traefik" / "dynamic_conf.yml").read_text()
-    block = text.split("\n    redirect:\n      loadBalancer:\n", 1)[1].split("\n    management:", 1)[0]
+    block = text.split("\n    redirect:\n      loadBalancer:\n", 1)[1].split("\n{{- end }}", 1)[0]
     found = dict(re.findall(r"^\s+(serversTransport|path|interval|timeout): (\S+)$", block, re.M))
     assert set(found) == {"serversTransport", "path", "interval", "timeout"}, block
     return found
@@ -258,3 +272,72 @@ def test_traefik_reads_docker_through_a_read_only_proxy(compose: dict[str, Any])
         assert options.docker_endpoint == f"tcp://{PROXY}:2375", name
         assert options.docker_network == EDGE, name
         assert "exposedByDefault: false" in (ROOT / "infra" / "traefik" / name).read_text(), name
+
+
+OFFICIAL_IMAGES = {
+    "db": ("POSTGRES_IMAGE", "postgres:18"),
+    "traefik": ("TRAEFIK_IMAGE", "traefik:v3.7"),
+    PROXY: ("DOCKER_SOCKET_PROXY_IMAGE", "tecnativa/docker-socket-proxy:0.3.0"),
+    "prometheus": ("PROMETHEUS_IMAGE", "prom/prometheus:v2.53.0"),
+    "grafana": ("GRAFANA_IMAGE", "grafana/grafana:11.1.0"),
+}
+
+
+def test_every_image_is_named_from_the_environment_with_the_official_one_by_default(
+    compose: dict[str, Any],
+) -> None:
+    """An engine without a registry runs the stand-ins `make images` builds (.env.images)."""
+    services = compose["services"]
+    for name, (variable, official) in OFFICIAL_IMAGES.items():
+        assert services[name]["image"] == f"${{{variable}:-{official}}}", name
+    for name in (*APP,):
+        assert services[name]["image"] == "${QR_IMAGE:-qr-service:local}", name
+        assert services[name]["build"]["args"] == {"BASE_IMAGE": "${APP_BASE_IMAGE:-python:3.11-slim}"}
+    script = (ROOT / "infra" / "docker" / "local-images.sh").read_text()
+    # The script writes a line for each image it builds, the official names' variables.
+    for variable in (
+        "APP_BASE_IMAGE",
+        "QR_IMAGE",
+        *(v for v, _ in OFFICIAL_IMAGES.values() if v != "GRAFANA_IMAGE"),
+    ):
+        assert f"\n{variable}=" in script or f"{variable}=$" in script, variable
+        assert re.search(rf"^{variable}=", (ROOT / ".env.example").read_text(), re.M), variable
+    for folder in ("postgres", "traefik", "docker-socket-proxy", "prometheus"):
+        assert (ROOT / "infra" / "docker" / "local" / folder / "Dockerfile").exists(), folder
+    assert ".env.images" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_least_privilege_in_every_container(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in (*APP, "migrate", "traefik", PROXY, "prometheus"):
+        assert services[name]["cap_drop"] == ["ALL"], name
+        assert services[name]["security_opt"] == ["no-new-privileges:true"], name
+    assert services["traefik"]["cap_add"] == ["NET_BIND_SERVICE"]
+    assert services["db"]["security_opt"] == ["no-new-privileges:true"]
+
+
+def test_the_host_door_lets_in_the_gateway_and_only_on_loopback(compose: dict[str, Any]) -> None:
+    """Clients on the Docker host reach Traefik as traefik_net's gateway (Docker's proxy), and so
+    does any client of the public ports over IPv6: only the loopback-published localadmin entry
+    point admits that address, in Traefik and in the management service."""
+    services = compose["services"]
+    gateway = compose["networks"][EDGE]["ipam"]["config"][0]["subnet"].replace(".0/24", ".1")
+    assert services["traefik"]["environment"]["LOCAL_ADMIN_ALLOWLIST"] == f"{gateway}/32"
+    assert "127.0.0.1:${EDGE_LOCAL_ADMIN_PORT:-8081}:8081" in services["traefik"]["ports"]
+    assert (
+        services["traefik"]["environment"]["ADMIN_ALLOWLIST"]
+        == "${ADMIN_ALLOWLIST:?set ADMIN_ALLOWLIST in .env}"
+    )
+    assert services["management"]["environment"]["ADMIN_ALLOWLIST"].endswith(f",{gateway}/32")
+
+
+def test_every_production_command_of_the_readme_runs_on_a_real_engine() -> None:
+    """Each command of the README's production section is run as written by make test-compose, or
+    is one the README shows with its output (an operator's clone, a registry, DNS)."""
+    from tests.deploy.harness import readme_production_commands
+    from tests.deploy.test_deployment import RUN_AS_WRITTEN, SHOWN
+
+    commands = readme_production_commands()
+    assert commands
+    unexercised = [line for line in commands if line not in set(RUN_AS_WRITTEN.values()) | SHOWN]
+    assert not unexercised, unexercised

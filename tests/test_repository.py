@@ -60,7 +60,7 @@ def test_compose_wires_every_service_to_real_commands() -> None:
     }
     assert services["prometheus"]["profiles"] == ["monitoring"]
     assert "./infra/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
-    assert services["db"]["image"] == "postgres:18"  # the embedded server's major version
+    assert services["db"]["image"] == "${POSTGRES_IMAGE:-postgres:18}"  # the embedded server's major version
     assert services["redirect"]["command"] == granian_command(
         "0.0.0.0", 8001, workers="${REDIRECT_WORKERS:-2}"
     )

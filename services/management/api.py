@@ -270,7 +270,7 @@ class ManagementApi:
                 if pending:
                     await draw(sheets, pending, logos)
                 data = await anyio.to_thread.run_sync(sheets.finish, limiter=limiter)
-            except (anyio.get_cancelled_exc_class(), GeneratorExit):
+            except anyio.get_cancelled_exc_class():
                 progress.stopped()
                 raise
             for start in range(0, len(data), 1 << 16):

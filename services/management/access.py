@@ -7,6 +7,14 @@ token listed there by name and SHA-256; the token's name goes into the history, 
 The console signs in with such a token once and keeps a session cookie (console/session.py): it
 opens the console's pages, and the API's reads (its images, exports and CSV) from those pages,
 never the API's writes.
+
+Whatever the token mode, a request that a page of another site made is refused: browsers say so
+in ``Sec-Fetch-Site`` (``cross-site``, ``same-site``), and tools (qrctl, curl, scripts) send no
+such header. Without tokens the allowlist alone would otherwise let any page an administrator
+opens fire the API's reads from the administrator's browser: exports, 4096 px renders, reports
+over every code. The console's own pages are ``same-origin`` (``none`` when typed in or
+bookmarked); a link to a console page followed from elsewhere (a top-level navigation) still
+opens it, and the page's own requests are then ``same-origin``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ EDGE_PAGES = "/edge-error/"
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 RELOAD_INTERVAL = 2.0
+# Sec-Fetch-Site values of a request made by a page of another site (Fetch Metadata).
+FOREIGN_SITES = frozenset({b"cross-site", b"same-site"})
 
 
 def parse_tokens(text: str, *, source: str = "ADMIN_TOKENS_FILE") -> dict[str, str]:
@@ -143,8 +153,9 @@ def host_name(header: bytes | None) -> str | None:
 class AccessControl:
     """ASGI middleware: refuse with 403 outside the allowlist, with 421 for a host name not in
     ADMIN_HOSTS (a page that rebinds its DNS name to an allowed address cannot drive the API from an
-    administrator's browser), 401 without a valid token when tokens are on; otherwise note the
-    client address and token name in ``scope["state"]``."""
+    administrator's browser), with 403 for a request another site's page made, 401 without a valid
+    token when tokens are on; otherwise note the client address and token name in
+    ``scope["state"]``."""
 
     def __init__(self, app: ASGIApp, rules: AccessRules) -> None:
         self.app = app
@@ -167,6 +178,19 @@ class AccessControl:
         if host is None or (host not in self.rules.hosts and host.strip("[]") not in self.rules.hosts):
             await send_error(
                 scope, receive, send, MisdirectedRequest("this host name does not serve the management API")
+            )
+            return
+        site = from_another_site(scope)
+        if site is not None:
+            await send_error(
+                scope,
+                receive,
+                send,
+                Forbidden(
+                    f"a page of another site made this request (Sec-Fetch-Site: {site}); the admin API "
+                    "answers the console's own pages and tools such as qrctl or curl: open the console, "
+                    "or this address, directly"
+                ),
             )
             return
         token_name = None
@@ -203,6 +227,25 @@ class AccessControl:
             return None
         raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
         return self.rules.sessions.read(cookie_parser(raw).get(COOKIE)) if raw else None
+
+
+def from_another_site(scope: Scope) -> str | None:
+    """The ``Sec-Fetch-Site`` of a request another site's page made, when it is refused, else
+    ``None``. The console's forms judge their own posts (a 400 page, console/session.py); a link to
+    one of its pages followed from elsewhere opens that page (top-level navigation, no cookie with
+    it: SameSite=Strict)."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    site = next((v for k, v in headers if k == b"sec-fetch-site"), None)
+    if site is None or site not in FOREIGN_SITES:
+        return None
+    if is_console(scope["path"]):
+        if scope["method"] not in ("GET", "HEAD"):
+            return None
+        mode = next((v for k, v in headers if k == b"sec-fetch-mode"), None)
+        destination = next((v for k, v in headers if k == b"sec-fetch-dest"), None)
+        if mode == b"navigate" and destination == b"document":
+            return None
+    return site.decode("latin-1")
 
 
 def is_console(path: str) -> bool:

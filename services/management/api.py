@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import sqlalchemy.exc
 from sqlalchemy import text
@@ -59,7 +60,7 @@ class ManagementApi:
         self.settings = settings
         self.metrics = metrics
         self.images = Images(
-            LocalImageStore(settings.qr_data_dir),
+            LocalImageStore(settings.qr_data_dir, max_bytes=settings.qr_data_max_bytes),
             concurrency=settings.render_concurrency,
             memory_bytes=settings.image_cache_bytes,
             metrics=metrics,
@@ -208,12 +209,16 @@ class ManagementApi:
             image_format, query = "png", read_query(request, schemas.ZipPngQuery)
         options = query.options(image_format)
         filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
+        max_codes = self.settings.export_max_codes
+        async with self.database() as conn:
+            count = await prints.check_size(conn, filters, max_codes=max_codes)
         pieces = prints.zip_of_images(
-            prints.pages(self.engine, filters, faults=DATABASE_FAULTS),
+            prints.pages(self.engine, filters, faults=DATABASE_FAULTS, max_codes=max_codes),
             self.images,
             self._load_logo,
             image_format=image_format,
             options=options,
+            progress=prints.Progress("zip", count),
         )
         name = "qr-codes" + (f"-{re.sub(r'[^A-Za-z0-9_-]', '_', query.tag)}" if query.tag else "")
         return StreamingResponse(
@@ -232,20 +237,42 @@ class ManagementApi:
             size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"
         )
         filters = codes.Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
+        max_codes = self.settings.export_max_codes
+        async with self.database() as conn:
+            count = await prints.check_size(conn, filters, max_codes=max_codes)
+        progress = prints.Progress("pdf", count)
+        limiter = self.images.export_limiter
+
+        async def draw(sheets: labels.Sheets, page: list[schemas.QRCode], logos: dict[str, Logo]) -> None:
+            await anyio.to_thread.run_sync(sheets.page, page, logos, limiter=limiter)
+            progress.done += len(page)
 
         async def body() -> AsyncIterator[bytes]:
-            # The answer starts at once; the file follows when drawn (in a thread, off the loop).
-            selected = [
-                code
-                async for page in prints.pages(self.engine, filters, faults=DATABASE_FAULTS)
-                for code in page
-            ]
-            logos = {
-                sha: await self._load_logo(sha) for sha in {c.logo_sha256 for c in selected if c.logo_sha256}
-            }
-            data = await anyio.to_thread.run_sync(
-                functools.partial(labels.pdf, selected, logos, layout, options), limiter=self.images.limiter
-            )
+            # The answer starts at once; the file follows when drawn, a page at a time in the
+            # exports' render slot (a client that goes away stops it between labels).
+            try:
+                sheets = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        labels.Sheets, layout, options, between_labels=anyio.from_thread.check_cancelled
+                    ),
+                    limiter=limiter,
+                )
+                pending: list[schemas.QRCode] = []
+                logos: dict[str, Logo] = {}
+                selected = prints.pages(self.engine, filters, faults=DATABASE_FAULTS, max_codes=max_codes)
+                async for page in selected:
+                    for sha in {c.logo_sha256 for c in page if c.logo_sha256} - logos.keys():
+                        logos[sha] = await self._load_logo(sha)
+                    pending += page
+                    while len(pending) >= layout.per_page:
+                        await draw(sheets, pending[: layout.per_page], logos)
+                        del pending[: layout.per_page]
+                if pending:
+                    await draw(sheets, pending, logos)
+                data = await anyio.to_thread.run_sync(sheets.finish, limiter=limiter)
+            except anyio.get_cancelled_exc_class():
+                progress.stopped()
+                raise
             for start in range(0, len(data), 1 << 16):
                 yield data[start : start + (1 << 16)]
 
@@ -340,7 +367,7 @@ class ManagementApi:
 
     async def openapi(self, request: Request) -> JSONResponse:
         read_query(request, schemas.NoQuery)
-        return JSONResponse(document())
+        return JSONResponse(document(self.settings.export_max_codes))
 
     async def get_png(self, request: Request) -> Response:
         return await self._image(request, "png")

@@ -3,6 +3,14 @@
 At most ``concurrency`` renders run at once (other requests go on meanwhile), and one key is never
 rendered twice at the same time. The store is only a cache: a file that cannot be read, or is not an
 image of the right kind, is a miss, and a store that cannot be written to is skipped.
+
+Exports render apart: in a slot of their own (``EXPORT_RENDERS``, shared by every export running),
+never in the ``concurrency`` slots that image requests wait for, so a ZIP of 2,000 codes cannot make
+the console's previews queue behind it. A separate bound rather than export renders that give their
+slot back between codes: the limiter is fair (first come, first served), so an export queueing its
+next code at once would still put a render ahead of every image request that arrived meanwhile.
+An export's render also runs in the export's own task rather than as a shared flight, so a client
+that goes away cancels what it had queued; the render under way finishes and is dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ RENDERERS: dict[str, Callable[[str, ImageOptions, Logo | None], bytes]] = {
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 # How a stored image of each format starts (anything else in the store is damaged).
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml "}
+# Renders for exports at once, whatever the number of exports: a third thread of work beside the
+# image requests' two (RENDER_CONCURRENCY) on the two cores this is sized for.
+EXPORT_RENDERS = 1
 
 
 @dataclass(frozen=True)
@@ -53,23 +64,38 @@ class Images:
         self.memory = MemoryCache(memory_bytes)
         self._metrics = metrics
         self.limiter = anyio.CapacityLimiter(concurrency)  # renders, and logos being normalised
+        self.export_limiter = anyio.CapacityLimiter(EXPORT_RENDERS)  # every export's renders and PDFs
         self._flights: SingleFlight[str, bytes] = SingleFlight()
 
-    async def get(self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]]) -> bytes:
+    async def get(
+        self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]], *, export: bool = False
+    ) -> bytes:
+        """The image, from memory, the store or a render; ``export``: for an export (its own render
+        slot; cancelled with the export, see the module's docstring)."""
         data = self.memory.get(request.key)
         if data is not None:
             self._metrics.image_memory_hits.inc()
+            self.store.touch(request.key)
             return data
-        return await self._flights.run(request.key, functools.partial(self._produce, request, load_logo))
+        if export:
+            return await self._produce(request, load_logo, self.export_limiter)
+        return await self._flights.run(
+            request.key, functools.partial(self._produce, request, load_logo, self.limiter)
+        )
 
-    async def _produce(self, request: ImageRequest, load_logo: Callable[[str], Awaitable[Logo]]) -> bytes:
+    async def _produce(
+        self,
+        request: ImageRequest,
+        load_logo: Callable[[str], Awaitable[Logo]],
+        limiter: anyio.CapacityLimiter,
+    ) -> bytes:
         data = await anyio.to_thread.run_sync(self._stored, request)
         if data is not None:
             self._metrics.image_store_hits.inc()
         else:
             logo = await load_logo(request.logo_sha256) if request.logo_sha256 else None
             data = await anyio.to_thread.run_sync(
-                functools.partial(self._render, request, logo), limiter=self.limiter
+                functools.partial(self._render, request, logo), limiter=limiter
             )
             await anyio.to_thread.run_sync(self._keep, request.key, data)
         self.memory.put(request.key, data)

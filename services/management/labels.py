@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reportlab.lib.pagesizes import A4, LETTER
@@ -96,37 +96,56 @@ def _fitted(text: str, width_pt: float) -> tuple[str, float]:
     return text + "…", size
 
 
-def pdf(codes: Sequence[QRCode], logos: dict[str, Logo], layout: Sheet, options: ImageOptions) -> bytes:
-    """Every code on label sheets (one page at least, if only to say there is nothing)."""
-    _font()
-    buffer = io.BytesIO()
-    page_width, page_height = (side * MM for side in layout.page)
-    pdf_canvas = canvas.Canvas(
-        buffer,
-        pagesize=(page_width, page_height),
-        pageCompression=1,
-        initialFontName=FONT,  # else Helvetica is named in the file, a font it does not embed
-        initialFontSize=FONT_SIZE,
-    )
-    pdf_canvas.setTitle("QR codes")
-    pdf_canvas.setCreator("QR service")
-    pitch_x, pitch_y = layout.pitch
-    if not codes:
-        pdf_canvas.setFont(FONT, 10)
-        pdf_canvas.drawString(MARGIN_MM * MM, page_height - 2 * MARGIN_MM * MM, "No codes were selected.")
-    for start in range(0, max(len(codes), 1), layout.per_page):
-        page = codes[start : start + layout.per_page]
-        if not page:
-            break
-        _cut_marks(pdf_canvas, layout)
-        for index, code in enumerate(page):
+class Sheets:
+    """A PDF of label sheets drawn a page at a time, so that an export can stop between pages (and
+    between labels: ``between_labels`` is called before each, and may raise to stop)."""
+
+    def __init__(
+        self, layout: Sheet, options: ImageOptions, *, between_labels: Callable[[], None] | None = None
+    ) -> None:
+        _font()
+        self.layout = layout
+        self.options = options
+        self.between_labels = between_labels
+        self.labels = 0
+        self._buffer = io.BytesIO()
+        page_width, page_height = (side * MM for side in layout.page)
+        self._canvas = canvas.Canvas(
+            self._buffer,
+            pagesize=(page_width, page_height),
+            pageCompression=1,
+            initialFontName=FONT,  # else Helvetica is named in the file, a font it does not embed
+            initialFontSize=FONT_SIZE,
+        )
+        self._canvas.setTitle("QR codes")
+        self._canvas.setCreator("QR service")
+
+    def page(self, codes: Sequence[QRCode], logos: Mapping[str, Logo]) -> None:
+        """One page of up to ``layout.per_page`` codes."""
+        layout = self.layout
+        pitch_x, pitch_y = layout.pitch
+        _cut_marks(self._canvas, layout)
+        for index, code in enumerate(codes[: layout.per_page]):
+            if self.between_labels is not None:
+                self.between_labels()
             column, row = index % layout.columns, index // layout.columns
             left = MARGIN_MM + column * pitch_x
             top = MARGIN_MM + row * pitch_y  # from the page's top edge
-            _label(pdf_canvas, code, logos.get(code.logo_sha256 or ""), layout, options, left, top)
-        pdf_canvas.showPage()
-    pdf_canvas.save()
-    return buffer.getvalue()
+            _label(self._canvas, code, logos.get(code.logo_sha256 or ""), layout, self.options, left, top)
+            self.labels += 1
+        self._canvas.showPage()
+
+    def finish(self) -> bytes:
+        """The file (one page at least, if only to say there is nothing)."""
+        if not self.labels:
+            page_height = self.layout.page[1] * MM
+            self._canvas.setFont(FONT, 10)
+            self._canvas.drawString(
+                MARGIN_MM * MM, page_height - 2 * MARGIN_MM * MM, "No codes were selected."
+            )
+            self._canvas.showPage()
+        self._canvas.save()
+        return self._buffer.getvalue()
 
 
 def _label(

@@ -9,13 +9,15 @@ it (refused), and a schemathesis run checks the live service against it, so the 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from services.management import bulk, limits, schemas
+from services.management.images import EXPORT_RENDERS
+from services.management.settings import ManagementSettings
 from shared.ids import ID_PATTERN
 
 REF = "#/components/schemas/{model}"
@@ -44,6 +46,7 @@ class Operation:
     description: str | None = None
     headers: tuple[str, ...] = ()  # request headers it reads
     links: dict[str, str] = field(default_factory=dict)  # link name -> operationId, by the new id
+    max_codes: int | None = None  # an export's bound: x-max-codes
 
 
 _BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -82,7 +85,10 @@ _ADMIN = {
         "A bearer token is required and was missing or wrong (only with ADMIN_TOKENS_FILE).",
         "WWW-Authenticate",
     ),
-    403: _error("The client address is outside ADMIN_ALLOWLIST."),
+    403: _error(
+        "The client address is outside ADMIN_ALLOWLIST, or a page of another site made the request "
+        "(Sec-Fetch-Site: cross-site or same-site; tools send no such header)."
+    ),
     405: _error("The method is not allowed on this path.", "Allow"),
     421: _error("The Host header names a host outside ADMIN_HOSTS."),
     429: Answer(
@@ -108,6 +114,32 @@ _CODE_LINKS = {
     "CodeScans": "getScans",
     "CodeScansCsv": "getScansCsv",
 }
+
+
+# The exports bounded by EXPORT_MAX_CODES; the document states the bound in force.
+BOUNDED_EXPORTS = ("exportCodesZip", "exportCodesPdf")
+
+
+def _bounded(operation: Operation, max_codes: int) -> Operation:
+    """A ZIP or PDF export's operation, saying how many codes it holds at most."""
+    if operation.operation_id not in BOUNDED_EXPORTS:
+        return operation
+    bounds = (
+        f"At most {max_codes:,} codes (EXPORT_MAX_CODES): the selection is counted first, and a larger "
+        "one is refused with 422 (details.field: selection) before any work starts. Exports render "
+        f"{EXPORT_RENDERS} image at a time among them, apart from the image endpoints' renders, and an "
+        "export stops when its client goes away."
+    )
+    refused = _error(
+        "A field or parameter has a bad value (details.field names it), or the selection holds more "
+        f"than {max_codes:,} codes (EXPORT_MAX_CODES; details.field: selection)."
+    )
+    return replace(
+        operation,
+        description=f"{operation.description} {bounds}" if operation.description else bounds,
+        answers={**operation.answers, 422: refused},
+        max_codes=max_codes,
+    )
 
 
 def _image(image_format: str, media_type: str, query: type[schemas.Query]) -> Operation:
@@ -456,6 +488,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
     }
     if operation.description:
         result["description"] = operation.description
+    if operation.max_codes is not None:
+        result["x-max-codes"] = operation.max_codes
     if operation.body_schemas is not None:
         result["requestBody"] = {
             "required": True,
@@ -491,12 +525,13 @@ def _tidy(schemas_by_name: dict[str, Any]) -> None:
 
 
 @functools.cache
-def document() -> dict[str, Any]:
+def document(export_max_codes: int = ManagementSettings.export_max_codes) -> dict[str, Any]:
+    """The document, stating the EXPORT_MAX_CODES in force."""
     _, definitions = models_json_schema(_models(), ref_template=REF)
     components = definitions.get("$defs", {})
     _tidy(components)
     paths: dict[str, Any] = {}
-    for operation in OPERATIONS:
+    for operation in (_bounded(operation, export_max_codes) for operation in OPERATIONS):
         item = paths.setdefault(operation.path, {})
         if "{code_id}" in operation.path:
             item["parameters"] = [

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.management import storage
 from shared import settings as env
 from shared.urls import own_hosts
 
@@ -24,6 +25,10 @@ class ManagementSettings:
     bulk_max_body_bytes: int = 16 * 1024 * 1024  # POST /api/v1/qr/bulk: 10,000 rows
     render_concurrency: int = 2
     image_cache_bytes: int = 64 * 1024 * 1024
+    # The image store on disk, least recently used images dropped beyond it (0: no bound).
+    qr_data_max_bytes: int = storage.DEFAULT_MAX_BYTES
+    # Codes in one PDF or ZIP export; a larger selection is refused before any work starts.
+    export_max_codes: int = 2000
     logo_max_bytes: int = 1024 * 1024
     admin_tokens_file: Path | None = None
     admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
@@ -50,6 +55,10 @@ class ManagementSettings:
             ),
             image_cache_bytes=env.read_int(
                 environ, "IMAGE_CACHE_BYTES", cls.image_cache_bytes, minimum=0, maximum=16 * 1024**3
+            ),
+            qr_data_max_bytes=storage.read_max_bytes(environ),
+            export_max_codes=env.read_int(
+                environ, "EXPORT_MAX_CODES", cls.export_max_codes, minimum=1, maximum=1_000_000
             ),
             logo_max_bytes=env.read_int(
                 environ, "LOGO_MAX_BYTES", cls.logo_max_bytes, minimum=1024, maximum=16 * 1024 * 1024

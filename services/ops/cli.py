@@ -404,6 +404,25 @@ async def _case_clashes(dsn: str) -> list[list[str]]:
         return [list(row["ids"]) for row in await conn.fetch(CASE_CLASHES)]
 
 
+def _bytes(count: int) -> str:
+    """A size as people read it: 1.5 GiB, 12.0 MiB, 900 B."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+def _image_store(settings: OpsSettings) -> str:
+    """The image store's size and bound; the service keeps it under the bound as it writes (a
+    store over it shrinks at the next image rendered)."""
+    from services.management.storage import usage
+
+    files, size = usage(settings.qr_data_dir)
+    bound = settings.qr_data_max_bytes
+    limit = f"of {_bytes(bound)} (QR_DATA_MAX_BYTES)" if bound else "with no bound (QR_DATA_MAX_BYTES=0)"
+    return f"{_bytes(size)} {limit}, {files:,} files in {settings.qr_data_dir}"
+
+
 def env_flag(name: str) -> bool:
     try:
         return read_bool(os.environ, name, False)
@@ -413,7 +432,8 @@ def env_flag(name: str) -> bool:
 
 @main.command()
 def status() -> None:
-    """Report reachability, schema revision against head, the last backup and row counts.
+    """Report reachability, schema revision against head, the last backup, row counts and the
+    image store's size against its bound (QR_DATA_MAX_BYTES).
 
     Exits 1 when something needs attention (database unreachable, schema not at head, no backup or
     one older than BACKUP_MAX_AGE_HOURS),
@@ -477,6 +497,7 @@ def status() -> None:
     else:
         click.echo(f"backup:        none in {settings.backup_dir}")
         problems.append("no backup yet: run qr-manage backup")
+    click.echo(f"images:        {_image_store(settings)}")
     for problem in problems:
         click.echo(f"attention: {problem}", err=True)
     sys.exit(1 if problems else 0)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.management import storage
 from shared import settings as env
 
 # The entrypoints' write timeout (services/ops/edge.py): how long an answer may take to send, so an
@@ -39,6 +40,9 @@ class OpsSettings:
     backup_max_age_hours: float = 26.0
     # Raw scans older than this go (a month's partition at a time); the rollups stay for ever.
     scan_retention_days: int = 400
+    # The management service's image store and its bound (qr-manage status shows both).
+    qr_data_dir: Path = CHECKOUT / "var" / "qr_data"
+    qr_data_max_bytes: int = storage.DEFAULT_MAX_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OpsSettings:
@@ -61,6 +65,8 @@ class OpsSettings:
             scan_retention_days=env.read_int(
                 environ, "SCAN_RETENTION_DAYS", cls.scan_retention_days, minimum=32, maximum=36_500
             ),
+            qr_data_dir=_path(environ, "QR_DATA_DIR", "var/qr_data"),
+            qr_data_max_bytes=storage.read_max_bytes(environ),
         )
 
 

@@ -539,8 +539,8 @@ async def test_odd_cookies_and_origins_are_refusals_not_errors(signed: httpx.Asy
 async def test_the_cookie_reads_the_api_only_from_the_consoles_own_pages(signed: httpx.AsyncClient) -> None:
     await signed.post("/console/sign-in", data={"token": "alice-secret", "next": "/console/"})
     assert (await signed.get("/api/v1/qr", headers={"sec-fetch-site": "same-origin"})).status_code == 200
-    for site in ("same-site", "cross-site"):
-        assert (await signed.get("/api/v1/qr", headers={"sec-fetch-site": site})).status_code == 401, site
+    for site in ("same-site", "cross-site"):  # refused at the door, cookie or not
+        assert (await signed.get("/api/v1/qr", headers={"sec-fetch-site": site})).status_code == 403, site
 
 
 async def test_signing_out_ends_that_cookie_for_good(signed: httpx.AsyncClient) -> None:

@@ -248,3 +248,74 @@ async def test_an_unknown_method_names_the_allowed_ones(client: httpx.AsyncClien
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+# -- requests another site's page makes -------------------------------------------------------------
+
+NAVIGATION = {"sec-fetch-mode": "navigate", "sec-fetch-dest": "document", "sec-fetch-user": "?1"}
+
+
+@pytest.mark.parametrize("with_tokens", [False, True], ids=["allowlist-only", "tokens"])
+async def test_a_page_of_another_site_cannot_read_the_api(
+    environ: dict[str, str], tmp_path: Path, with_tokens: bool
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
+    extra = {"ADMIN_TOKENS_FILE": str(tokens)} if with_tokens else {}
+    # A bearer token never comes from another site's page (it would need CORS); sent here anyway, to
+    # show that the refusal does not depend on it.
+    auth = {"authorization": "Bearer s3cret-bot"} if with_tokens else {}
+    async for client in serve(ManagementSettings.from_env({**environ, **extra})):
+        code = (
+            await client.post("/api/v1/qr", json={"target_url": "https://example.org/"}, headers=auth)
+        ).json()
+        paths = ("/api/v1/qr?limit=1", f"/api/v1/qr/{code['id']}/image.png", "/api/v1/qr/export.pdf")
+        for path in paths:
+            for site in ("cross-site", "same-site"):
+                for headers in ({"sec-fetch-site": site}, {"sec-fetch-site": site, **NAVIGATION}):
+                    refused = await client.get(path, headers={**auth, **headers})
+                    assert refused.status_code == 403, (path, headers, refused.text)
+                    error = refused.json()["error"]
+                    assert error["code"] == "forbidden"
+                    assert f"another site made this request (Sec-Fetch-Site: {site})" in error["message"]
+            head = await client.head(path, headers={**auth, "sec-fetch-site": "cross-site"})
+            assert head.status_code == 403
+            # The console's own pages (same-origin), an address typed in (none), a tool (no header).
+            for headers in ({"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"}, {}):
+                assert (await client.get(path, headers={**auth, **headers})).status_code == 200, (
+                    path,
+                    headers,
+                )
+        # Nor can it write: a form posted at the API from another site is refused at the door.
+        forged = await client.post(
+            "/api/v1/qr",
+            content=b"{}",
+            headers={**auth, "sec-fetch-site": "cross-site", "content-type": "text/plain"},
+        )
+        assert forged.status_code == 403
+        # Health and metrics stay open to anyone.
+        assert (await client.get("/health", headers={"sec-fetch-site": "cross-site"})).status_code == 200
+
+
+async def test_the_consoles_pages_open_from_its_own_pages_and_from_links(client: httpx.AsyncClient) -> None:
+    for path in ("/console/", "/console/new", "/console/scans"):
+        for headers in ({"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none", **NAVIGATION}, {}):
+            assert (await client.get(path, headers=headers)).status_code == 200, (path, headers)
+        # A link to the page followed from a mail or a wiki: a top-level navigation opens the page.
+        followed = await client.get(path, headers={"sec-fetch-site": "cross-site", **NAVIGATION})
+        assert followed.status_code == 200
+        # The same page fetched or framed by another site's page (no navigation) is refused.
+        for destination in ("empty", "iframe", "image"):
+            headers = {
+                "sec-fetch-site": "cross-site",
+                "sec-fetch-mode": "no-cors",
+                "sec-fetch-dest": destination,
+            }
+            assert (await client.get(path, headers=headers)).status_code == 403, (path, destination)
+    # The export a console link leads to is the API's: a browser sends the redirected request as
+    # cross-site too (the chain started on another site), and it is refused.
+    code = (await create(client, target_url="https://example.org/")).json()
+    foreign = {"sec-fetch-site": "cross-site", **NAVIGATION}
+    exported = await client.get(f"/console/export?id={code['id']}&as=pdf", headers=foreign)
+    assert exported.status_code == 303
+    assert (await client.get(exported.headers["location"], headers=foreign)).status_code == 403

@@ -358,3 +358,19 @@ async def sql(dsn: str, *statements: str) -> object:
         return result
     finally:
         await connection.close()
+
+
+def test_status_shows_the_image_store_against_its_bound(database_url: str, tmp_path: Path) -> None:
+    store = tmp_path / "qr_data"
+    for key, size in (("a" * 64, 1536), ("b" * 64, 2048)):
+        (store / key[:2]).mkdir(parents=True)
+        (store / key[:2] / key).write_bytes(b"x" * size)
+    (store / ".console-secret").write_bytes(b"s" * 64)  # not an image: not counted
+    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(tmp_path), "QR_DATA_DIR": str(store)}
+    status = qr_manage("status", **env)
+    assert f"images:        3.5 KiB of 1.0 GiB (QR_DATA_MAX_BYTES), 2 files in {store}" in status.stdout
+    unbounded = qr_manage("status", **env, QR_DATA_MAX_BYTES="0")
+    assert "images:        3.5 KiB with no bound (QR_DATA_MAX_BYTES=0)" in unbounded.stdout
+    bad = qr_manage("status", **env, QR_DATA_MAX_BYTES="lots")
+    assert bad.returncode == 2
+    assert "QR_DATA_MAX_BYTES" in bad.stderr

@@ -485,6 +485,8 @@ def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | N
         output.table(answer["created"], CODE_COLUMNS)
     for error in answer.get("errors", []):
         output.message(f"row {error['row']}: {error['field']}: {error['message']}")
+    if answer.get("errors_omitted"):
+        output.message(f"and {answer['errors_omitted']:,} more errors, not listed")
     if response.status_code == 422:
         if not answer.get("errors"):
             output.message(f"qrctl: {answer['error']['message']}")

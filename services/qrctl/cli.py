@@ -459,7 +459,7 @@ def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | N
     The header names the columns: target_url (required), slug, title, tags (separated by |),
     redirect_status, expires_at, enabled, fallback_url, forward_query. Without --partial any bad
     row refuses the whole file, and the problems are printed as "row N: field: message" (exit 1;
-    the first 1,000, then how many more there were).
+    as many as the answer lists, then how many more there were).
     Prints the new codes, in the order of the rows.
 
     \b

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import idna
 
@@ -33,7 +33,6 @@ _SCHEMES = ("http", "https")
 # leading or trailing hyphen.
 _ASCII_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]")
-_UNRESERVED_ESCAPE = re.compile(r"%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -247,10 +246,23 @@ def _whatwg_ipv4(host: str) -> ipaddress.IPv4Address | None:
 
 
 def _routed_path(path: str) -> str:
-    """The path as the edge routes it: unreserved escapes decoded, dot segments and ``//`` removed."""
-    path = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), path)
+    """The path as any server in front of the short links may read it: every escape decoded, again
+    while any is left (``%252F`` is a ``%2F`` to a second decoder), backslashes read as slashes
+    (browsers do for http), dot segments and empty segments removed.
+
+    Servers differ: Traefik routes ``/r%2Fabc`` to the admin chain, but the redirect service, reached
+    on its own port, hears ``/r/abc`` (ASGI paths arrive decoded). So the path is read in the most
+    decoded form any of them could arrive at; a destination refused in this way is no real page of
+    this service's own anyway. The ``r`` stays case-sensitive: ``/R/`` is not a short link to the
+    edge (``PathPrefix`` is case-sensitive) nor to the redirect service, so it cannot loop.
+    """
+    while "%" in path:  # each round shortens the path: at most len(path) / 3 of them
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
     segments: list[str] = []
-    for segment in path.split("/"):
+    for segment in path.replace("\\", "/").split("/"):
         if segment == "..":
             if segments:
                 segments.pop()

@@ -29,19 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.management.errors import error_response
 from shared.clients import NetworkSet, client_address
-from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
+from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized, Unavailable
 from shared.settings import ConfigError
 
 if TYPE_CHECKING:
     from services.management.console.session import Session, Sessions
 
 log = logging.getLogger(__name__)
-COOKIE = "qr_console"  # the console's session cookie (services/management/console/session.py)
 
 # Answered for anyone: health for the edge and probes; metrics for Prometheus on this port; the
 # edge's refusal pages (asked for by the edge on behalf of a client it refused).
@@ -122,6 +120,11 @@ class TokenFile:
     def name_of(self, token: str) -> str | None:
         return self.name_for_digest(hashlib.sha256(token.encode()).hexdigest())
 
+    def listed(self) -> dict[str, str]:
+        """Every token the file lists: its SHA-256 (hex) and its name."""
+        self._refresh()
+        return dict(self._tokens)
+
     def name_for_digest(self, digest: str) -> str | None:
         """The name of the token with this SHA-256 (hex), while the file lists it."""
         self._refresh()
@@ -198,9 +201,15 @@ class AccessControl:
             authorization = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), "")
             scheme, _, token = authorization.partition(" ")
             token_name = self.rules.tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
-            session = self._session(headers) if token_name is None else None
-            if session is not None and scope["method"] in ("GET", "HEAD") and self.rules.sessions:
-                # A console session reads the API too (its images, exports, CSV), never writes it.
+            # A console session reads the API too (its images, exports, CSV), never writes it; the
+            # console's own pages read their session themselves.
+            reads = scope["method"] in ("GET", "HEAD") and not is_console(scope["path"])
+            try:
+                session = await self._session(scope) if token_name is None and reads else None
+            except Unavailable as exc:  # the sign-outs cannot be read
+                await send_error(scope, receive, send, exc)
+                return
+            if session is not None and self.rules.sessions:
                 token_name = self.rules.sessions.token_name(session)
             if token_name is None and is_console(scope["path"]):
                 pass  # the console's sign-in, and its own check of the session on every page
@@ -217,16 +226,16 @@ class AccessControl:
         state["token_name"] = token_name
         await self.app(scope, receive, send)
 
-    def _session(self, headers: list[tuple[bytes, bytes]]) -> Session | None:
+    async def _session(self, scope: Scope) -> Session | None:
         """The console session the request's cookie names, for a request from the console's own
         pages (no Sec-Fetch-Site: an older browser or a tool; same-origin; none: typed in)."""
+        headers = scope["headers"]
         if self.rules.sessions is None:
             return None
         site = next((v for k, v in headers if k == b"sec-fetch-site"), None)
         if site not in (None, b"same-origin", b"none"):
             return None
-        raw = b"; ".join(v for k, v in headers if k == b"cookie").decode("latin-1")
-        return self.rules.sessions.read(cookie_parser(raw).get(COOKIE)) if raw else None
+        return await self.rules.sessions.from_scope(scope)
 
 
 def from_another_site(scope: Scope) -> str | None:

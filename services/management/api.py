@@ -139,12 +139,13 @@ class ManagementApi:
                         headers={"Idempotent-Replayed": "true"},
                     )
             try:
-                created, errors = await self.create_in_bulk(
+                created, refused = await self.create_in_bulk(
                     conn, content_type, body, partial=partial, actor=_actor(request)
                 )
                 result = schemas.BulkResult(
                     created=created,
-                    errors=[schemas.RowProblem(**e.to_dict()) for e in errors[: bulk.MAX_ERRORS]],
+                    errors=[schemas.RowProblem(**e.to_dict()) for e in refused.errors],
+                    errors_omitted=refused.omitted,
                 )
                 status, content = 201, await anyio.to_thread.run_sync(_json_bytes, result)
             except (InvalidField, BadRequest, bulk.RowsRefused) as exc:
@@ -154,30 +155,27 @@ class ManagementApi:
                 await bulk.remember(conn, key, status, content)
         if status == 201:
             self.metrics.code_changes.labels("create").inc(len(created))
-            log.info("codes created in bulk", extra={"codes": len(created), "rows_refused": len(errors)})
+            log.info("codes created in bulk", extra={"codes": len(created), "rows_refused": refused.rows})
         return Response(content, status_code=status, media_type="application/json")
 
     async def create_in_bulk(
         self, conn: AsyncConnection, content_type: str, body: bytes, *, partial: bool, actor: codes.Actor
-    ) -> tuple[list[schemas.QRCode], list[bulk.RowError]]:
+    ) -> tuple[list[schemas.QRCode], bulk.Refusals]:
         """The codes a JSON array or CSV file asks for, and the rows refused (``partial``); without
-        ``partial``, :class:`bulk.RowsRefused` with every row's error and nothing created. For the
+        ``partial``, :class:`bulk.RowsRefused` with the rows' errors and nothing created. For the
         API's bulk endpoint and the console's CSV upload."""
         parsed = await anyio.to_thread.run_sync(
             functools.partial(bulk.parse, content_type, body, context=self._context())
         )
-        if parsed.errors and not partial:
-            raise bulk.RowsRefused(parsed.errors)
-        created, refused = await codes.create_codes(
+        if parsed.refused and not partial:
+            raise bulk.RowsRefused(parsed.refused)
+        created, taken = await codes.create_codes(
             conn, parsed.rows, public_base_url=self.settings.public_base_url, actor=actor, partial=partial
         )
-        errors = sorted(
-            [*parsed.errors, *(bulk.RowError(number, "slug", message) for number, message in refused)],
-            key=lambda e: e.row,
-        )
-        if errors and not created:
-            raise bulk.RowsRefused(errors)
-        return created, errors
+        refused = parsed.refused.with_rows(bulk.RowError(row, "slug", message) for row, message in taken)
+        if refused and not created:
+            raise bulk.RowsRefused(refused)
+        return created, refused
 
     async def list_codes(self, request: Request) -> JSONResponse:
         query = read_query(request, schemas.ListQuery)

@@ -47,8 +47,10 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
             await api.close()
 
     tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
-    sessions = Sessions.in_folder(settings.qr_data_dir, tokens)
-    console = Console(api, sessions, NetworkSet(settings.trusted_proxies))
+    sessions = Sessions.in_folder(
+        settings.qr_data_dir, tokens, database=api.database, trusted=NetworkSet(settings.trusted_proxies)
+    )
+    console = Console(api, sessions)
     routes = [
         *console.routes(),
         Route("/api/v1/openapi.json", by_method(GET=api.openapi)),

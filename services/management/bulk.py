@@ -1,9 +1,13 @@
 """Bulk creation: up to 10,000 codes from a JSON array or a CSV upload in one request.
 
-Every row is read and validated before anything is written, and every problem is reported at once
+Every row is read and validated before anything is written, and the problems are reported at once
 (``{"row": n, "field": f, "message": m}``, rows numbered from 1 as a spreadsheet shows them, the
-header not counted). All or nothing by default; with ``partial`` the valid rows are created and the
-others reported. The rows go in with ``COPY`` (see :func:`services.management.codes.create_codes`).
+header not counted): the first MAX_ERRORS in row order, and how many more there were. A row's
+unknown names are refused at the first (a row of 20,000 of them is one error, not 20,000), and a
+JSON object keeps only the names a row can have and that first unknown one as it is read, so that
+such a row costs no more memory than a good one. All or nothing by default; with ``partial`` the
+valid rows are created and the others reported. The rows go in with ``COPY`` (see
+:func:`services.management.codes.create_codes`).
 
 A CSV has a header of the resource's field names (``target_url`` required, the others optional, in
 any order); ``tags`` are separated by ``|``; ``enabled`` and ``forward_query`` take true/false,
@@ -20,17 +24,21 @@ waits on the unique index until the first commits, then reads its answer).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.management import limits
 from services.management.requests import findings, parse_json, shown
-from services.management.schemas import NewQRCode
+from services.management.schemas import MAX_ROW_ERRORS, NewQRCode
 from shared.errors import BadRequest, InvalidField, ServiceError, Unavailable
 
 MAX_ROWS = 10_000
@@ -48,7 +56,17 @@ COLUMNS = (
     "forward_query",
 )
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-MAX_ERRORS = 1000  # reported; a file with more has a systematic problem the first thousand show
+MAX_ERRORS = MAX_ROW_ERRORS
+_FIELDS = frozenset(NewQRCode.model_fields)
+# The values of a JSON body of MAX_ROWS rows, each with every field, all its tags and one unknown
+# name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``: a list object for
+# every three bytes), so a body with more values is refused before it is parsed.
+MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS) + 1
+# Text up to and including one comma or opening bracket outside strings. Every part is atomic or
+# possessive, so that no match backtracks; a lone quote (the JSON is broken: json.loads says so
+# later) counts as any other character.
+_UP_TO_STRUCTURE = rb'(?>"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^",\[{]++|")*+[,\[{]'
+_BLOCK = 1000
 
 
 @dataclass(frozen=True)
@@ -61,19 +79,59 @@ class RowError:
         return {"row": self.row, "field": self.field, "message": self.message}
 
 
+@dataclass
+class Refusals:
+    """The errors of the rows refused, as reported: the first MAX_ERRORS in row order; the rest
+    only counted (``omitted``), so that a body of 10,000 bad rows costs no more than a list of
+    MAX_ERRORS. ``rows`` counts the rows refused."""
+
+    errors: list[RowError] = field(default_factory=list)
+    omitted: int = 0
+    rows: int = 0
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+    def refuse(self, number: int, problems: Iterable[tuple[str, str]]) -> None:
+        """Row ``number``, refused for ``problems`` (field, message); rows come in their order."""
+        self.rows += 1
+        for field_name, message in problems:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(RowError(number, field_name, message))
+            else:
+                self.omitted += 1
+
+    def with_rows(self, others: Iterable[RowError]) -> Refusals:
+        """These and ``others``, one error each for rows not refused yet (slugs found taken)."""
+        extra = list(others)
+        merged = sorted([*self.errors, *extra], key=lambda e: e.row)  # stable: a row's order kept
+        listed = merged[:MAX_ERRORS]
+        return Refusals(listed, self.omitted + len(merged) - len(listed), self.rows + len(extra))
+
+
 class RowsRefused(ServiceError):
-    """Rows with errors, nothing created: 422 with every error (the API's error shape, and the list
-    under ``errors`` beside it)."""
+    """Rows with errors, nothing created: 422 with the first MAX_ERRORS errors and how many more
+    there were (the API's error shape, and the list under ``errors`` beside it)."""
 
     status, code = 422, "invalid_rows"
 
-    def __init__(self, errors: list[RowError]) -> None:
-        rows = len({e.row for e in errors})
-        super().__init__(f"{rows} row{'s' if rows != 1 else ''} cannot be created; nothing was created")
-        self.errors = errors
+    def __init__(self, refusals: Refusals) -> None:
+        rows = refusals.rows
+        message = f"{rows:,} row{'s' if rows != 1 else ''} cannot be created; nothing was created"
+        if refusals.omitted:
+            message += (
+                f" (the first {len(refusals.errors):,} errors are listed, {refusals.omitted:,} more are not)"
+            )
+        super().__init__(message)
+        self.errors = refusals.errors
+        self.omitted = refusals.omitted
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "errors": [e.to_dict() for e in self.errors[:MAX_ERRORS]]}
+        return {
+            **super().to_dict(),
+            "errors": [e.to_dict() for e in self.errors],
+            "errors_omitted": self.omitted,
+        }
 
 
 @dataclass(frozen=True)
@@ -81,12 +139,14 @@ class Parsed:
     """The rows that validated, with their row numbers, and the errors of the others."""
 
     rows: list[tuple[int, NewQRCode]]
-    errors: list[RowError]
+    refused: Refusals
 
 
 def fingerprint(content_type: str, partial: bool, body: bytes) -> bytes:
     """What a retry must repeat exactly to get the first answer."""
-    return hashlib.sha256(f"{content_type}\n{partial}\n".encode() + body).digest()
+    digest = hashlib.sha256(f"{content_type}\n{partial}\n".encode())
+    digest.update(body)  # not prefix + body: a second copy of a 16 MiB body
+    return digest.digest()
 
 
 def idempotency_key(value: str | None) -> str | None:
@@ -100,25 +160,56 @@ def idempotency_key(value: str | None) -> str | None:
 def parse(content_type: str, body: bytes, *, context: dict[str, Any]) -> Parsed:
     """The body's rows, validated; 400 for a body that is no array or CSV, 422 for a bad header."""
     rows = _json_rows(body) if content_type == "application/json" else _csv_rows(body)
-    valid, errors = [], []
+    valid: list[tuple[int, NewQRCode]] = []
+    refused = Refusals()
     for number, row in rows:
         if isinstance(row, RowError):
-            errors.append(row)
-            continue
-        if not isinstance(row, dict):
-            errors.append(RowError(number, "row", "must be a JSON object"))
-            continue
-        try:
-            valid.append((number, NewQRCode.model_validate(row, context=context)))
-        except ValidationError as exc:
-            errors.extend(
-                RowError(number, f, m) for f, m in findings(exc, NewQRCode, unknown=NewQRCode.unknown)
-            )
-    return Parsed(valid, errors)
+            refused.refuse(number, [(row.field, row.message)])
+        elif not isinstance(row, dict):
+            refused.refuse(number, [("row", "must be a JSON object")])
+        else:
+            checked = _validated(row, context)
+            if isinstance(checked, NewQRCode):
+                valid.append((number, checked))
+            else:
+                refused.refuse(number, checked)
+    return Parsed(valid, refused)
+
+
+def _validated(row: dict[str, Any], context: dict[str, Any]) -> NewQRCode | list[tuple[str, str]]:
+    """The row as a code, or what is wrong with it in the API's words: its first unknown name (the
+    likeliest mistake, a misspelt field; any others are not looked at), then its fields' problems."""
+    problems = []
+    unknown = next((name for name in row if name not in _FIELDS), None)
+    if unknown is not None:
+        name = shown(unknown)
+        problems.append((name, NewQRCode.refused.get(name, NewQRCode.unknown)))
+        row = {key: value for key, value in row.items() if key in _FIELDS}
+    try:
+        code = NewQRCode.model_validate(row, context=context)
+    except ValidationError as exc:
+        return [*problems, *findings(exc, NewQRCode, unknown=NewQRCode.unknown)]
+    return problems or code
+
+
+def _row_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a row needs it, made as it is read: the names a row can have, and the first
+    other one (all that its refusal names); a row of 20,000 unknown names keeps one of them. (An
+    object inside a row is no field's value whatever its names, so trimming it changes no answer.)"""
+    kept: dict[str, Any] = {}
+    unknown = None
+    for name, value in pairs:
+        if name in _FIELDS or name == unknown:
+            kept[name] = value
+        elif unknown is None:
+            unknown = name
+            kept[name] = value
+    return kept
 
 
 def _json_rows(body: bytes) -> list[tuple[int, Any]]:
-    value = parse_json(body)
+    _check_values(body)
+    value = parse_json(body, object_pairs_hook=_row_object)
     if not isinstance(value, list):
         raise BadRequest("the body must be a JSON array of codes, or a CSV (content-type text/csv)")
     _check_count(len(value))
@@ -185,6 +276,29 @@ def _cell(column: str, cell: str) -> Any:
     if column in ("enabled", "forward_query"):
         return _BOOLEANS.get(cell.strip().lower(), cell)
     return cell
+
+
+def _check_values(body: bytes) -> None:
+    """422 for a JSON body with more than MAX_VALUES values, before it is parsed. Each value but the
+    first in an array or object follows a comma, and each array or object opens with a bracket: the
+    commas and opening brackets outside strings are at least half the values and at most all of
+    them. They are counted by the regular expression engine a thousand at a time, in place."""
+    blocks, rest = divmod(MAX_VALUES + 1, _BLOCK)
+    position = 0
+    for count in (_BLOCK,) * blocks + ((rest,) if rest else ()):
+        found = _structure(count).match(body, position)
+        if found is None:
+            return
+        position = found.end()
+    raise InvalidField(
+        "body", f"must hold at most {MAX_VALUES:,} JSON values (what {MAX_ROWS:,} codes have); split it"
+    )
+
+
+@functools.cache
+def _structure(count: int) -> re.Pattern[bytes]:
+    """Text holding ``count`` commas and opening brackets outside strings, up to the last of them."""
+    return re.compile(rb"(?>(?:%s){%d})" % (_UP_TO_STRUCTURE, count), re.DOTALL)
 
 
 def _check_count(count: int) -> None:

@@ -251,3 +251,14 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index(None, "created_at"),
 )
+
+# Console sessions signed out, until their cookies would have expired anyway (console/session.py):
+# every management process, and every one after a restart, refuses such a cookie. Rows past
+# expires_at are deleted with the next sign-out.
+console_sign_outs = Table(
+    "console_sign_outs",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index(None, "expires_at"),
+)

@@ -67,8 +67,10 @@ SCANS_DESCRIPTION = (
 BULK_DESCRIPTION = (
     "Rows are numbered from 1 as a spreadsheet shows them (the CSV header not counted; an empty "
     "line is skipped but counted). Every row is checked before anything is written; any bad row "
-    "refuses them all with every problem listed, unless partial=true, which creates the valid rows "
-    "and lists the others. Slugs are checked against every id ever used and against each other. "
+    f"refuses them all with the first {schemas.MAX_ROW_ERRORS:,} problems listed (errors_omitted "
+    "counts the rest; a row's unknown fields are named at the first), unless partial=true, which "
+    "creates the valid rows and lists the others. Slugs are checked against every id ever used and "
+    "against each other. "
     "With an Idempotency-Key (kept 24 hours), a retry gets the first answer (Idempotent-Replayed: "
     "true) instead of creating the codes again, even while the first is still running; the same key "
     "with a different request is a 422."
@@ -273,6 +275,8 @@ OPERATIONS = (
             "application/json": {
                 "type": "array",
                 "maxItems": bulk.MAX_ROWS,
+                "description": f"At most {bulk.MAX_VALUES:,} JSON values in all (what {bulk.MAX_ROWS:,} "
+                "codes with every field and all their tags have); more is a 422 before any row is read.",
                 # With partial=true a row that is no NewQRCode is reported, not refused: the
                 # body is then valid whatever its rows hold, and the schema says so.
                 "items": {

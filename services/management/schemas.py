@@ -553,15 +553,29 @@ class QRCode(Answer):
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
 
 
+# Row errors a bulk answer lists; a body with more has a systematic problem the first ones show.
+MAX_ROW_ERRORS = 1000
+
+
 class RowProblem(Answer):
     row: int = Field(ge=1, description="From 1, as a spreadsheet shows it (the CSV header not counted).")
     field: str
     message: str
 
 
+ErrorsOmitted = Annotated[
+    int, Field(ge=0, description=f"Errors found beyond the first {MAX_ROW_ERRORS:,}, which alone are listed.")
+]
+
+
 class BulkResult(Answer):
     created: list[QRCode] = Field(description="In the order of the rows.")
-    errors: list[RowProblem] = Field(description="The rows not created (only with partial=true).")
+    errors: list[RowProblem] = Field(
+        max_length=MAX_ROW_ERRORS,
+        description="The rows not created (only with partial=true), in row order; a row's unknown "
+        "fields are refused at the first.",
+    )
+    errors_omitted: ErrorsOmitted = 0
 
 
 class QRCodeList(Answer):
@@ -682,8 +696,12 @@ class RowsRefused(Answer):
 
     error: ErrorBody
     errors: list[RowProblem] = Field(
-        default=[], description="At most 1,000, in row order (absent for a bad parameter or header)."
+        default=[],
+        max_length=MAX_ROW_ERRORS,
+        description="In row order; a row's unknown fields are refused at the first (absent for a bad "
+        "parameter or header).",
     )
+    errors_omitted: ErrorsOmitted = 0
 
 
 # Fields a client cannot write, and what it is told when it tries.

@@ -458,7 +458,8 @@ def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | N
 
     The header names the columns: target_url (required), slug, title, tags (separated by |),
     redirect_status, expires_at, enabled, fallback_url, forward_query. Without --partial any bad
-    row refuses the whole file, and every problem is printed as "row N: field: message" (exit 1).
+    row refuses the whole file, and the problems are printed as "row N: field: message" (exit 1;
+    as many as the answer lists, then how many more there were).
     Prints the new codes, in the order of the rows.
 
     \b
@@ -485,6 +486,8 @@ def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | N
         output.table(answer["created"], CODE_COLUMNS)
     for error in answer.get("errors", []):
         output.message(f"row {error['row']}: {error['field']}: {error['message']}")
+    if answer.get("errors_omitted"):
+        output.message(f"and {answer['errors_omitted']:,} more errors, not listed")
     if response.status_code == 422:
         if not answer.get("errors"):
             output.message(f"qrctl: {answer['error']['message']}")

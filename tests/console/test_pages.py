@@ -117,8 +117,46 @@ async def test_every_page_carries_the_policy_and_a_session_cookie(console: httpx
 async def test_the_cookie_is_secure_when_the_edge_says_https(console: httpx.AsyncClient) -> None:
     fresh = httpx.AsyncClient(transport=console._transport, base_url="http://localhost")
     answer = await fresh.get("/console/", headers={"x-forwarded-proto": "https"})  # the peer is trusted
-    assert "Secure" in answer.headers["set-cookie"]
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("__Host-qr_console=")
+    assert "Secure" in cookie
+    assert "Path=/;" in cookie or cookie.endswith("Path=/")
+    assert "domain" not in cookie.lower()  # what __Host- asks, or browsers drop the cookie
     await fresh.aclose()
+
+
+async def test_each_cookie_name_counts_only_on_its_own_scheme(signed: httpx.AsyncClient) -> None:
+    https = {"x-forwarded-proto": "https"}
+    answer = await signed.post(
+        "/console/sign-in", data={"token": "alice-secret", "next": "/console/"}, headers=https
+    )
+    value = answer.cookies["__Host-qr_console"]
+    assert "Secure" in answer.headers["set-cookie"]
+    signed.cookies.clear()
+    assert (
+        await signed.get("/console/", headers={"cookie": f"__Host-qr_console={value}", **https})
+    ).status_code == 200
+    # The same value under the plain name over HTTPS (planted by a page on HTTP or a sibling
+    # domain, say) opens nothing, nor does the HTTPS name over plain HTTP.
+    assert (
+        await signed.get("/console/", headers={"cookie": f"qr_console={value}", **https})
+    ).status_code == 303
+    assert (
+        await signed.get("/console/", headers={"cookie": f"__Host-qr_console={value}"})
+    ).status_code == 303
+    token = csrf_of(
+        await signed.get("/console/new", headers={"cookie": f"__Host-qr_console={value}", **https})
+    )
+    out = await signed.post(
+        "/console/sign-out",
+        data={"csrf": token},
+        headers={"cookie": f"__Host-qr_console={value}", "origin": "http://localhost", **https},
+    )
+    assert out.status_code == 303
+    deleted = out.headers["set-cookie"]
+    assert deleted.startswith('__Host-qr_console=""')
+    assert "Secure" in deleted
+    assert "Max-Age=0" in deleted
 
 
 async def test_a_hostile_title_is_text_everywhere(console: httpx.AsyncClient) -> None:
@@ -467,6 +505,7 @@ async def test_with_tokens_the_console_asks_to_sign_in(signed: httpx.AsyncClient
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/new"
     assert "alice-secret" not in answer.headers["set-cookie"]
+    assert digest("alice-secret") not in answer.headers["set-cookie"]  # nothing to test guesses against
     page = await signed.get("/console/new")
     assert page.status_code == 200
     assert "Signed in as <strong>alice</strong>" in page.text
@@ -551,6 +590,71 @@ async def test_signing_out_ends_that_cookie_for_good(signed: httpx.AsyncClient) 
     signed.cookies.set("qr_console", kept)  # a copy of the cookie taken before
     assert (await signed.get("/console/")).status_code == 303
     assert (await signed.get("/api/v1/qr")).status_code == 401
+
+
+async def sign_in(client: httpx.AsyncClient, token: str) -> str:
+    answer = await client.post("/console/sign-in", data={"token": token, "next": "/console/"})
+    assert answer.status_code == 303, answer.text[:300]
+    return answer.cookies["qr_console"]
+
+
+async def sign_out(client: httpx.AsyncClient) -> None:
+    out = await client.post(
+        "/console/sign-out",
+        data={"csrf": csrf_of(await client.get("/console/new"))},
+        headers={"origin": "http://localhost"},
+    )
+    assert out.status_code == 303
+
+
+async def test_a_signed_out_cookie_stays_refused_after_a_restart(
+    environ: dict[str, str], tokens: Path
+) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})
+    async for before in serve(settings):
+        signed_out = await sign_in(before, "alice-secret")
+        kept = await sign_in(before, "bob-secret")
+        before.cookies.set("qr_console", signed_out)
+        await sign_out(before)
+    async for restarted in serve(settings):  # a new app on the same database and data folder
+        restarted.cookies.set("qr_console", signed_out)
+        assert (await restarted.get("/console/")).status_code == 303
+        assert (await restarted.get("/api/v1/qr")).status_code == 401
+        assert (await restarted.get("/api/v1/qr/export.csv")).status_code == 401
+        restarted.cookies.set("qr_console", kept)  # a session not signed out outlives the restart
+        page = await restarted.get("/console/")
+        assert page.status_code == 200
+        assert "Signed in as <strong>bob</strong>" in page.text
+
+
+async def test_a_sign_out_holds_in_every_management_process(environ: dict[str, str], tokens: Path) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})
+    async for first in serve(settings):
+        async for second in serve(settings):  # another process on the same database
+            cookie = await sign_in(first, "alice-secret")
+            second.cookies.set("qr_console", cookie)
+            assert (await second.get("/console/")).status_code == 200
+            await sign_out(first)
+            assert (await second.get("/console/")).status_code == 303
+            assert (await second.get("/api/v1/qr")).status_code == 401
+
+
+async def test_a_session_cannot_be_checked_without_the_database(tmp_path: Path, tokens: Path) -> None:
+    settings = ManagementSettings.from_env(
+        {
+            "DATABASE_URL": f"postgresql://postgres@/qr?host={tmp_path}",
+            "QR_DATA_DIR": str(tmp_path / "images"),
+            "ADMIN_TOKENS_FILE": str(tokens),
+        }
+    )
+    async for client in serve(settings):
+        await sign_in(client, "alice-secret")  # the tokens file alone says who it is
+        page = await client.get("/console/")
+        assert page.status_code == 503
+        assert "text/html" in page.headers["content-type"]
+        api = await client.get("/api/v1/qr")
+        assert api.status_code == 503
+        assert api.json()["error"]["code"] == "unavailable"
 
 
 async def test_unicode_digits_are_a_refusal(console: httpx.AsyncClient) -> None:

@@ -1,14 +1,16 @@
-"""The console's session cookie and forgery checks, on their own."""
+"""The console's session cookie and forgery checks, on their own (sign-outs, which the database
+keeps, are tested through the service in test_pages.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from pathlib import Path
 
 from starlette.datastructures import Headers
 
 from services.management.access import TokenFile
-from services.management.console.session import LIFETIME_SECONDS, SECRET_FILE, Sessions
+from services.management.console.session import LIFETIME_SECONDS, SECRET_FILE, Sessions, cookie_name
 
 
 def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
@@ -18,14 +20,14 @@ def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
     kept = tmp_path / "data" / SECRET_FILE
     assert kept.stat().st_mode & 0o777 == 0o600
     again = Sessions.in_folder(tmp_path / "data", None)  # a restart
-    assert again.read(cookie, now=1001) is not None
+    assert again.verify(cookie, now=1001) is not None
 
 
 def test_a_short_or_unreadable_secret_file_is_not_used(tmp_path: Path) -> None:
     (tmp_path / SECRET_FILE).write_bytes(b"short")
     sessions = Sessions.in_folder(tmp_path, None)
     _, cookie = sessions.issue()
-    assert sessions.read(cookie) is not None
+    assert sessions.verify(cookie) is not None
     assert len(sessions.secret) == 32
     assert sessions.secret != b"short"
 
@@ -33,14 +35,14 @@ def test_a_short_or_unreadable_secret_file_is_not_used(tmp_path: Path) -> None:
 def test_tampered_expired_and_malformed_cookies_are_refused(tmp_path: Path) -> None:
     sessions = Sessions(b"k" * 32, None)
     session, cookie = sessions.issue(now=1000)
-    assert sessions.read(cookie, now=1000 + LIFETIME_SECONDS - 1) == session
-    assert sessions.read(cookie, now=1000 + LIFETIME_SECONDS) is None  # expired
-    sid, digest, expires, mac = cookie.split(".")
-    assert sessions.read(f"{sid}.{digest}.{int(expires) + 999}.{mac}", now=1000) is None  # extended
-    assert sessions.read(f"other.{digest}.{expires}.{mac}", now=1000) is None
-    assert Sessions(b"x" * 32, None).read(cookie, now=1000) is None  # another service's key
+    assert sessions.verify(cookie, now=1000 + LIFETIME_SECONDS - 1) == session
+    assert sessions.verify(cookie, now=1000 + LIFETIME_SECONDS) is None  # expired
+    sid, tag, expires, mac = cookie.split(".")
+    assert sessions.verify(f"{sid}.{tag}.{int(expires) + 999}.{mac}", now=1000) is None  # extended
+    assert sessions.verify(f"other.{tag}.{expires}.{mac}", now=1000) is None
+    assert Sessions(b"x" * 32, None).verify(cookie, now=1000) is None  # another service's key
     for value in ("", "a.b.c", "a.b.x.d", "." * 3, "a" * 301, None):
-        assert sessions.read(value, now=1000) is None
+        assert sessions.verify(value, now=1000) is None
 
 
 def test_a_session_lives_while_its_token_is_listed(tmp_path: Path) -> None:
@@ -49,10 +51,32 @@ def test_a_session_lives_while_its_token_is_listed(tmp_path: Path) -> None:
     file.write_text(f"ops:{digest}\n")
     sessions = Sessions(b"k" * 32, TokenFile(file))
     session, cookie = sessions.issue(digest)
-    assert sessions.read(cookie) == session
+    assert sessions.verify(cookie) == session
     assert sessions.token_name(session) == "ops"
     _, anonymous = sessions.issue()  # no token: nothing with tokens on
-    assert sessions.read(anonymous) is None
+    assert sessions.verify(anonymous) is None
+
+
+def test_the_cookie_names_its_token_by_a_keyed_tag_not_its_digest(tmp_path: Path) -> None:
+    file = tmp_path / "tokens"
+    digest = hashlib.sha256(b"weak").hexdigest()
+    file.write_text(f"ops:{digest}\n")
+    sessions = Sessions(b"k" * 32, TokenFile(file))
+    session, cookie = sessions.issue(digest)
+    assert digest not in cookie
+    assert session.token_tag == hmac.new(b"k" * 32, f"token.{digest}".encode(), hashlib.sha256).hexdigest()
+    # Without the key, the tag tells nothing: another key tags the same token otherwise.
+    assert Sessions(b"x" * 32, TokenFile(file)).token_tag(digest) != session.token_tag
+    # A cookie of the old form, with the token's plain digest, opens nothing any more.
+    sid, _, expires, _ = cookie.split(".")
+    body = f"{sid}.{digest}.{expires}"
+    plain = f"{body}.{hmac.new(b'k' * 32, body.encode(), hashlib.sha256).hexdigest()}"
+    assert sessions.verify(plain) is None
+
+
+def test_the_cookies_name_follows_the_scheme() -> None:
+    assert cookie_name(https=True) == "__Host-qr_console"
+    assert cookie_name(https=False) == "qr_console"
 
 
 def test_the_forgery_checks() -> None:

@@ -1,15 +1,20 @@
-"""Bulk creation: JSON and CSV, all or nothing or partial, idempotency, one notification a batch."""
+"""Bulk creation: JSON and CSV, all or nothing or partial, idempotency, one notification a batch,
+and bounds on what a body costs (errors listed, values read)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from services.management import bulk as bulk_module
+from services.management import limits, schemas
+from services.management.schemas import NewQRCode
 from tests.management.conftest import count_rows, create
 
 pytestmark = pytest.mark.anyio
@@ -255,3 +260,130 @@ async def test_one_notification_for_a_batch_one_id_for_a_single_code(
     finally:
         await listener.close()
     assert received == ["*", "alone", "alone", "*", "raw1", "raw1"]
+
+
+async def test_a_row_of_many_unknown_names_is_one_error(client: httpx.AsyncClient, database_url: str) -> None:
+    row = {"target_url": "https://example.org/", **{f"c{n:05d}": 0 for n in range(20_000)}}
+    assert 240 * 1024 < len(json.dumps(row)) < 260 * 1024
+    rows = [
+        {"target_url": "https://example.org/ok"},
+        row,
+        {"c1": 1, "slug": "x", "c2": 2},  # its known fields are still checked
+        {"id": "abc", "target_url": "https://example.org/", "extra": 1},
+    ]
+    response = await bulk(client, rows)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert [(e["row"], e["field"], e["message"]) for e in body["errors"]] == [
+        (2, "c00000", "is not a field of a QR code"),
+        (3, "c1", "is not a field of a QR code"),
+        (3, "target_url", "is required"),
+        (3, "slug", "must be at least 3 characters"),
+        (4, "id", "cannot be changed"),
+    ]
+    assert body["errors_omitted"] == 0
+    assert body["error"]["message"] == "3 rows cannot be created; nothing was created"
+
+    partial = await bulk(client, rows, params={"partial": "true"})
+    assert partial.status_code == 201, partial.text
+    assert len(partial.json()["created"]) == 1
+    assert [e["row"] for e in partial.json()["errors"]] == [2, 3, 3, 3, 4]
+    assert await count_rows(database_url) == 1
+
+
+async def test_many_bad_rows_are_listed_up_to_the_bound_and_the_rest_counted(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    rows: list[Any] = [{"target_url": "ftp://example.org/", "redirect_status": 303} for _ in range(3000)]
+    rows[0] = {"target_url": "https://example.org/"}
+    response = await bulk(client, rows)
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["errors"]) == bulk_module.MAX_ERRORS == 1000
+    assert [e["row"] for e in body["errors"][:3]] == [2, 2, 3]  # the first ones, in row order
+    assert body["errors"][-1]["row"] == 501
+    assert body["errors_omitted"] == 2 * 2999 - 1000
+    assert body["error"]["message"] == (
+        "2,999 rows cannot be created; nothing was created "
+        "(the first 1,000 errors are listed, 4,998 more are not)"
+    )
+
+    partial = await bulk(client, rows, params={"partial": "true"})
+    assert partial.status_code == 201
+    assert len(partial.json()["created"]) == 1
+    assert len(partial.json()["errors"]) == 1000
+    assert partial.json()["errors_omitted"] == 4998
+    assert await count_rows(database_url) == 1
+
+
+async def test_taken_slugs_join_the_bounded_list_in_row_order(client: httpx.AsyncClient) -> None:
+    await create(client, target_url="https://example.org/", slug="taken")
+    rows: list[Any] = [{"target_url": "ftp://example.org/"} for _ in range(1200)]
+    rows[0] = {"target_url": "https://example.org/", "slug": "TAKEN"}
+    rows.append({"target_url": "https://example.org/ok"})
+    response = await bulk(client, rows, params={"partial": "true"})
+    assert response.status_code == 201, response.text
+    errors = response.json()["errors"]
+    assert (errors[0]["row"], errors[0]["field"]) == (1, "slug")
+    assert [e["row"] for e in errors] == list(range(1, 1001))
+    assert response.json()["errors_omitted"] == 200
+
+
+async def test_ten_thousand_rows_with_every_field_are_created(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    rows = [
+        {
+            "target_url": f"https://example.org/{n}",
+            "slug": f"full-{n}",
+            "title": f"Table {n}",
+            "tags": [f"tag-{t}" for t in range(limits.MAX_TAGS)],
+            "redirect_status": 301,
+            "enabled": True,
+            "expires_at": "2030-01-01T00:00:00Z",
+            "fallback_url": "https://example.org/closed",
+            "forward_query": False,
+        }
+        for n in range(bulk_module.MAX_ROWS)
+    ]
+    assert set(rows[0]) == set(NewQRCode.model_fields)  # the most values a body of codes has
+    response = await bulk(client, rows)
+    assert response.status_code == 201, response.text[:500]
+    assert len(response.json()["created"]) == 10_000
+    assert await count_rows(database_url) == 10_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"target_url": "https://example.org/", "tags": [' + b",".join([b"[]"] * 200_000) + b"]}]",
+        b"[" + b",".join([b"{}"] * 10_000) + b"," + b",".join([b"1"] * 300_000) + b"]",
+    ],
+)
+async def test_a_json_body_with_more_values_than_codes_have_is_refused_unread(
+    client: httpx.AsyncClient, database_url: str, body: bytes
+) -> None:
+    response = await client.post(
+        "/api/v1/qr/bulk", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"] == {"field": "body"}
+    assert f"{bulk_module.MAX_VALUES:,} JSON values" in response.json()["error"]["message"]
+    assert await count_rows(database_url) == 0
+
+
+async def test_commas_and_brackets_inside_strings_are_no_values(client: httpx.AsyncClient) -> None:
+    title = '[{,"\\' * 40  # 200 characters: 160 that would count outside a string
+    rows = [{"target_url": f"https://example.org/{n}", "title": title} for n in range(3000)]
+    assert sum(json.dumps(rows).count(ch) for ch in ",[{") > bulk_module.MAX_VALUES
+    response = await bulk(client, rows)
+    assert response.status_code == 201, response.text[:500]
+    assert response.json()["created"][0]["title"] == title
+
+
+def test_the_readme_and_the_document_state_the_bulk_bounds() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"first {bulk_module.MAX_ERRORS:,} problems" in readme
+    assert f"at most {bulk_module.MAX_VALUES:,} values (what {bulk_module.MAX_ROWS:,} codes" in readme
+    schema = schemas.RowsRefused.model_json_schema()
+    assert schema["properties"]["errors"]["maxItems"] == bulk_module.MAX_ERRORS

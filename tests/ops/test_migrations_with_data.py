@@ -180,6 +180,14 @@ async def seed_0008(connection: asyncpg.Connection) -> None:
     )
 
 
+async def seed_0010(connection: asyncpg.Connection) -> None:
+    await insert(
+        connection,
+        "console_sign_outs",
+        {"session_id": "signed-out-0010", "expires_at": T0 + timedelta(hours=12)},
+    )
+
+
 async def seed_0006(connection: asyncpg.Connection) -> None:
     await insert(connection, "qr_codes", code("Case-0006", "https://example.org/case"))
     # Unique without regard to case from here on (there was no clash to keep).
@@ -228,6 +236,7 @@ SEEDS = {
     "0006": seed_0006,
     "0007": seed_0007,
     "0008": seed_0008,
+    "0010": seed_0010,
 }
 
 

@@ -23,6 +23,13 @@ OWN = own_hosts("http://localhost:8080")
         ("https://example.org/?utm_source=print&x=%20y", "https://example.org/?utm_source=print&x=%20y"),
         ("https://localhost:8080/not-a-short-link", "https://localhost:8080/not-a-short-link"),
         ("http://other.example:8080/r/abc", "http://other.example:8080/r/abc"),
+        # Not short links: /R/ takes the edge's admin chain (PathPrefix is case-sensitive), and a
+        # path that only starts with r is no /r/ path to anyone.
+        ("http://localhost:8080/R/abc", "http://localhost:8080/R/abc"),
+        ("http://localhost:8080/%52/abc", "http://localhost:8080/%52/abc"),
+        ("http://localhost:8080/r%3Fx", "http://localhost:8080/r%3Fx"),
+        ("http://localhost:8080/rabc", "http://localhost:8080/rabc"),
+        ("http://localhost:8080/x/r/abc", "http://localhost:8080/x/r/abc"),
     ],
 )
 def test_accepted_ascii_urls_are_stored_as_given_and_sent_as_ascii(value: str, wire: str) -> None:
@@ -106,6 +113,25 @@ def test_international_hosts_are_stored_in_ascii(value: str, stored: str, wire: 
         "http://localhost:8080/x/../r/abc",
         "http://localhost:8080/%72/abc",
         "http://localhost:8080/r",
+        # ... and every path a decoder on the way may turn into /r/: the redirect service on its
+        # own port hears /r%2Fabc as /r/abc (ASGI paths arrive decoded)
+        "http://localhost:8080/r%2Fabc",
+        "http://localhost:8080/r%2fabc",
+        "http://localhost:8001/r%2Fabc",
+        "http://localhost:8080/r%252Fabc",
+        "http://localhost:8080/r%25252Fabc",
+        "http://localhost:8080/%2572/abc",
+        "http://localhost:8080/%2Fr%2Fabc",
+        "http://localhost:8080/r%5Cabc",
+        "http://localhost:8080/x/..%2Fr/abc",
+        "http://localhost:8080/x%2F..%2Fr%2Fabc",
+        "http://localhost:8080/%2e%2e/r/abc",
+        "http://localhost:8080/x/%2E%2E/r/abc",
+        "http://localhost:8080/%2E/r/abc",
+        "http://localhost:8080///r///abc",
+        "http://localhost:8080/r%2F",
+        "http://localhost:8080/r%2F?next=1",
+        "http://localhost:8080/r%2Fabc#top",
         # loopback in every spelling a browser accepts
         "http://127.1/r/abc",
         "http://2130706433/r/abc",

@@ -1,12 +1,22 @@
-"""The console's sessions: a signed cookie, the token against cross-site forms, and the checks every
-state-changing request passes.
+"""The console's sessions: a signed cookie, sign-outs kept in the database, the token against
+cross-site forms, and the checks every state-changing request passes.
 
-The cookie (HttpOnly, SameSite=Strict, Secure when the page came over HTTPS) holds a random session
-id, the SHA-256 of the bearer token it was signed in with (``-`` when no tokens are configured),
-its expiry, and an HMAC of the three under a secret kept in the image store's folder (made once,
-mode 0600, so sessions outlive a restart). No token is ever in it: the digest is what the tokens
-file holds already, and each request checks that the file still lists it, so removing a token from
-the file ends its sessions at once.
+The cookie (HttpOnly, SameSite=Strict) holds a random session id, a tag of the bearer token it was
+signed in with (``-`` when no tokens are configured), its expiry, and an HMAC of the three. The tag
+is an HMAC of the token's SHA-256, not the digest itself: a copied cookie gives nothing to test
+guesses of a weak token against without the key. Both HMACs are under a key kept in the image
+store's folder (``QR_DATA_DIR/.console-secret``, made once, mode 0600, shared by every management
+process and kept across restarts, as sessions are). Each request checks that the tokens file still
+lists a token with that tag, so removing a token from the file ends its sessions at once.
+
+Over HTTPS the cookie is ``__Host-qr_console``, Secure, with ``Path=/`` and no ``Domain``: browsers
+then take it only from this very host over HTTPS, so neither a sibling domain nor a page on plain
+HTTP can plant one. Over HTTP, where browsers refuse that prefix, it is ``qr_console``; each name
+is read only on its own scheme.
+
+Signing out writes the session's id to ``console_sign_outs`` until its cookie would have expired:
+every management process, this one after a restart included, refuses that cookie from then on
+(the rows past their expiry go with the next sign-out).
 
 A form post is accepted only with the session's CSRF token (an HMAC of the session id: no state on
 the server), and only when the browser's ``Sec-Fetch-Site`` (if sent) says ``same-origin`` and its
@@ -22,11 +32,17 @@ import logging
 import os
 import secrets
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import Scope
 
 from services.management.access import TokenFile
 from shared.clients import NetworkSet
@@ -35,27 +51,62 @@ log = logging.getLogger(__name__)
 
 LIFETIME_SECONDS = 12 * 3600
 SECRET_FILE = ".console-secret"  # noqa: S105 - the name of the file that holds it
-NO_TOKEN = "-"  # noqa: S105 - in place of a token digest
+NO_TOKEN = "-"  # noqa: S105 - in place of a token's tag
+COOKIE = "qr_console"  # over HTTP
+HOST_COOKIE = f"__Host-{COOKIE}"  # over HTTPS
+
+SIGNED_OUT = "SELECT 1 FROM console_sign_outs WHERE session_id = :sid"
+SIGN_OUT = """
+INSERT INTO console_sign_outs (session_id, expires_at) VALUES (:sid, to_timestamp(:expires))
+ON CONFLICT (session_id) DO NOTHING
+"""
+FORGET_EXPIRED = "DELETE FROM console_sign_outs WHERE expires_at < now()"
+
+
+class Database(Protocol):
+    """A connection to the service's database (in a transaction for ``write``); 503 when it is away."""
+
+    def __call__(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
 
 @dataclass(frozen=True)
 class Session:
     sid: str
-    token_digest: str  # NO_TOKEN when the service has no tokens
+    token_tag: str  # NO_TOKEN when the service has no tokens
     expires: int
 
 
+def cookie_name(https: bool) -> str:
+    """The cookie's name on a request that came over HTTPS (``__Host-``) or plain HTTP."""
+    return HOST_COOKIE if https else COOKIE
+
+
 class Sessions:
-    def __init__(self, secret: bytes | Path, tokens: TokenFile | None) -> None:
-        """``secret``: the key itself, or the folder to keep it in (read or made on first use)."""
+    def __init__(
+        self,
+        secret: bytes | Path,
+        tokens: TokenFile | None,
+        database: Database | None = None,
+        trusted: NetworkSet | None = None,
+    ) -> None:
+        """``secret``: the key itself, or the folder to keep it in (read or made on first use).
+        ``database`` keeps the sign-outs (without it only :meth:`verify` can be used);
+        ``trusted``: the proxies whose ``X-Forwarded-Proto`` says whether a request came over HTTPS."""
         self._secret = secret if isinstance(secret, bytes) else None
         self._folder = secret if isinstance(secret, Path) else None
         self.tokens = tokens
-        self._ended: dict[str, int] = {}  # signed out: session id -> when its cookie expires
+        self._database = database
+        self.trusted = trusted or NetworkSet(())
 
     @classmethod
-    def in_folder(cls, folder: Path, tokens: TokenFile | None) -> Sessions:
-        return cls(folder, tokens)
+    def in_folder(
+        cls,
+        folder: Path,
+        tokens: TokenFile | None,
+        database: Database | None = None,
+        trusted: NetworkSet | None = None,
+    ) -> Sessions:
+        return cls(folder, tokens, database, trusted)
 
     @property
     def secret(self) -> bytes:
@@ -71,43 +122,78 @@ class Sessions:
     def _mac(self, text: str) -> str:
         return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, token_digest: str = NO_TOKEN, *, now: float | None = None) -> tuple[Session, str]:
-        """A new session and its cookie value."""
+    def token_tag(self, token_digest: str) -> str:
+        """What a cookie holds of a token: an HMAC of its SHA-256 under the key."""
+        return self._mac(f"token.{token_digest}")
+
+    def issue(self, token_digest: str | None = None, *, now: float | None = None) -> tuple[Session, str]:
+        """A new session, for the token with this SHA-256 (hex) when given, and its cookie value."""
         expires = int(now if now is not None else time.time()) + LIFETIME_SECONDS
-        session = Session(secrets.token_urlsafe(18), token_digest, expires)
-        body = f"{session.sid}.{session.token_digest}.{session.expires}"
+        tag = NO_TOKEN if token_digest is None else self.token_tag(token_digest)
+        session = Session(secrets.token_urlsafe(18), tag, expires)
+        body = f"{session.sid}.{session.token_tag}.{session.expires}"
         return session, f"{body}.{self._mac(body)}"
 
-    def read(self, value: str | None, *, now: float | None = None) -> Session | None:
+    def verify(self, value: str | None, *, now: float | None = None) -> Session | None:
         """The session a cookie value names, when its signature holds, it has not expired, and
-        (with tokens) its token is still listed."""
+        (with tokens) its token is still listed; whether it was signed out is :meth:`read`'s."""
         if not value or len(value) > 300 or not value.isascii():
             return None
         parts = value.split(".")
         if len(parts) != 4 or not parts[2].isdigit():
             return None
-        sid, digest, expires, mac = parts
-        if not hmac.compare_digest(mac, self._mac(f"{sid}.{digest}.{expires}")):
-            return None
-        if sid in self._ended:
+        sid, tag, expires, mac = parts
+        if not hmac.compare_digest(mac, self._mac(f"{sid}.{tag}.{expires}")):
             return None
         if int(expires) <= (now if now is not None else time.time()):
             return None
-        if self.tokens is not None and (digest == NO_TOKEN or self.tokens.name_for_digest(digest) is None):
+        session = Session(sid, tag, int(expires))
+        if self.tokens is not None and self.token_name(session) is None:
             return None
-        return Session(sid, digest, int(expires))
+        return session
 
-    def end(self, session: Session) -> None:
-        """Sign out: this session's cookie opens nothing any more (in this process, until it would
-        have expired anyway)."""
-        now = time.time()
-        self._ended = {sid: until for sid, until in self._ended.items() if until > now}
-        self._ended[session.sid] = session.expires
+    async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
+        """:meth:`verify`, and not signed out (in any process, ever); 503 with the database away."""
+        session = self.verify(value, now=now)
+        if session is None:
+            return None
+        async with self._connect() as conn:
+            if (await conn.execute(text(SIGNED_OUT), {"sid": session.sid})).first() is not None:
+                return None
+        return session
+
+    def https(self, scope: Scope) -> bool:
+        """Whether the request came over HTTPS (itself, or as a trusted proxy says)."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        return over_https(scope.get("scheme", "http"), peer, Headers(scope=scope), self.trusted)
+
+    async def from_scope(self, scope: Scope) -> Session | None:
+        """The session of the request's cookie: ``__Host-qr_console`` over HTTPS, ``qr_console``
+        over HTTP (see :meth:`read`)."""
+        raw = "; ".join(Headers(scope=scope).getlist("cookie"))
+        return await self.read(cookie_parser(raw).get(cookie_name(self.https(scope))) if raw else None)
+
+    async def end(self, session: Session) -> None:
+        """Sign out: this session's cookie opens nothing any more, in every process, until it would
+        have expired anyway; 503 with the database away."""
+        async with self._connect(write=True) as conn:
+            await conn.execute(text(SIGN_OUT), {"sid": session.sid, "expires": session.expires})
+            await conn.execute(text(FORGET_EXPIRED))
+
+    def _connect(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        if self._database is None:
+            raise RuntimeError("these sessions have no database to keep sign-outs in")
+        return self._database(write=write)
 
     def token_name(self, session: Session) -> str | None:
-        if self.tokens is None or session.token_digest == NO_TOKEN:
+        """The name of the listed token the session was signed in with."""
+        if self.tokens is None or session.token_tag == NO_TOKEN:
             return None
-        return self.tokens.name_for_digest(session.token_digest)
+        for digest, name in self.tokens.listed().items():
+            if hmac.compare_digest(self.token_tag(digest), session.token_tag):
+                return name
+        return None
 
     def csrf_token(self, session: Session) -> str:
         return self._mac(f"csrf.{session.sid}")[:40]

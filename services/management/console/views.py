@@ -38,15 +38,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.management import analytics, bulk, codes, limits, schemas
-from services.management.access import COOKIE
 from services.management.api import ManagementApi, _actor
 from services.management.console import forms
 from services.management.console.forms import FormErrors
-from services.management.console.session import LIFETIME_SECONDS, Session, Sessions, over_https
+from services.management.console.session import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.logos import LOGO_TYPES, StoredLogo, normalise_logo
 from services.management.rendering import check_contrast, contrast_ratio
 from services.management.requests import read_body
-from shared.clients import NetworkSet
 from shared.errors import BadRequest, InvalidField, NotFound, PayloadTooLarge, ServiceError
 from shared.ids import is_well_formed
 
@@ -120,10 +118,9 @@ def page(*, write: bool = False) -> Callable[[Handler], Callable[[Console, Reque
 
 
 class Console:
-    def __init__(self, api: ManagementApi, sessions: Sessions, trusted_proxies: NetworkSet) -> None:
+    def __init__(self, api: ManagementApi, sessions: Sessions) -> None:
         self.api = api
         self.sessions = sessions
-        self.trusted = trusted_proxies
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -167,7 +164,10 @@ class Console:
     # -- the frame ---------------------------------------------------------------------------------
 
     async def _serve(self, request: Request, handler: Handler, *, write: bool) -> Response:
-        session = self.sessions.read(request.cookies.get(COOKIE))
+        try:
+            session = await self.sessions.from_scope(request.scope)
+        except ServiceError as exc:  # the sign-outs cannot be read
+            return self._error_page(request, None, exc)
         new_cookie = None
         if session is None and not self.sessions.sign_in_required and not write:
             session, new_cookie = self.sessions.issue()
@@ -248,15 +248,17 @@ class Console:
             raise BadRequest(f"the form cannot be read: {type(exc).__name__}") from None
 
     def _set_cookie(self, request: Request, response: Response, value: str) -> None:
-        peer = request.client.host if request.client else None
+        # Over HTTPS the name is __Host-'d, which browsers take only with Secure, Path=/ and no
+        # Domain; over HTTP they refuse that prefix, so the plain name goes without Secure.
+        https = self.sessions.https(request.scope)
         response.set_cookie(
-            COOKIE,
+            cookie_name(https),
             value,
             max_age=LIFETIME_SECONDS,
             path="/",
             httponly=True,
             samesite="strict",
-            secure=over_https(request.url.scheme, peer, request.headers, self.trusted),
+            secure=https,
         )
 
     def render(
@@ -316,10 +318,11 @@ class Console:
 
     @page(write=True)
     async def sign_out(self, request: Request, current: Page) -> Response:
-        self.sessions.end(current.session)
+        await self.sessions.end(current.session)
         target = "/console/sign-in?notice=signed-out" if self.sessions.sign_in_required else "/console/"
         response = RedirectResponse(target, status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        https = self.sessions.https(request.scope)
+        response.delete_cookie(cookie_name(https), path="/", secure=https, httponly=True, samesite="strict")
         return response
 
     # -- codes -------------------------------------------------------------------------------------

@@ -200,12 +200,11 @@ def _base_backup(primary: EmbeddedServer, pgdata: Path) -> None:
     if os.geteuid() == 0:  # PostgreSQL runs as the package's own user: the copy is that user's
         import pwd
 
+        # The copy goes into a folder of that user's own; no permission changes above it here (the
+        # package already opened the folders above var/ to it, for the primary: see the top).
         account = pwd.getpwnam(SERVER_USER)
+        pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chown(pgdata.parent, account.pw_uid, account.pw_gid)
-        for folder in pgdata.parent.parents:  # that user must reach it, as the server's own folder
-            mode = folder.stat().st_mode
-            if mode & 0o001 == 0:
-                folder.chmod(mode | 0o011)
         command = ["runuser", "-u", SERVER_USER, "--", *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:

@@ -40,12 +40,15 @@ from tests.deploy.harness import (
 collect_ignore_glob = [] if os.environ.get("QR_TEST_COMPOSE") == "1" else ["test_*.py"]
 
 PEBBLE = shutil.which("pebble") or ("/usr/bin/pebble" if Path("/usr/bin/pebble").exists() else None)
-# The README's first steps, run as written (tests/test_compose.py checks they are the README's).
-SECRET_STEPS = (
+# The README's production steps the fixture runs as written (tests/test_compose.py checks that
+# every command of that section is run by these tests or shown with its output there).
+FIRST_STEPS = (
+    "mkdir -p backups",
     "mkdir -p secrets && chmod 700 secrets",
     "openssl rand -hex 24 > secrets/postgres_password && chmod 644 secrets/postgres_password",
     "cp .env.example .env",
 )
+FIRST_START = "docker compose --env-file .env --env-file .env.images up -d --wait"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -124,7 +127,7 @@ def deployment(
     deployment.notes["engine"] = version
     with PHASES.timed("copy the project, .env and secrets as the README says"):
         copy_project(folder)
-        for step in SECRET_STEPS:
+        for step in FIRST_STEPS:
             deployment.sh(step)
         set_env_values(
             folder / ".env",
@@ -151,8 +154,7 @@ def deployment(
                 "RATE_LIMIT_BURST": "100",
             },
         )
-        (folder / "backups").mkdir(exist_ok=True)
-        os.chown(folder / "backups", BACKUP_UID, BACKUP_UID)
+        os.chown(folder / "backups", BACKUP_UID, BACKUP_UID)  # the checkout's owner's, as on a server
         if pebble is not None:
             # Traefik trusts Pebble's HTTPS (lego reads LEGO_CA_CERTIFICATES): the one addition to
             # compose.yaml, as an operator's compose.override.yaml, read by every command below.
@@ -179,14 +181,8 @@ def deployment(
         )
         deployment.notes["base_image"] = images["APP_BASE_IMAGE"]
         with PHASES.timed("docker compose up -d --wait (first start)"):
-            deployment.notes["first_up"] = deployment.run(
-                [
-                    "docker", "compose", "--env-file", ".env", "--env-file", ".env.images",
-                    "up", "-d", "--wait", "--wait-timeout", "300",
-                ],
-                timeout=400,
-            )  # fmt: skip
-        # From here on, every command reads both files, as `docker compose` with no option would.
+            deployment.notes["first_up"] = deployment.sh(FIRST_START, timeout=400)
+        # From here on, every command reads both files (the README's `export COMPOSE_ENV_FILES=...`).
         deployment.environ["COMPOSE_ENV_FILES"] = ".env,.env.images"
         if can_make_namespaces():
             OFFICE.create()

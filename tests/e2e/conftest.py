@@ -9,7 +9,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from services.ops import embedded
@@ -76,3 +78,12 @@ def running_stack(
             settings=settings,
             stack=stack,
         )
+
+
+def created(response: httpx.Response) -> dict[str, Any]:
+    """The code a create answered with; any other answer fails with its status and body (a 429 from
+    the edge's admin limit names itself instead of surfacing as a missing key)."""
+    request = f"{response.request.method} {response.request.url}"
+    assert response.status_code == 201, f"{request}: {response.status_code} {response.text[:500]}"
+    code: dict[str, Any] = response.json()
+    return code

@@ -29,7 +29,7 @@ import yaml
 
 from services.ops import edge
 from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, created
 from tests.e2e.test_edge import own_edge, wait_routed
 
 pytestmark = pytest.mark.e2e
@@ -204,7 +204,7 @@ def test_scaled_redirect_containers_share_the_load_through_the_files_chains(
     tmp_path: Path, running_stack: RunningStack, replicas: list[str]
 ) -> None:
     with httpx.Client(base_url=running_stack.edge, timeout=10) as admin:
-        code = admin.post("/api/v1/qr", json={"target_url": "https://example.org/scaled"}).json()["id"]
+        code = created(admin.post("/api/v1/qr", json={"target_url": "https://example.org/scaled"}))["id"]
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     service = compose["services"]["traefik"]["environment"]["REDIRECT_SERVICE"]
     assert service == "redirect@docker"

@@ -15,7 +15,7 @@ import pytest
 
 from services.ops import embedded
 from tests.conftest import lose_database
-from tests.e2e.conftest import own_stack
+from tests.e2e.conftest import created, own_stack
 from tests.ops.test_cli import qr_manage
 
 pytestmark = pytest.mark.e2e
@@ -57,9 +57,8 @@ def test_the_recovery_drill(stack: tuple[str, dict[str, str]]) -> None:
         # Codes and scans.
         codes = {}
         for n in range(8):
-            created = admin.post("/api/v1/qr", json={"target_url": f"https://example.org/before/{n}"})
-            assert created.status_code == 201, created.text
-            codes[created.json()["id"]] = f"https://example.org/before/{n}"
+            made = created(admin.post("/api/v1/qr", json={"target_url": f"https://example.org/before/{n}"}))
+            codes[made["id"]] = f"https://example.org/before/{n}"
         for n, code_id in enumerate(codes):
             for _ in range(n % 3 + 1):
                 assert location(code_id) == (302, codes[code_id])
@@ -73,7 +72,7 @@ def test_the_recovery_drill(stack: tuple[str, dict[str, str]]) -> None:
         # More writes, which the backup does not hold (and the redirect caches hold).
         first = next(iter(codes))
         assert admin.patch(f"/api/v1/qr/{first}", json={"target_url": "https://example.org/after"}).is_success
-        later = admin.post("/api/v1/qr", json={"target_url": "https://example.org/later"}).json()["id"]
+        later = created(admin.post("/api/v1/qr", json={"target_url": "https://example.org/later"}))["id"]
         eventually(lambda: location(first) == (302, "https://example.org/after"), "the change followed")
         assert location(later)[0] == 302
         eventually(all_recorded, "later scans recorded")  # none left in a buffer to land after

@@ -26,10 +26,13 @@ def test_the_document_describes_every_route(running_stack: RunningStack) -> None
     app = create_app(ManagementSettings.from_env({"DATABASE_URL": "postgresql://unused@/x"}))
     starlette = app.app.app  # RequestContext -> AccessControl -> Starlette
     api_routes = [route for route in starlette.routes if hasattr(getattr(route, "app", None), "handlers")]
-    # Every other route is the console's (HTML pages, not the API: the document leaves them out).
+    # Every other route is the console's (HTML pages, not the API: the document leaves them out),
+    # or the edge's refusal pages (shared/edge_pages.py).
     others = {route.path for route in starlette.routes if route not in api_routes}
     assert others
-    assert all(path in ("/", "/console") or path.startswith("/console/") for path in others), others
+    assert all(
+        path in ("/", "/console") or path.startswith(("/console/", "/edge-error/")) for path in others
+    ), others
     served = {
         (route.path, method.lower())
         for route in api_routes

@@ -17,7 +17,7 @@ import pytest
 from services.ops import embedded
 from services.ops.settings import StackSettings
 from services.ops.stack import REPLICA_DIR, Stack
-from tests.e2e.conftest import stack_environ
+from tests.e2e.conftest import created, stack_environ
 from tests.ops.test_cli import qr_manage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -25,7 +25,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    environ = stack_environ(tmp_path / "var", EMBEDDED_REPLICA="true", REDIRECT_WORKERS="2")
+    # 150 codes made one by one through the edge, faster than its admin limit allows by default.
+    environ = stack_environ(
+        tmp_path / "var",
+        EMBEDDED_REPLICA="true",
+        REDIRECT_WORKERS="2",
+        ADMIN_RATE_LIMIT_AVERAGE="1000",
+        ADMIN_RATE_LIMIT_BURST="1000",
+    )
     running = Stack(StackSettings.from_env(environ), environ=environ, out=io.StringIO())
     try:
         running.start()
@@ -57,12 +64,12 @@ def test_lookups_on_the_replica_never_older_than_the_primary(stack: Stack) -> No
         # 150 codes, each scanned the moment it is made.
         statuses = []
         for n in range(150):
-            made = client.post("/api/v1/qr", json={"target_url": f"https://example.org/{n}"}).json()
+            made = created(client.post("/api/v1/qr", json={"target_url": f"https://example.org/{n}"}))
             statuses.append(client.get(f"/r/{made['id']}").status_code)
         assert statuses == [302] * 150
 
         # A change: every answer is the new target a second later (both workers, through the edge).
-        code = client.post("/api/v1/qr", json={"target_url": "https://example.org/before"}).json()["id"]
+        code = created(client.post("/api/v1/qr", json={"target_url": "https://example.org/before"}))["id"]
         assert client.get(f"/r/{code}").headers["location"] == "https://example.org/before"
         assert (
             client.patch(f"/api/v1/qr/{code}", json={"target_url": "https://example.org/after"}).status_code
@@ -80,7 +87,7 @@ def test_lookups_on_the_replica_never_older_than_the_primary(stack: Stack) -> No
         os.kill(pid, signal.SIGKILL)
         started = time.monotonic()
         assert client.get(f"/r/{code}").status_code == 302
-        fresh = client.post("/api/v1/qr", json={"target_url": "https://example.org/fresh"}).json()["id"]
+        fresh = created(client.post("/api/v1/qr", json={"target_url": "https://example.org/fresh"}))["id"]
         assert client.get(f"/r/{fresh}").status_code == 302
         assert time.monotonic() - started < 1.5
         deadline = time.monotonic() + 5
@@ -101,7 +108,7 @@ def test_lookups_on_the_replica_never_older_than_the_primary(stack: Stack) -> No
             assert time.monotonic() < deadline, "lookups never went back to the replica"
             time.sleep(0.1)
         before = lookups_on(redirect, "replica")
-        later = client.post("/api/v1/qr", json={"target_url": "https://example.org/later"}).json()["id"]
+        later = created(client.post("/api/v1/qr", json={"target_url": "https://example.org/later"}))["id"]
         time.sleep(0.5)  # replayed by then
         assert client.get(f"/r/{later}").status_code == 302
         deadline = time.monotonic() + 3  # each worker publishes its counts every second
@@ -151,7 +158,7 @@ def test_a_restore_reaches_the_lookups_through_the_replica(tmp_path: Path) -> No
         stack.start()
         edge = f"http://127.0.0.1:{stack.settings.http_port}"
         with httpx.Client(base_url=edge, timeout=10) as client:
-            code = client.post("/api/v1/qr", json={"target_url": "https://example.org/kept"}).json()["id"]
+            code = created(client.post("/api/v1/qr", json={"target_url": "https://example.org/kept"}))["id"]
             backup = qr_manage("backup", **environ)
             assert backup.returncode == 0, backup.stderr
             client.patch(f"/api/v1/qr/{code}", json={"target_url": "https://example.org/later"})

@@ -208,7 +208,7 @@ def test_a_restore_that_fails_midway_leaves_the_live_database_as_it_was(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["restore"], "Missing argument"),
+        (["restore"], "name an ARCHIVE or say --newest"),
         (["restore", "a.dump", "--force"], "No such option"),
         (["restore", "a.dump", "--yes=no"], "does not take a value"),
     ],

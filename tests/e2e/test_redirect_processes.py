@@ -183,18 +183,44 @@ async def test_a_frozen_then_stopped_database(own_server: embedded.EmbeddedServe
                 process.send_signal(signal.SIGCONT)
             await _heals(client, "/r/uncached12", 404)
 
-            # Stopped outright.
+            # Edited, then stopped outright before the edit was looked up: the previous target
+            # is a better answer than a 503 for a printed code.
+            notified = await _notifications(client)
+            await _edit(dsn, "cached1234", "https://example.org/edited")
+            deadline = time.monotonic() + 5
+            while await _notifications(client) == notified:
+                assert time.monotonic() < deadline, "the edit's notification did not come"
+                await asyncio.sleep(0.05)
             own_server.stop()
             await asyncio.sleep(0.3)
-            assert (await client.get("/r/cached1234")).status_code == 302
+            for _ in range(3):
+                cached = await client.get("/r/cached1234")
+                assert cached.status_code == 302
+                assert cached.headers["location"] == "https://example.org/cached1234"
             assert (await client.get("/r/another12")).status_code == 503
 
             restarted = await asyncio.to_thread(embedded.start, tmp_path / "var")
             assert restarted.pid != own_server.pid  # the fixture's release stops this one too
             await _insert(restarted.dsn(), "another12")
             await _heals(client, "/r/another12", 302)
+            assert (await client.get("/r/cached1234")).headers["location"] == "https://example.org/edited"
     finally:
         child.stop()
+
+
+async def _edit(dsn: str, code_id: str, target: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("UPDATE qr_codes SET target_url = $2 WHERE id = $1", code_id, target)
+    finally:
+        await connection.close()
+
+
+async def _notifications(client: httpx.AsyncClient) -> float:
+    """The change notifications of one id the worker has received."""
+    from tests.metrics_checks import parse, value
+
+    return value(parse((await client.get("/metrics")).text), "qr_redirect_invalidations_total", kind="id")
 
 
 async def _heals(client: httpx.AsyncClient, path: str, status: int) -> None:

@@ -212,21 +212,23 @@ class ScanRecorder:
             return
         size = 0
         if user_agent is not None:
-            if len(user_agent) > MAX_USER_AGENT:
-                user_agent = user_agent[:MAX_USER_AGENT]
             size = len(user_agent)
+            if size > MAX_USER_AGENT:
+                user_agent, size = user_agent[:MAX_USER_AGENT], MAX_USER_AGENT
         if referrer is not None:
             if len(referrer) > MAX_REFERRER:
                 referrer = referrer[:MAX_REFERRER]
             size += len(referrer)
         if forwarded is not None:
-            forwarded = last_hops(forwarded)
+            if len(forwarded) > MAX_FORWARDED_FOR:
+                forwarded = last_hops(forwarded)
             size += len(forwarded)
-        if self._buffered_bytes + size > self.max_buffered_bytes:
+        size += self._buffered_bytes
+        if size > self.max_buffered_bytes:
             self.dropped += 1
             self._dropped_unlogged += 1
             return
-        self._buffered_bytes += size
+        self._buffered_bytes = size
         buffer.append((self._clock(), code_id, user_agent, referrer, peer, forwarded))
         if len(buffer) == self.batch_size:
             self._wake.set()

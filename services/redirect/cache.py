@@ -36,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, final
 
-# Marks the key of an answer held for one spelling only (never part of an id).
-SPELLING: Final = "="
+# The key of an answer held for one spelling only is that spelling in a tuple: no path asked for
+# (a string, looked up before it is validated) can ever be equal to it.
+Key = str | tuple[str]
 STALE: Final = 0.0  # the "fresh until" of an entry marked stale: before any reading of the clock
 
 
@@ -95,12 +96,12 @@ class LookupCache:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._clock = clock
-        # key -> (fresh until, generation, target); the key is the id in lower case, or SPELLING
-        # and the spelling asked for an id shared by several codes.
-        self._targets: OrderedDict[str, tuple[float, int, Target]] = OrderedDict()
-        self._missing: OrderedDict[str, float] = OrderedDict()
+        # key -> (fresh until, generation, target); the key is the id in lower case, or (the
+        # spelling asked,) for an id shared by several codes.
+        self._targets: OrderedDict[Key, tuple[float, int, Target]] = OrderedDict()
+        self._missing: OrderedDict[Key, float] = OrderedDict()
         # Id in lower case -> the per-spelling keys held of it (ids shared by several codes only).
-        self._spellings: dict[str, set[str]] = {}
+        self._spellings: dict[str, set[tuple[str]]] = {}
         self.generation = 0  # a flush makes the entries of the generations before it stale
         self.epoch = 0
         self.evictions: Counter[str] = Counter()  # entries made stale (notify, flush) or dropped (capacity)
@@ -116,13 +117,13 @@ class LookupCache:
         """The fresh value for ``code_id`` in any spelling, or ``None`` on a miss (absent, stale or
         expired)."""
         # Generated ids are in lower case already: folded only when not found as asked.
-        key = code_id
+        key: Key = code_id
         item = self._targets.get(key)
         if item is None:
             key = code_id.lower()
             item = self._targets.get(key)
             if item is None and self._spellings and key in self._spellings:
-                key = SPELLING + code_id
+                key = (code_id,)
                 item = self._targets.get(key)
         if item is not None:
             if item[0] <= self._clock() or item[1] != self.generation:
@@ -143,9 +144,9 @@ class LookupCache:
         """Whether the id is known to be shared by several codes (each spelling its own answer)."""
         return code_id.lower() in self._spellings
 
-    def _key(self, code_id: str) -> str:
+    def _key(self, code_id: str) -> Key:
         folded = code_id.lower()
-        return SPELLING + code_id if folded in self._spellings else folded
+        return (code_id,) if folded in self._spellings else folded
 
     def put(self, code_id: str, value: Cached, *, shared: bool = False, epoch: int | None = None) -> None:
         """Store ``value`` for ``code_id`` (for that spelling only when the id is ``shared``); with
@@ -159,9 +160,10 @@ class LookupCache:
                 self._missing.pop(folded, None)
                 self._hold(folded, STALE, value)
             return
+        key: Key
         if shared:
             self._drop(folded)  # held from before the id was known to be shared (a restore)
-            key = SPELLING + code_id
+            key = (code_id,)
             self._drop(key)
             self._spellings.setdefault(folded, set()).add(key)
         else:
@@ -176,18 +178,18 @@ class LookupCache:
             while len(self._missing) > self.max_missing:
                 self._drop(next(iter(self._missing)))
 
-    def _hold(self, key: str, fresh_until: float, target: Target) -> None:
+    def _hold(self, key: Key, fresh_until: float, target: Target) -> None:
         self._targets[key] = (fresh_until, self.generation, target)
         while len(self._targets) > self.max_entries:
             self._drop(next(iter(self._targets)))
             self.evictions["capacity"] += 1
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: Key) -> None:
         """Forget ``key`` in both stores."""
         self._targets.pop(key, None)
         self._missing.pop(key, None)
-        if key.startswith(SPELLING):
-            folded = key[len(SPELLING) :].lower()
+        if isinstance(key, tuple):
+            folded = key[0].lower()
             spellings = self._spellings.get(folded)
             if spellings is not None:
                 spellings.discard(key)
@@ -200,7 +202,8 @@ class LookupCache:
         entry of it goes (it may have just been created)."""
         self.epoch += 1
         folded = code_id.lower()
-        for key in (folded, *self._spellings.get(folded, ())):
+        keys: tuple[Key, ...] = (folded, *self._spellings.get(folded, ()))
+        for key in keys:
             item = self._targets.get(key)
             if item is None:
                 self._drop(key)
@@ -222,7 +225,7 @@ class LookupCache:
         self._forget_missing()
 
     def _forget_missing(self) -> None:
-        for key in [key for key in self._missing if key.startswith(SPELLING)]:
+        for key in [key for key in self._missing if isinstance(key, tuple)]:
             self._drop(key)
         self._missing.clear()
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from services.redirect.cache import NOT_FOUND, SPELLING, Found, LookupCache, Target
+from services.redirect.cache import NOT_FOUND, Found, LookupCache, Target
 from shared.database import FAULTS
 from shared.errors import Unavailable
 from shared.singleflight import SingleFlight
@@ -44,7 +44,8 @@ class Resolver:
     ) -> None:
         self.cache = cache
         self._fetch = fetch
-        self._flights: SingleFlight[tuple[str, int], _Answer] = SingleFlight()
+        # Keyed by (the id in lower case, or the spelling for an id shared by several codes, epoch).
+        self._flights: SingleFlight[tuple[str, bool, int], _Answer] = SingleFlight()
         self.cooldown = cooldown
         self._clock = clock
         self._failing_until = 0.0
@@ -66,12 +67,12 @@ class Resolver:
         # cache's epoch too, so a caller arriving after a change starts a fresh query instead of
         # taking the old answer.
         answer = await self._flights.run(
-            (code_id.lower(), self.cache.epoch), functools.partial(self._load, code_id)
+            (code_id.lower(), False, self.cache.epoch), functools.partial(self._load, code_id)
         )
         if answer.spelling is not None and answer.spelling != code_id:
             # An id shared by codes made before ids were case-insensitive: this spelling's own answer.
             answer = await self._flights.run(
-                (SPELLING + code_id, self.cache.epoch), functools.partial(self._load, code_id)
+                (code_id, True, self.cache.epoch), functools.partial(self._load, code_id)
             )
         if answer.stale and answer.target is None:
             raise Unavailable("the database is unavailable")

@@ -1,10 +1,10 @@
 """Reading and writing QR codes (SQLAlchemy Core on the async engine), with their history.
 
 Every write to ``qr_codes`` fires the ``qr_changed`` notification from a trigger inside the same
-transaction, so the redirect processes see a change exactly when it commits; a bulk create
-announces its rows as new codes only (``NEW_CODES``), so that the redirect processes keep every
-cached answer but the unknown ids'. Every write also
-records a row in ``qr_code_changes`` in that same transaction: the history cannot miss a change.
+transaction, so the redirect processes see a change exactly when it commits (a bulk create
+announces its rows as new codes only, ``NEW_CODES``: the redirect processes then keep every cached
+answer but those of unknown ids). Every write also records a row in ``qr_code_changes`` in that
+same transaction: the history cannot miss a change.
 Codes are never deleted, only tombstoned (``deleted_at``): an id once printed never comes back.
 """
 

@@ -40,9 +40,13 @@ class AdvisoryLock(enum.IntEnum):
 
 
 # Every write that changes what /r/{id} answers sends NOTIFY on this channel in its transaction:
-# the id as payload, or FLUSH_ALL after a restore or a bulk change (the statement triggers of migration 0008).
+# the id as payload, or FLUSH_ALL after a restore or a statement that changed several codes (the
+# statement triggers of migration 0008). A bulk create sends NEW_CODES just before its rows: the
+# FLUSH_ALL that follows from the same backend (a transaction's notifications arrive together, in
+# order) is new codes only, which changes no answer but a 404's.
 CHANGE_CHANNEL = "qr_changed"
 FLUSH_ALL = "*"
+NEW_CODES = "+"
 
 
 def _with_scheme(url: str, scheme: str) -> str:

@@ -1,8 +1,10 @@
 """Reading and writing QR codes (SQLAlchemy Core on the async engine), with their history.
 
 Every write to ``qr_codes`` fires the ``qr_changed`` notification from a trigger inside the same
-transaction, so the redirect processes see a change exactly when it commits. Every write also
-records a row in ``qr_code_changes`` in that same transaction: the history cannot miss a change.
+transaction, so the redirect processes see a change exactly when it commits (a bulk create
+announces its rows as new codes only, ``NEW_CODES``: the redirect processes then keep every cached
+answer but those of unknown ids). Every write also records a row in ``qr_code_changes`` in that
+same transaction: the history cannot miss a change.
 Codes are never deleted, only tombstoned (``deleted_at``): an id once printed never comes back.
 """
 
@@ -33,7 +35,7 @@ from services.management.schemas import (
     QRCodeList,
 )
 from shared import ids
-from shared.database import AdvisoryLock
+from shared.database import CHANGE_CHANNEL, NEW_CODES, AdvisoryLock
 from shared.errors import Conflict, InvalidField, NotFound, Unavailable
 from shared.urls import ascii_host
 
@@ -211,8 +213,8 @@ async def create_codes(
     partial: bool,
 ) -> tuple[list[QRCode], list[tuple[int, str]]]:
     """Create many codes in one transaction, in the order given: ``COPY`` into ``qr_codes`` and the
-    history (one statement each, so the redirect processes get one notification); the codes made,
-    and (row, message) for each slug that is taken or given twice.
+    history (one statement each, so the redirect processes get one notification, announced as new
+    codes only); the codes made, and (row, message) for each slug that is taken or given twice.
 
     Under the create lock, like a single create: their ``created_at`` are one microsecond apart from
     the clock's reading, and the transaction does not end before the clock has passed the last, so
@@ -288,6 +290,9 @@ async def create_codes(
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
+    # The statement trigger says "*" for the rows (anything may have changed); said just before it,
+    # in the same transaction, this tells the redirect processes that only new codes did.
+    await conn.execute(select(func.pg_notify(CHANGE_CHANNEL, NEW_CODES)))
     await raw.copy_records_to_table("qr_codes", records=records, columns=COPY_COLUMNS)
     await raw.copy_records_to_table(
         "qr_code_changes",

@@ -115,6 +115,11 @@ def wait_ready(child: Child, url: str, *, timeout: float = 60.0, status: int = 2
 REDIRECT_APP = "services.redirect.app:app_from_env"
 
 
+# The most a request's line and headers may take at the redirect service (431 past it, from Granian):
+# far above what a browser sends (a few KiB, cookies included), and a bound on what a connection holds.
+REDIRECT_MAX_HEADER_BYTES = 32 * 1024
+
+
 def granian_command(
     host: str, port: int | str, *, workers: int | str = 1, app: str = REDIRECT_APP, factory: bool = True
 ) -> list[str]:
@@ -130,6 +135,9 @@ def granian_command(
         f"--workers={workers}",
         "--respawn-failed-workers",
         "--no-ws",
+        # Granian's defaults are 408 KiB of HTTP/1 and 16 MiB of HTTP/2 headers.
+        f"--http1-buffer-size={REDIRECT_MAX_HEADER_BYTES}",
+        f"--http2-max-headers-size={REDIRECT_MAX_HEADER_BYTES}",
         # uvloop's event loop: the hot path spends a fifth of its time in loop wakeups (make bench).
         "--loop=uvloop",
         "--log-level=warning",

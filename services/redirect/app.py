@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.redirect import queries
-from services.redirect.cache import LookupCache, Target
+from services.redirect.cache import Found, LookupCache
 from services.redirect.listener import ChangeListener
 from services.redirect.metrics import PoolStats, Readings, RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint
@@ -86,7 +86,7 @@ class Database:
     async def ping(self) -> None:
         await queries.ping(self.pool, timeout=self._settings.db_timeout)
 
-    async def lookup(self, code_id: str) -> Target | None:
+    async def lookup(self, code_id: str) -> Found:
         return await queries.lookup_target(self.pool, code_id, timeout=self._settings.db_timeout)
 
 

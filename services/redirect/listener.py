@@ -1,8 +1,13 @@
-"""Cache invalidation: a dedicated connection LISTENs on ``qr_changed`` and evicts at once.
+"""Cache invalidation: a dedicated connection LISTENs on ``qr_changed`` and acts at once.
 
-The payload is a code id, or ``*`` for "flush everything" (after a restore or a bulk change).
-Notifications sent while the connection was down are lost, so every (re)connect flushes the whole
-cache; the entries' TTL bounds staleness while the connection is down.
+The payload is a code id (its entries are marked stale), or ``*`` for "anything may have changed"
+(after a restore or a statement that changed several codes: every entry is marked stale). A bulk
+create sends ``+`` just before the ``*`` of its rows (a transaction's notifications arrive
+together, in order): that ``*`` is new codes only, and only the unknown-id entries go.
+Notifications sent while the connection was down are lost, so every (re)connect marks every entry
+stale; the entries' TTL bounds staleness while the connection is down. Stale, not dropped: an
+entry is looked up again before it answers, and keeps answering while the database cannot (see
+:mod:`services.redirect.cache`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.redirect.cache import LookupCache
-from shared.database import CHANGE_CHANNEL, FLUSH_ALL
+from shared.database import CHANGE_CHANNEL, FLUSH_ALL, NEW_CODES
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,8 @@ class ChangeListener:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.received: Counter[str] = Counter()  # notifications: "id" or "all"
+        self.received: Counter[str] = Counter()  # notifications: "id", "all" or "new" (codes)
+        self._announced_by: int | None = None  # the backend whose NEW_CODES came last
 
     def stats(self) -> ListenerStats:
         return ListenerStats(self.connected.is_set(), self.reconnects, dict(self.received))
@@ -63,15 +69,25 @@ class ChangeListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+    def _on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
+        announced_by, self._announced_by = self._announced_by, None
+        if payload == NEW_CODES:
+            self._announced_by = pid
+            return
+        if payload == FLUSH_ALL and announced_by == pid:
+            # The rows of a bulk create: unknown ids may be codes now, nothing else changed (and a
+            # replica's answers for other codes are as current as they were).
+            self.received["new"] += 1
+            self._cache.forget_unknown()
+            return
         if self._on_change is not None:
             self._on_change(str(payload))
         if payload == FLUSH_ALL:
             self.received["all"] += 1
-            self._cache.clear()
+            self._cache.mark_all_stale()
         else:
             self.received["id"] += 1
-            self._cache.evict(str(payload))
+            self._cache.mark_stale(str(payload))
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -86,9 +102,10 @@ class ChangeListener:
                 lost = asyncio.Event()
                 connection.add_termination_listener(functools.partial(_set_event, lost))
                 await connection.add_listener(CHANGE_CHANNEL, self._on_notify)
+                self._announced_by = None
                 if self._on_change is not None:
                     self._on_change(FLUSH_ALL)  # changes missed while away: as after a flush
-                self._cache.clear()
+                self._cache.mark_all_stale()
                 self.connected.set()
                 log.info("listening for changes")
                 backoff = 0.1
@@ -117,4 +134,4 @@ class ChangeListener:
 class ListenerStats:
     connected: bool
     reconnects: int  # running totals since the process started
-    received: dict[str, int]  # notifications by kind: "id" or "all"
+    received: dict[str, int]  # notifications by kind: "id", "all" or "new"

@@ -63,13 +63,14 @@ class RedirectMetrics:
         )
         self.cache_evictions = Counter(
             "qr_redirect_cache_evictions_total",
-            "Cache entries dropped: by a change notification or a flush, or for room",
+            "Cache entries made stale (looked up again, kept for outages) by a change notification or a "
+            "flush, or dropped for room (capacity)",
             ["reason"],
             registry=registry,
         )
         self.invalidations = Counter(
             "qr_redirect_invalidations_total",
-            "Change notifications received (kind: one id, or all)",
+            "Change notifications received (kind: one id, all, or new codes only)",
             ["kind"],
             registry=registry,
         )

@@ -10,17 +10,18 @@ import logging
 
 import asyncpg
 
-from services.redirect.cache import Target
+from services.redirect.cache import Found, Target
 from shared.urls import location_bytes
 
 log = logging.getLogger(__name__)
 
 # Ids are unique without regard to case (the index on lower(id), migration 0006), so /r/menu finds
 # the code Menu. Codes made before that may share a folded id: the exact spelling wins, then the
-# oldest. A deleted code still takes its own spelling (its /r/ answers 404, as before).
+# oldest. A deleted code still takes its own spelling (its /r/ answers 404, as before). ``shared``
+# says so: the answer then holds for the spelling asked only (the cache keeps it per spelling).
 LOOKUP_TARGET = """
 SELECT id, target_url, redirect_status, enabled, expires_at, fallback_url, forward_query,
-       deleted_at IS NOT NULL AS deleted
+       deleted_at IS NOT NULL AS deleted, count(*) OVER () > 1 AS shared
 FROM qr_codes
 WHERE lower(id) = lower($1)
 ORDER BY id = $1 DESC, created_at, id
@@ -45,22 +46,27 @@ PING = "SELECT 1"
 ALL = (LOOKUP_TARGET, LOOKUP_ON_REPLICA, REPLICA_STATE, PRIMARY_POSITION, PING)
 
 
-async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> Target | None:
-    """The code's current target, or ``None`` for an unknown or deleted id."""
+async def lookup_target(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> Found:
+    """The code's current target (``None`` for an unknown or deleted id), and whether the id is
+    shared by several codes."""
     async with pool.acquire(timeout=timeout) as connection:
         row = await connection.fetchrow(LOOKUP_TARGET, code_id, timeout=timeout)
-    return _target(row, code_id)
+    return _found(row, code_id)
 
 
-async def lookup_on_replica(
-    pool: asyncpg.Pool, code_id: str, *, timeout: float
-) -> tuple[Target | None, int | None]:
-    """The code's target as a replica has it (``None``: not there), and the WAL position the
-    replica had replayed when it answered (``None``: it is no replica)."""
+async def lookup_on_replica(pool: asyncpg.Pool, code_id: str, *, timeout: float) -> tuple[Found, int | None]:
+    """The code as a replica has it (target ``None``: not there), and the WAL position the replica
+    had replayed when it answered (``None``: it is no replica)."""
     async with pool.acquire(timeout=timeout) as connection:
         row = await connection.fetchrow(LOOKUP_ON_REPLICA, code_id, timeout=timeout)
     assert row is not None
-    return _target(row if row["id"] is not None else None, code_id), row["replayed"]
+    return _found(row if row["id"] is not None else None, code_id), row["replayed"]
+
+
+def _found(row: asyncpg.Record | None, code_id: str) -> Found:
+    if row is None:
+        return Found(None)
+    return Found(_target(row, code_id), shared=row["shared"])
 
 
 def _target(row: asyncpg.Record | None, code_id: str) -> Target | None:

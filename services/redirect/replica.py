@@ -6,8 +6,8 @@ A hot standby replays the primary's WAL a moment behind it. Read naively, that m
 - **a code created a moment ago** is not on the replica yet: its first scan would get a 404 (and
   a negative cache entry). So a code the replica does not have is looked up on the primary before
   anything answers 404 or is cached as unknown;
-- **a code changed a moment ago**: the change notification (LISTEN on the primary) evicts the
-  cached entry at once, but the replica may still hold the old row, and the next lookup would
+- **a code changed a moment ago**: the change notification (LISTEN on the primary) marks the
+  cached entry stale at once, but the replica may still hold the old row, and the next lookup would
   cache the old target again, for the whole TTL. So on every notification the service reads the
   primary's WAL position (``pg_current_wal_lsn()``, taken after the notification arrived, hence
   after the change committed) and keeps it for that id; a replica answer for the id counts only
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.redirect import queries
-from services.redirect.cache import Target
+from services.redirect.cache import Found
 from shared.database import FAULTS, FLUSH_ALL
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,12 @@ class ReplicaRouting:
 
     # -- lookups -----------------------------------------------------------------------------------
 
-    async def fetch(self, code_id: str) -> Target | None:
+    async def fetch(self, code_id: str) -> Found:
         state = self.state
         current_enough = state.standby is False or (not self._pending_all and code_id not in self._pending)
         if state.usable and current_enough:
             try:
-                target, replayed = await queries.lookup_on_replica(
+                found, replayed = await queries.lookup_on_replica(
                     self._replica(), code_id, timeout=self._timeout
                 )
             except FAULTS as exc:
@@ -129,19 +129,20 @@ class ReplicaRouting:
             else:
                 required = max(self._required.get(code_id, 0), self._required_all)
                 current = replayed is None or replayed >= required
-                if target is not None and current:
+                if found.target is not None and current:
                     self.lookups["replica"] += 1
-                    return target
-                if target is None and not self.state.standby:
+                    return found
+                if found.target is None and not self.state.standby:
                     self.lookups["replica"] += 1
-                    return None  # no standby (PgBouncer before the primary): its miss is the truth
+                    return found  # no standby (PgBouncer before the primary): its miss is the truth
         self.lookups["primary"] += 1
         return await queries.lookup_target(self.primary, code_id, timeout=self._timeout)
 
     # -- changes -----------------------------------------------------------------------------------
 
     def changed(self, payload: str) -> None:
-        """Called by the change listener for every notification, before the cache is evicted."""
+        """Called by the change listener for every notification of a change (new codes only need
+        nothing: a miss on the replica asks the primary), before the cache is marked stale."""
         if payload == FLUSH_ALL:
             self._pending_all += 1
         else:

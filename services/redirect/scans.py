@@ -1,15 +1,17 @@
 """Scan recording: a bounded buffer filled by the request, written in batches in the background.
 
 The request does one thing: append the raw facts (time, id, user agent, referrer, peer address,
-forwarded-for header) to a list. Everything else happens in the writer, off the request: the client
-address behind trusted proxies (and its country, with GEOIP_DATABASE), the visitor hash, the user
-agent's id and bot classification, and the write itself: one statement per batch that stores the
-rows and adds them to every rollup (:mod:`services.redirect.rollups`).
+forwarded-for header) to a list, the headers cut to what is stored of them (what a request brings
+beyond that is never kept, not even as a key). Everything else happens in the writer, off the
+request: the client address behind trusted proxies (and its country, with GEOIP_DATABASE), the
+visitor hash, the user agent's id and bot classification, and the write itself: one statement per
+batch that stores the rows and adds them to every rollup (:mod:`services.redirect.rollups`).
 
 Guarantees: flushed at least every ``flush_interval`` seconds and at shutdown, so a graceful stop
 loses nothing and a crash at most the last interval. The buffer is bounded: past ``max_buffered``
-scans (the database down for long under load) new scans are dropped, counted and logged, never
-allowed to eat the memory. A failed write is retried with back-off, the batch kept in front.
+scans, or as many KiB of their headers (the database down for long under load), new scans are
+dropped, counted and logged, never allowed to eat the memory. A failed write is retried with
+back-off, the batch kept in front.
 Visitor hashes: :mod:`services.redirect.visitors`.
 """
 
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
@@ -55,13 +58,66 @@ ALL = (EXISTING_CODES, UPSERT_AGENTS, *rollups.ALL)
 # The host of a referrer URL, lower case: what the referrers' top list counts (as migration 0007).
 _REFERRER_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:@]+)")
 
+# What is stored of the headers a scan keeps, in bytes: they are cut to this before anything else
+# (user_agents.agent is unique, and a btree entry must stay well under 2,704 bytes).
 MAX_USER_AGENT = 512
 MAX_REFERRER = 2048
+# X-Forwarded-For is read from the right (shared/clients.py) as far as the trusted proxies go: a dozen
+# hops of IPv6 addresses fit. Past the cut, an entry that is no address stands for the rest.
+MAX_FORWARDED_FOR = 512
+# The buffer's bound in header bytes (as cut), per scan it may hold: ordinary scans bring a few
+# hundred bytes, so the count binds first; a flood of maximal headers meets this one.
+BUFFERED_BYTES_PER_SCAN = 1024
 # Groups worked out between yields to the event loop: scans of as many clients as scans cost about
 # 10 µs each here, and redirects must not wait for a whole batch of them.
 PREPARE_CHUNK = 250
-MAX_REMEMBERED = 50_000  # user agents and clients whose facts the writer keeps (then starts afresh)
+MAX_REMEMBERED = 50_000  # user agents, clients and referrers whose facts the writer keeps ...
+MAX_REMEMBERED_BYTES = 16 * 1024 * 1024  # ... and request bytes kept with them, in each (then afresh)
 MAX_BACKOFF = 10.0
+
+
+def last_hops(forwarded: bytes) -> bytes:
+    """``X-Forwarded-For`` cut to its last MAX_FORWARDED_FOR bytes, whole entries only, after an
+    entry that is no address: a client address is never read from a cut entry (it cannot be told
+    if every hop kept is a trusted proxy)."""
+    if len(forwarded) <= MAX_FORWARDED_FOR:
+        return forwarded
+    _, comma, whole = forwarded[-MAX_FORWARDED_FOR:].partition(b",")
+    return b"_," + whole if comma else b"_"
+
+
+def header_bytes(scans: Sequence[RawScan]) -> int:
+    """The header bytes (user agent, referrer, forwarded-for) ``scans`` hold."""
+    return sum(
+        (len(agent) if agent else 0)
+        + (len(referrer) if referrer else 0)
+        + (len(forwarded) if forwarded else 0)
+        for _, _, agent, referrer, _, forwarded in scans
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(dict[K, V]):
+    """What the writer worked out per user agent, client or referrer, kept for the next batches:
+    started afresh at MAX_REMEMBERED entries or MAX_REMEMBERED_BYTES of request bytes (the key's,
+    and the text kept from it)."""
+
+    __slots__ = ("held_bytes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_bytes = 0
+
+    def remember(self, key: K, value: V, size: int) -> V:
+        if len(self) >= MAX_REMEMBERED or self.held_bytes + size > MAX_REMEMBERED_BYTES:
+            self.clear()
+            self.held_bytes = 0
+        self[key] = value
+        self.held_bytes += size
+        return value
 
 
 def _text(raw: bytes | None, limit: int) -> str | None:
@@ -110,17 +166,19 @@ class ScanRecorder:
         self._trusted = NetworkSet(trusted_proxies)
         self.flush_interval = flush_interval
         self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered * BUFFERED_BYTES_PER_SCAN
         self.batch_size = batch_size
         self._timeout = timeout
         self._clock = clock
         self._buffer: list[RawScan] = []
+        self._buffered_bytes = 0  # header bytes held in _buffer
         self._pool: asyncpg.Pool | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._visitors = VisitorHasher()
-        self._clients: dict[tuple[str | None, bytes | None], Client] = {}
-        self._agents: dict[bytes | None, Agent] = {}
-        self._referrers: dict[bytes, tuple[str | None, str | None]] = {}
+        self._clients: Memo[tuple[str | None, bytes | None], Client] = Memo()
+        self._agents: Memo[bytes | None, Agent] = Memo()
+        self._referrers: Memo[bytes, tuple[str | None, str | None]] = Memo()
         self.written = 0
         self.dropped = 0
         self._dropped_unlogged = 0
@@ -152,6 +210,25 @@ class ScanRecorder:
             self.dropped += 1
             self._dropped_unlogged += 1
             return
+        size = 0
+        if user_agent is not None:
+            size = len(user_agent)
+            if size > MAX_USER_AGENT:
+                user_agent, size = user_agent[:MAX_USER_AGENT], MAX_USER_AGENT
+        if referrer is not None:
+            if len(referrer) > MAX_REFERRER:
+                referrer = referrer[:MAX_REFERRER]
+            size += len(referrer)
+        if forwarded is not None:
+            if len(forwarded) > MAX_FORWARDED_FOR:
+                forwarded = last_hops(forwarded)
+            size += len(forwarded)
+        size += self._buffered_bytes
+        if size > self.max_buffered_bytes:
+            self.dropped += 1
+            self._dropped_unlogged += 1
+            return
+        self._buffered_bytes = size
         buffer.append((self._clock(), code_id, user_agent, referrer, peer, forwarded))
         if len(buffer) == self.batch_size:
             self._wake.set()
@@ -195,6 +272,7 @@ class ScanRecorder:
                 "scans lost at shutdown: the database did not take them", extra={"lost": len(self._buffer)}
             )
             self._buffer = []
+            self._buffered_bytes = 0
         self._log_drops()
         if self._pool is not None:
             try:
@@ -252,14 +330,18 @@ class ScanRecorder:
         while pending > 0 and self._buffer:
             size = min(self.batch_size, pending)
             batch, self._buffer = self._buffer[:size], self._buffer[size:]
+            batch_bytes = header_bytes(batch)
+            self._buffered_bytes -= batch_bytes
             pending -= len(batch)
             try:
                 await self._write(batch)
             except (*TRANSIENT, asyncio.CancelledError):
                 self._buffer = batch + self._buffer
+                self._buffered_bytes += batch_bytes
                 overflow = len(self._buffer) - self.max_buffered
                 if overflow > 0:  # keep the oldest: they are the ones a crash would lose first
                     del self._buffer[self.max_buffered :]
+                    self._buffered_bytes = header_bytes(self._buffer)
                     self._drop(overflow)
                 self.healthy = False
                 raise
@@ -356,31 +438,25 @@ class ScanRecorder:
             agent.id = ids[agent.text]
 
     def _agent(self, raw: bytes | None) -> Agent:
-        if len(self._agents) >= MAX_REMEMBERED:
-            self._agents.clear()
         text = _text(raw, MAX_USER_AGENT) or ""
-        agent = self._agents[raw] = Agent(text, text.encode(), None)
-        return agent
+        hashed = text.encode()
+        return self._agents.remember(raw, Agent(text, hashed, None), len(raw or b"") + 2 * len(hashed))
 
     def _client(self, peer: str | None, forwarded: bytes | None) -> Client:
         """The client's address (and as hashed) behind trusted proxies, and where it is; most scans
         come through the same proxy from clients seen before."""
-        if len(self._clients) >= MAX_REMEMBERED:
-            self._clients.clear()
         address = client_address(
             peer, None if forwarded is None else forwarded.decode("latin-1"), self._trusted
         )
         country, city = self._geoip.locate(address) if self._geoip is not None else (None, None)
-        client = self._clients[(peer, forwarded)] = Client(address, (address or "").encode(), country, city)
-        return client
+        client = Client(address, (address or "").encode(), country, city)
+        return self._clients.remember((peer, forwarded), client, len(peer or "") + len(forwarded or b""))
 
     def _referrer(self, raw: bytes) -> tuple[str | None, str | None]:
-        if len(self._referrers) >= MAX_REMEMBERED:
-            self._referrers.clear()
         text = _text(raw, MAX_REFERRER)
         match = _REFERRER_HOST.match(text or "")
-        referrer = self._referrers[raw] = (text, match.group(1).lower() if match else None)
-        return referrer
+        referrer = (text, match.group(1).lower() if match else None)
+        return self._referrers.remember(raw, referrer, len(raw) + 2 * len(text or ""))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Redirect processes (Granian, as deployed) against a real PostgreSQL: several at once following
-changes, a frozen and a stopped database, and a graceful stop that loses no scan."""
+changes, a frozen and a stopped database, a graceful stop that loses no scan, and a worker's memory
+under a flood of huge headers."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from services.management.app import create_app as create_management
 from services.management.settings import ManagementSettings
 from services.ops import embedded, schema
-from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
+from services.ops.processes import (
+    REDIRECT_MAX_HEADER_BYTES,
+    Child,
+    granian_command,
+    spawn,
+    venv_command,
+    wait_ready,
+)
+from services.redirect import scans
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -174,18 +183,44 @@ async def test_a_frozen_then_stopped_database(own_server: embedded.EmbeddedServe
                 process.send_signal(signal.SIGCONT)
             await _heals(client, "/r/uncached12", 404)
 
-            # Stopped outright.
+            # Edited, then stopped outright before the edit was looked up: the previous target
+            # is a better answer than a 503 for a printed code.
+            notified = await _notifications(client)
+            await _edit(dsn, "cached1234", "https://example.org/edited")
+            deadline = time.monotonic() + 5
+            while await _notifications(client) == notified:
+                assert time.monotonic() < deadline, "the edit's notification did not come"
+                await asyncio.sleep(0.05)
             own_server.stop()
             await asyncio.sleep(0.3)
-            assert (await client.get("/r/cached1234")).status_code == 302
+            for _ in range(3):
+                cached = await client.get("/r/cached1234")
+                assert cached.status_code == 302
+                assert cached.headers["location"] == "https://example.org/cached1234"
             assert (await client.get("/r/another12")).status_code == 503
 
             restarted = await asyncio.to_thread(embedded.start, tmp_path / "var")
             assert restarted.pid != own_server.pid  # the fixture's release stops this one too
             await _insert(restarted.dsn(), "another12")
             await _heals(client, "/r/another12", 302)
+            assert (await client.get("/r/cached1234")).headers["location"] == "https://example.org/edited"
     finally:
         child.stop()
+
+
+async def _edit(dsn: str, code_id: str, target: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("UPDATE qr_codes SET target_url = $2 WHERE id = $1", code_id, target)
+    finally:
+        await connection.close()
+
+
+async def _notifications(client: httpx.AsyncClient) -> float:
+    """The change notifications of one id the worker has received."""
+    from tests.metrics_checks import parse, value
+
+    return value(parse((await client.get("/metrics")).text), "qr_redirect_invalidations_total", kind="id")
 
 
 async def _heals(client: httpx.AsyncClient, path: str, status: int) -> None:
@@ -289,3 +324,92 @@ async def test_several_workers_give_one_coherent_view_of_the_metrics(
         answered.append(value(samples, "qr_http_requests_total", method="GET", route="/r/{id}", status="302"))
     assert sorted(answered)[-2] > 0, answered
     assert sum(answered) == 200
+
+
+async def _ask(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, user_agent: bytes
+) -> int | str:
+    """One GET on an open connection: the answer's status ("closed" if the server hung up)."""
+    writer.write(b"GET %s HTTP/1.1\r\nHost: qr.test\r\nUser-Agent: %s\r\n\r\n" % (path.encode(), user_agent))
+    try:
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return "closed"
+    return int(head.split(b" ", 2)[1])
+
+
+async def _flood(port: int, path: str, agents: Iterator[bytes], *, keep_alive: bool) -> dict[int | str, int]:
+    """Send a GET per user agent; how many got each status."""
+    statuses: dict[int | str, int] = {}
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    for agent in agents:
+        if connection is None:
+            connection = await asyncio.open_connection("127.0.0.1", port)
+        status = await _ask(*connection, path, agent)
+        statuses[status] = statuses.get(status, 0) + 1
+        if not keep_alive or status != 302:
+            connection[1].close()
+            connection = None
+    if connection is not None:
+        connection[1].close()
+    return statuses
+
+
+def _agents(count: int, size: int) -> Iterator[bytes]:
+    """Distinct user agents of ``size`` bytes that read like a browser's (crawlerdetect takes tens of
+    milliseconds over a long run of one letter: not what this test measures)."""
+    for n in range(count):
+        yield (b"Mozilla/5.0 (flood %d) " % n + b"AppleWebKit/605.1.15 Safari/604.1 " * (size // 34))[:size]
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_huge_distinct_user_agents_is_refused_or_cut_and_leaves_the_worker_as_it_was(
+    database_url: str,
+) -> None:
+    await _insert(database_url, "flooded12")
+    child, base = start_redirect(database_url)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        (worker,) = psutil.Process(child.process.pid).children()
+        # Warm: the pools, the writer's statements, the classifier's patterns.
+        assert await _flood(port, "/r/flooded12", _agents(300, 200), keep_alive=True) == {302: 300}
+        await _written(database_url, 300)
+        before = worker.memory_info().rss
+
+        # 2,000 distinct 300 KiB agents: refused at the door (431), never stored.
+        refused = await _flood(port, "/r/flooded12", _agents(2000, 300 * 1024), keep_alive=False)
+        assert refused == {431: 2000}
+        refused_grown = worker.memory_info().rss - before
+        # 2,000 distinct agents just under the header limit: redirected, stored cut.
+        served = await _flood(
+            port, "/r/flooded12", _agents(2000, REDIRECT_MAX_HEADER_BYTES - 1024), keep_alive=True
+        )
+        assert served == {302: 2000}
+        await _written(database_url, 2300)
+        grown = worker.memory_info().rss - before
+    finally:
+        child.stop()
+    assert refused_grown < 2 * 2**20, (
+        f"2,000 refused requests: the worker grew by {refused_grown / 2**20:.1f} MiB"
+    )
+    assert grown < 8 * 2**20, f"and 2,000 cut agents: the worker grew by {grown / 2**20:.1f} MiB"
+    connection = await asyncpg.connect(database_url)
+    try:
+        assert (
+            await connection.fetchval("SELECT max(octet_length(agent)) FROM user_agents")
+            == scans.MAX_USER_AGENT
+        )
+    finally:
+        await connection.close()
+
+
+async def _written(database_url: str, count: int) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + 60
+        while await connection.fetchval("SELECT count(*) FROM scans") < count:
+            assert time.monotonic() < deadline, "the scans were not written"
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()

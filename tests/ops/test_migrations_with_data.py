@@ -421,12 +421,12 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
         if order.index(revision) >= order.index(LOOKUP_FROM):
             for statement in queries.ALL:
                 await connection.prepare(statement)
-            target = await queries.lookup_target(pool, OLD_CODE, timeout=5)
+            found = await queries.lookup_target(pool, OLD_CODE, timeout=5)
             expected = Target(location=location_bytes(OLD_TARGET), status=301, code_id=OLD_CODE)
-            assert target == expected, revision
+            assert found.target == expected, revision
             # Ids are found in any case (fast from 0006, which indexes lower(id)).
-            assert await queries.lookup_target(pool, OLD_CODE.upper(), timeout=5) == expected
-            assert await queries.lookup_target(pool, "no-such-code", timeout=5) is None
+            assert (await queries.lookup_target(pool, OLD_CODE.upper(), timeout=5)).target == expected
+            assert (await queries.lookup_target(pool, "no-such-code", timeout=5)).target is None
             await queries.ping(pool, timeout=5)
         else:
             with pytest.raises(asyncpg.UndefinedColumnError):

@@ -138,7 +138,7 @@ async def test_any_spelling_of_an_id_reaches_its_code_and_counts_for_it(
         response = await client.get(f"/r/{spelling}")
         assert response.status_code == 302, spelling
         assert response.headers["location"] == "https://example.org/one"
-    # A change evicts every spelling it was cached under.
+    # A change reaches every spelling.
     await db.execute("UPDATE qr_codes SET target_url = 'https://example.org/two' WHERE id = 'Menu-Card'")
     for spelling in ("Menu-Card", "menu-card", "MENU-CARD"):
         await eventually(client, f"/r/{spelling}", 302, "https://example.org/two")
@@ -165,6 +165,8 @@ async def test_ids_made_before_they_were_case_insensitive_keep_their_own_spellin
     assert (await client.get("/r/poster")).headers["location"] == "https://example.org/second"
     assert (await client.get("/r/POSTER")).status_code == 404  # deleted: its own spelling stays dead
     assert (await client.get("/r/pOsTeR")).headers["location"] == "https://example.org/first"  # the oldest
+    for malformed in ("=Poster", "('Poster',)"):  # no path reaches an answer kept for one spelling
+        assert (await client.get(f"/r/{malformed}")).status_code == 404
 
 
 async def eventually(client: httpx.AsyncClient, path: str, status: int, location: str | None = None) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.redirect import scans
 from services.redirect.scans import ScanRecorder
+from shared.clients import NetworkSet, client_address
 from shared.settings import parse_networks
 
 pytestmark = pytest.mark.anyio
@@ -248,3 +250,83 @@ async def test_one_batch_over_midnight_keeps_every_moment_and_counts_each_day(
     assert hashes[0] == hashes[1] != hashes[4]  # the iPhone, under each day's key
     every = await db.fetch("SELECT day::text, total, visitors FROM scan_days WHERE code_id = '' ORDER BY day")
     assert [tuple(row) for row in every] == [("2026-11-26", 4, 1), ("2026-11-27", 6, 2)]
+
+
+async def test_headers_are_cut_to_what_is_stored_before_they_are_buffered_or_remembered(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    try:
+        huge = 300 * 1024
+        for n in range(20):
+            agent = f"agent {n} ".encode() + b"a" * huge
+            referrer = f"https://ref{n}.example/".encode() + b"r" * huge
+            forwarded = b"198.51.100.7, " * (huge // 14) + b"203.0.113.9"
+            recorder.record("scan123abc", agent, referrer, "127.0.0.1", forwarded)
+        held = [(agent, referrer, forwarded) for _, _, agent, referrer, _, forwarded in recorder._buffer]
+        assert all(agent is not None and len(agent) == scans.MAX_USER_AGENT for agent, _, _ in held)
+        assert all(referrer is not None and len(referrer) == scans.MAX_REFERRER for _, referrer, _ in held)
+        assert all(f is not None and len(f) <= scans.MAX_FORWARDED_FOR + 2 for _, _, f in held)
+        await recorder.flush()
+        for memo in (recorder._agents, recorder._referrers, recorder._clients):
+            assert memo.held_bytes <= 20 * 3 * scans.MAX_REFERRER
+        keys = [*recorder._agents, *recorder._referrers, *(f for _, f in recorder._clients)]
+        assert max(len(key or b"") for key in keys) <= scans.MAX_REFERRER
+        # Cut, the client is still the one the trusted proxy named.
+        assert [client.address for client in recorder._clients.values()] == ["203.0.113.9"]
+    finally:
+        await recorder.close()
+    assert await db.fetchval("SELECT max(length(agent)) FROM user_agents") == scans.MAX_USER_AGENT
+    assert await db.fetchval("SELECT max(length(referrer)) FROM scans") == scans.MAX_REFERRER
+    assert await db.fetchval("SELECT count(*) FROM scans") == 20
+
+
+def test_forwarded_for_keeps_its_last_hops_whole_and_fails_closed_past_the_cut() -> None:
+    trusted = NetworkSet(parse_networks("TRUSTED_PROXIES", "10.0.0.0/8"))
+    short = b"203.0.113.9, 10.0.0.2"
+    assert scans.last_hops(short) is short
+    forwarded = b"198.51.100.1, " * 100 + b"203.0.113.9, 10.0.0.2"
+    cut = scans.last_hops(forwarded)
+    assert len(cut) <= scans.MAX_FORWARDED_FOR + 2
+    assert client_address("10.0.0.1", cut.decode(), trusted) == "203.0.113.9"
+    every_hop_a_proxy = b", ".join(b"10.0.0.%d" % (n % 250) for n in range(100))
+    assert client_address("10.0.0.1", scans.last_hops(every_hop_a_proxy).decode(), trusted) is None
+    assert scans.last_hops(b"x" * 10_000) == b"_"  # one entry, cut: no address in it
+
+
+async def test_the_writers_memories_are_bounded_in_bytes(
+    database_url: str, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scans, "MAX_REMEMBERED_BYTES", 64 * 1024)
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    try:
+        for batch in range(5):
+            for n in range(100):  # distinct agents of the stored length, from distinct clients
+                agent = b"%d-%d " % (batch, n) + b"a" * scans.MAX_USER_AGENT
+                recorder.record("scan123abc", agent, b"https://e.org/%d" % n, f"203.0.113.{n}", None)
+            await recorder.flush()
+            assert recorder._agents.held_bytes <= 64 * 1024
+            assert len(recorder._agents) <= 64 * 1024 // scans.MAX_USER_AGENT
+    finally:
+        await recorder.close()
+    assert await db.fetchval("SELECT count(*) FROM scans") == 500
+
+
+async def test_the_buffer_is_bounded_in_header_bytes_too(database_url: str) -> None:
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, max_buffered=100, flush_interval=60)
+    await recorder.start()
+    try:
+        big = b"a" * scans.MAX_USER_AGENT, b"r" * scans.MAX_REFERRER, b"203.0.113.9"
+        for _ in range(100):
+            recorder.record("scan123abc", *big[:2], "127.0.0.1", big[2])
+        per_scan = sum(len(header) for header in big)
+        assert recorder.buffered == 100 * scans.BUFFERED_BYTES_PER_SCAN // per_scan
+        assert recorder.dropped == 100 - recorder.buffered
+        await recorder.flush()
+        assert recorder._buffered_bytes == 0
+        recorder.record("scan123abc", *big[:2], "127.0.0.1", big[2])  # room again
+        assert recorder.buffered == 1
+    finally:
+        await recorder.close()

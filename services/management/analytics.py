@@ -6,16 +6,20 @@ and the days of a DST change, 23 or 25 hours long, included), so a bucket in any
 
 Unique visitors are distinct visitor hashes among people. The hash's key changes at 00:00 UTC, so
 they can be counted exactly per UTC day only: a bucket of an hour counts the distinct hashes of its
-raw scans; a day in UTC counts its own visitors; any other bucket (a day in another zone, a week, a
-month) sums the daily counts of the UTC days whose noon falls inside it (for a zone within twelve
-hours of UTC, the day of the same date), at most its people. Top lists count the same UTC days,
-from the daily tallies; they are kept for ever, as the rollups are. Raw scans (hourly unique
-visitors, the CSV) go after ``SCAN_RETENTION_DAYS``; the answer says from when they are kept.
+raw scans (which is why an hourly range is kept to ``MAX_HOURLY_DAYS``); a day in UTC counts its own
+visitors; any other bucket (a day in another zone, a week, a month) sums the daily counts of the UTC
+days whose noon falls inside it (for a zone within twelve hours of UTC, the day of the same date),
+at most its people. Top lists count the same UTC days, from the daily tallies, which keep a bounded
+number of values a day (the rest counted as "Other", see :mod:`services.redirect.rollups`); they are
+kept for ever, as the rollups are. Raw scans (hourly unique visitors, the CSV) go after
+``SCAN_RETENTION_DAYS``; the answer says from when they are kept.
+
+A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day by day, and the daily
+rollups are summed per bucket by PostgreSQL.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections import Counter
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management import agents
+from services.management import agents, limits
 from services.management.schemas import (
     Bucket,
     Interval,
@@ -39,9 +43,8 @@ from services.management.schemas import (
 from shared.errors import InvalidField, NotFound
 
 EVERY_CODE = ""  # the rollups' code id for every code together
-MAX_BUCKETS = 10_000
+MAX_BUCKETS = limits.MAX_SCAN_BUCKETS
 TOP = 10  # entries per top list
-DEFAULT_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,11 @@ def _make_range(query: ScanQuery, now: datetime) -> Range:
         if query.to is not None
         else following(floor(now, query.interval, tz), query.interval, tz)
     )
-    start = _moment(query.from_, tz) if query.from_ is not None else end - timedelta(days=DEFAULT_DAYS)
+    start = (
+        _moment(query.from_, tz)
+        if query.from_ is not None
+        else end - timedelta(days=limits.DEFAULT_SCAN_DAYS)
+    )
     if start >= end:
         raise InvalidField("from", "must be before to")
     if (end - start) / _SHORTEST[query.interval] > MAX_BUCKETS + 1:
@@ -158,9 +165,16 @@ FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[])) AS par
 JOIN scan_quarters q ON q.code_id = :code AND q.quarter >= part.start AND q.quarter < part.stop
 GROUP BY 1
 """
+# Every UTC day whose noon is in the range, summed twice over: its totals into the bucket that holds
+# it whole (:edges lists the runs of such days as [first, last) pairs; an odd edge number is inside
+# run (edge - 1) / 2), and its visitors into the bucket that holds its noon (:bounds).
 DAYS = """
-SELECT day, total, bots, visitors FROM scan_days
+SELECT width_bucket(day, CAST(:edges AS date[])) AS edge,
+       width_bucket((day + time '12:00') AT TIME ZONE 'UTC', CAST(:bounds AS timestamptz[])) AS noon,
+       sum(total)::bigint AS total, sum(bots)::bigint AS bots, sum(visitors)::bigint AS visitors
+FROM scan_days
 WHERE code_id = :code AND day >= :first AND day < :last
+GROUP BY 1, 2
 """
 # One query per case rather than "(:code = '' OR code_id = :code)", which a generic plan cannot
 # answer from the (code_id, scanned_at) index.
@@ -256,7 +270,7 @@ async def report(
     bounds = span.utc_bounds()
     instants = bounds[:-1]
     totals, bots = [0] * len(instants), [0] * len(instants)
-    whole_days, parts = split_days(bounds, hours=span.interval == "hour")
+    runs, parts = split_days(bounds, hours=span.interval == "hour")
     if parts:
         for bucket, total, bot in await conn.execute(
             text(QUARTERS),
@@ -266,15 +280,19 @@ async def report(
             bots[bucket - 1] += bot
 
     first, last = _noon_days(span)
-    daily = []
-    for row in await conn.execute(text(DAYS), {"code": code, "first": first, "last": last}):
-        daily.append((row.day, row.visitors))
-        if (bucket := whole_days.get(row.day)) is not None:
-            totals[bucket] += row.total
-            bots[bucket] += row.bots
+    edges = [day for run in runs for day in run[:2]]
+    by_noon = [0] * len(instants)  # visitors of the UTC days whose noon is in each bucket
+    for edge, noon, total, bot, visitors in await conn.execute(
+        text(DAYS), {"code": code, "first": first, "last": last, "edges": edges, "bounds": bounds}
+    ):
+        if edge % 2 == 1:  # a day wholly in one bucket
+            bucket = runs[(edge - 1) // 2][2]
+            totals[bucket] += total
+            bots[bucket] += bot
+        by_noon[noon - 1] += visitors
     people = [t - b for t, b in zip(totals, bots, strict=True)]
-    uniques = [0] * len(instants)
     if span.interval == "hour":  # exact: the distinct hashes of each hour's raw scans
+        uniques = [0] * len(instants)
         statement = HOURLY_VISITORS if code_id is not None else HOURLY_VISITORS_EVERY_CODE
         for bucket, visitors in await conn.execute(
             text(statement), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
@@ -282,9 +300,7 @@ async def report(
             if 1 <= bucket <= len(instants):
                 uniques[bucket - 1] = visitors
     else:
-        for day, visitors in daily:
-            uniques[bisect.bisect_right(instants, datetime.combine(day, NOON)) - 1] += visitors
-        uniques = [min(u, p) for u, p in zip(uniques, people, strict=True)]
+        uniques = [min(u, p) for u, p in zip(by_noon, people, strict=True)]
 
     if code_id is not None:
         span_first, span_last = (await conn.execute(text(FIRST_LAST), {"code": code})).one_or_none() or (
@@ -305,7 +321,7 @@ async def report(
         total=sum(totals),
         people=sum(people),
         bots=sum(bots),
-        unique=min(sum(people), sum(visitors for _, visitors in daily)),
+        unique=min(sum(people), sum(by_noon)),
         first_scan_at=span_first,
         last_scan_at=span_last,
         from_=span.start,
@@ -324,12 +340,13 @@ async def report(
 
 def split_days(
     bounds: list[datetime], *, hours: bool
-) -> tuple[dict[date, int], list[tuple[datetime, datetime]]]:
-    """The UTC days that lie wholly in one bucket (day -> the bucket's index), and the rest of the
-    range as parts to count from quarter hours (adjacent ones joined). Hour buckets: all parts."""
+) -> tuple[list[tuple[date, date, int]], list[tuple[datetime, datetime]]]:
+    """The UTC days that lie wholly in one bucket, as runs (first day, the day after the last, the
+    bucket's index), and the rest of the range as parts to count from quarter hours (adjacent ones
+    joined); bucket by bucket, never day by day. Hour buckets: all parts."""
     if hours:
-        return {}, [(bounds[0], bounds[-1])]
-    whole: dict[date, int] = {}
+        return [], [(bounds[0], bounds[-1])]
+    runs: list[tuple[date, date, int]] = []
     parts: list[tuple[datetime, datetime]] = []
 
     def part(start: datetime, stop: datetime) -> None:
@@ -348,10 +365,9 @@ def split_days(
             part(start, stop)
             continue
         part(start, datetime.combine(first, time(), UTC))
-        for n in range((last - first).days):
-            whole[first + timedelta(days=n)] = index
+        runs.append((first, last, index))
         part(datetime.combine(last, time(), UTC), stop)
-    return whole, parts
+    return runs, parts
 
 
 def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:

@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from services.management import analytics
+from services.management import analytics, limits
 from services.management.schemas import ScanQuery
 from services.ops import maintenance
 from services.redirect.scans import ScanRecorder
@@ -110,7 +111,6 @@ def test_the_default_range_is_the_last_thirty_days_up_to_the_end_of_today() -> N
     [
         ({"from": "2026-11-02", "to": "2026-11-01"}, "from"),
         ({"from": "2026-11-01", "to": "2026-11-01"}, "from"),
-        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),  # 52,584 buckets
     ],
 )
 def test_ranges_that_cannot_be_answered_are_refused(values: dict[str, str], field: str) -> None:
@@ -119,17 +119,75 @@ def test_ranges_that_cannot_be_answered_are_refused(values: dict[str, str], fiel
     assert refused.value.field == field
 
 
-def test_ten_thousand_buckets_are_the_limit() -> None:
+def unchecked(**values: Any) -> ScanQuery:
+    """A query as make_range may be given one without the model's checks (its own guard)."""
+    return ScanQuery.model_construct(**{"tz": "UTC", "interval": "day", **values})
+
+
+def test_ten_thousand_buckets_are_the_limit_of_a_series() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    exact = query(
-        **{"from": start.isoformat(), "to": (start + timedelta(hours=10_000)).isoformat(), "interval": "hour"}
-    )
-    assert len(analytics.make_range(exact, start).starts) == 10_000
-    over = query(
-        **{"from": start.isoformat(), "to": (start + timedelta(hours=10_001)).isoformat(), "interval": "hour"}
-    )
-    with pytest.raises(InvalidField):
+    exact = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS), interval="hour")
+    assert len(analytics.make_range(exact, start).starts) == limits.MAX_SCAN_BUCKETS
+    over = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS + 1), interval="hour")
+    with pytest.raises(InvalidField) as refused:
         analytics.make_range(over, start)
+    assert refused.value.field == "interval"
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "reason"),
+    [
+        # 766 years of months: 9,192 buckets, under the bucket bound, and 280,000 days.
+        (
+            {"from": "1260-12-01", "to": "2026-12-01", "interval": "month"},
+            "from",
+            "at most 20 years before to",
+        ),
+        ({"from": "2006-11-30", "to": "2026-12-01", "interval": "month"}, "from", "at most 20 years"),
+        ({"from": "1990-01-01", "interval": "week"}, "from", "at most 20 years before now"),
+        (
+            {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:01Z", "interval": "hour"},
+            "interval",
+            "hour covers at most 31 days",
+        ),
+        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval", "choose day"),
+    ],
+)
+def test_the_query_model_bounds_a_range_naming_the_parameter(
+    values: dict[str, str], field: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        query(**values)
+    [error] = refused.value.errors()
+    assert error["loc"] == (field,)
+    assert reason in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"from": "2006-12-01", "to": "2026-12-01", "interval": "month"},
+        {"from": "2008-02-29", "to": "2028-02-29", "interval": "day"},  # leap day to leap day
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "interval": "hour"},
+        {"to": "2026-02-01", "interval": "hour"},  # 30 days before to
+    ],
+)
+def test_ranges_at_their_bounds_are_taken(values: dict[str, str]) -> None:
+    assert query(**values).interval == values["interval"]
+
+
+def test_a_long_range_is_split_bucket_by_bucket() -> None:
+    """Twenty years of days in Paris: one run of whole UTC days per bucket, never a list of days."""
+    span = analytics.make_range(
+        query(**{"from": "2006-12-01", "to": "2026-12-01", "interval": "month", "tz": "Europe/Paris"}),
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    runs, parts = analytics.split_days(span.utc_bounds(), hours=False)
+    assert len(span.starts) == len(runs) == 240
+    assert len(parts) <= 2 * 240
+    assert (
+        sum((last - first).days for first, last, _ in runs) == 7305 - 240
+    )  # each month's first day is split
 
 
 def test_a_month_plan_covers_each_day_once() -> None:
@@ -163,7 +221,10 @@ def test_whole_utc_days_and_quarter_hour_parts_tile_the_range(tz: str, interval:
         datetime(2026, 11, 20, tzinfo=UTC),
     )
     bounds = span.utc_bounds()
-    whole, parts = analytics.split_days(bounds, hours=False)
+    runs, parts = analytics.split_days(bounds, hours=False)
+    whole = {
+        first + timedelta(days=n): index for first, last, index in runs for n in range((last - first).days)
+    }
     pieces = sorted(
         [
             (
@@ -181,6 +242,7 @@ def test_whole_utc_days_and_quarter_hour_parts_tile_the_range(tz: str, interval:
         moment = datetime.combine(day, datetime.min.time(), UTC)
         assert bounds[index] <= moment
         assert moment + timedelta(days=1) <= bounds[index + 1]
+    assert len(runs) <= len(bounds) - 1  # a run per bucket at most
     if tz == "UTC":
         assert parts == []
 
@@ -320,13 +382,71 @@ async def test_bad_parameters_are_422_naming_them(client: httpx.AsyncClient) -> 
         ({"from": "yesterday"}, "from"),
         ({"from": "2026-11-01T10:00:00"}, "from"),  # a time without its offset
         ({"from": "2026-11-02", "to": "2026-11-01"}, "from"),
-        ({"from": "2000-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),
+        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),
+        ({"from": "1260-12-01", "to": "2026-12-01", "interval": "month"}, "from"),  # 766 years
         ({"unknown": "1"}, "unknown"),
     ):
         response = await client.get("/api/v1/qr/menu/scans", params=params)
         assert response.status_code == 422, (params, response.text)
         assert response.json()["error"]["details"] == {"field": field}
     assert (await client.get("/api/v1/qr/nothing12/scans")).status_code == 404
+
+
+async def test_a_766_year_range_is_refused_and_a_20_year_one_answers(
+    client: httpx.AsyncClient, writer: tuple[ScanRecorder, Clock]
+) -> None:
+    recorder, clock = writer
+    await create(client, target_url="https://example.org/", slug="menu")
+    for moment in ("2007-03-10T12:00:00", "2016-07-01T08:00:00", "2026-11-20T23:30:00"):
+        clock.now = datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
+        recorder.record("menu", PHONE, None, "198.51.100.1", None)
+    await recorder.flush()
+    for path in ("/api/v1/qr/menu/scans", "/api/v1/scans"):
+        long = await client.get(path, params={"from": "1260-12-01", "to": "2026-12-01", "interval": "month"})
+        assert long.status_code == 422, long.text
+        assert long.json()["error"]["details"] == {"field": "from"}
+        assert "at most 20 years before to" in long.json()["error"]["message"]
+
+        twenty = {"from": "2006-12-01", "to": "2026-12-01", "tz": "Europe/Paris"}
+        months = await scans(client, path, **twenty, interval="month")
+        assert len(months["series"]) == 240
+        assert [(b["start"][:7], b["total"]) for b in months["series"] if b["total"]] == [
+            ("2007-03", 1),
+            ("2016-07", 1),
+            ("2026-11", 1),
+        ]
+        days = await scans(client, path, **twenty, interval="day")
+        assert len(days["series"]) == 7305
+        assert (days["total"], days["unique"]) == (3, 3)
+        assert [b["start"][:10] for b in days["series"] if b["total"]] == [
+            "2007-03-10",
+            "2016-07-01",
+            "2026-11-21",  # 23:30 UTC is past midnight in Paris
+        ]
+
+
+async def test_an_hourly_range_is_bounded_by_the_raw_scans_it_counts_visitors_in(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, target_url="https://example.org/", slug="menu")
+    for path in ("/api/v1/qr/menu/scans", "/api/v1/scans"):
+        month = {"from": "2026-10-01T00:00:00Z", "interval": "hour"}
+        assert len((await scans(client, path, **month, to="2026-11-01T00:00:00Z"))["series"]) == 31 * 24
+        over = await client.get(path, params={**month, "to": "2026-11-01T01:00:00Z"})
+        assert over.status_code == 422, over.text
+        assert over.json()["error"]["details"] == {"field": "interval"}
+        assert "hour covers at most 31 days" in over.json()["error"]["message"]
+
+
+def test_the_document_states_the_bounds_the_model_enforces() -> None:
+    from services.management.openapi import document
+
+    for path, item in document()["paths"].items():
+        if path.endswith("/scans"):
+            described = {p["name"]: p["description"] for p in item["get"]["parameters"]}
+            assert f"at most {limits.MAX_SCAN_YEARS} years" in described["from"]
+            assert f"at most {limits.MAX_SCAN_BUCKETS:,}" in described["interval"]
+            assert f"at most {limits.MAX_HOURLY_DAYS} days" in described["interval"]
 
 
 async def test_retention_drops_raw_scans_and_changes_no_series_or_total(

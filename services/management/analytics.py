@@ -14,14 +14,14 @@ number of values a day (the rest counted as "Other", see :mod:`services.redirect
 kept for ever, as the rollups are. Raw scans (hourly unique visitors, the CSV) go after
 ``SCAN_RETENTION_DAYS``; the answer says from when they are kept.
 
-A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day by day, and the daily
-rollups are summed per bucket by PostgreSQL.
+Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
+ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day
+by day.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -43,8 +43,11 @@ from services.management.schemas import (
 from shared.errors import InvalidField, NotFound
 
 EVERY_CODE = ""  # the rollups' code id for every code together
+OTHER = ""  # the tallies' value for the rest of a day's values (services/redirect/rollups.py: OTHER)
+OTHER_SHOWN = "Other"  # as the top lists show it (ua-parser's word for a family it cannot tell)
 MAX_BUCKETS = limits.MAX_SCAN_BUCKETS
 TOP = 10  # entries per top list
+PARSED_AT_ONCE = 2_000  # user agents parsed for one answer (about 85 µs each), most scanned first
 
 
 @dataclass(frozen=True)
@@ -192,12 +195,57 @@ FROM scans
 WHERE scanned_at >= :start AND scanned_at < :end AND NOT is_bot
 GROUP BY 1
 """
-TALLIES = """
-SELECT dimension, value, sum(count)::bigint AS count FROM scan_tallies
-WHERE code_id = :code AND day >= :first AND day < :last
-GROUP BY dimension, value
-HAVING sum(count) > 0
+# The ten most counted values of each dimension but the agents, the rest of the days' values shown
+# as OTHER_SHOWN (no host name, country code or bot reason is spelt so). Ties in the order of the
+# values' code points, as Python sorts them.
+TOP_VALUES = """
+SELECT dimension, value, count FROM (
+    SELECT dimension, value, sum(count)::bigint AS count,
+        row_number() OVER (PARTITION BY dimension ORDER BY sum(count) DESC, value COLLATE "C") AS rank
+    FROM (
+        SELECT dimension, CASE WHEN value = :other THEN :other_shown ELSE value END AS value, count
+        FROM scan_tallies
+        WHERE code_id = :code AND day >= :first AND day < :last AND dimension <> 'agent'
+    ) AS tallies
+    GROUP BY dimension, value
+    HAVING sum(count) > 0
+) AS ranked
+WHERE rank <= :top
 """
+# The agents' counts (MATERIALIZED: only agent ids reach the cast), summed by browser, OS and device
+# family; an agent not parsed yet, or the rest of the days' agents, counts as OTHER_SHOWN.
+AGENT_COUNTS = """
+WITH agents AS MATERIALIZED (
+    SELECT value, sum(count)::bigint AS count FROM scan_tallies
+    WHERE code_id = :code AND day >= :first AND day < :last AND dimension = 'agent'
+    GROUP BY value
+    HAVING sum(count) > 0
+)
+"""
+TOP_FAMILIES = f"""{AGENT_COUNTS}
+SELECT kind, value, count FROM (
+    SELECT family.kind, family.value, sum(a.count)::bigint AS count,
+        row_number() OVER (
+            PARTITION BY family.kind ORDER BY sum(a.count) DESC, family.value COLLATE "C"
+        ) AS rank
+    FROM agents AS a
+    LEFT JOIN user_agents AS ua ON ua.id = CAST(nullif(a.value, :other) AS integer)
+    CROSS JOIN LATERAL (VALUES
+        ('browsers', coalesce(ua.browser, :other_shown)),
+        ('os', coalesce(ua.os, :other_shown)),
+        ('devices', coalesce(ua.device, :other_shown))
+    ) AS family(kind, value)
+    GROUP BY family.kind, family.value
+) AS ranked
+WHERE rank <= :top
+"""  # noqa: S608 - built from the constant above, never from input
+UNPARSED = f"""{AGENT_COUNTS}
+SELECT ua.id, ua.agent FROM agents AS a
+JOIN user_agents AS ua ON ua.id = CAST(nullif(a.value, :other) AS integer)
+WHERE ua.parsed_at IS NULL
+ORDER BY a.count DESC, ua.id
+LIMIT :most
+"""  # noqa: S608 - built from the constant above, never from input
 # Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
 # and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
 # whole, taken away from it (sign -1). So a year reads about a row per code and month, not per day.
@@ -383,31 +431,30 @@ def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
 async def _top_lists(
     conn: AsyncConnection, code: str, first: date, last: date, *, countries: bool
 ) -> TopLists:
-    counts: dict[str, Counter[str]] = {}
-    for dimension, value, count in await conn.execute(
-        text(TALLIES), {"code": code, "first": first, "last": last}
-    ):
-        counts.setdefault(dimension, Counter())[value] += count
-    by_agent = counts.get("agent", Counter())
-    families = await agents.families(conn, [int(agent_id) for agent_id in by_agent])
-    browsers: Counter[str] = Counter()
-    systems: Counter[str] = Counter()
-    devices: Counter[str] = Counter()
-    for agent_id, count in by_agent.items():
-        browser, system, device = families.get(int(agent_id), ("Other", "Other", "Other"))
-        browsers[browser] += count
-        systems[system] += count
-        devices[device] += count
+    """Ten entries a list, ranked by PostgreSQL; the agents that reach them parsed first (once
+    each, at most PARSED_AT_ONCE an answer: the most scanned first, the rest the next time)."""
+    days = {
+        "code": code,
+        "first": first,
+        "last": last,
+        "other": OTHER,
+        "other_shown": OTHER_SHOWN,
+        "top": TOP,
+    }
+    unparsed = [tuple(row) for row in await conn.execute(text(UNPARSED), {**days, "most": PARSED_AT_ONCE})]
+    if unparsed:
+        await agents.parse_and_store(conn, unparsed)
+    lists: dict[str, list[TopEntry]] = {}
+    for statement in (TOP_VALUES, TOP_FAMILIES):
+        for kind, value, count in await conn.execute(text(statement), days):
+            lists.setdefault(kind, []).append(TopEntry(value=value, count=count))
+    for entries in lists.values():
+        entries.sort(key=lambda entry: (-entry.count, entry.value))
     return TopLists(
-        countries=_top(counts.get("country", Counter())) if countries else None,
-        referrers=_top(counts.get("referrer", Counter())),
-        devices=_top(devices),
-        os=_top(systems),
-        browsers=_top(browsers),
-        bot_reasons=_top(counts.get("bot_reason", Counter())),
+        countries=lists.get("country", []) if countries else None,
+        referrers=lists.get("referrer", []),
+        devices=lists.get("devices", []),
+        os=lists.get("os", []),
+        browsers=lists.get("browsers", []),
+        bot_reasons=lists.get("bot_reason", []),
     )
-
-
-def _top(counter: Counter[str]) -> list[TopEntry]:
-    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:TOP]
-    return [TopEntry(value=value, count=count) for value, count in ranked]

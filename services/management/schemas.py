@@ -663,7 +663,8 @@ class TopEntry(Answer):
 
 
 class TopLists(Answer):
-    """The ten most frequent values of each, people only (bots under bot_reasons)."""
+    """The ten most frequent values of each, people only (bots under bot_reasons). "Other": the
+    values past a day's cap of distinct values kept, and user agents not parsed yet."""
 
     countries: list[TopEntry] | None = Field(description="null: no GEOIP_DATABASE is configured.")
     referrers: list[TopEntry] = Field(description="Host names of the referring pages.")

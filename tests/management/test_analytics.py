@@ -449,6 +449,70 @@ def test_the_document_states_the_bounds_the_model_enforces() -> None:
             assert f"at most {limits.MAX_HOURLY_DAYS} days" in described["interval"]
 
 
+def test_the_reader_names_the_tallies_as_the_writer_stores_them() -> None:
+    from services.redirect import rollups
+
+    assert (analytics.EVERY_CODE, analytics.OTHER) == (rollups.EVERY_CODE, rollups.OTHER)
+
+
+async def test_top_lists_show_the_rest_of_a_crowded_day_as_other_and_parse_only_what_they_rank(
+    client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,200 distinct iPhone agents and referrer hosts on one day, through the writer's statement:
+    the first MAX_TALLY_VALUES are kept, the rest counted as Other, totals unchanged; an answer
+    parses the kept agents only, and at most PARSED_AT_ONCE of them, the most scanned first."""
+    from services.redirect import rollups
+    from services.redirect.rollups import MAX_TALLY_VALUES, Scans
+
+    await create(client, target_url="https://example.org/", slug="menu")
+    distinct = MAX_TALLY_VALUES + 200
+    noon = datetime(2026, 11, 3, 12, tzinfo=UTC).timestamp()
+    connection = await asyncpg.connect(database_url)
+    try:
+        ids = [
+            row["id"]
+            for row in await connection.fetch(
+                "INSERT INTO user_agents (agent) SELECT $1 || n || ')' FROM generate_series(1, $2::int) n "
+                "ORDER BY n RETURNING id",
+                PHONE.decode().replace("Safari/604.1", "Safari/604.1 (build "),
+                distinct,
+            )
+        ]
+        batch = [
+            Scans("menu", ids[n], None, f"h{n}.example", n.to_bytes(16), None, None, None, [noon + n])
+            for n in range(distinct)
+        ]
+        await rollups.write(connection, batch[:900])  # most scanned first: the batch's ties by value
+        await rollups.write(connection, batch[900:])
+
+        monkeypatch.setattr(analytics, "PARSED_AT_ONCE", 400)
+        parsed = "SELECT count(*) FROM user_agents WHERE parsed_at IS NOT NULL"
+        day = {"from": "2026-11-03", "to": "2026-11-04"}
+        first = await scans(client, **day)
+        assert await connection.fetchval(parsed) == 400
+        assert first["top"]["browsers"] == [
+            {"value": "Other", "count": distinct - 400},  # not parsed yet, and the rest of the day
+            {"value": "Mobile Safari", "count": 400},
+        ]
+        for _ in range(2):
+            report = await scans(client, **day)
+        assert await connection.fetchval(parsed) == MAX_TALLY_VALUES  # the rest were never read
+    finally:
+        await connection.close()
+    assert report["total"] == report["people"] == distinct
+    assert report["top"]["browsers"] == [
+        {"value": "Mobile Safari", "count": MAX_TALLY_VALUES},
+        {"value": "Other", "count": 200},
+    ]
+    assert report["top"]["devices"][0] == {"value": "iPhone", "count": MAX_TALLY_VALUES}
+    referrers = report["top"]["referrers"]
+    assert len(referrers) == 10
+    assert referrers[0] == {"value": "Other", "count": 200}
+    assert all(entry["count"] == 1 for entry in referrers[1:])
+    every = await scans(client, "/api/v1/scans", **day)
+    assert every["top"]["referrers"][0] == {"value": "Other", "count": 200}
+
+
 async def test_retention_drops_raw_scans_and_changes_no_series_or_total(
     client: httpx.AsyncClient, database_url: str, writer: tuple[ScanRecorder, Clock]
 ) -> None:

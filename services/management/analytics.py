@@ -10,9 +10,9 @@ raw scans (which is why an hourly range is kept to ``MAX_HOURLY_DAYS``); a day i
 visitors; any other bucket (a day in another zone, a week, a month) sums the daily counts of the UTC
 days whose noon falls inside it (for a zone within twelve hours of UTC, the day of the same date),
 at most its people. Top lists count the same UTC days, from the daily tallies, which keep a bounded
-number of values a day (the rest counted as "Other", see :mod:`services.redirect.rollups`); they are
-kept for ever, as the rollups are. Raw scans (hourly unique visitors, the CSV) go after
-``SCAN_RETENTION_DAYS``; the answer says from when they are kept.
+number of values a day (the rest counted as "Other", see :mod:`services.redirect.rollups`). Raw
+scans (hourly unique visitors, the CSV) go after ``SCAN_RETENTION_DAYS``, and the tallies with them;
+the answer says from when they are kept (``raw_since``).
 
 Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
 ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day

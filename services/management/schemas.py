@@ -705,7 +705,7 @@ class ScanReport(Answer):
     top: TopLists
     raw_since: datetime | None = Field(
         description="Raw scans are kept from this instant (older ones went after SCAN_RETENTION_DAYS): "
-        "hourly unique visitors and the CSV cover no earlier. null: every raw scan is kept."
+        "hourly unique visitors, the top lists and the CSV cover no earlier. null: every raw scan is kept."
     )
     by_tag: list[TagTotals] | None = Field(
         default=None, description="Every code together only: totals per tag."

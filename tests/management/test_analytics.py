@@ -455,6 +455,20 @@ def test_the_reader_names_the_tallies_as_the_writer_stores_them() -> None:
     assert (analytics.EVERY_CODE, analytics.OTHER) == (rollups.EVERY_CODE, rollups.OTHER)
 
 
+def test_the_readme_states_the_bounds() -> None:
+    from services.redirect.rollups import MAX_TALLY_VALUES
+
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    for stated in (
+        f"A range covers at most {limits.MAX_SCAN_YEARS} years, an hourly one at most "
+        f"{limits.MAX_HOURLY_DAYS} days",
+        f"a series holds at most {limits.MAX_SCAN_BUCKETS:,} buckets",
+        f"each code keeps at most {MAX_TALLY_VALUES:,} distinct agents and referrer hosts a day",
+        f"at most {analytics.PARSED_AT_ONCE:,} an answer",
+    ):
+        assert stated in readme, stated
+
+
 async def test_top_lists_show_the_rest_of_a_crowded_day_as_other_and_parse_only_what_they_rank(
     client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -195,57 +195,58 @@ FROM scans
 WHERE scanned_at >= :start AND scanned_at < :end AND NOT is_bot
 GROUP BY 1
 """
-# The ten most counted values of each dimension but the agents, the rest of the days' values shown
-# as OTHER_SHOWN (no host name, country code or bot reason is spelt so). Ties in the order of the
-# values' code points, as Python sorts them.
-TOP_VALUES = """
-SELECT dimension, value, count FROM (
-    SELECT dimension, value, sum(count)::bigint AS count,
-        row_number() OVER (PARTITION BY dimension ORDER BY sum(count) DESC, value COLLATE "C") AS rank
-    FROM (
-        SELECT dimension, CASE WHEN value = :other THEN :other_shown ELSE value END AS value, count
-        FROM scan_tallies
-        WHERE code_id = :code AND day >= :first AND day < :last AND dimension <> 'agent'
-    ) AS tallies
+# Every top list in one read of the range's tallies: the ten most counted values of each dimension
+# but the agents, and of the agents' browser, OS and device families (an agent not parsed yet counts
+# as OTHER_SHOWN, as the rest of a crowded day's values do: no host name, country code, bot reason
+# or family is spelt so), with the number of agents not parsed yet ('unparsed'). Ties in the order
+# of the values' code points, as Python sorts them. The CASE keeps every value but an agent's id
+# away from the cast, whatever order the plan takes.
+TOP_LISTS = """
+WITH tallies AS MATERIALIZED (
+    SELECT dimension, value, sum(count)::bigint AS count FROM scan_tallies
+    WHERE code_id = :code AND day >= :first AND day < :last
     GROUP BY dimension, value
     HAVING sum(count) > 0
+), agents AS (
+    SELECT t.count, ua.browser, ua.os, ua.device, ua.id IS NOT NULL AND ua.parsed_at IS NULL AS unparsed
+    FROM tallies AS t
+    LEFT JOIN user_agents AS ua
+        ON ua.id = CAST(CASE WHEN t.dimension = 'agent' AND t.value <> :other THEN t.value END AS integer)
+    WHERE t.dimension = 'agent'
+), entries AS (
+    SELECT dimension AS kind, CASE WHEN value = :other THEN :other_shown ELSE value END AS value, count
+    FROM tallies WHERE dimension <> 'agent'
+    UNION ALL
+    SELECT family.kind, coalesce(family.value, :other_shown), a.count
+    FROM agents AS a
+    CROSS JOIN LATERAL (VALUES ('browsers', a.browser), ('os', a.os), ('devices', a.device))
+        AS family(kind, value)
+    UNION ALL
+    SELECT 'unparsed', '', count(*) FROM agents WHERE unparsed HAVING count(*) > 0
+)
+SELECT kind, value, count FROM (
+    SELECT kind, value, sum(count)::bigint AS count,
+        row_number() OVER (PARTITION BY kind ORDER BY sum(count) DESC, value COLLATE "C") AS rank
+    FROM entries
+    GROUP BY kind, value
 ) AS ranked
 WHERE rank <= :top
 """
-# The agents' counts (MATERIALIZED: only agent ids reach the cast), summed by browser, OS and device
-# family; an agent not parsed yet, or the rest of the days' agents, counts as OTHER_SHOWN.
-AGENT_COUNTS = """
+# The agents of the range not parsed yet, the most scanned first (MATERIALIZED: only agent ids
+# reach the cast).
+UNPARSED = """
 WITH agents AS MATERIALIZED (
-    SELECT value, sum(count)::bigint AS count FROM scan_tallies
-    WHERE code_id = :code AND day >= :first AND day < :last AND dimension = 'agent'
+    SELECT value, sum(count) AS count FROM scan_tallies
+    WHERE code_id = :code AND day >= :first AND day < :last AND dimension = 'agent' AND value <> :other
     GROUP BY value
     HAVING sum(count) > 0
 )
-"""
-TOP_FAMILIES = f"""{AGENT_COUNTS}
-SELECT kind, value, count FROM (
-    SELECT family.kind, family.value, sum(a.count)::bigint AS count,
-        row_number() OVER (
-            PARTITION BY family.kind ORDER BY sum(a.count) DESC, family.value COLLATE "C"
-        ) AS rank
-    FROM agents AS a
-    LEFT JOIN user_agents AS ua ON ua.id = CAST(nullif(a.value, :other) AS integer)
-    CROSS JOIN LATERAL (VALUES
-        ('browsers', coalesce(ua.browser, :other_shown)),
-        ('os', coalesce(ua.os, :other_shown)),
-        ('devices', coalesce(ua.device, :other_shown))
-    ) AS family(kind, value)
-    GROUP BY family.kind, family.value
-) AS ranked
-WHERE rank <= :top
-"""  # noqa: S608 - built from the constant above, never from input
-UNPARSED = f"""{AGENT_COUNTS}
 SELECT ua.id, ua.agent FROM agents AS a
-JOIN user_agents AS ua ON ua.id = CAST(nullif(a.value, :other) AS integer)
+JOIN user_agents AS ua ON ua.id = CAST(a.value AS integer)
 WHERE ua.parsed_at IS NULL
 ORDER BY a.count DESC, ua.id
 LIMIT :most
-"""  # noqa: S608 - built from the constant above, never from input
+"""
 # Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
 # and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
 # whole, taken away from it (sign -1). So a year reads about a row per code and month, not per day.
@@ -431,8 +432,9 @@ def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
 async def _top_lists(
     conn: AsyncConnection, code: str, first: date, last: date, *, countries: bool
 ) -> TopLists:
-    """Ten entries a list, ranked by PostgreSQL; the agents that reach them parsed first (once
-    each, at most PARSED_AT_ONCE an answer: the most scanned first, the rest the next time)."""
+    """Ten entries a list, ranked by PostgreSQL. Agents a list counts that were never parsed are
+    parsed first (once each, at most PARSED_AT_ONCE an answer, the most scanned first; the rest
+    count as Other until a later answer parses them), and the lists read again."""
     days = {
         "code": code,
         "first": first,
@@ -441,15 +443,12 @@ async def _top_lists(
         "other_shown": OTHER_SHOWN,
         "top": TOP,
     }
-    unparsed = [tuple(row) for row in await conn.execute(text(UNPARSED), {**days, "most": PARSED_AT_ONCE})]
-    if unparsed:
-        await agents.parse_and_store(conn, unparsed)
-    lists: dict[str, list[TopEntry]] = {}
-    for statement in (TOP_VALUES, TOP_FAMILIES):
-        for kind, value, count in await conn.execute(text(statement), days):
-            lists.setdefault(kind, []).append(TopEntry(value=value, count=count))
-    for entries in lists.values():
-        entries.sort(key=lambda entry: (-entry.count, entry.value))
+    lists = await _ranked(conn, days)
+    if "unparsed" in lists:
+        unparsed = await conn.execute(text(UNPARSED), {**days, "most": PARSED_AT_ONCE})
+        if rows := [(row.id, row.agent) for row in unparsed]:
+            await agents.parse_and_store(conn, rows)
+            lists = await _ranked(conn, days)
     return TopLists(
         countries=lists.get("country", []) if countries else None,
         referrers=lists.get("referrer", []),
@@ -458,3 +457,12 @@ async def _top_lists(
         browsers=lists.get("browsers", []),
         bot_reasons=lists.get("bot_reason", []),
     )
+
+
+async def _ranked(conn: AsyncConnection, days: dict[str, Any]) -> dict[str, list[TopEntry]]:
+    lists: dict[str, list[TopEntry]] = {}
+    for kind, value, count in await conn.execute(text(TOP_LISTS), days):
+        lists.setdefault(kind, []).append(TopEntry(value=value, count=count))
+    for entries in lists.values():
+        entries.sort(key=lambda entry: (-entry.count, entry.value))
+    return lists

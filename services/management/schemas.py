@@ -545,14 +545,14 @@ class ScanQuery(Query):
         if self.from_ is None:
             return None  # DEFAULT_SCAN_DAYS before to: within every bound
         start = _instant(self.from_, zone)
-        years = limits.MAX_SCAN_YEARS
-        if start.year + years <= MAXYEAR and end > _years_after(start, years):
-            return "from", f"must be at most {years} years before {'to' if self.to else 'now'}"
         if self.interval == "hour" and end - start > timedelta(days=limits.MAX_HOURLY_DAYS):
             return "interval", (
                 f"hour covers at most {limits.MAX_HOURLY_DAYS} days (unique visitors per hour are "
                 "counted from raw scans): choose day, or a shorter range"
             )
+        years = limits.MAX_SCAN_YEARS
+        if start.year + years <= MAXYEAR and end > _years_after(start, years):
+            return "from", f"must be at most {years} years before {'to' if self.to else 'now'}"
         return None
 
 

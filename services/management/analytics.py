@@ -6,18 +6,22 @@ and the days of a DST change, 23 or 25 hours long, included), so a bucket in any
 
 Unique visitors are distinct visitor hashes among people. The hash's key changes at 00:00 UTC, so
 they can be counted exactly per UTC day only: a bucket of an hour counts the distinct hashes of its
-raw scans; a day in UTC counts its own visitors; any other bucket (a day in another zone, a week, a
-month) sums the daily counts of the UTC days whose noon falls inside it (for a zone within twelve
-hours of UTC, the day of the same date), at most its people. Top lists count the same UTC days,
-from the daily tallies; they are kept for ever, as the rollups are. Raw scans (hourly unique
-visitors, the CSV) go after ``SCAN_RETENTION_DAYS``; the answer says from when they are kept.
+raw scans (which is why an hourly range is kept to ``MAX_HOURLY_DAYS``); a day in UTC counts its own
+visitors; any other bucket (a day in another zone, a week, a month) sums the daily counts of the UTC
+days whose noon falls inside it (for a zone within twelve hours of UTC, the day of the same date),
+at most its people. Top lists count the same UTC days, from the daily tallies, which keep a bounded
+number of values a day (the rest counted as "Other", see :mod:`services.redirect.rollups`). Raw
+scans (hourly unique visitors, the CSV) go after ``SCAN_RETENTION_DAYS``, and the tallies with them;
+the answer says from when they are kept (``raw_since``).
+
+Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
+ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day
+by day.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -26,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management import agents
+from services.management import agents, limits
 from services.management.schemas import (
     Bucket,
     Interval,
@@ -39,9 +43,11 @@ from services.management.schemas import (
 from shared.errors import InvalidField, NotFound
 
 EVERY_CODE = ""  # the rollups' code id for every code together
-MAX_BUCKETS = 10_000
+OTHER = ""  # the tallies' value for the rest of a day's values (services/redirect/rollups.py: OTHER)
+OTHER_SHOWN = "Other"  # as the top lists show it (ua-parser's word for a family it cannot tell)
+MAX_BUCKETS = limits.MAX_SCAN_BUCKETS
 TOP = 10  # entries per top list
-DEFAULT_DAYS = 30
+PARSED_AT_ONCE = 2_000  # user agents parsed for one answer (about 85 µs each), most scanned first
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,11 @@ def _make_range(query: ScanQuery, now: datetime) -> Range:
         if query.to is not None
         else following(floor(now, query.interval, tz), query.interval, tz)
     )
-    start = _moment(query.from_, tz) if query.from_ is not None else end - timedelta(days=DEFAULT_DAYS)
+    start = (
+        _moment(query.from_, tz)
+        if query.from_ is not None
+        else end - timedelta(days=limits.DEFAULT_SCAN_DAYS)
+    )
     if start >= end:
         raise InvalidField("from", "must be before to")
     if (end - start) / _SHORTEST[query.interval] > MAX_BUCKETS + 1:
@@ -158,9 +168,16 @@ FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[])) AS par
 JOIN scan_quarters q ON q.code_id = :code AND q.quarter >= part.start AND q.quarter < part.stop
 GROUP BY 1
 """
+# Every UTC day whose noon is in the range, summed twice over: its totals into the bucket that holds
+# it whole (:edges lists the runs of such days as [first, last) pairs; an odd edge number is inside
+# run (edge - 1) / 2), and its visitors into the bucket that holds its noon (:bounds).
 DAYS = """
-SELECT day, total, bots, visitors FROM scan_days
+SELECT width_bucket(day, CAST(:edges AS date[])) AS edge,
+       width_bucket((day + time '12:00') AT TIME ZONE 'UTC', CAST(:bounds AS timestamptz[])) AS noon,
+       sum(total)::bigint AS total, sum(bots)::bigint AS bots, sum(visitors)::bigint AS visitors
+FROM scan_days
 WHERE code_id = :code AND day >= :first AND day < :last
+GROUP BY 1, 2
 """
 # One query per case rather than "(:code = '' OR code_id = :code)", which a generic plan cannot
 # answer from the (code_id, scanned_at) index.
@@ -178,11 +195,57 @@ FROM scans
 WHERE scanned_at >= :start AND scanned_at < :end AND NOT is_bot
 GROUP BY 1
 """
-TALLIES = """
-SELECT dimension, value, sum(count)::bigint AS count FROM scan_tallies
-WHERE code_id = :code AND day >= :first AND day < :last
-GROUP BY dimension, value
-HAVING sum(count) > 0
+# Every top list in one read of the range's tallies: the ten most counted values of each dimension
+# but the agents, and of the agents' browser, OS and device families (an agent not parsed yet counts
+# as OTHER_SHOWN, as the rest of a crowded day's values do: no host name, country code, bot reason
+# or family is spelt so), with the number of agents not parsed yet ('unparsed'). Ties in the order
+# of the values' code points, as Python sorts them. The CASE keeps every value but an agent's id
+# away from the cast, whatever order the plan takes.
+TOP_LISTS = """
+WITH tallies AS MATERIALIZED (
+    SELECT dimension, value, sum(count)::bigint AS count FROM scan_tallies
+    WHERE code_id = :code AND day >= :first AND day < :last
+    GROUP BY dimension, value
+    HAVING sum(count) > 0
+), agents AS (
+    SELECT t.count, ua.browser, ua.os, ua.device, ua.id IS NOT NULL AND ua.parsed_at IS NULL AS unparsed
+    FROM tallies AS t
+    LEFT JOIN user_agents AS ua
+        ON ua.id = CAST(CASE WHEN t.dimension = 'agent' AND t.value <> :other THEN t.value END AS integer)
+    WHERE t.dimension = 'agent'
+), entries AS (
+    SELECT dimension AS kind, CASE WHEN value = :other THEN :other_shown ELSE value END AS value, count
+    FROM tallies WHERE dimension <> 'agent'
+    UNION ALL
+    SELECT family.kind, coalesce(family.value, :other_shown), a.count
+    FROM agents AS a
+    CROSS JOIN LATERAL (VALUES ('browsers', a.browser), ('os', a.os), ('devices', a.device))
+        AS family(kind, value)
+    UNION ALL
+    SELECT 'unparsed', '', count(*) FROM agents WHERE unparsed HAVING count(*) > 0
+)
+SELECT kind, value, count FROM (
+    SELECT kind, value, sum(count)::bigint AS count,
+        row_number() OVER (PARTITION BY kind ORDER BY sum(count) DESC, value COLLATE "C") AS rank
+    FROM entries
+    GROUP BY kind, value
+) AS ranked
+WHERE rank <= :top
+"""
+# The agents of the range not parsed yet, the most scanned first (MATERIALIZED: only agent ids
+# reach the cast).
+UNPARSED = """
+WITH agents AS MATERIALIZED (
+    SELECT value, sum(count) AS count FROM scan_tallies
+    WHERE code_id = :code AND day >= :first AND day < :last AND dimension = 'agent' AND value <> :other
+    GROUP BY value
+    HAVING sum(count) > 0
+)
+SELECT ua.id, ua.agent FROM agents AS a
+JOIN user_agents AS ua ON ua.id = CAST(a.value AS integer)
+WHERE ua.parsed_at IS NULL
+ORDER BY a.count DESC, ua.id
+LIMIT :most
 """
 # Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
 # and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
@@ -256,7 +319,7 @@ async def report(
     bounds = span.utc_bounds()
     instants = bounds[:-1]
     totals, bots = [0] * len(instants), [0] * len(instants)
-    whole_days, parts = split_days(bounds, hours=span.interval == "hour")
+    runs, parts = split_days(bounds, hours=span.interval == "hour")
     if parts:
         for bucket, total, bot in await conn.execute(
             text(QUARTERS),
@@ -266,15 +329,19 @@ async def report(
             bots[bucket - 1] += bot
 
     first, last = _noon_days(span)
-    daily = []
-    for row in await conn.execute(text(DAYS), {"code": code, "first": first, "last": last}):
-        daily.append((row.day, row.visitors))
-        if (bucket := whole_days.get(row.day)) is not None:
-            totals[bucket] += row.total
-            bots[bucket] += row.bots
+    edges = [day for run in runs for day in run[:2]]
+    by_noon = [0] * len(instants)  # visitors of the UTC days whose noon is in each bucket
+    for edge, noon, total, bot, visitors in await conn.execute(
+        text(DAYS), {"code": code, "first": first, "last": last, "edges": edges, "bounds": bounds}
+    ):
+        if edge % 2 == 1:  # a day wholly in one bucket
+            bucket = runs[(edge - 1) // 2][2]
+            totals[bucket] += total
+            bots[bucket] += bot
+        by_noon[noon - 1] += visitors
     people = [t - b for t, b in zip(totals, bots, strict=True)]
-    uniques = [0] * len(instants)
     if span.interval == "hour":  # exact: the distinct hashes of each hour's raw scans
+        uniques = [0] * len(instants)
         statement = HOURLY_VISITORS if code_id is not None else HOURLY_VISITORS_EVERY_CODE
         for bucket, visitors in await conn.execute(
             text(statement), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
@@ -282,9 +349,7 @@ async def report(
             if 1 <= bucket <= len(instants):
                 uniques[bucket - 1] = visitors
     else:
-        for day, visitors in daily:
-            uniques[bisect.bisect_right(instants, datetime.combine(day, NOON)) - 1] += visitors
-        uniques = [min(u, p) for u, p in zip(uniques, people, strict=True)]
+        uniques = [min(u, p) for u, p in zip(by_noon, people, strict=True)]
 
     if code_id is not None:
         span_first, span_last = (await conn.execute(text(FIRST_LAST), {"code": code})).one_or_none() or (
@@ -305,7 +370,7 @@ async def report(
         total=sum(totals),
         people=sum(people),
         bots=sum(bots),
-        unique=min(sum(people), sum(visitors for _, visitors in daily)),
+        unique=min(sum(people), sum(by_noon)),
         first_scan_at=span_first,
         last_scan_at=span_last,
         from_=span.start,
@@ -324,12 +389,13 @@ async def report(
 
 def split_days(
     bounds: list[datetime], *, hours: bool
-) -> tuple[dict[date, int], list[tuple[datetime, datetime]]]:
-    """The UTC days that lie wholly in one bucket (day -> the bucket's index), and the rest of the
-    range as parts to count from quarter hours (adjacent ones joined). Hour buckets: all parts."""
+) -> tuple[list[tuple[date, date, int]], list[tuple[datetime, datetime]]]:
+    """The UTC days that lie wholly in one bucket, as runs (first day, the day after the last, the
+    bucket's index), and the rest of the range as parts to count from quarter hours (adjacent ones
+    joined); bucket by bucket, never day by day. Hour buckets: all parts."""
     if hours:
-        return {}, [(bounds[0], bounds[-1])]
-    whole: dict[date, int] = {}
+        return [], [(bounds[0], bounds[-1])]
+    runs: list[tuple[date, date, int]] = []
     parts: list[tuple[datetime, datetime]] = []
 
     def part(start: datetime, stop: datetime) -> None:
@@ -348,10 +414,9 @@ def split_days(
             part(start, stop)
             continue
         part(start, datetime.combine(first, time(), UTC))
-        for n in range((last - first).days):
-            whole[first + timedelta(days=n)] = index
+        runs.append((first, last, index))
         part(datetime.combine(last, time(), UTC), stop)
-    return whole, parts
+    return runs, parts
 
 
 def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
@@ -367,31 +432,37 @@ def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
 async def _top_lists(
     conn: AsyncConnection, code: str, first: date, last: date, *, countries: bool
 ) -> TopLists:
-    counts: dict[str, Counter[str]] = {}
-    for dimension, value, count in await conn.execute(
-        text(TALLIES), {"code": code, "first": first, "last": last}
-    ):
-        counts.setdefault(dimension, Counter())[value] += count
-    by_agent = counts.get("agent", Counter())
-    families = await agents.families(conn, [int(agent_id) for agent_id in by_agent])
-    browsers: Counter[str] = Counter()
-    systems: Counter[str] = Counter()
-    devices: Counter[str] = Counter()
-    for agent_id, count in by_agent.items():
-        browser, system, device = families.get(int(agent_id), ("Other", "Other", "Other"))
-        browsers[browser] += count
-        systems[system] += count
-        devices[device] += count
+    """Ten entries a list, ranked by PostgreSQL. Agents a list counts that were never parsed are
+    parsed first (once each, at most PARSED_AT_ONCE an answer, the most scanned first; the rest
+    count as Other until a later answer parses them), and the lists read again."""
+    days = {
+        "code": code,
+        "first": first,
+        "last": last,
+        "other": OTHER,
+        "other_shown": OTHER_SHOWN,
+        "top": TOP,
+    }
+    lists = await _ranked(conn, days)
+    if "unparsed" in lists:
+        unparsed = await conn.execute(text(UNPARSED), {**days, "most": PARSED_AT_ONCE})
+        if rows := [(row.id, row.agent) for row in unparsed]:
+            await agents.parse_and_store(conn, rows)
+            lists = await _ranked(conn, days)
     return TopLists(
-        countries=_top(counts.get("country", Counter())) if countries else None,
-        referrers=_top(counts.get("referrer", Counter())),
-        devices=_top(devices),
-        os=_top(systems),
-        browsers=_top(browsers),
-        bot_reasons=_top(counts.get("bot_reason", Counter())),
+        countries=lists.get("country", []) if countries else None,
+        referrers=lists.get("referrer", []),
+        devices=lists.get("devices", []),
+        os=lists.get("os", []),
+        browsers=lists.get("browsers", []),
+        bot_reasons=lists.get("bot_reason", []),
     )
 
 
-def _top(counter: Counter[str]) -> list[TopEntry]:
-    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:TOP]
-    return [TopEntry(value=value, count=count) for value, count in ranked]
+async def _ranked(conn: AsyncConnection, days: dict[str, Any]) -> dict[str, list[TopEntry]]:
+    lists: dict[str, list[TopEntry]] = {}
+    for kind, value, count in await conn.execute(text(TOP_LISTS), days):
+        lists.setdefault(kind, []).append(TopEntry(value=value, count=count))
+    for entries in lists.values():
+        entries.sort(key=lambda entry: (-entry.count, entry.value))
+    return lists

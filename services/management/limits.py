@@ -25,6 +25,14 @@ MAX_CURSOR: Final = 512
 MAX_SEARCH: Final = 200  # characters of q
 MAX_SELECTED: Final = 100  # ids in one ids= filter (a selection; 6.5 KB of URL at most)
 
+# -- scan statistics --------------------------------------------------------------------------------
+DEFAULT_SCAN_DAYS: Final = 30  # a range without from: this many days before to
+MAX_SCAN_YEARS: Final = 20  # from from to to
+MAX_SCAN_BUCKETS: Final = 10_000  # in one series
+# An hourly series counts its unique visitors from raw scans (the visitor hash's key changes daily,
+# so no rollup can add them up): its range is kept to a month, within the shortest retention.
+MAX_HOURLY_DAYS: Final = 31
+
 # -- images -----------------------------------------------------------------------------------------
 MIN_SIZE: Final = 64
 MAX_SIZE: Final = 4096

@@ -59,8 +59,10 @@ SCANS_DESCRIPTION = (
     "exactly per UTC day: an hour bucket counts the distinct visitors of its raw scans; a day bucket in "
     "UTC is its day's count; a day bucket in another zone, a week or a month sums the daily counts of "
     "the UTC days whose noon falls in it, at most its people (a visitor back on another day counts "
-    "again), as does the total. Top lists (ten each) count the same UTC days. Raw scans are kept "
-    "SCAN_RETENTION_DAYS (raw_since says from when), the rollups for ever."
+    "again), as does the total. Top lists (ten each) count the same UTC days; a code keeps at most "
+    "a bounded number of distinct user agents and referrer hosts a day, the rest counted as Other. "
+    "Raw scans, and the top lists' daily tallies with them, are kept SCAN_RETENTION_DAYS (raw_since "
+    "says from when); the rollups of series and totals for ever."
 )
 
 

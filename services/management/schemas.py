@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import MAXYEAR, UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -28,9 +28,11 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    ValidationError,
     ValidationInfo,
+    model_validator,
 )
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from services.management import limits
 from services.management.rendering import ImageOptions, check_contrast
@@ -495,11 +497,16 @@ Interval = Literal["hour", "day", "week", "month"]
 
 
 class ScanQuery(Query):
+    """GET .../scans: the range, its buckets and their zone. A range is bounded so that an answer
+    costs what a chart can show: at most MAX_SCAN_YEARS long, and an hourly one at most
+    MAX_HOURLY_DAYS (its unique visitors are counted from raw scans)."""
+
     from_: QueryMoment | None = Field(
         default=None,
         alias="from",
         description="The range's start, down to its bucket's start; a day is its first instant in tz. "
-        "Default: 30 days before to.",
+        f"Default: {limits.DEFAULT_SCAN_DAYS} days before to; at most {limits.MAX_SCAN_YEARS} years "
+        "before it.",
     )
     to: QueryMoment | None = Field(
         default=None,
@@ -507,11 +514,58 @@ class ScanQuery(Query):
         "that holds now.",
     )
     interval: Interval = Field(
-        default="day", description="The buckets of the series; at most 10,000 of them."
+        default="day",
+        description=f"The buckets of the series; at most {limits.MAX_SCAN_BUCKETS:,} of them. An hourly "
+        f"range covers at most {limits.MAX_HOURLY_DAYS} days: its unique visitors are counted from raw "
+        "scans.",
     )
     tz: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_zone)] = Field(
         default="UTC", description="The IANA time zone the buckets follow (their days, DST changes, offsets)."
     )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ScanQuery:
+        """The range's length, refused naming the parameter to change (a check across parameters,
+        so pydantic's error is made here with its place: the API and the console name it alike)."""
+        found = self.too_long(datetime.now(UTC))
+        if found is not None:
+            field, reason = found
+            given = self.from_ if field == "from" else self.interval
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [{"type": PydanticCustomError("range", reason), "loc": (field,), "input": given}],
+            )
+        return self
+
+    def too_long(self, now: datetime) -> tuple[str, str] | None:
+        """The parameter and the reason when the range is longer than it may be, else ``None``.
+        Measured between the instants given (before they are widened to whole buckets)."""
+        zone = zoneinfo.ZoneInfo(self.tz)
+        end = _instant(self.to, zone) if self.to is not None else now
+        if self.from_ is None:
+            return None  # DEFAULT_SCAN_DAYS before to: within every bound
+        start = _instant(self.from_, zone)
+        if self.interval == "hour" and end - start > timedelta(days=limits.MAX_HOURLY_DAYS):
+            return "interval", (
+                f"hour covers at most {limits.MAX_HOURLY_DAYS} days (unique visitors per hour are "
+                "counted from raw scans): choose day, or a shorter range"
+            )
+        years = limits.MAX_SCAN_YEARS
+        if start.year + years <= MAXYEAR and end > _years_after(start, years):
+            return "from", f"must be at most {years} years before {'to' if self.to else 'now'}"
+        return None
+
+
+def _instant(value: date | datetime, zone: zoneinfo.ZoneInfo) -> datetime:
+    """A day as its first instant in ``zone``; a time as given (it carries its offset)."""
+    return value if isinstance(value, datetime) else datetime.combine(value, time(), zone)
+
+
+def _years_after(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February, in a year that has none
+        return moment.replace(year=moment.year + years, day=28)
 
 
 class RawScansQuery(Query):
@@ -623,7 +677,8 @@ class TopEntry(Answer):
 
 
 class TopLists(Answer):
-    """The ten most frequent values of each, people only (bots under bot_reasons)."""
+    """The ten most frequent values of each, people only (bots under bot_reasons). "Other": the
+    values past a day's cap of distinct values kept, and user agents not parsed yet."""
 
     countries: list[TopEntry] | None = Field(description="null: no GEOIP_DATABASE is configured.")
     referrers: list[TopEntry] = Field(description="Host names of the referring pages.")
@@ -664,7 +719,7 @@ class ScanReport(Answer):
     top: TopLists
     raw_since: datetime | None = Field(
         description="Raw scans are kept from this instant (older ones went after SCAN_RETENTION_DAYS): "
-        "hourly unique visitors and the CSV cover no earlier. null: every raw scan is kept."
+        "hourly unique visitors, the top lists and the CSV cover no earlier. null: every raw scan is kept."
     )
     by_tag: list[TagTotals] | None = Field(
         default=None, description="Every code together only: totals per tag."

@@ -271,8 +271,9 @@ MAINTAINED_STAMP = Path(tempfile.gettempdir()) / "qr-maintained"
     "hours (a health check of the schedule).",
 )
 def maintain(schedule: bool, check: bool) -> None:
-    """Scheduled upkeep, safe while the services serve: partitions of scans ahead and retention,
-    visitor hashes of past days, VACUUM (ANALYZE) of the busy tables.
+    """Scheduled upkeep, safe while the services serve: partitions of scans ahead and retention
+    (with the tallies and user agents of the scans dropped), visitor hashes of past days, expired
+    idempotency keys, VACUUM (ANALYZE) of the busy tables.
 
     Run it every few hours (compose does; make run does at start and every six hours); it prints what it did.
     """
@@ -339,6 +340,13 @@ def _maintain_once() -> None:
         )
     if upkeep.forgotten_visitors:
         click.echo(f"forgot {upkeep.forgotten_visitors} visitor hashes of past days")
+    if upkeep.forgotten_tallies or upkeep.forgotten_agents:
+        click.echo(
+            f"forgot {upkeep.forgotten_tallies} tallies and {upkeep.forgotten_agents} user agents "
+            "of the raw scans dropped"
+        )
+    if upkeep.expired_keys:
+        click.echo(f"forgot {upkeep.expired_keys} idempotency keys past their hours")
     for step in steps:
         if step.skipped:
             click.echo(f"skipped {step.table}: another session holds it (a migration?); next run")

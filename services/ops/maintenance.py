@@ -8,13 +8,24 @@
   are kept. The rollups stay, so series and totals do not change.
 - **Visitor hashes of past days:** a day's unique visitors are counted once the day can gain no
   more scans; hashes of days before yesterday (UTC) are deleted.
+- **Tallies and user agents, with the raw scans:** the top lists' daily tallies of the days before
+  ``raw_since`` are deleted (code by code, each a short read of the primary key), and so are the
+  user agents that only the dropped partitions named (an agent is stored once, whatever the number
+  of its scans; the tallies kept name only agents of the raw scans kept).
+- **Idempotency keys** of bulk requests, and the answers stored with them, once their 24 hours
+  (``IDEMPOTENCY_HOURS``) are over.
 - **VACUUM (ANALYZE)** of the tables the services write all day, so their planner statistics follow
   the data and dead rows are reclaimed between autovacuum's own rounds.
 
 A plain VACUUM takes a lock that readers and writers do not wait for; ``SKIP_LOCKED`` makes it pass
 over a table that a migration holds rather than queue behind it. Making or dropping a partition
 takes a short lock on ``scans`` under a lock timeout: a writer in the middle of a batch is waited
-for, never a long-running reader.
+for, never a long-running reader. The agents a partition names are read before it is dropped,
+outside that lock; whether the partitions kept name them is one read of ``scans`` after it.
+
+A redirect process remembers the ids of the agents it has seen (until it has seen 50,000): one that
+saw an agent before its last scan left the retention, and sees it again, still names it by its old
+id. Such scans keep their counts; the agent's text and families read as unknown.
 """
 
 from __future__ import annotations
@@ -51,6 +62,26 @@ FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'scans'::regclass
 """
 DEFAULT_MONTHS = "SELECT DISTINCT date_trunc('month', scanned_at AT TIME ZONE 'UTC')::date FROM scans_default"
+# The user agents a partition's scans name (read before the partition is dropped), and which of
+# them the scans kept still name.
+AGENTS_OF_PARTITION = 'SELECT DISTINCT agent_id FROM "{name}" WHERE agent_id IS NOT NULL'
+STILL_NAMED = "SELECT DISTINCT agent_id FROM scans WHERE agent_id IN (SELECT unnest($1::int[]))"
+FORGET_AGENTS = "DELETE FROM user_agents WHERE id = ANY($1::int[])"
+RAW_SINCE = "SELECT raw_since FROM scan_retention"
+OLDEST_TALLY = "SELECT min(day) FROM scan_tallies WHERE code_id = ''"  # every code's: as old as any
+# The codes that have tallies, from the primary key's index: one short read per code, not the table.
+TALLY_CODES = """
+WITH RECURSIVE codes AS (
+    (SELECT code_id FROM scan_tallies ORDER BY code_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.code_id FROM scan_tallies AS t WHERE t.code_id > c.code_id ORDER BY t.code_id LIMIT 1)
+    FROM codes AS c WHERE c.code_id IS NOT NULL
+)
+SELECT code_id FROM codes WHERE code_id IS NOT NULL
+"""
+FORGET_TALLIES = "DELETE FROM scan_tallies WHERE code_id = ANY($1::text[]) AND day < $2"
+TALLY_CODES_AT_ONCE = 500  # codes whose old tallies one statement (one transaction) deletes
+EXPIRE_KEYS = "DELETE FROM idempotency_keys WHERE created_at < $1"
 DEAD_ROWS = """
 SELECT coalesce(sum(s.n_dead_tup), 0) FROM pg_stat_user_tables s
 WHERE s.relname = $1
@@ -74,6 +105,9 @@ class Upkeep:
     moved: int = 0  # scans moved out of the default partition into their month
     dropped: tuple[str, ...] = ()  # partitions dropped by retention
     forgotten_visitors: int = 0  # visitor hashes of past days deleted
+    forgotten_tallies: int = 0  # tallies of days before raw_since deleted
+    forgotten_agents: int = 0  # user agents no scan kept names, deleted
+    expired_keys: int = 0  # idempotency keys (and their answers) past their hours, deleted
 
 
 def month_start(day: date) -> date:
@@ -100,7 +134,8 @@ async def _partitioned(conn: asyncpg.Connection) -> bool:
 
 async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None = None) -> Upkeep:
     """Make this month's partition of scans and the next MONTHS_AHEAD, move what the default
-    partition holds of them into them, drop the partitions past retention, forget old visitors."""
+    partition holds of them into them, drop the partitions past retention with the tallies and the
+    user agents only they named, forget old visitors and expired idempotency keys."""
     now = now or datetime.now(UTC)
     settings = {"application_name": "qr-manage maintain", "lock_timeout": "10s", "statement_timeout": "0"}
     async with connection(dsn, server_settings=settings) as conn:
@@ -125,12 +160,14 @@ async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None
 
         cutoff = now - timedelta(days=retention_days)
         dropped = []
+        named: set[int] = set()  # agents the dropped partitions named
         for name in sorted(existing):
             if name == DEFAULT_PARTITION:
                 continue
             start = datetime.strptime(name.removeprefix("scans_"), "%Y_%m").replace(tzinfo=UTC)
             end = datetime.combine(next_month(start.date()), datetime.min.time(), UTC)
             if end <= cutoff:
+                named |= {row[0] for row in await conn.fetch(AGENTS_OF_PARTITION.format(name=name))}
                 async with conn.transaction():
                     # Dropped from the parent first: readers of scans never see half a drop.
                     await conn.execute(f'ALTER TABLE scans DETACH PARTITION "{name}"')
@@ -143,7 +180,56 @@ async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None
                 dropped.append(name)
         yesterday = (now - timedelta(days=1)).date()
         forgotten = await conn.execute("DELETE FROM scan_day_visitors WHERE day < $1", yesterday)
-        return Upkeep(tuple(made), moved, tuple(dropped), int(forgotten.split()[-1]))
+        return Upkeep(
+            tuple(made),
+            moved,
+            tuple(dropped),
+            _count(forgotten),
+            forgotten_tallies=await forget_tallies(conn),
+            forgotten_agents=await forget_agents(conn, named),
+            expired_keys=await expire_keys(conn, now),
+        )
+
+
+def _count(status: str) -> int:
+    """The rows a command's status (``DELETE 12``) says it touched."""
+    return int(status.split()[-1])
+
+
+async def forget_tallies(conn: asyncpg.Connection) -> int:
+    """Delete the tallies of the days before ``raw_since``: the top lists cover what the raw scans
+    do. Code by code, every code's ('') last, so that an interrupted run is finished by the next."""
+    raw_since = await conn.fetchval(RAW_SINCE)
+    oldest = await conn.fetchval(OLDEST_TALLY)
+    if raw_since is None or oldest is None or oldest >= raw_since.astimezone(UTC).date():
+        return 0
+    first_kept = raw_since.astimezone(UTC).date()  # a day raw scans only partly cover is kept
+    codes = sorted((row[0] for row in await conn.fetch(TALLY_CODES)), key=lambda code: code == "")
+    forgotten = 0
+    for at in range(0, len(codes), TALLY_CODES_AT_ONCE):
+        forgotten += _count(
+            await conn.execute(FORGET_TALLIES, codes[at : at + TALLY_CODES_AT_ONCE], first_kept)
+        )
+    return forgotten
+
+
+async def forget_agents(conn: asyncpg.Connection, named: set[int]) -> int:
+    """Delete the user agents of ``named`` (those the dropped partitions named) that no scan kept
+    names. A tally kept names only agents of the scans kept: its day's scans are kept too."""
+    if not named:
+        return 0
+    still = {row[0] for row in await conn.fetch(STILL_NAMED, sorted(named))}
+    return _count(await conn.execute(FORGET_AGENTS, sorted(named - still)))
+
+
+async def expire_keys(conn: asyncpg.Connection, now: datetime) -> int:
+    """Delete the idempotency keys, and the answers kept with them, older than their hours (a key
+    in use is in a transaction not yet committed: never seen here)."""
+    from services.management.bulk import IDEMPOTENCY_HOURS  # the bulk API's own, read when needed
+
+    if await conn.fetchval("SELECT to_regclass('public.idempotency_keys')") is None:
+        return 0  # a schema before 0008
+    return _count(await conn.execute(EXPIRE_KEYS, now - timedelta(hours=IDEMPOTENCY_HOURS)))
 
 
 async def make_partition(conn: asyncpg.Connection, month: date) -> int:

@@ -12,6 +12,13 @@ code and, under the code id '', for every code together (a grouping set). Every 
 rows in key order, so that two writers adding to the same keys wait for each other instead of
 deadlocking.
 
+The tallies keep at most ``MAX_TALLY_VALUES`` distinct values per code (and for every code), UTC
+day and dimension: anyone can send a new user agent or referrer with every scan, and each would
+otherwise be a row kept until the retention. A value the day has not seen yet is kept while there
+is room, the batch's most frequent first; the rest are counted under ``OTHER``, so a day's tallies
+still add up to its scans. Two writers that find room at the same moment may each fill it: a day
+holds at most the cap times the writers adding to it at once, and takes no new value after that.
+
 Counting in Python cost the redirect worker a fifth of its time under load (py-spy: the Counters of
 this module and the encoding of their arrays); grouped in PostgreSQL it is a few milliseconds of
 the database's time per batch. ``COPY`` rather than array parameters: asyncpg checks every array
@@ -30,6 +37,10 @@ from typing import NamedTuple
 from services.redirect.visitors import Connection
 
 EVERY_CODE = ""  # the code id of the rollups over all codes
+# Distinct values a tally keeps per code, day and dimension; and the value that counts the rest (no
+# value of any dimension is empty: agent ids, host names, country codes, bot reasons).
+MAX_TALLY_VALUES = 1_000
+OTHER = ""
 
 BATCH_COLUMNS = (
     "code_id",
@@ -55,7 +66,7 @@ CREATE TEMPORARY TABLE IF NOT EXISTS scan_batch (
 # the rows that count alike (a few per batch, however many scans), so that every rollup but the
 # visitors' adds up groups, not rows. The rollups over every code are the grouping set without the
 # code, named '' (no code has an empty id).
-WRITE = """
+WRITE = f"""
 WITH batch AS MATERIALIZED (
     SELECT g.code_id, to_timestamp(m.micros::float8 / 1000000) AS scanned_at,
         date '1970-01-01' + (m.micros / 86400000000)::int AS day,
@@ -119,22 +130,71 @@ WITH batch AS MATERIALIZED (
     ORDER BY 1, 2
     ON CONFLICT (code_id, month) DO UPDATE SET
         total = scan_months.total + EXCLUDED.total, bots = scan_months.bots + EXCLUDED.bots
+), tallied AS MATERIALIZED (
+    SELECT CASE WHEN grouping(facts.code_id) = 0 THEN facts.code_id ELSE '' END AS code_id, facts.day,
+        tally.dimension, tally.value, sum(facts.n) AS n
+    FROM facts CROSS JOIN LATERAL (VALUES
+        ('bot_reason', facts.bot_reason),
+        ('agent', CASE WHEN facts.bot_reason IS NULL THEN facts.agent_id::text END),
+        ('referrer', CASE WHEN facts.bot_reason IS NULL THEN facts.referrer_host END),
+        ('country', CASE WHEN facts.bot_reason IS NULL THEN facts.country END)
+    ) AS tally(dimension, value)
+    WHERE tally.value IS NOT NULL
+    GROUP BY GROUPING SETS ((facts.code_id, facts.day, tally.dimension, tally.value),
+        (facts.day, tally.dimension, tally.value))
+), crowded AS MATERIALIZED (
+    -- The days (of a code, or '') that may have too little room for this batch's agents or
+    -- referrers, and the room they have. A day holds no more values than it had scans (scan_days
+    -- as it was before this batch), and most are far from the cap: only the others count what they
+    -- hold, up to the cap (a short read of the primary key's index). Countries and bot reasons are
+    -- few by nature: never capped.
+    SELECT g.code_id, g.day, g.dimension, g.given, {MAX_TALLY_VALUES} - (
+        SELECT count(*) FROM (
+            SELECT FROM scan_tallies AS s
+            WHERE s.code_id = g.code_id AND s.day = g.day AND s.dimension = g.dimension
+                AND s.value <> '{OTHER}'
+            LIMIT {MAX_TALLY_VALUES}
+        ) AS held
+    ) AS room
+    FROM (
+        SELECT code_id, day, dimension, count(*) AS given, sum(n) AS n FROM tallied
+        WHERE dimension IN ('agent', 'referrer') GROUP BY 1, 2, 3
+    ) AS g
+    LEFT JOIN scan_days AS d ON d.code_id = g.code_id AND d.day = g.day
+    WHERE coalesce(d.total, 0) + g.n > {MAX_TALLY_VALUES}
+), placed AS (
+    SELECT t.code_id, t.day, t.dimension, t.value, t.n FROM tallied AS t
+    WHERE NOT EXISTS (
+        SELECT FROM crowded AS c
+        WHERE c.code_id = t.code_id AND c.day = t.day AND c.dimension = t.dimension
+    )
+    UNION ALL
+    -- On a crowded day a value it holds adds to its row whatever the cap (looked up only where the
+    -- batch brings more values than there is room); new ones take the room left, the batch's most
+    -- frequent first, and the rest count as OTHER.
+    SELECT code_id, day, dimension, value, sum(n) FROM (
+        SELECT code_id, day, dimension, n,
+            CASE WHEN kept OR row_number() OVER (
+                PARTITION BY code_id, day, dimension, kept ORDER BY n DESC, value
+            ) <= room THEN value ELSE '{OTHER}' END AS value
+        FROM (
+            SELECT t.code_id, t.day, t.dimension, t.value, t.n, c.room,
+                CASE WHEN c.room >= c.given THEN true
+                    ELSE (
+                        SELECT true FROM scan_tallies AS s
+                        WHERE s.code_id = t.code_id AND s.day = t.day AND s.dimension = t.dimension
+                            AND s.value = t.value
+                    ) IS NOT NULL
+                END AS kept
+            FROM tallied AS t JOIN crowded AS c USING (code_id, day, dimension)
+        ) AS known
+    ) AS capped
+    GROUP BY 1, 2, 3, 4
 )
 INSERT INTO scan_tallies (code_id, day, dimension, value, count)
-SELECT CASE WHEN grouping(facts.code_id) = 0 THEN facts.code_id ELSE '' END, facts.day, tally.dimension,
-    tally.value, sum(facts.n)
-FROM facts CROSS JOIN LATERAL (VALUES
-    ('bot_reason', facts.bot_reason),
-    ('agent', CASE WHEN facts.bot_reason IS NULL THEN facts.agent_id::text END),
-    ('referrer', CASE WHEN facts.bot_reason IS NULL THEN facts.referrer_host END),
-    ('country', CASE WHEN facts.bot_reason IS NULL THEN facts.country END)
-) AS tally(dimension, value)
-WHERE tally.value IS NOT NULL
-GROUP BY GROUPING SETS ((facts.code_id, facts.day, tally.dimension, tally.value),
-    (facts.day, tally.dimension, tally.value))
-ORDER BY 1, 2, 3, 4
+SELECT * FROM placed ORDER BY 1, 2, 3, 4
 ON CONFLICT (code_id, day, dimension, value) DO UPDATE SET count = scan_tallies.count + EXCLUDED.count
-"""
+"""  # noqa: S608 - built from the constants above, never from input
 ALL = (WRITE,)  # prepared once STAGE has run
 
 

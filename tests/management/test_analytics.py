@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from services.management import analytics
+from services.management import analytics, limits
 from services.management.schemas import ScanQuery
 from services.ops import maintenance
 from services.redirect.scans import ScanRecorder
@@ -110,7 +111,6 @@ def test_the_default_range_is_the_last_thirty_days_up_to_the_end_of_today() -> N
     [
         ({"from": "2026-11-02", "to": "2026-11-01"}, "from"),
         ({"from": "2026-11-01", "to": "2026-11-01"}, "from"),
-        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),  # 52,584 buckets
     ],
 )
 def test_ranges_that_cannot_be_answered_are_refused(values: dict[str, str], field: str) -> None:
@@ -119,17 +119,75 @@ def test_ranges_that_cannot_be_answered_are_refused(values: dict[str, str], fiel
     assert refused.value.field == field
 
 
-def test_ten_thousand_buckets_are_the_limit() -> None:
+def unchecked(**values: Any) -> ScanQuery:
+    """A query as make_range may be given one without the model's checks (its own guard)."""
+    return ScanQuery.model_construct(**{"tz": "UTC", "interval": "day", **values})
+
+
+def test_ten_thousand_buckets_are_the_limit_of_a_series() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    exact = query(
-        **{"from": start.isoformat(), "to": (start + timedelta(hours=10_000)).isoformat(), "interval": "hour"}
-    )
-    assert len(analytics.make_range(exact, start).starts) == 10_000
-    over = query(
-        **{"from": start.isoformat(), "to": (start + timedelta(hours=10_001)).isoformat(), "interval": "hour"}
-    )
-    with pytest.raises(InvalidField):
+    exact = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS), interval="hour")
+    assert len(analytics.make_range(exact, start).starts) == limits.MAX_SCAN_BUCKETS
+    over = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS + 1), interval="hour")
+    with pytest.raises(InvalidField) as refused:
         analytics.make_range(over, start)
+    assert refused.value.field == "interval"
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "reason"),
+    [
+        # 766 years of months: 9,192 buckets, under the bucket bound, and 280,000 days.
+        (
+            {"from": "1260-12-01", "to": "2026-12-01", "interval": "month"},
+            "from",
+            "at most 20 years before to",
+        ),
+        ({"from": "2006-11-30", "to": "2026-12-01", "interval": "month"}, "from", "at most 20 years"),
+        ({"from": "1990-01-01", "interval": "week"}, "from", "at most 20 years before now"),
+        (
+            {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:01Z", "interval": "hour"},
+            "interval",
+            "hour covers at most 31 days",
+        ),
+        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval", "choose day"),
+    ],
+)
+def test_the_query_model_bounds_a_range_naming_the_parameter(
+    values: dict[str, str], field: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        query(**values)
+    [error] = refused.value.errors()
+    assert error["loc"] == (field,)
+    assert reason in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"from": "2006-12-01", "to": "2026-12-01", "interval": "month"},
+        {"from": "2008-02-29", "to": "2028-02-29", "interval": "day"},  # leap day to leap day
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "interval": "hour"},
+        {"to": "2026-02-01", "interval": "hour"},  # 30 days before to
+    ],
+)
+def test_ranges_at_their_bounds_are_taken(values: dict[str, str]) -> None:
+    assert query(**values).interval == values["interval"]
+
+
+def test_a_long_range_is_split_bucket_by_bucket() -> None:
+    """Twenty years of days in Paris: one run of whole UTC days per bucket, never a list of days."""
+    span = analytics.make_range(
+        query(**{"from": "2006-12-01", "to": "2026-12-01", "interval": "month", "tz": "Europe/Paris"}),
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    runs, parts = analytics.split_days(span.utc_bounds(), hours=False)
+    assert len(span.starts) == len(runs) == 240
+    assert len(parts) <= 2 * 240
+    assert (
+        sum((last - first).days for first, last, _ in runs) == 7305 - 240
+    )  # each month's first day is split
 
 
 def test_a_month_plan_covers_each_day_once() -> None:
@@ -163,7 +221,10 @@ def test_whole_utc_days_and_quarter_hour_parts_tile_the_range(tz: str, interval:
         datetime(2026, 11, 20, tzinfo=UTC),
     )
     bounds = span.utc_bounds()
-    whole, parts = analytics.split_days(bounds, hours=False)
+    runs, parts = analytics.split_days(bounds, hours=False)
+    whole = {
+        first + timedelta(days=n): index for first, last, index in runs for n in range((last - first).days)
+    }
     pieces = sorted(
         [
             (
@@ -181,6 +242,7 @@ def test_whole_utc_days_and_quarter_hour_parts_tile_the_range(tz: str, interval:
         moment = datetime.combine(day, datetime.min.time(), UTC)
         assert bounds[index] <= moment
         assert moment + timedelta(days=1) <= bounds[index + 1]
+    assert len(runs) <= len(bounds) - 1  # a run per bucket at most
     if tz == "UTC":
         assert parts == []
 
@@ -320,7 +382,8 @@ async def test_bad_parameters_are_422_naming_them(client: httpx.AsyncClient) -> 
         ({"from": "yesterday"}, "from"),
         ({"from": "2026-11-01T10:00:00"}, "from"),  # a time without its offset
         ({"from": "2026-11-02", "to": "2026-11-01"}, "from"),
-        ({"from": "2000-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),
+        ({"from": "2020-01-01", "to": "2026-01-01", "interval": "hour"}, "interval"),
+        ({"from": "1260-12-01", "to": "2026-12-01", "interval": "month"}, "from"),  # 766 years
         ({"unknown": "1"}, "unknown"),
     ):
         response = await client.get("/api/v1/qr/menu/scans", params=params)
@@ -329,7 +392,142 @@ async def test_bad_parameters_are_422_naming_them(client: httpx.AsyncClient) -> 
     assert (await client.get("/api/v1/qr/nothing12/scans")).status_code == 404
 
 
-async def test_retention_drops_raw_scans_and_changes_no_series_or_total(
+async def test_a_766_year_range_is_refused_and_a_20_year_one_answers(
+    client: httpx.AsyncClient, writer: tuple[ScanRecorder, Clock]
+) -> None:
+    recorder, clock = writer
+    await create(client, target_url="https://example.org/", slug="menu")
+    for moment in ("2007-03-10T12:00:00", "2016-07-01T08:00:00", "2026-11-20T23:30:00"):
+        clock.now = datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
+        recorder.record("menu", PHONE, None, "198.51.100.1", None)
+    await recorder.flush()
+    for path in ("/api/v1/qr/menu/scans", "/api/v1/scans"):
+        long = await client.get(path, params={"from": "1260-12-01", "to": "2026-12-01", "interval": "month"})
+        assert long.status_code == 422, long.text
+        assert long.json()["error"]["details"] == {"field": "from"}
+        assert "at most 20 years before to" in long.json()["error"]["message"]
+
+        twenty = {"from": "2006-12-01", "to": "2026-12-01", "tz": "Europe/Paris"}
+        months = await scans(client, path, **twenty, interval="month")
+        assert len(months["series"]) == 240
+        assert [(b["start"][:7], b["total"]) for b in months["series"] if b["total"]] == [
+            ("2007-03", 1),
+            ("2016-07", 1),
+            ("2026-11", 1),
+        ]
+        days = await scans(client, path, **twenty, interval="day")
+        assert len(days["series"]) == 7305
+        assert (days["total"], days["unique"]) == (3, 3)
+        assert [b["start"][:10] for b in days["series"] if b["total"]] == [
+            "2007-03-10",
+            "2016-07-01",
+            "2026-11-21",  # 23:30 UTC is past midnight in Paris
+        ]
+
+
+async def test_an_hourly_range_is_bounded_by_the_raw_scans_it_counts_visitors_in(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, target_url="https://example.org/", slug="menu")
+    for path in ("/api/v1/qr/menu/scans", "/api/v1/scans"):
+        month = {"from": "2026-10-01T00:00:00Z", "interval": "hour"}
+        assert len((await scans(client, path, **month, to="2026-11-01T00:00:00Z"))["series"]) == 31 * 24
+        over = await client.get(path, params={**month, "to": "2026-11-01T01:00:00Z"})
+        assert over.status_code == 422, over.text
+        assert over.json()["error"]["details"] == {"field": "interval"}
+        assert "hour covers at most 31 days" in over.json()["error"]["message"]
+
+
+def test_the_document_states_the_bounds_the_model_enforces() -> None:
+    from services.management.openapi import document
+
+    for path, item in document()["paths"].items():
+        if path.endswith("/scans"):
+            described = {p["name"]: p["description"] for p in item["get"]["parameters"]}
+            assert f"at most {limits.MAX_SCAN_YEARS} years" in described["from"]
+            assert f"at most {limits.MAX_SCAN_BUCKETS:,}" in described["interval"]
+            assert f"at most {limits.MAX_HOURLY_DAYS} days" in described["interval"]
+
+
+def test_the_reader_names_the_tallies_as_the_writer_stores_them() -> None:
+    from services.redirect import rollups
+
+    assert (analytics.EVERY_CODE, analytics.OTHER) == (rollups.EVERY_CODE, rollups.OTHER)
+
+
+def test_the_readme_states_the_bounds() -> None:
+    from services.redirect.rollups import MAX_TALLY_VALUES
+
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    for stated in (
+        f"A range covers at most {limits.MAX_SCAN_YEARS} years, an hourly one at most "
+        f"{limits.MAX_HOURLY_DAYS} days",
+        f"a series holds at most {limits.MAX_SCAN_BUCKETS:,} buckets",
+        f"each code keeps at most {MAX_TALLY_VALUES:,} distinct agents and referrer hosts a day",
+        f"at most {analytics.PARSED_AT_ONCE:,} an answer",
+    ):
+        assert stated in readme, stated
+
+
+async def test_top_lists_show_the_rest_of_a_crowded_day_as_other_and_parse_only_what_they_rank(
+    client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,200 distinct iPhone agents and referrer hosts on one day, through the writer's statement:
+    the first MAX_TALLY_VALUES are kept, the rest counted as Other, totals unchanged; an answer
+    parses the kept agents only, and at most PARSED_AT_ONCE of them, the most scanned first."""
+    from services.redirect import rollups
+    from services.redirect.rollups import MAX_TALLY_VALUES, Scans
+
+    await create(client, target_url="https://example.org/", slug="menu")
+    distinct = MAX_TALLY_VALUES + 200
+    noon = datetime(2026, 11, 3, 12, tzinfo=UTC).timestamp()
+    connection = await asyncpg.connect(database_url)
+    try:
+        ids = [
+            row["id"]
+            for row in await connection.fetch(
+                "INSERT INTO user_agents (agent) SELECT $1 || n || ')' FROM generate_series(1, $2::int) n "
+                "ORDER BY n RETURNING id",
+                PHONE.decode().replace("Safari/604.1", "Safari/604.1 (build "),
+                distinct,
+            )
+        ]
+        batch = [
+            Scans("menu", ids[n], None, f"h{n}.example", n.to_bytes(16), None, None, None, [noon + n])
+            for n in range(distinct)
+        ]
+        await rollups.write(connection, batch[:900])  # most scanned first: the batch's ties by value
+        await rollups.write(connection, batch[900:])
+
+        monkeypatch.setattr(analytics, "PARSED_AT_ONCE", 400)
+        parsed = "SELECT count(*) FROM user_agents WHERE parsed_at IS NOT NULL"
+        day = {"from": "2026-11-03", "to": "2026-11-04"}
+        first = await scans(client, **day)
+        assert await connection.fetchval(parsed) == 400
+        assert first["top"]["browsers"] == [
+            {"value": "Other", "count": distinct - 400},  # not parsed yet, and the rest of the day
+            {"value": "Mobile Safari", "count": 400},
+        ]
+        for _ in range(2):
+            report = await scans(client, **day)
+        assert await connection.fetchval(parsed) == MAX_TALLY_VALUES  # the rest were never read
+    finally:
+        await connection.close()
+    assert report["total"] == report["people"] == distinct
+    assert report["top"]["browsers"] == [
+        {"value": "Mobile Safari", "count": MAX_TALLY_VALUES},
+        {"value": "Other", "count": 200},
+    ]
+    assert report["top"]["devices"][0] == {"value": "iPhone", "count": MAX_TALLY_VALUES}
+    referrers = report["top"]["referrers"]
+    assert len(referrers) == 10
+    assert referrers[0] == {"value": "Other", "count": 200}
+    assert all(entry["count"] == 1 for entry in referrers[1:])
+    every = await scans(client, "/api/v1/scans", **day)
+    assert every["top"]["referrers"][0] == {"value": "Other", "count": 200}
+
+
+async def test_retention_drops_raw_scans_and_tallies_and_changes_no_series_or_total(
     client: httpx.AsyncClient, database_url: str, writer: tuple[ScanRecorder, Clock]
 ) -> None:
     recorder, clock = writer
@@ -356,9 +554,13 @@ async def test_retention_drops_raw_scans_and_changes_no_series_or_total(
     after = [await scans(client, **params) for params in ranges]
     for old, new in zip(before, after, strict=True):
         assert new["raw_since"] is not None
-        assert {k: v for k, v in new.items() if k != "raw_since"} == {
-            k: v for k, v in old.items() if k != "raw_since"
+        assert {k: v for k, v in new.items() if k not in ("raw_since", "top")} == {
+            k: v for k, v in old.items() if k not in ("raw_since", "top")
         }
+        # The top lists' tallies go with the raw scans: the lists cover the days from raw_since.
+        assert old["top"]["browsers"]
+        assert old["top"]["bot_reasons"]
+        assert new["top"]["browsers"] == new["top"]["bot_reasons"] == []
     connection = await asyncpg.connect(database_url)
     try:
         assert await connection.fetchval("SELECT count(*) FROM scans WHERE code_id = 'menu'") == 0

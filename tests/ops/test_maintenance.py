@@ -169,3 +169,77 @@ def test_retention_is_refused_below_a_month() -> None:
     result = qr_manage("maintain", SCAN_RETENTION_DAYS="7", DATABASE_URL="postgresql://qr@/qr")
     assert result.returncode == 2
     assert "SCAN_RETENTION_DAYS" in result.stderr
+
+
+# -- what goes with the raw scans, and what expires ------------------------------------------------
+
+OLD_DAY = datetime(2025, 3, 10, 12, tzinfo=UTC)  # past the default retention (400 days) from 2026-12 on
+
+
+async def _scans_of_agents(dsn: str, now: datetime) -> dict[str, int]:
+    """Scans through the writer's statement: agent 'old' only in March 2025 (the default partition
+    takes them), 'both' then and now, 'new' only now. Their ids by name."""
+    from services.redirect import rollups
+    from services.redirect.rollups import Scans
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO qr_codes (id, short_url, target_url) VALUES ('code1', 'http://x/r/code1', 'https://e.org/')"
+        )
+        ids = {
+            row["agent"]: row["id"]
+            for row in await connection.fetch(
+                "INSERT INTO user_agents (agent) VALUES ('old'), ('both'), ('new') RETURNING id, agent"
+            )
+        }
+
+        def scans(agent: str, at: datetime, host: str) -> Scans:
+            return Scans("code1", ids[agent], None, host, agent.encode(), None, None, None, [at.timestamp()])
+
+        await rollups.write(
+            connection, [scans("old", OLD_DAY, "old.example"), scans("both", OLD_DAY, "old.example")]
+        )
+        await rollups.write(connection, [scans("both", now, "new.example"), scans("new", now, "new.example")])
+        return ids
+    finally:
+        await connection.close()
+
+
+def test_retention_takes_the_tallies_of_the_days_dropped_and_the_agents_only_they_named(
+    database_url: str,
+) -> None:
+    now = datetime.now(UTC)
+    ids = asyncio.run(_scans_of_agents(database_url, now))
+    tallies = "SELECT DISTINCT code_id, day FROM scan_tallies ORDER BY 1, 2"
+    before = [tuple(row) for row in asyncio.run(_sql(database_url, tallies))]
+    assert [day for _, day in before] == [OLD_DAY.date(), now.date()] * 2  # '' and code1
+
+    result = qr_manage("maintain", DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    assert "dropped partition scans_2025_03" in result.stdout
+    assert "forgot 6 tallies and 1 user agents of the raw scans dropped" in result.stdout
+
+    after = [tuple(row) for row in asyncio.run(_sql(database_url, tallies))]
+    assert after == [("", now.date()), ("code1", now.date())]
+    agents = {row[0] for row in asyncio.run(_sql(database_url, "SELECT agent FROM user_agents"))}
+    assert agents == {"both", "new"}  # 'old' was named by the dropped month only
+    named = {row[0] for row in asyncio.run(_sql(database_url, "SELECT agent_id FROM scans"))}
+    assert named == {ids["both"], ids["new"]}
+    assert "forgot" not in qr_manage("maintain", DATABASE_URL=database_url).stdout  # nothing left to do
+
+
+def test_idempotency_keys_go_after_their_hours_and_fresh_ones_stay(database_url: str) -> None:
+    asyncio.run(
+        _sql(
+            database_url,
+            "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) VALUES "
+            "('old-key', '\\x00', 201, '\\x7b7d', now() - interval '24 hours 1 minute'), "
+            "('fresh-key', '\\x00', 201, '\\x7b7d', now() - interval '23 hours 59 minutes')",
+        )
+    )
+    result = qr_manage("maintain", DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    assert "forgot 1 idempotency keys past their hours" in result.stdout
+    keys = [row[0] for row in asyncio.run(_sql(database_url, "SELECT key FROM idempotency_keys"))]
+    assert keys == ["fresh-key"]

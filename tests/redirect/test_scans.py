@@ -330,3 +330,92 @@ async def test_the_buffer_is_bounded_in_header_bytes_too(database_url: str) -> N
         assert recorder.buffered == 1
     finally:
         await recorder.close()
+
+
+# -- the tallies' bound -----------------------------------------------------------------------------
+
+TALLY_ROWS = """
+SELECT code_id, dimension, count(*) AS kept, sum(count) AS total,
+       coalesce(sum(count) FILTER (WHERE value = $1), 0) AS other
+FROM scan_tallies GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+async def test_tallies_stay_bounded_after_100000_distinct_agents_and_referrers(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A day of a code with 100,000 distinct user agents and referrer hosts (as anyone can send),
+    through the writer's own statement in batches as it writes them: each dimension keeps at most
+    MAX_TALLY_VALUES values, per code and for every code, and counts the rest as OTHER, so its
+    totals are the day's people. A value kept before the cap still adds to its own row after it."""
+    from datetime import UTC, datetime
+
+    from services.redirect import rollups
+    from services.redirect.rollups import MAX_TALLY_VALUES, OTHER, Scans
+
+    distinct = 100_000
+    ids = [
+        row["id"]
+        for row in await db.fetch(
+            "INSERT INTO user_agents (agent) SELECT 'Agent/' || n FROM generate_series(1, $1::int) n "
+            "ORDER BY n RETURNING id",
+            distinct,
+        )
+    ]
+    noon = datetime(2026, 11, 3, 12, tzinfo=UTC).timestamp()
+
+    def scan(n: int, agent_id: int, host: str) -> Scans:
+        return Scans(
+            "scan123abc",
+            agent_id,
+            f"https://{host}/",
+            host,
+            n.to_bytes(16),
+            None,
+            "FR",
+            None,
+            [noon + n / 1e4],
+        )
+
+    for at in range(0, distinct, 2_000):  # the writer's batches
+        await rollups.write(db, [scan(n, ids[n], f"h{n}.example") for n in range(at, at + 2_000)])
+    # The first agent and host, kept, come back after the cap: 5 more scans on their own rows.
+    await rollups.write(db, [scan(distinct + n, ids[0], "h0.example") for n in range(5)])
+
+    rows = {(r["code_id"], r["dimension"]): r for r in await db.fetch(TALLY_ROWS, OTHER)}
+    people = distinct + 5
+    for code_id in ("scan123abc", rollups.EVERY_CODE):
+        for dimension in ("agent", "referrer"):
+            row = rows[(code_id, dimension)]
+            assert row["kept"] == MAX_TALLY_VALUES + 1, (code_id, dimension)  # and one row for OTHER
+            assert row["total"] == people
+            assert row["other"] == distinct - MAX_TALLY_VALUES
+        assert rows[(code_id, "country")]["kept"] == 1  # never capped, and never near it
+        assert rows[(code_id, "country")]["total"] == people
+    first = await db.fetchval(
+        "SELECT count FROM scan_tallies WHERE code_id = 'scan123abc' AND dimension = 'agent' AND value = $1",
+        str(ids[0]),
+    )
+    assert first == 1 + 5
+    assert await db.fetchval("SELECT total FROM scan_days WHERE code_id = 'scan123abc'") == people
+    assert await db.fetchval("SELECT count(*) FROM scans") == people  # the raw rows are all there
+
+
+async def test_a_day_far_from_the_cap_keeps_every_value(database_url: str, db: asyncpg.Connection) -> None:
+    """Through the recorder: agents and referrers of a day under the cap are each their own row."""
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    try:
+        for n in range(30):
+            agent = f"Mozilla/5.0 (Test {n % 10})".encode()
+            recorder.record(
+                "scan123abc", agent, f"https://h{n % 7}.example/".encode(), f"203.0.113.{n}", None
+            )
+        await recorder.flush()
+    finally:
+        await recorder.close()
+    from services.redirect.rollups import OTHER
+
+    rows = {(r["code_id"], r["dimension"]): r for r in await db.fetch(TALLY_ROWS, OTHER)}
+    assert (rows[("scan123abc", "agent")]["kept"], rows[("scan123abc", "agent")]["other"]) == (10, 0)
+    assert (rows[("scan123abc", "referrer")]["kept"], rows[("", "referrer")]["total"]) == (7, 30)

@@ -180,11 +180,11 @@ async def seed_0008(connection: asyncpg.Connection) -> None:
     )
 
 
-async def seed_0010(connection: asyncpg.Connection) -> None:
+async def seed_0009(connection: asyncpg.Connection) -> None:
     await insert(
         connection,
         "console_sign_outs",
-        {"session_id": "signed-out-0010", "expires_at": T0 + timedelta(hours=12)},
+        {"session_id": "signed-out-0009", "expires_at": T0 + timedelta(hours=12)},
     )
 
 
@@ -236,7 +236,7 @@ SEEDS = {
     "0006": seed_0006,
     "0007": seed_0007,
     "0008": seed_0008,
-    "0010": seed_0010,
+    "0009": seed_0009,
 }
 
 

@@ -593,3 +593,15 @@ def test_traefik_logs_json_lines(running_stack: RunningStack) -> None:
     assert "format: json" in static.split("entryPoints:")[0]
     for name in edge.STATIC_FILES:
         assert "  format: json\n" in (edge.INFRA_DIR / name).read_text(), name
+
+
+def test_a_services_own_403_keeps_its_message_through_the_edge(running_stack: RunningStack) -> None:
+    """The allowlist refuses with a status of its own that the edge turns into its 403 page; a 403
+    from the service itself (a request another site's page made) passes with its own reason."""
+    port = running_stack.settings.http_port
+    refused = raw_get(port, "/api/v1/qr", source=OUTSIDER)
+    _assert_edge_json(refused, 403, "forbidden")
+    assert "ADMIN_ALLOWLIST" in json.loads(refused.body)["error"]["message"]
+    cross_site = raw_get(port, "/api/v1/qr?limit=1", headers={"Sec-Fetch-Site": "cross-site"})
+    _assert_edge_json(cross_site, 403, "forbidden")
+    assert "another site" in json.loads(cross_site.body)["error"]["message"]

@@ -37,13 +37,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management import limits
+from services.management.limits import IDEMPOTENCY_HOURS
 from services.management.requests import findings, parse_json, shown
 from services.management.schemas import MAX_ROW_ERRORS, NewQRCode
 from shared.errors import BadRequest, InvalidField, ServiceError, Unavailable
 
 MAX_ROWS = 10_000
 MAX_KEY = 255
-IDEMPOTENCY_HOURS = 24
 COLUMNS = (
     "target_url",
     "slug",

@@ -17,6 +17,9 @@ REDIRECT_STATUSES: Final = (301, 302, 307, 308)
 DEFAULT_REDIRECT_STATUS: Final = 302
 HISTORY_ACTIONS: Final = ("create", "update", "delete", "erase")  # erase: a code's scans, on request
 
+# -- bulk -------------------------------------------------------------------------------------------
+IDEMPOTENCY_HOURS: Final = 24  # an Idempotency-Key's answer is kept this long (qr-manage maintain prunes)
+
 # -- pages and searches -----------------------------------------------------------------------------
 MAX_PAGE: Final = 500
 DEFAULT_LIST_PAGE: Final = 50

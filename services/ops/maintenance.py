@@ -225,7 +225,7 @@ async def forget_agents(conn: asyncpg.Connection, named: set[int]) -> int:
 async def expire_keys(conn: asyncpg.Connection, now: datetime) -> int:
     """Delete the idempotency keys, and the answers kept with them, older than their hours (a key
     in use is in a transaction not yet committed: never seen here)."""
-    from services.management.bulk import IDEMPOTENCY_HOURS  # the bulk API's own, read when needed
+    from services.management.limits import IDEMPOTENCY_HOURS  # the bulk API's (limits imports nothing)
 
     if await conn.fetchval("SELECT to_regclass('public.idempotency_keys')") is None:
         return 0  # a schema before 0008

@@ -113,11 +113,14 @@ class Memo(dict[K, V]):
 
     def remember(self, key: K, value: V, size: int) -> V:
         if len(self) >= MAX_REMEMBERED or self.held_bytes + size > MAX_REMEMBERED_BYTES:
-            self.clear()
-            self.held_bytes = 0
+            self.forget()
         self[key] = value
         self.held_bytes += size
         return value
+
+    def forget(self) -> None:
+        self.clear()
+        self.held_bytes = 0
 
 
 def _text(raw: bytes | None, limit: int) -> str | None:
@@ -178,6 +181,10 @@ class ScanRecorder:
         self._visitors = VisitorHasher()
         self._clients: Memo[tuple[str | None, bytes | None], Client] = Memo()
         self._agents: Memo[bytes | None, Agent] = Memo()
+        # The UTC day the agents' ids were learned on: learned again each day, so that none outlives
+        # the rows qr-manage maintain prunes (agents named only by raw scans past their retention;
+        # an agent seen today is named by today's scans).
+        self._agents_day = 0
         self._referrers: Memo[bytes, tuple[str | None, str | None]] = Memo()
         self.written = 0
         self.dropped = 0
@@ -378,6 +385,10 @@ class ScanRecorder:
         their moment. Scans are grouped first by what the request saw (a tuple and a dictionary
         look-up each); user agents, clients, referrers and the visitor hash are then worked out once
         per group, and each of the first three once per process (kept for the next batches)."""
+        today = int(time.time() // 86400)
+        if today != self._agents_day:
+            self._agents.forget()
+            self._agents_day = today
         alike: dict[tuple[str, bytes | None, bytes | None, str | None, bytes | None, int], list[float]] = {}
         for moment, code_id, raw_agent, raw_referrer, peer, forwarded in batch:
             key = (code_id, raw_agent, raw_referrer, peer, forwarded, int(moment // 86400))

@@ -115,6 +115,27 @@ async def test_scans_of_codes_that_vanished_are_dropped_not_blocking(
     await recorder.close()
 
 
+async def test_the_writer_learns_agents_ids_again_each_day(database_url: str, db: asyncpg.Connection) -> None:
+    """qr-manage maintain deletes the agents only raw scans past their retention named; an id the
+    writer remembered from then must not be written again. It learns them anew every UTC day."""
+    recorder = ScanRecorder(database_url, trusted_proxies=TRUSTED, flush_interval=60)
+    await recorder.start()
+    try:
+        recorder.record("scan123abc", b"Mozilla/5.0 (Pruned)", None, "203.0.113.9", None)
+        await recorder.flush()
+        await db.execute("DELETE FROM user_agents WHERE agent = 'Mozilla/5.0 (Pruned)'")  # as maintain does
+        recorder._agents_day -= 1  # the next batch is the next day's
+        recorder.record("scan123abc", b"Mozilla/5.0 (Pruned)", None, "203.0.113.9", None)
+        await recorder.flush()
+    finally:
+        await recorder.close()
+    agents = await db.fetch(
+        "SELECT DISTINCT s.agent_id, a.agent FROM scans s LEFT JOIN user_agents a ON a.id = s.agent_id"
+    )
+    latest = await db.fetchval("SELECT agent_id FROM scans ORDER BY scanned_at DESC LIMIT 1")
+    assert {row["agent_id"]: row["agent"] for row in agents}[latest] == "Mozilla/5.0 (Pruned)"
+
+
 async def test_the_day_key_rotates_at_midnight_utc_and_old_keys_are_deleted(
     database_url: str, db: asyncpg.Connection
 ) -> None:

@@ -57,8 +57,8 @@ def test_the_recovery_drill(stack: tuple[str, dict[str, str]]) -> None:
         # Codes and scans.
         codes = {}
         for n in range(8):
-            made = created(admin.post("/api/v1/qr", json={"target_url": f"https://example.org/before/{n}"}))
-            codes[made["id"]] = f"https://example.org/before/{n}"
+            code = created(admin.post("/api/v1/qr", json={"target_url": f"https://example.org/before/{n}"}))
+            codes[code["id"]] = f"https://example.org/before/{n}"
         for n, code_id in enumerate(codes):
             for _ in range(n % 3 + 1):
                 assert location(code_id) == (302, codes[code_id])

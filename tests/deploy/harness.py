@@ -201,7 +201,7 @@ class Deployment:
         while time.monotonic() < deadline:
             try:
                 last = condition()
-            except (httpx.HTTPError, OSError, AssertionError) as exc:
+            except (httpx.HTTPError, OSError, AssertionError, ValueError) as exc:  # ValueError: not JSON yet
                 last = exc
             else:
                 if last:

@@ -611,7 +611,10 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(deployment: D
         api = f"http://127.0.0.1:{deployment.ports.prometheus}/api/v1"
 
         def targets_up() -> list[dict[str, Any]] | None:
-            active = httpx.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
+            answer = httpx.get(f"{api}/targets", timeout=5)
+            if answer.status_code != 200:  # still starting
+                return None
+            active = answer.json()["data"]["activeTargets"]
             jobs = [target["labels"]["job"] for target in active]
             if sorted(jobs) != ["management", "redirect", "redirect", "redirect", "traefik"]:
                 return None

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,8 @@ class Deployment:
     ports: Ports
     environ: dict[str, str]
     notes: dict[str, Any] = field(default_factory=dict)  # what one test leaves for a later one
+    # The last commands run and what they printed, shown when something is not as expected.
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=6))
 
     def run(
         self, argv: list[str], *, check: bool = True, timeout: float = 600, input: str | None = None
@@ -128,6 +131,9 @@ class Deployment:
             argv, cwd=self.folder, env=self.environ, capture_output=True, text=True,
             timeout=timeout, input=input, check=False,
         )  # fmt: skip
+        self.recent.append(
+            f"$ {' '.join(argv)}  (exit {result.returncode})\n{result.stdout[-1500:]}{result.stderr[-1500:]}"
+        )
         if check and result.returncode != 0:
             output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             raise AssertionError(f"{' '.join(argv)} exited {result.returncode}\n{output}")
@@ -207,7 +213,14 @@ class Deployment:
                 if last:
                     return last
             time.sleep(interval)
-        raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})\n{self.logs()}")
+        containers = self.run(
+            ["docker", "ps", "-a", "--format", "{{.Names}} {{.Status}}"], check=False
+        ).stdout
+        recent = "\n".join(self.recent)
+        raise AssertionError(
+            f"{what}: not within {timeout:g} s (last: {last!r})\n{self.logs()}\n"
+            f"containers:\n{containers}\nrecent commands:\n{recent}"
+        )
 
     # --- clients on this machine -----------------------------------------------------------------
 

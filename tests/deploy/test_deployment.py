@@ -79,7 +79,11 @@ SHOWN = {
 
 
 def readme(deployment: Deployment, key: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return deployment.sh(RUN_AS_WRITTEN[key], **kwargs)
+    result = deployment.sh(RUN_AS_WRITTEN[key], **kwargs)
+    if key in ("up", "scale"):  # every long-running container up, or what the command said
+        running = set(deployment.compose("ps", "--format", "{{.Service}}").stdout.split())
+        assert set(LONG_RUNNING) <= running, (running, result.stdout[-3000:], result.stderr[-3000:])
+    return result
 
 
 def compose_ps(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:

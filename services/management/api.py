@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from services.management import analytics, bulk, codes, exports, labels, limits, prints, schemas
+from services.management.auth.identity import Identity, identity_of
 from services.management.images import MEDIA_TYPES, ImageRequest, Images
 from services.management.logos import LOGO_TYPES, Logo, normalise_logo
 from services.management.metrics import ManagementMetrics
@@ -38,7 +39,6 @@ from services.management.storage import LocalImageStore
 from shared.database import TRANSIENT, sqlalchemy_url
 from shared.errors import BadRequest, InvalidField, NotFound, Unavailable
 from shared.ids import is_well_formed
-from shared.logging import request_id
 from shared.metrics import exposition
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class ManagementApi:
         )
         async with self.database(write=True) as conn:
             resource = await codes.create_code(
-                conn, new, public_base_url=self.settings.public_base_url, actor=_actor(request)
+                conn, new, public_base_url=self.settings.public_base_url, identity=identity_of(request.scope)
             )
         self.metrics.code_changes.labels("create").inc()
         log.info("code created", extra={"code_id": resource.id})
@@ -140,7 +140,7 @@ class ManagementApi:
                     )
             try:
                 created, refused = await self.create_in_bulk(
-                    conn, content_type, body, partial=partial, actor=_actor(request)
+                    conn, content_type, body, partial=partial, identity=identity_of(request.scope)
                 )
                 result = schemas.BulkResult(
                     created=created,
@@ -159,7 +159,7 @@ class ManagementApi:
         return Response(content, status_code=status, media_type="application/json")
 
     async def create_in_bulk(
-        self, conn: AsyncConnection, content_type: str, body: bytes, *, partial: bool, actor: codes.Actor
+        self, conn: AsyncConnection, content_type: str, body: bytes, *, partial: bool, identity: Identity
     ) -> tuple[list[schemas.QRCode], bulk.Refusals]:
         """The codes a JSON array or CSV file asks for, and the rows refused (``partial``); without
         ``partial``, :class:`bulk.RowsRefused` with the rows' errors and nothing created. For the
@@ -170,7 +170,11 @@ class ManagementApi:
         if parsed.refused and not partial:
             raise bulk.RowsRefused(parsed.refused)
         created, taken = await codes.create_codes(
-            conn, parsed.rows, public_base_url=self.settings.public_base_url, actor=actor, partial=partial
+            conn,
+            parsed.rows,
+            public_base_url=self.settings.public_base_url,
+            identity=identity,
+            partial=partial,
         )
         refused = parsed.refused.with_rows(bulk.RowError(row, "slug", message) for row, message in taken)
         if refused and not created:
@@ -302,7 +306,7 @@ class ManagementApi:
         )
         changes = body.changes()
         async with self.database(write=True) as conn:
-            resource = await codes.update_code(conn, code_id, changes, actor=_actor(request))
+            resource = await codes.update_code(conn, code_id, changes, identity=identity_of(request.scope))
         self.metrics.code_changes.labels("update").inc()
         log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
         return answer(resource)
@@ -311,7 +315,7 @@ class ManagementApi:
         code_id = _code_id(request)
         read_query(request, schemas.NoQuery)
         async with self.database(write=True) as conn:
-            await codes.delete_code(conn, code_id, actor=_actor(request))
+            await codes.delete_code(conn, code_id, identity=identity_of(request.scope))
         self.metrics.code_changes.labels("delete").inc()
         log.info("code deleted", extra={"code_id": code_id})
         return Response(status_code=204)
@@ -342,7 +346,7 @@ class ManagementApi:
         code_id = _code_id(request)
         read_query(request, schemas.NoQuery)
         async with self.database(write=True) as conn:
-            erased = await codes.erase_scans(conn, code_id, actor=_actor(request))
+            erased = await codes.erase_scans(conn, code_id, identity=identity_of(request.scope))
         self.metrics.code_changes.labels("erase").inc()
         log.info("scans erased", extra={"code_id": code_id, "scans": erased})
         return Response(status_code=204)
@@ -409,7 +413,7 @@ class ManagementApi:
             normalise_logo, body, content_type, limiter=self.images.limiter
         )
         async with self.database(write=True) as conn:
-            resource = await codes.set_logo(conn, code_id, stored, actor=_actor(request))
+            resource = await codes.set_logo(conn, code_id, stored, identity=identity_of(request.scope))
         self.metrics.code_changes.labels("update").inc()
         log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
         return answer(resource)
@@ -428,7 +432,7 @@ class ManagementApi:
         code_id = _code_id(request)
         read_query(request, schemas.NoQuery)
         async with self.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, None, actor=_actor(request))
+            await codes.set_logo(conn, code_id, None, identity=identity_of(request.scope))
         log.info("logo removed", extra={"code_id": code_id})
         return Response(status_code=204)
 
@@ -463,15 +467,6 @@ def _code_id(request: Request) -> str:
     if not is_well_formed(code_id):
         raise NotFound("no QR code with that id")
     return code_id
-
-
-def _actor(request: Request) -> codes.Actor:
-    state = request.scope.get("state", {})
-    return codes.Actor(
-        client_address=state.get("client_address"),
-        request_id=request_id.get(),
-        token_name=state.get("token_name"),
-    )
 
 
 def _if_none_match(request: Request) -> set[str]:

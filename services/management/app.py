@@ -13,9 +13,11 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from services.management.access import AccessControl, AccessRules, TokenFile
 from services.management.api import ManagementApi
-from services.management.console.session import Sessions
+from services.management.auth.door import Door, DoorRules
+from services.management.auth.network import NetworkRule
+from services.management.auth.sessions import Sessions
+from services.management.auth.tokens import TokenFile
 from services.management.console.views import Console
 from services.management.errors import EXCEPTION_HANDLERS
 from services.management.metrics import ManagementMetrics
@@ -30,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | None = None) -> RequestContext:
-    """The app, wrapped in the request context and the access rules; :class:`ConfigError` when the
-    tokens file cannot be used."""
+    """The app, wrapped in the request context and the door; :class:`ConfigError` when the tokens
+    file cannot be used."""
     metrics = ManagementMetrics(registry or CollectorRegistry())
     api = ManagementApi(settings, metrics)
     watch = DatabaseWatch(metrics.registry, api.ping)
@@ -81,14 +83,12 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.
     app.router.redirect_slashes = False
     app.state.api = api
-    rules = AccessRules(
+    network = NetworkRule(
         allowlist=NetworkSet(settings.admin_allowlist),
         trusted_proxies=NetworkSet(settings.trusted_proxies),
         hosts=settings.admin_hosts,
-        tokens=tokens,
-        sessions=sessions,
     )
-    return RequestContext(AccessControl(app, rules), metrics.http)
+    return RequestContext(Door(app, DoorRules(network, tokens, sessions)), metrics.http)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

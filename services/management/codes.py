@@ -23,6 +23,7 @@ from sqlalchemy import Select, func, literal_column, select, text, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.management.auth.identity import Identity
 from services.management.limits import MAX_CURSOR
 from services.management.logos import Logo, StoredLogo
 from services.management.models import SEARCH_EXPRESSION, logos, qr_code_changes, qr_codes, scan_counts
@@ -67,15 +68,6 @@ _SCAN_COUNT = func.coalesce(
 CREATE_LOCK = AdvisoryLock.CREATE_CODE
 WRITABLE = tuple(QRCodeChanges.model_fields)
 _LIVE = qr_codes.c.deleted_at.is_(None)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change, as the history records it."""
-
-    client_address: str | None = None
-    request_id: str | None = None
-    token_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,21 +123,23 @@ def to_resource(row: Any) -> QRCode:
 
 
 async def _record(
-    conn: AsyncConnection, code_id: str, action: str, changes: dict[str, Any], actor: Actor
+    conn: AsyncConnection, code_id: str, action: str, changes: dict[str, Any], identity: Identity
 ) -> None:
     await conn.execute(
         qr_code_changes.insert().values(
             code_id=code_id,
             action=action,
             changes=changes,
-            client_address=actor.client_address,
-            request_id=actor.request_id,
-            token_name=actor.token_name,
+            client_address=identity.client_address,
+            request_id=identity.request_id,
+            token_name=identity.token_name,
         )
     )
 
 
-async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url: str, actor: Actor) -> QRCode:
+async def create_code(
+    conn: AsyncConnection, new: NewQRCode, *, public_base_url: str, identity: Identity
+) -> QRCode:
     """Insert a code under its slug or a fresh random id; :class:`Conflict` if the slug, in any
     spelling, was ever used.
 
@@ -175,7 +169,7 @@ async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url:
             row = (await conn.execute(statement)).first()
         if row is not None:
             changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
-            await _record(conn, code_id, "create", changes, actor)
+            await _record(conn, code_id, "create", changes, identity)
             return to_resource(row)
         if new.slug is not None:
             spelling = f" (as '{taken}')" if taken is not None and taken != new.slug else ""
@@ -209,7 +203,7 @@ async def create_codes(
     rows: list[tuple[int, NewQRCode]],
     *,
     public_base_url: str,
-    actor: Actor,
+    identity: Identity,
     partial: bool,
 ) -> tuple[list[QRCode], list[tuple[int, str]]]:
     """Create many codes in one transaction, in the order given: ``COPY`` into ``qr_codes`` and the
@@ -285,7 +279,14 @@ async def create_codes(
         records.append(tuple(row[column] for column in COPY_COLUMNS))
         changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
         history.append(
-            (code_id, "create", json.dumps(changes), actor.client_address, actor.request_id, actor.token_name)
+            (
+                code_id,
+                "create",
+                json.dumps(changes),
+                identity.client_address,
+                identity.request_id,
+                identity.token_name,
+            )
         )
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection
@@ -340,7 +341,9 @@ async def load_logo(conn: AsyncConnection, sha256: str) -> Logo:
     return Logo(sha256, bytes(image))
 
 
-async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, actor: Actor) -> QRCode:
+async def set_logo(
+    conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, identity: Identity
+) -> QRCode:
     """Show ``stored`` in the code's images from now on (``None``: no logo); record the change."""
     current = (
         await conn.execute(
@@ -361,13 +364,13 @@ async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | Non
             update(qr_codes).where(qr_codes.c.id == code_id).values(logo_sha256=new, updated_at=func.now())
         )
         await _record(
-            conn, code_id, "update", {"logo_sha256": {"old": current.logo_sha256, "new": new}}, actor
+            conn, code_id, "update", {"logo_sha256": {"old": current.logo_sha256, "new": new}}, identity
         )
     return await get_code(conn, code_id)
 
 
 async def update_code(
-    conn: AsyncConnection, code_id: str, changes: dict[str, Any], *, actor: Actor
+    conn: AsyncConnection, code_id: str, changes: dict[str, Any], *, identity: Identity
 ) -> QRCode:
     """Apply ``changes`` (validated field values); record what really changed."""
     current = (
@@ -386,11 +389,11 @@ async def update_code(
         await conn.execute(
             update(qr_codes).where(qr_codes.c.id == code_id).values(**changes, updated_at=func.now())
         )
-        await _record(conn, code_id, "update", diff, actor)
+        await _record(conn, code_id, "update", diff, identity)
     return await get_code(conn, code_id)
 
 
-async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> None:
+async def delete_code(conn: AsyncConnection, code_id: str, *, identity: Identity) -> None:
     """Tombstone the code: /r/ stops answering, its id is never reused, its scans stay."""
     deleted_at = (
         await conn.execute(
@@ -403,7 +406,7 @@ async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> N
     if deleted_at is None:
         raise NotFound(f"no QR code with id '{code_id}'")
     await _record(
-        conn, code_id, "delete", {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}, actor
+        conn, code_id, "delete", {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}, identity
     )
 
 
@@ -541,7 +544,7 @@ _ERASE = (
 )
 
 
-async def erase_scans(conn: AsyncConnection, code_id: str, *, actor: Actor) -> int:
+async def erase_scans(conn: AsyncConnection, code_id: str, *, identity: Identity) -> int:
     """Erase every scan of the code (deleted codes too), its counters and its rollups, and record
     the erasure in its history; how many scans went. The running totals row is locked first, in the
     order the scan writer takes its locks, so that the two wait for each other, never deadlock."""
@@ -554,7 +557,7 @@ async def erase_scans(conn: AsyncConnection, code_id: str, *, actor: Actor) -> i
     for statement in _ERASE:
         await conn.execute(text(statement), {"code": code_id})
     erased = int(held or 0)
-    await _record(conn, code_id, "erase", {"scans": {"old": erased, "new": 0}}, actor)
+    await _record(conn, code_id, "erase", {"scans": {"old": erased, "new": 0}}, identity)
     return erased
 
 

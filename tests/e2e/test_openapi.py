@@ -24,7 +24,7 @@ def test_the_document_describes_every_route(running_stack: RunningStack) -> None
     document = httpx.get(f"{base}/api/v1/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
     app = create_app(ManagementSettings.from_env({"DATABASE_URL": "postgresql://unused@/x"}))
-    starlette = app.app.app  # RequestContext -> AccessControl -> Starlette
+    starlette = app.app.app  # RequestContext -> Door -> Starlette
     api_routes = [route for route in starlette.routes if hasattr(getattr(route, "app", None), "handlers")]
     # Every other route is the console's (HTML pages, not the API: the document leaves them out),
     # or the edge's refusal pages (shared/edge_pages.py).

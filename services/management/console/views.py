@@ -4,7 +4,7 @@ Every page works without JavaScript (forms post, the server redirects or renders
 with each field's error beside it); htmx redraws the QR preview as its options change, uPlot draws
 the scan series, and a button copies the short URL. The images, exports and CSV files a page links
 to are the API's own (a console session may read the API; only the console's forms write, each
-checked against cross-site forgery in :mod:`.session`).
+checked against cross-site forgery, see :mod:`services.management.auth.sessions`).
 
 Every answer carries a strict content security policy (nothing from elsewhere, no inline script or
 style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escapes every value.
@@ -38,10 +38,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.management import analytics, bulk, codes, limits, schemas
-from services.management.api import ManagementApi, _actor
+from services.management.api import ManagementApi
+from services.management.auth.identity import Identity, identity_of
+from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.console import forms
 from services.management.console.forms import FormErrors
-from services.management.console.session import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.logos import LOGO_TYPES, StoredLogo, normalise_logo
 from services.management.rendering import check_contrast, contrast_ratio
 from services.management.requests import read_body
@@ -89,13 +90,22 @@ IMAGE_OPTIONS = ("size", "border", "ecc", "fg", "bg", "size_mm", "dpi")
 
 @dataclass
 class Page:
-    """One console request: its session (made now when it had none) and how to answer."""
+    """One console request: its session (made now when it had none), who is calling, the form it
+    posted, and how to answer."""
 
     request: Request
     session: Session
     csrf: str
     signed_in_as: str | None
+    identity: Identity
     new_cookie: str | None = None
+    form: FormData | None = None
+
+    @property
+    def posted(self) -> FormData:
+        """The form a write posted (read and checked by the frame before the handler runs)."""
+        assert self.form is not None, "only a write has a form"
+        return self.form
 
 
 Handler = Callable[["Console", Request, Page], Awaitable[Response]]
@@ -180,15 +190,16 @@ class Console:
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
+        signed_in_as = self.sessions.token_name(session)
         current = Page(
             request,
             session,
             self.sessions.csrf_token(session),
-            self.sessions.token_name(session),
+            signed_in_as,
+            # The history's "by" is the session's token, as for a bearer token.
+            identity_of(request.scope).signed_in(session, signed_in_as),
             new_cookie,
         )
-        if current.signed_in_as is not None:  # the history's "by", as for a bearer token
-            request.scope.setdefault("state", {})["token_name"] = current.signed_in_as
         form: FormData | None = None
         try:
             if write:
@@ -197,7 +208,7 @@ class Console:
                 if reason is not None:
                     log.warning("console form refused", extra={"reason": reason})
                     return self._refused(request, current, reason)
-                request.state.form = form
+                current.form = form
             response = await handler(self, request, current)
         except ServiceError as exc:
             response = self._error_page(request, current, exc)
@@ -393,13 +404,13 @@ class Console:
 
     @page(write=True)
     async def create_code(self, request: Request, current: Page) -> Response:
-        form = request.state.form
+        form = current.posted
         values = forms.code_values(form, new=True)
         try:
             new = forms.validated(schemas.NewQRCode, values, context=self.api._context())
             async with self.api.database(write=True) as conn:
                 created = await codes.create_code(
-                    conn, new, public_base_url=self.api.settings.public_base_url, actor=_actor(request)
+                    conn, new, public_base_url=self.api.settings.public_base_url, identity=current.identity
                 )
         except FormErrors as exc:
             return self._new_again(request, current, form, exc.errors)
@@ -432,7 +443,7 @@ class Console:
 
     @page(write=True)
     async def create_in_bulk(self, request: Request, current: Page) -> Response:
-        upload = request.state.form.get("csv")
+        upload = current.posted.get("csv")
         data = await upload.read() if isinstance(upload, UploadFile) else b""
         if not data.strip():
             return self._bulk_again(request, current, None, {}, "Choose a CSV file with a header line.")
@@ -440,7 +451,7 @@ class Console:
         try:
             async with self.api.database(write=True) as conn:
                 created, _ = await self.api.create_in_bulk(
-                    conn, "text/csv", data, partial=False, actor=_actor(request)
+                    conn, "text/csv", data, partial=False, identity=current.identity
                 )
         except bulk.RowsRefused as exc:
             problems: dict[int, list[str]] = {}
@@ -572,7 +583,7 @@ class Console:
         """Only the fields changed on the form are sent: a field left as it was shown stays as it
         is (a time to the second, a tag holding a comma, a switch another tab flipped meanwhile)."""
         code_id = _code_id(request)
-        form = request.state.form
+        form = current.posted
         async with self.api.database() as conn:
             shown = _edit_values(await codes.get_code(conn, code_id))
         before = forms.code_values(_as_form(shown), new=False)
@@ -581,7 +592,7 @@ class Console:
             changes = forms.validated(schemas.QRCodeChanges, values, context=self.api._context()).changes()
             if changes:
                 async with self.api.database(write=True) as conn:
-                    await codes.update_code(conn, code_id, changes, actor=_actor(request))
+                    await codes.update_code(conn, code_id, changes, identity=current.identity)
         except (FormErrors, InvalidField) as exc:
             errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: _reason(exc, exc.field)}
             typed: dict[str, Any] = {
@@ -600,9 +611,9 @@ class Console:
     @page(write=True)
     async def switch(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
-        enabled = forms.text(request.state.form, "enabled") == "true"
+        enabled = forms.text(current.posted, "enabled") == "true"
         async with self.api.database(write=True) as conn:
-            await codes.update_code(conn, code_id, {"enabled": enabled}, actor=_actor(request))
+            await codes.update_code(conn, code_id, {"enabled": enabled}, identity=current.identity)
         self.api.metrics.code_changes.labels("update").inc()
         log.info("code updated", extra={"code_id": code_id, "fields": ["enabled"]})
         notice = "enabled" if enabled else "disabled"
@@ -612,12 +623,12 @@ class Console:
     async def set_logo(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
         try:
-            stored = await self._logo(request.state.form.get("logo"))
+            stored = await self._logo(current.posted.get("logo"))
         except (InvalidField, BadRequest, PayloadTooLarge) as exc:
             reason = _reason(exc, "logo")
             return await self._code_page(request, current, code_id, status_code=exc.status, logo_error=reason)
         async with self.api.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, stored, actor=_actor(request))
+            await codes.set_logo(conn, code_id, stored, identity=current.identity)
         self.api.metrics.code_changes.labels("update").inc()
         log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
         return RedirectResponse(f"/console/codes/{code_id}?notice=logo", status_code=303)
@@ -640,7 +651,7 @@ class Console:
     async def remove_logo(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
         async with self.api.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, None, actor=_actor(request))
+            await codes.set_logo(conn, code_id, None, identity=current.identity)
         log.info("logo removed", extra={"code_id": code_id})
         return RedirectResponse(f"/console/codes/{code_id}?notice=logo-removed", status_code=303)
 
@@ -654,7 +665,7 @@ class Console:
     async def delete_code(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
         async with self.api.database(write=True) as conn:
-            await codes.delete_code(conn, code_id, actor=_actor(request))
+            await codes.delete_code(conn, code_id, identity=current.identity)
         self.api.metrics.code_changes.labels("delete").inc()
         log.info("code deleted", extra={"code_id": code_id})
         return RedirectResponse("/console/?notice=deleted", status_code=303)

@@ -44,7 +44,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from services.management.access import TokenFile
+from services.management.auth.tokens import TokenFile
 from shared.clients import NetworkSet
 
 log = logging.getLogger(__name__)

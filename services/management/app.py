@@ -13,14 +13,15 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from services.management.api import ManagementApi
+from services.management.api.answers import EXCEPTION_HANDLERS
+from services.management.api.endpoints import ManagementApi
 from services.management.auth.door import Door, DoorRules
 from services.management.auth.network import NetworkRule
 from services.management.auth.sessions import Sessions
 from services.management.auth.tokens import TokenFile
 from services.management.console.views import Console
-from services.management.errors import EXCEPTION_HANDLERS
 from services.management.metrics import ManagementMetrics
+from services.management.service import Service
 from services.management.settings import ManagementSettings
 from shared.clients import NetworkSet
 from shared.context import RequestContext
@@ -35,24 +36,28 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     """The app, wrapped in the request context and the door; :class:`ConfigError` when the tokens
     file cannot be used."""
     metrics = ManagementMetrics(registry or CollectorRegistry())
-    api = ManagementApi(settings, metrics)
-    watch = DatabaseWatch(metrics.registry, api.ping)
+    service = Service(settings, metrics)
+    api = ManagementApi(service)
+    watch = DatabaseWatch(metrics.registry, service.database.ping)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await api.open()
+        await service.open()
         watch.start()
         try:
             yield
         finally:
             await watch.stop()
-            await api.close()
+            await service.close()
 
     tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
     sessions = Sessions.in_folder(
-        settings.qr_data_dir, tokens, database=api.database, trusted=NetworkSet(settings.trusted_proxies)
+        settings.qr_data_dir,
+        tokens,
+        database=service.database.connect,
+        trusted=NetworkSet(settings.trusted_proxies),
     )
-    console = Console(api, sessions)
+    console = Console(service, sessions)
     routes = [
         *console.routes(),
         Route("/api/v1/openapi.json", by_method(GET=api.openapi)),
@@ -82,7 +87,7 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     # No trailing-slash redirects: they answer a bare 307 to a Location built from the Host header.
     app.router.redirect_slashes = False
-    app.state.api = api
+    app.state.service = service
     network = NetworkRule(
         allowlist=NetworkSet(settings.admin_allowlist),
         trusted_proxies=NetworkSet(settings.trusted_proxies),

@@ -69,7 +69,7 @@ SCANS_DESCRIPTION = (
 BULK_DESCRIPTION = (
     "Rows are numbered from 1 as a spreadsheet shows them (the CSV header not counted; an empty "
     "line is skipped but counted). Every row is checked before anything is written; any bad row "
-    f"refuses them all with the first {schemas.MAX_ROW_ERRORS:,} problems listed (errors_omitted "
+    f"refuses them all with the first {limits.MAX_ROW_ERRORS:,} problems listed (errors_omitted "
     "counts the rest; a row's unknown fields are named at the first), unless partial=true, which "
     "creates the valid rows and lists the others. Slugs are checked against every id ever used and "
     "against each other. "

@@ -27,11 +27,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.management import codes, exports
+from services.management.errors import InvalidValue
 from services.management.images import ImageRequest, Images
 from services.management.logos import Logo
 from services.management.rendering import Format, ImageOptions, RenderRefused
 from services.management.schemas import QRCode
-from shared.errors import InvalidField
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ MANIFEST_COLUMNS = ("id", "short_url", "target_url", "title", "file")
 
 
 async def check_size(conn: AsyncConnection, filters: codes.Filters, *, max_codes: int) -> int:
-    """How many codes the export holds; :class:`InvalidField` (``selection``) naming the bound
+    """How many codes the export holds; :class:`InvalidValue` (``selection``) naming the bound
     when more than ``max_codes``. Counts at most one past it, however many codes there are."""
     selected = codes.export_statement(filters).order_by(None).limit(max_codes + 1).subquery()
     count = int((await conn.execute(select(func.count()).select_from(selected))).scalar_one())
     if count > max_codes:
-        raise InvalidField(
+        raise InvalidValue(
             "selection",
             f"more than {max_codes:,} codes are selected; an export holds at most {max_codes:,} "
             "(EXPORT_MAX_CODES): narrow it with tag, q, enabled or ids, or export it in parts",

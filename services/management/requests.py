@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import ClientDisconnect, Request
 
+from services.management.errors import Unreadable
 from services.management.schemas import PATTERN_REASONS
 from services.management.schemas import Request as Body
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
@@ -125,13 +126,14 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(raw: bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
-    """JSON as Python and PostgreSQL can hold it: no NaN or Infinity, no lone surrogates.
+    """JSON as Python and PostgreSQL can hold it: no NaN or Infinity, no lone surrogates
+    (:class:`Unreadable` otherwise).
     ``object_pairs_hook`` is :func:`json.loads`'s: each object's names and values, in order."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=object_pairs_hook)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
+        raise Unreadable(f"the body is not valid JSON: {exc}"[:300]) from None
     # JSON may escape lone surrogates (\ud800), which no text column or answer can hold. Only an
     # escape makes one (valid UTF-8 holds none), so the whole value is encoded again, a copy of
     # the body or two, only when the text has such an escape (a pair, as for an emoji, is fine).
@@ -140,7 +142,7 @@ def parse_json(raw: bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape") from None
+        raise Unreadable("the body contains an unpaired UTF-16 surrogate escape") from None
     return value
 
 

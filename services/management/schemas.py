@@ -35,8 +35,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from services.management import limits
+from services.management.errors import InvalidValue
 from services.management.rendering import ImageOptions, check_contrast
-from shared.errors import InvalidField
 from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, slug_problem
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
 
@@ -65,6 +65,12 @@ def _printable(value: str) -> str:
     if has_control_characters(value) or "\u2028" in value or "\u2029" in value:
         raise ValueError("must not contain control characters or line separators")
     return value
+
+
+def validation_context(own_hosts: frozenset[str]) -> dict[str, Any]:
+    """The context a code's fields are validated in: the hosts of this service's own short links
+    (a destination there would loop)."""
+    return {"own_hosts": own_hosts}
 
 
 def _destination(value: str, info: ValidationInfo) -> str:
@@ -381,19 +387,19 @@ class ImageQuery(Query):
     size_mm: float | None = None  # bounded by each format's own query below
 
     def options(self, image_format: Literal["png", "svg"]) -> ImageOptions:
-        """The rendering options these parameters ask for; :class:`InvalidField` when they
+        """The rendering options these parameters ask for; :class:`InvalidValue` when they
         contradict each other or cannot be drawn."""
         size_mm, size, dpi = self.size_mm, self.size, self.dpi
         if size_mm is not None:
             if "size" in self.model_fields_set:
-                raise InvalidField("size", "give size (pixels) or size_mm (with dpi), not both")
+                raise InvalidValue("size", "give size (pixels) or size_mm (with dpi), not both")
             dpi = dpi or limits.DEFAULT_PRINT_DPI
             size = round(size_mm / 25.4 * dpi)
             if image_format == "svg":  # drawn in mm at any size: the pixels only name a raster of it
                 size = min(max(size, limits.MIN_SIZE), limits.MAX_SIZE)
             elif not limits.MIN_SIZE <= size <= limits.MAX_SIZE:
                 advice = "raise the dpi" if size < limits.MIN_SIZE else "lower the dpi, or use the SVG"
-                raise InvalidField(
+                raise InvalidValue(
                     "size_mm",
                     f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {limits.MIN_SIZE} to "
                     f"{limits.MAX_SIZE} px ({advice})",
@@ -607,10 +613,6 @@ class QRCode(Answer):
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
 
 
-# Row errors a bulk answer lists; a body with more has a systematic problem the first ones show.
-MAX_ROW_ERRORS = 1000
-
-
 class RowProblem(Answer):
     row: int = Field(ge=1, description="From 1, as a spreadsheet shows it (the CSV header not counted).")
     field: str
@@ -618,14 +620,17 @@ class RowProblem(Answer):
 
 
 ErrorsOmitted = Annotated[
-    int, Field(ge=0, description=f"Errors found beyond the first {MAX_ROW_ERRORS:,}, which alone are listed.")
+    int,
+    Field(
+        ge=0, description=f"Errors found beyond the first {limits.MAX_ROW_ERRORS:,}, which alone are listed."
+    ),
 ]
 
 
 class BulkResult(Answer):
     created: list[QRCode] = Field(description="In the order of the rows.")
     errors: list[RowProblem] = Field(
-        max_length=MAX_ROW_ERRORS,
+        max_length=limits.MAX_ROW_ERRORS,
         description="The rows not created (only with partial=true), in row order; a row's unknown "
         "fields are refused at the first.",
     )
@@ -752,7 +757,7 @@ class RowsRefused(Answer):
     error: ErrorBody
     errors: list[RowProblem] = Field(
         default=[],
-        max_length=MAX_ROW_ERRORS,
+        max_length=limits.MAX_ROW_ERRORS,
         description="In row order; a row's unknown fields are refused at the first (absent for a bad "
         "parameter or header).",
     )

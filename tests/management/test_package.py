@@ -99,10 +99,37 @@ def test_who_is_calling_is_read_from_the_request_in_one_place() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value == "state":  # scope["state"]
                 readers.append(name)
-            if isinstance(node, ast.Attribute) and node.attr == "state" and ast.unparse(node.value) == "request":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "state"
+                and ast.unparse(node.value) == "request"
+            ):
                 readers.append(name)
     assert readers == []
     identity = (SOURCE / "auth" / "identity.py").read_text()
     assert "SCOPE_KEY" in identity
     users = [name for name, path in _modules().items() if "SCOPE_KEY" in path.read_text()]
     assert users == [f"{PACKAGE}.auth.identity"]
+
+
+def _imports_of(prefix: str) -> set[str]:
+    graph = import_graph()
+    return {target for module, targets in graph.items() if module.startswith(prefix) for target in targets}
+
+
+def test_the_two_front_ends_do_not_import_each_other() -> None:
+    assert not {m for m in _imports_of(f"{PACKAGE}.api") if m.startswith(f"{PACKAGE}.console")}
+    assert not {m for m in _imports_of(f"{PACKAGE}.console") if m.startswith(f"{PACKAGE}.api")}
+
+
+def test_below_the_front_ends_nothing_speaks_http() -> None:
+    """The operations and the code below them raise domain errors (errors.py), never an HTTP status:
+    only the front ends, the door and the reading of requests import the HTTP errors."""
+    front = (f"{PACKAGE}.api", f"{PACKAGE}.console", f"{PACKAGE}.auth", f"{PACKAGE}.requests")
+    speakers = set()
+    for name, path in _modules().items():
+        if name.startswith(front):
+            continue
+        if "shared.errors" in set(_imported(name, path)) or "starlette" in path.read_text():
+            speakers.add(name)
+    assert speakers <= {f"{PACKAGE}.app", f"{PACKAGE}.__main__"}, speakers  # the factory, the server

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.management.api.answers import error_response
 from services.management.auth.identity import Identity, attach
 from services.management.auth.network import (
     NetworkRule,
@@ -27,7 +28,7 @@ from services.management.auth.network import (
 )
 from services.management.auth.sessions import Session, Sessions
 from services.management.auth.tokens import TokenFile
-from services.management.errors import error_response
+from services.management.errors import DomainError
 from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
 from shared.logging import request_id
 
@@ -76,7 +77,7 @@ class Door:
         if self.rules.tokens is not None:
             try:
                 identity = await self._with_token(scope, identity, self.rules.tokens)
-            except ServiceError as exc:  # no valid token; or the sign-outs cannot be read
+            except (ServiceError, DomainError) as exc:  # no valid token; the sign-outs cannot be read
                 await _refuse(scope, receive, send, exc)
                 return
         attach(scope, identity)
@@ -96,7 +97,7 @@ class Door:
         sessions = self.rules.sessions
         session: Session | None = None
         if reads and sessions is not None and from_own_pages(scope):
-            session = await sessions.from_scope(scope)  # Unavailable: the sign-outs cannot be read
+            session = await sessions.from_scope(scope)  # TryAgain: the sign-outs cannot be read
         if session is not None and sessions is not None:
             token_name = sessions.token_name(session)
             if token_name is not None:
@@ -106,5 +107,5 @@ class Door:
         raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServiceError) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServiceError | DomainError) -> None:
     await error_response(error)(scope, receive, send)

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from services.management.requests import findings
-from shared.errors import ServiceError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,10 +75,3 @@ def validated(model: type[M], values: Mapping[str, Any], *, context: Mapping[str
         for field, reason in findings(exc, model, unknown=unknown):
             errors.setdefault(field, reason)
         raise FormErrors(errors) from None
-
-
-def field_of(error: ServiceError, default: str) -> str:
-    """The field an API error names, or ``default``."""
-    details = error.details if isinstance(error.details, dict) else {}
-    field = details.get("field")
-    return field if isinstance(field, str) else default

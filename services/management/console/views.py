@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio.to_thread
 import jinja2
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -37,15 +35,26 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from services.management import analytics, bulk, codes, limits, schemas
-from services.management.api import ManagementApi
+from services.management import limits, schemas
 from services.management.auth.identity import Identity, identity_of
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
+from services.management.codes import Filters
 from services.management.console import forms
 from services.management.console.forms import FormErrors
-from services.management.logos import LOGO_TYPES, StoredLogo, normalise_logo
+from services.management.errors import (
+    BulkRefused,
+    CodeNotFound,
+    DomainError,
+    InvalidValue,
+    LogoNotFound,
+    SlugTaken,
+    TryAgain,
+    Unreadable,
+)
+from services.management.logos import LOGO_TYPES
 from services.management.rendering import check_contrast, contrast_ratio
 from services.management.requests import read_body
+from services.management.service import Service
 from shared.errors import BadRequest, InvalidField, NotFound, PayloadTooLarge, ServiceError
 from shared.ids import is_well_formed
 
@@ -128,8 +137,8 @@ def page(*, write: bool = False) -> Callable[[Handler], Callable[[Console, Reque
 
 
 class Console:
-    def __init__(self, api: ManagementApi, sessions: Sessions) -> None:
-        self.api = api
+    def __init__(self, service: Service, sessions: Sessions) -> None:
+        self.service = service
         self.sessions = sessions
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -176,7 +185,7 @@ class Console:
     async def _serve(self, request: Request, handler: Handler, *, write: bool) -> Response:
         try:
             session = await self.sessions.from_scope(request.scope)
-        except ServiceError as exc:  # the sign-outs cannot be read
+        except DomainError as exc:  # the sign-outs cannot be read
             return self._error_page(request, None, exc)
         new_cookie = None
         if session is None and not self.sessions.sign_in_required and not write:
@@ -210,7 +219,7 @@ class Console:
                     return self._refused(request, current, reason)
                 current.form = form
             response = await handler(self, request, current)
-        except ServiceError as exc:
+        except (ServiceError, DomainError) as exc:
             response = self._error_page(request, current, exc)
         finally:
             if form is not None:
@@ -230,18 +239,21 @@ class Console:
             message=f"This form was refused: {reason}.",
         )
 
-    def _error_page(self, request: Request, current: Page | None, exc: ServiceError) -> Response:
+    def _error_page(
+        self, request: Request, current: Page | None, exc: ServiceError | DomainError
+    ) -> Response:
+        status = exc.status if isinstance(exc, ServiceError) else _status_of(exc)
         return self.render(
             request,
             current,
             "error.html",
-            status_code=exc.status,
-            title=_error_title(exc.status),
+            status_code=status,
+            title=_error_title(status),
             message=exc.message,
         )
 
     async def _form(self, request: Request) -> FormData:
-        settings = self.api.settings
+        settings = self.service.settings
         path = request.url.path
         if path == "/console/bulk":
             limit = settings.bulk_max_body_bytes
@@ -350,15 +362,14 @@ class Console:
             values = {k: v for k, v in values.items() if k not in errors and k != "cursor"}
             values["order"] = values.get("order", "-created_at") if "order" not in errors else "-created_at"
             query = forms.validated(schemas.ListQuery, {**values, "limit": PAGE_SIZE}, context={})
-        filters = codes.Filters(q=query.q, tag=query.tag, order=query.order)
-        async with self.api.database() as conn:
-            try:
-                listing = await codes.list_codes(conn, filters, limit=query.limit, cursor=query.cursor)
-            except InvalidField:  # a cursor of the right form that names no place in the list
-                errors["cursor"] = "is not a page of this list"
-                values.pop("cursor", None)
-                listing = await codes.list_codes(conn, filters, limit=query.limit, cursor=None)
-            tags = await codes.known_tags(conn)
+        filters = Filters(q=query.q, tag=query.tag, order=query.order)
+        try:
+            listing = await self.service.codes.page(filters, limit=query.limit, cursor=query.cursor)
+        except InvalidValue:  # a cursor of the right form that names no place in the list
+            errors["cursor"] = "is not a page of this list"
+            values.pop("cursor", None)
+            listing = await self.service.codes.page(filters, limit=query.limit, cursor=None)
+        tags = await self.service.codes.known_tags()
         kept = {k: v for k, v in values.items() if k != "cursor"}
         first_page = "?" + urlencode(kept)
         next_page = "?" + urlencode({**kept, "cursor": listing.next_cursor}) if listing.next_cursor else None
@@ -407,20 +418,13 @@ class Console:
         form = current.posted
         values = forms.code_values(form, new=True)
         try:
-            new = forms.validated(schemas.NewQRCode, values, context=self.api._context())
-            async with self.api.database(write=True) as conn:
-                created = await codes.create_code(
-                    conn, new, public_base_url=self.api.settings.public_base_url, identity=current.identity
-                )
+            new = forms.validated(schemas.NewQRCode, values, context=self.service.context)
+            created = await self.service.codes.create(new, current.identity)
         except FormErrors as exc:
             return self._new_again(request, current, form, exc.errors)
-        except (InvalidField, ServiceError) as exc:
-            if exc.status not in (409, 422):
-                raise
-            field = forms.field_of(exc, "slug" if exc.status == 409 else "target_url")
+        except (SlugTaken, InvalidValue) as exc:
+            field = exc.field or "target_url"
             return self._new_again(request, current, form, {field: _reason(exc, field)})
-        self.api.metrics.code_changes.labels("create").inc()
-        log.info("code created", extra={"code_id": created.id})
         return RedirectResponse(f"/console/codes/{created.id}?notice=created", status_code=303)
 
     def _new_again(self, request: Request, current: Page, form: FormData, errors: dict[str, str]) -> Response:
@@ -449,20 +453,17 @@ class Console:
             return self._bulk_again(request, current, None, {}, "Choose a CSV file with a header line.")
         rows = _csv_preview(data)
         try:
-            async with self.api.database(write=True) as conn:
-                created, _ = await self.api.create_in_bulk(
-                    conn, "text/csv", data, partial=False, identity=current.identity
-                )
-        except bulk.RowsRefused as exc:
+            result = await self.service.bulk.create(
+                "text/csv", data, partial=False, identity=current.identity
+            )
+        except BulkRefused as exc:
             problems: dict[int, list[str]] = {}
             for error in exc.errors:
                 problems.setdefault(error.row, []).append(f"{error.field}: {error.message}")
             return self._bulk_again(request, current, rows, problems, exc.message)
-        except (InvalidField, BadRequest) as exc:
+        except (InvalidValue, Unreadable) as exc:
             return self._bulk_again(request, current, rows, {}, exc.message)
-        self.api.metrics.code_changes.labels("create").inc(len(created))
-        log.info("codes created in bulk", extra={"codes": len(created)})
-        return self.render(request, current, "bulk_done.html", created=created)
+        return self.render(request, current, "bulk_done.html", created=result.created)
 
     def _bulk_again(
         self,
@@ -486,12 +487,6 @@ class Console:
 
     # -- one code ----------------------------------------------------------------------------------
 
-    async def _code_and_history(self, code_id: str) -> tuple[schemas.QRCode, schemas.History]:
-        async with self.api.database() as conn:
-            code = await codes.get_code(conn, code_id)
-            history = await codes.code_history(conn, code_id, limit=HISTORY_SHOWN, cursor=None)
-        return code, history
-
     def _image_options(self, request: Request) -> tuple[dict[str, str], dict[str, str], str | None]:
         """The preview's options as given, the errors by option, and the image's query string (None
         while an option is wrong)."""
@@ -505,8 +500,8 @@ class Console:
             query.options("png")
         except FormErrors as exc:
             errors = exc.errors
-        except InvalidField as exc:
-            errors = {exc.field: _reason(exc, exc.field)}
+        except InvalidValue as exc:
+            errors = {exc.field: exc.reason}
         return given, errors, (None if errors else urlencode(asked))
 
     def _preview_context(self, request: Request, code: schemas.QRCode) -> dict[str, Any]:
@@ -516,8 +511,8 @@ class Console:
         try:  # the rule itself, whatever else is wrong with the options
             check_contrast(fg, bg)
             verdict = None
-        except InvalidField as exc:
-            verdict = _reason(exc, exc.field)
+        except InvalidValue as exc:
+            verdict = exc.reason
         if verdict is None and ("fg" in errors or "bg" in errors):  # not a colour at all
             verdict = errors.get("fg") or errors.get("bg")
         svg_query = urlencode(
@@ -555,7 +550,7 @@ class Console:
         values: dict[str, Any] | None = None,
         logo_error: str | None = None,
     ) -> Response:
-        code, history = await self._code_and_history(code_id)
+        code, history = await self.service.codes.with_history(code_id, limit=HISTORY_SHOWN)
         return self.render(
             request,
             current,
@@ -574,8 +569,7 @@ class Console:
 
     @page()
     async def preview(self, request: Request, current: Page) -> Response:
-        async with self.api.database() as conn:
-            code = await codes.get_code(conn, _code_id(request))
+        code = await self.service.codes.get(_code_id(request))
         return self.render(request, current, "_preview.html", **self._preview_context(request, code))
 
     @page(write=True)
@@ -584,17 +578,15 @@ class Console:
         is (a time to the second, a tag holding a comma, a switch another tab flipped meanwhile)."""
         code_id = _code_id(request)
         form = current.posted
-        async with self.api.database() as conn:
-            shown = _edit_values(await codes.get_code(conn, code_id))
+        shown = _edit_values(await self.service.codes.get(code_id))
         before = forms.code_values(_as_form(shown), new=False)
         values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
         try:
-            changes = forms.validated(schemas.QRCodeChanges, values, context=self.api._context()).changes()
+            changes = forms.validated(schemas.QRCodeChanges, values, context=self.service.context).changes()
             if changes:
-                async with self.api.database(write=True) as conn:
-                    await codes.update_code(conn, code_id, changes, identity=current.identity)
-        except (FormErrors, InvalidField) as exc:
-            errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: _reason(exc, exc.field)}
+                await self.service.codes.update(code_id, changes, current.identity)
+        except (FormErrors, InvalidValue) as exc:
+            errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: exc.reason}
             typed: dict[str, Any] = {
                 name: forms.text(form, name) for name in form if isinstance(form.get(name), str)
             }
@@ -603,19 +595,13 @@ class Console:
             return await self._code_page(
                 request, current, code_id, status_code=422, errors=errors, values=typed
             )
-        if changes:
-            self.api.metrics.code_changes.labels("update").inc()
-            log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
         return RedirectResponse(f"/console/codes/{code_id}?notice=saved", status_code=303)
 
     @page(write=True)
     async def switch(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
         enabled = forms.text(current.posted, "enabled") == "true"
-        async with self.api.database(write=True) as conn:
-            await codes.update_code(conn, code_id, {"enabled": enabled}, identity=current.identity)
-        self.api.metrics.code_changes.labels("update").inc()
-        log.info("code updated", extra={"code_id": code_id, "fields": ["enabled"]})
+        await self.service.codes.update(code_id, {"enabled": enabled}, current.identity)
         notice = "enabled" if enabled else "disabled"
         return RedirectResponse(f"/console/codes/{code_id}?notice={notice}", status_code=303)
 
@@ -623,76 +609,55 @@ class Console:
     async def set_logo(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
         try:
-            stored = await self._logo(current.posted.get("logo"))
-        except (InvalidField, BadRequest, PayloadTooLarge) as exc:
+            data, content_type = await self._logo(current.posted.get("logo"))
+            await self.service.images.set_logo(code_id, data, content_type, current.identity)
+        except (InvalidField, PayloadTooLarge) as exc:  # the upload, as the form sent it
             reason = _reason(exc, "logo")
             return await self._code_page(request, current, code_id, status_code=exc.status, logo_error=reason)
-        async with self.api.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, stored, identity=current.identity)
-        self.api.metrics.code_changes.labels("update").inc()
-        log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
+        except InvalidValue as exc:  # the image itself
+            return await self._code_page(request, current, code_id, status_code=422, logo_error=exc.reason)
         return RedirectResponse(f"/console/codes/{code_id}?notice=logo", status_code=303)
 
-    async def _logo(self, upload: object) -> StoredLogo:
+    async def _logo(self, upload: object) -> tuple[bytes, str]:
+        """The uploaded file and its type, when it is a PNG or JPEG within LOGO_MAX_BYTES."""
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidField("logo", "choose a PNG or JPEG file")
         content_type = (upload.content_type or "").split(";", 1)[0].strip().lower()
         if content_type not in LOGO_TYPES:
             raise InvalidField("logo", "must be a PNG or JPEG image")
         data = await upload.read()
-        if len(data) > self.api.settings.logo_max_bytes:
-            raise PayloadTooLarge(f"the logo must be at most {self.api.settings.logo_max_bytes} bytes")
-        stored: StoredLogo = await anyio.to_thread.run_sync(
-            normalise_logo, data, content_type, limiter=self.api.images.limiter
-        )
-        return stored
+        limit = self.service.settings.logo_max_bytes
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the logo must be at most {limit} bytes")
+        return data, content_type
 
     @page(write=True)
     async def remove_logo(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
-        async with self.api.database(write=True) as conn:
-            await codes.set_logo(conn, code_id, None, identity=current.identity)
-        log.info("logo removed", extra={"code_id": code_id})
+        await self.service.images.remove_logo(code_id, current.identity)
         return RedirectResponse(f"/console/codes/{code_id}?notice=logo-removed", status_code=303)
 
     @page()
     async def confirm_delete(self, request: Request, current: Page) -> Response:
-        async with self.api.database() as conn:
-            code = await codes.get_code(conn, _code_id(request))
+        code = await self.service.codes.get(_code_id(request))
         return self.render(request, current, "delete.html", code=code)
 
     @page(write=True)
     async def delete_code(self, request: Request, current: Page) -> Response:
         code_id = _code_id(request)
-        async with self.api.database(write=True) as conn:
-            await codes.delete_code(conn, code_id, identity=current.identity)
-        self.api.metrics.code_changes.labels("delete").inc()
-        log.info("code deleted", extra={"code_id": code_id})
+        await self.service.codes.delete(code_id, current.identity)
         return RedirectResponse("/console/?notice=deleted", status_code=303)
 
     # -- scans -------------------------------------------------------------------------------------
 
     @page()
     async def scans(self, request: Request, current: Page) -> Response:
-        code_id = _code_id(request)
-        async with self.api.database() as conn:
-            code = await codes.get_code(conn, code_id)
+        code = await self.service.codes.get(_code_id(request))
         return await self._scans(request, current, code)
 
     @page()
     async def all_scans(self, request: Request, current: Page) -> Response:
         return await self._scans(request, current, None)
-
-    async def _report(
-        self, conn: AsyncConnection, code: schemas.QRCode | None, query: schemas.ScanQuery
-    ) -> schemas.ScanReport:
-        return await analytics.report(
-            conn,
-            code.id if code else None,
-            query,
-            now=datetime.now(UTC),
-            countries=self.api.settings.geoip_configured,
-        )
 
     async def _scans(self, request: Request, current: Page, code: schemas.QRCode | None) -> Response:
         given = {
@@ -706,12 +671,12 @@ class Console:
         except FormErrors as exc:
             errors = {("from" if k == "from_" else k): v for k, v in exc.errors.items()}
             query = schemas.ScanQuery()
-        async with self.api.database() as conn:
-            try:
-                report = await self._report(conn, code, query)
-            except InvalidField as exc:  # a range the report cannot cut into buckets
-                errors[exc.field] = _reason(exc, exc.field)
-                report = await self._report(conn, code, schemas.ScanQuery())
+        code_id = code.id if code else None
+        try:
+            report = await self.service.analytics.report(code_id, query)
+        except InvalidValue as exc:  # a range the report cannot cut into buckets
+            errors[exc.field] = exc.reason
+            report = await self.service.analytics.report(code_id, schemas.ScanQuery())
         series = {
             "start": [int(b.start.timestamp()) for b in report.series],
             "people": [b.people for b in report.series],
@@ -762,8 +727,21 @@ def _local_target(value: str | None) -> str:
     return "/console/"
 
 
-def _reason(error: ServiceError, field: str) -> str:
+def _reason(error: ServiceError | DomainError, field: str) -> str:
     return error.message.removeprefix(f"{field}: ")
+
+
+def _status_of(error: DomainError) -> int:
+    """The status of the page that shows a domain error."""
+    if isinstance(error, CodeNotFound | LogoNotFound):
+        return 404
+    if isinstance(error, SlugTaken):
+        return 409
+    if isinstance(error, Unreadable):
+        return 400
+    if isinstance(error, TryAgain):
+        return 503
+    return 422  # InvalidValue, BulkRefused
 
 
 def _error_title(status: int) -> str:

@@ -147,10 +147,15 @@ def parse_json(raw: bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]
 
 
 async def read_json(
-    request: Request, model: type[B], *, max_bytes: int, context: Mapping[str, Any], patch: bool = False
+    request: Request,
+    model: type[B],
+    *,
+    accepted: tuple[str, ...] = ("application/json",),
+    max_bytes: int,
+    context: Mapping[str, Any],
 ) -> B:
-    """The body, a JSON object, as ``model``; 400 when it is no JSON object, 422 naming the field."""
-    accepted = ("application/json", "application/merge-patch+json") if patch else ("application/json",)
+    """The body, a JSON object of one of the ``accepted`` media types, as ``model``; 400 when it is
+    no JSON object, 422 naming the field."""
     _, raw = await read_body(request, accepted=accepted, max_bytes=max_bytes)
     body = parse_json(raw)
     if not isinstance(body, dict):

@@ -439,7 +439,7 @@ async def test_an_hourly_range_is_bounded_by_the_raw_scans_it_counts_visitors_in
 
 
 def test_the_document_states_the_bounds_the_model_enforces() -> None:
-    from services.management.openapi import document
+    from services.management.api.openapi import document
 
     for path, item in document()["paths"].items():
         if path.endswith("/scans"):

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from services.management.openapi import document
+from services.management.api.openapi import document
 from tests.management.conftest import create
 
 pytestmark = pytest.mark.anyio

@@ -40,12 +40,23 @@ from services.management.rendering import ImageOptions, check_contrast
 from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, slug_problem
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
 
+
+
+def _ecc_level(value: object) -> object:
+    """An error-correction level in any case, as its one spelling (``l`` is ``L``): the document
+    lists each level once (a client generator makes an identifier of each), other spellings are
+    accepted without being advertised."""
+    if isinstance(value, str) and value.isascii() and value.upper() in limits.ECC_LEVELS:
+        return value.upper()
+    return value
+
+
 if TYPE_CHECKING:
     RedirectStatus = int
     EccLevel = str
 else:  # Literal types built from the constants: the enum in the document is the one enforced
     RedirectStatus = Literal[limits.REDIRECT_STATUSES]
-    EccLevel = Literal[(*limits.ECC_LEVELS, *(level.lower() for level in limits.ECC_LEVELS))]
+    EccLevel = Annotated[Literal[limits.ECC_LEVELS], BeforeValidator(_ecc_level)]
 
 # What a refusal by a pattern says, by pattern (pydantic's own message names the regex, not the rule).
 PATTERN_REASONS: dict[str, str] = {}

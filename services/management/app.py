@@ -19,7 +19,7 @@ from services.management.auth.door import Door, DoorRules
 from services.management.auth.network import NetworkRule
 from services.management.auth.sessions import Sessions
 from services.management.auth.tokens import TokenFile
-from services.management.console.views import Console
+from services.management.console.routes import routes as console_routes
 from services.management.metrics import ManagementMetrics
 from services.management.service import Service
 from services.management.settings import ManagementSettings
@@ -56,7 +56,7 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     api = ManagementApi(service, document=functools.partial(openapi.document, settings.export_max_codes))
     app = Starlette(
         routes=[
-            *Console(service, sessions).routes(),
+            *console_routes(service, sessions),
             *routes(api, max_body_bytes=settings.max_body_bytes, context=service.context),
             # The edge's own refusals, as the redirect service serves them too (shared/edge_pages.py).
             Route("/edge-error/{status:int}", edge_error, methods=["GET"]),

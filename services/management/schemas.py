@@ -41,7 +41,6 @@ from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, 
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
 
 
-
 def _ecc_level(value: object) -> object:
     """An error-correction level in any case, as its one spelling (``l`` is ``L``): the document
     lists each level once (a client generator makes an identifier of each), other spellings are

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from services.management.console.views import CSP
+from services.management.console.frame import CSP
 from services.management.settings import ManagementSettings
 from tests.management.conftest import count_rows, decode, serve
 

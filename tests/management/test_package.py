@@ -133,3 +133,12 @@ def test_below_the_front_ends_nothing_speaks_http() -> None:
         if "shared.errors" in set(_imported(name, path)) or "starlette" in path.read_text():
             speakers.add(name)
     assert speakers <= {f"{PACKAGE}.app", f"{PACKAGE}.__main__"}, speakers  # the factory, the server
+
+
+def test_each_console_page_shares_only_the_frame_and_the_forms() -> None:
+    graph = import_graph()
+    console = f"{PACKAGE}.console"
+    pages = ("sign_in", "codes", "new_code", "code", "scans")
+    for name in pages:
+        shared = {m for m in graph[f"{console}.{name}"] if m.startswith(f"{console}.")}
+        assert shared <= {f"{console}.frame", f"{console}.forms"}, name

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from services.management.requests import findings
+from services.management.schemas import QRCode
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,3 +77,32 @@ def validated(model: type[M], values: Mapping[str, Any], *, context: Mapping[str
         for field, reason in findings(exc, model, unknown=unknown):
             errors.setdefault(field, reason)
         raise FormErrors(errors) from None
+
+
+def typed(form: Mapping[str, Any]) -> dict[str, Any]:
+    """What a refused form posted, to show it again as it was typed (checkboxes as booleans)."""
+    shown: dict[str, Any] = {name: text(form, name) for name in form if isinstance(form.get(name), str)}
+    shown["enabled"] = form.get("enabled") == "on"
+    shown["forward_query"] = form.get("forward_query") == "on"
+    return shown
+
+
+def edit_values(code: QRCode) -> dict[str, Any]:
+    """A code's writable fields as the edit form shows them."""
+    return {
+        "target_url": code.target_url,
+        "title": code.title or "",
+        "tags": ", ".join(code.tags),
+        "redirect_status": str(code.redirect_status),
+        "enabled": code.enabled,
+        "expires_at": code.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M") if code.expires_at else "",
+        "fallback_url": code.fallback_url or "",
+        "forward_query": code.forward_query,
+    }
+
+
+def as_posted(values: Mapping[str, Any]) -> dict[str, str]:
+    """Edit values as the form posts them (a checkbox that is on says "on", one that is off nothing)."""
+    posted = {k: v for k, v in values.items() if isinstance(v, str)}
+    posted.update({k: "on" for k, v in values.items() if v is True})
+    return posted

@@ -9,9 +9,10 @@ such a row costs no more memory than a good one. All or nothing by default; with
 valid rows are created and the others reported. The rows go in with ``COPY`` (see
 :func:`services.management.codes.create_codes`).
 
-A CSV has a header of the resource's field names (``target_url`` required, the others optional, in
-any order); ``tags`` are separated by ``|``; ``enabled`` and ``forward_query`` take true/false,
-yes/no or 1/0; an empty cell means the field's default. UTF-8, with or without a BOM; Windows or
+A CSV has a header of the fields a code is created with (:class:`NewQRCode`'s: ``target_url``
+required, the others optional, in any order); a list (``tags``) is separated by ``|``; a yes-or-no
+field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; an empty cell means the
+field's default. UTF-8, with or without a BOM; Windows or
 Unix line endings; quoted cells may hold commas and line breaks. An empty line is skipped (it still
 counts as a row, as a spreadsheet shows it).
 
@@ -39,21 +40,19 @@ from services.management import limits
 from services.management.errors import InvalidValue, Refusals, RowError, TryAgain, Unreadable
 from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
 from services.management.requests import findings, parse_json, shown
-from services.management.schemas import NewQRCode
+from services.management.schemas import NewQRCode, choices_of, kind_of
 
 MAX_ROWS = 10_000
 MAX_KEY = 255
-COLUMNS = (
-    "target_url",
-    "slug",
-    "title",
-    "tags",
-    "redirect_status",
-    "expires_at",
-    "enabled",
-    "fallback_url",
-    "forward_query",
-)
+# A CSV's columns: the fields a code is created with, named as the API names them, in any order.
+COLUMNS = tuple(NewQRCode.model_fields)
+_KINDS = {name: kind_of(info) for name, info in NewQRCode.model_fields.items()}
+# Fields of a few numbers (redirect_status): their cells are read as numbers.
+_NUMBERS = {
+    name
+    for name, info in NewQRCode.model_fields.items()
+    if _KINDS[name] == "choice" and all(type(choice) is int for choice in choices_of(info))
+}
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 MAX_ERRORS = MAX_ROW_ERRORS
 _FIELDS = frozenset(NewQRCode.model_fields)
@@ -202,13 +201,15 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
 
 
 def _cell(column: str, cell: str) -> Any:
-    """A CSV cell as the JSON value the field takes (left as text when it is none: the model says why)."""
-    if column == "tags":
-        return [tag.strip() for tag in cell.split("|") if tag.strip()]
-    if column == "redirect_status":
+    """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
+    why): a list's items separated by ``|``, a number, a yes or no."""
+    kind = _KINDS[column]
+    if kind == "list":
+        return [item.strip() for item in cell.split("|") if item.strip()]
+    if column in _NUMBERS:
         digits = cell.strip()
         return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell
-    if column in ("enabled", "forward_query"):
+    if kind == "flag":
         return _BOOLEANS.get(cell.strip().lower(), cell)
     return cell
 

@@ -36,21 +36,9 @@ from shared.urls import ascii_host
 # With ~49.5 bits per id a collision is rare; several in a row mean something else is wrong.
 MAX_ID_ATTEMPTS = 5
 
-_RESOURCE_COLUMNS = (
-    qr_codes.c.id,
-    qr_codes.c.short_url,
-    qr_codes.c.target_url,
-    qr_codes.c.title,
-    qr_codes.c.tags,
-    qr_codes.c.redirect_status,
-    qr_codes.c.enabled,
-    qr_codes.c.expires_at,
-    qr_codes.c.fallback_url,
-    qr_codes.c.forward_query,
-    qr_codes.c.logo_sha256,
-    qr_codes.c.created_at,
-    qr_codes.c.updated_at,
-)
+# A code as answered, read from the columns of its fields (the others are worked out: the target's
+# host, the scan count).
+_RESOURCE_COLUMNS = tuple(qr_codes.c[name] for name in QRCode.model_fields if name in qr_codes.c)
 _SCAN_COUNT = func.coalesce(
     select(scan_counts.c.total).where(scan_counts.c.code_id == qr_codes.c.id).scalar_subquery(), 0
 ).label("scan_count")
@@ -97,22 +85,12 @@ def _host_ascii(url: str) -> str | None:
 
 
 def to_resource(row: Any) -> QRCode:
+    """A row of :data:`_RESOURCE_COLUMNS` and its scan count as the code answered."""
+    values = {column.name: getattr(row, column.name) for column in _RESOURCE_COLUMNS}
     return QRCode(
-        id=row.id,
-        short_url=row.short_url,
-        target_url=row.target_url,
+        **values,
         # The host as a browser will look it up (a row written before hosts were stored so).
         target_host_ascii=_host_ascii(row.target_url),
-        title=row.title,
-        tags=list(row.tags),
-        redirect_status=row.redirect_status,
-        enabled=row.enabled,
-        expires_at=row.expires_at,
-        fallback_url=row.fallback_url,
-        forward_query=row.forward_query,
-        logo_sha256=row.logo_sha256,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
         scan_count=row.scan_count,
     )
 
@@ -159,20 +137,7 @@ async def create_code(
     raise TryAgain("could not find a free id; try again", retry_after=1)
 
 
-COPY_COLUMNS = (
-    "id",
-    "short_url",
-    "target_url",
-    "title",
-    "tags",
-    "redirect_status",
-    "enabled",
-    "expires_at",
-    "fallback_url",
-    "forward_query",
-    "created_at",
-    "updated_at",
-)
+COPY_COLUMNS = ("id", "short_url", *WRITABLE, "created_at", "updated_at")
 TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
 
 

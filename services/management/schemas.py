@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +34,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, core_schema
 
 from services.management import limits
@@ -239,6 +242,62 @@ else:  # read from the query's text, checked, as a tuple
     ]
 
 
+# -- a code's fields, as people see them ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How the console's form shows a field: its label, a hint beneath it, the input it is typed in
+    (``url``, ``datetime-local``; a yes/no field is a checkbox, a field of a few values a list to
+    choose from), and notes beside some of those values. Metadata pydantic keeps and the document
+    leaves out; a field without it is shown under its name, with its description as the hint."""
+
+    label: str
+    hint: str = ""
+    input: str = "text"
+    notes: Mapping[object, str] = field(default_factory=dict)
+
+
+# What a field holds, as a form or a CSV cell writes it: text; a list (tags); one of a few values
+# (a redirect status); yes or no; a moment.
+Kind = Literal["text", "list", "choice", "flag", "moment"]
+
+
+def _bare(annotation: Any) -> Any:
+    """The type a field holds, without ``None`` and without its constraints."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) in (Union, UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        else:
+            return annotation
+
+
+def kind_of(info: FieldInfo) -> Kind:
+    annotation = _bare(info.annotation)
+    if annotation is bool:
+        return "flag"
+    if get_origin(annotation) is Literal:
+        return "choice"
+    if get_origin(annotation) is list:
+        return "list"
+    if annotation is datetime:
+        return "moment"
+    return "text"
+
+
+def choices_of(info: FieldInfo) -> tuple[object, ...]:
+    """The values a ``choice`` field takes, in their order."""
+    return get_args(_bare(info.annotation))
+
+
+def shown(name: str, info: FieldInfo) -> Shown:
+    """How the console shows the field ``name``."""
+    found = next((each for each in info.metadata if isinstance(each, Shown)), None)
+    return found or Shown(name.replace("_", " ").capitalize(), hint=info.description or "")
+
+
 # -- requests ---------------------------------------------------------------------------------------
 
 
@@ -256,32 +315,58 @@ def _read_only_fields() -> dict[str, str]:
     return {name: "cannot be changed" for name in QRCode.model_fields if name not in writable}
 
 
+# A code's fields, as a client creates it: the one list of them. What else names a code's fields reads
+# it (the console's form, the bulk upload's CSV columns, the columns stored, exported and recorded in
+# the history), but for the changes a PATCH may make and the code as answered, declared below.
 class NewQRCode(Request):
-    target_url: Destination = Field(description="Where the code sends people: an absolute http(s) URL.")
-    slug: Slug | None = Field(
+    target_url: Annotated[
+        Destination,
+        Shown("Destination URL", "Where the code sends people: an absolute http or https URL.", "url"),
+    ] = Field(description="Where the code sends people: an absolute http(s) URL.")
+    slug: Annotated[
+        Slug | None,
+        Shown(
+            "Custom id (slug)",
+            "Optional: 3 to 64 letters, digits, '_' or '-'; the short URL ends with it. Left empty, an id "
+            "is made up.",
+        ),
+    ] = Field(
         default=None,
         description="A custom id, unique without regard to case; refused (409) if it is or ever was in "
         "use in any case, 422 if reserved.",
     )
-    title: Title | None = None
-    tags: Tags | None = Field(default=None, description="null means no tags; repeats are dropped.")
-    redirect_status: Status = Field(
-        default=limits.DEFAULT_REDIRECT_STATUS, description="301 and 308 are cached by browsers."
+    title: Annotated[Title | None, Shown("Title", "Optional, for you: shown in the list.")] = None
+    tags: Annotated[
+        Tags | None, Shown("Tags", "Optional, separated by commas, such as print, spring-menu.")
+    ] = Field(default=None, description="null means no tags; repeats are dropped.")
+    redirect_status: Annotated[
+        Status,
+        Shown(
+            "Redirect status",
+            "302 lets you change the destination later with no browser holding on to the old one.",
+            notes={301: "browsers cache it", 308: "browsers cache it"},
+        ),
+    ] = Field(default=limits.DEFAULT_REDIRECT_STATUS, description="301 and 308 are cached by browsers.")
+    enabled: Annotated[bool, Shown("Switched on (redirects)")] = True
+    expires_at: Annotated[
+        Timestamp | None,
+        Shown(
+            "Expires (UTC)",
+            "Optional: after this moment the code answers 410, or sends people to the fallback URL.",
+            "datetime-local",
+        ),
+    ] = Field(default=None, description="With a time zone; after it the code answers 410.")
+    fallback_url: Annotated[
+        Destination | None,
+        Shown("Fallback URL", "Optional: where a switched-off or expired code sends people.", "url"),
+    ] = Field(default=None, description="Where a disabled or expired code sends people.")
+    forward_query: Annotated[bool, Shown("Forward the scan's query string to the destination")] = Field(
+        default=False, description="Append the scan's query string to the target."
     )
-    enabled: bool = True
-    expires_at: Timestamp | None = Field(
-        default=None, description="With a time zone; after it the code answers 410."
-    )
-    fallback_url: Destination | None = Field(
-        default=None, description="Where a disabled or expired code sends people."
-    )
-    forward_query: bool = Field(default=False, description="Append the scan's query string to the target.")
 
     def writable(self) -> dict[str, Any]:
         """The values of the writable fields, as stored (no tags: an empty list)."""
-        values = self.model_dump(include=set(QRCodeChanges.model_fields))
-        values["tags"] = values["tags"] or []
-        return values
+        return _as_stored(self.model_dump(include=set(QRCodeChanges.model_fields)))
 
 
 # The default of a PATCH field that was not sent: never read (``model_fields_set`` says what was).
@@ -302,10 +387,15 @@ class QRCodeChanges(Request):
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, with their values as stored."""
-        values = {name: getattr(self, name) for name in self.model_fields_set}
-        if "tags" in values:
-            values["tags"] = values["tags"] or []
-        return values
+        return _as_stored({name: getattr(self, name) for name in self.model_fields_set})
+
+
+def _as_stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Field values as the columns hold them: a list left out (null) is an empty one."""
+    for name, value in values.items():
+        if value is None and kind_of(NewQRCode.model_fields[name]) == "list":
+            values[name] = []
+    return values
 
 
 # -- queries ----------------------------------------------------------------------------------------

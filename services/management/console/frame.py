@@ -106,7 +106,11 @@ class Frame:
             lstrip_blocks=True,
         )
         environment.globals.update(
-            orders=ORDERS, statuses=limits.REDIRECT_STATUSES, ecc_levels=limits.ECC_LEVELS, limits=limits
+            orders=ORDERS,
+            ecc_levels=limits.ECC_LEVELS,
+            limits=limits,
+            code_form=forms.CODE_FORM,
+            csv_columns=forms.csv_columns(),
         )
         environment.filters["moment"] = _moment
         environment.filters["shown"] = _shown

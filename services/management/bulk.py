@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management import limits
 from services.management.errors import InvalidValue, Refusals, RowError, TryAgain, Unreadable
+from services.management.inputs import findings, parse_json, shown
 from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
-from services.management.requests import findings, parse_json, shown
 from services.management.schemas import NewQRCode, choices_of, kind_of
 
 MAX_ROWS = 10_000

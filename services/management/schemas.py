@@ -10,7 +10,7 @@ is coerced (``"302"`` is not 302, ``true`` is not 1, ``302.0`` is not 302). Quer
 by nature; each parameter's type says exactly which text it takes (``limit=5``, not ``+5``, ``5.0``
 or an Arabic-Indic five). Rules a schema cannot state (a destination's safety, printable text, the
 contrast of two colours) run as validators beside the declared bounds, with reasons of their own;
-:mod:`services.management.requests` turns every refusal into the API's one error shape.
+:mod:`services.management.inputs` turns every refusal into the API's one error shape.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def shown(name: str, info: FieldInfo) -> Shown:
 # -- requests ---------------------------------------------------------------------------------------
 
 
-class Request(BaseModel):
+class RequestBody(BaseModel):
     """A request body: strict, and nothing unknown."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -318,7 +318,7 @@ def _read_only_fields() -> dict[str, str]:
 # A code's fields, as a client creates it: the one list of them. What else names a code's fields reads
 # it (the console's form, the bulk upload's CSV columns, the columns stored, exported and recorded in
 # the history), but for the changes a PATCH may make and the code as answered, declared below.
-class NewQRCode(Request):
+class NewQRCode(RequestBody):
     target_url: Annotated[
         Destination,
         Shown("Destination URL", "Where the code sends people: an absolute http or https URL.", "url"),
@@ -373,7 +373,7 @@ class NewQRCode(Request):
 _NOT_SENT: Any = None
 
 
-class QRCodeChanges(Request):
+class QRCodeChanges(RequestBody):
     """Any writable fields; null clears title, tags, expires_at and fallback_url."""
 
     target_url: Destination = Field(default=_NOT_SENT, description="The new destination.")

@@ -13,7 +13,7 @@ import pytest
 
 from services.management import bulk
 from services.management.errors import DomainError, InvalidValue
-from services.management.requests import validate
+from services.management.inputs import validate
 from services.management.schemas import NewQRCode, QRCodeChanges
 from shared.errors import InvalidField, ServiceError
 

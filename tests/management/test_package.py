@@ -125,7 +125,7 @@ def test_the_two_front_ends_do_not_import_each_other() -> None:
 def test_below_the_front_ends_nothing_speaks_http() -> None:
     """The operations and the code below them raise domain errors (errors.py), never an HTTP status:
     only the front ends, the door and the reading of requests import the HTTP errors."""
-    front = (f"{PACKAGE}.api", f"{PACKAGE}.console", f"{PACKAGE}.auth", f"{PACKAGE}.requests")
+    front = (f"{PACKAGE}.api", f"{PACKAGE}.console", f"{PACKAGE}.auth", f"{PACKAGE}.inputs")
     speakers = set()
     for name, path in _modules().items():
         if name.startswith(front):

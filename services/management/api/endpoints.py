@@ -26,8 +26,8 @@ from services.management.auth.identity import Identity
 from services.management.codes import Filters
 from services.management.errors import DomainError
 from services.management.images import MEDIA_TYPES
+from services.management.inputs import read_body
 from services.management.rendering import Format
-from services.management.requests import read_body
 from services.management.service import Service
 from services.management.service.bulk import REFUSALS
 from shared.metrics import exposition

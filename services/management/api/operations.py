@@ -46,7 +46,7 @@ class Operation:
     # (parameter, value, model): the query is read with this other model when the parameter has
     # this value (export.zip's image options with format=svg); the document shows ``query``.
     query_when: tuple[str, str, type[schemas.Query]] | None = None
-    body: type[schemas.Request] | None = None  # a JSON object, read with this model
+    body: type[schemas.RequestBody] | None = None  # a JSON object, read with this model
     body_media: tuple[str, ...] = ("application/json",)
     binary_body: bool = False
     body_schemas: dict[str, dict[str, Any]] | None = None  # a body of other shapes, by media type

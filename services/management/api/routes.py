@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from services.management.api.endpoints import Call, ManagementApi
 from services.management.api.operations import OPERATIONS, Operation
 from services.management.auth.identity import identity_of
-from services.management.requests import read_json, read_query
+from services.management.inputs import read_json, read_query
 from shared.errors import MethodNotAllowed, NotFound
 from shared.ids import is_well_formed
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from services.management import bulk
-from services.management.requests import findings
+from services.management.inputs import findings
 from services.management.schemas import Kind, NewQRCode, QRCode, QRCodeChanges, choices_of, kind_of, shown
 
 M = TypeVar("M", bound=BaseModel)

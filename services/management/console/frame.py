@@ -36,7 +36,7 @@ from services.management.errors import (
     TryAgain,
     Unreadable,
 )
-from services.management.requests import read_body
+from services.management.inputs import read_body
 from services.management.service import Service
 from shared.errors import BadRequest, NotFound, ServiceError
 from shared.ids import is_well_formed

@@ -11,7 +11,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from services.management import codes, exports, labels, limits, prints
+from services.management import archives, codes, exports, labels, limits, selections
 from services.management.codes import Filters
 from services.management.logos import Logo
 from services.management.rendering import Format, ImageOptions
@@ -42,13 +42,13 @@ class ExportService:
         """A ZIP of the codes' images and a manifest; :class:`InvalidValue` (``selection``) for
         more than ``max_codes`` codes, before any work starts."""
         count = await self._count(filters)
-        return prints.zip_of_images(
-            prints.pages(self.database.engine, filters, faults=DATABASE_FAULTS, max_codes=self.max_codes),
+        return archives.zip_of_images(
+            selections.pages(self.database.engine, filters, faults=DATABASE_FAULTS, max_codes=self.max_codes),
             self.images.pipeline,
             self.images.load_logo,
             image_format=image_format,
             options=options,
-            progress=prints.Progress("zip", count),
+            progress=selections.Progress("zip", count),
         )
 
     async def label_sheets(self, filters: Filters, query: PdfQuery) -> AsyncIterator[bytes]:
@@ -59,14 +59,14 @@ class ExportService:
             size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"
         )
         count = await self._count(filters)
-        return self._sheets(filters, layout, options, prints.Progress("pdf", count))
+        return self._sheets(filters, layout, options, selections.Progress("pdf", count))
 
     async def _count(self, filters: Filters) -> int:
         async with self.database.connect() as conn:
-            return await prints.check_size(conn, filters, max_codes=self.max_codes)
+            return await selections.check_size(conn, filters, max_codes=self.max_codes)
 
     async def _sheets(
-        self, filters: Filters, layout: labels.Sheet, options: ImageOptions, progress: prints.Progress
+        self, filters: Filters, layout: labels.Sheet, options: ImageOptions, progress: selections.Progress
     ) -> AsyncIterator[bytes]:
         """The file, drawn a page at a time in the exports' render slot (a client that goes away
         stops it between labels), then sent."""
@@ -85,7 +85,7 @@ class ExportService:
             )
             pending: list[QRCode] = []
             logos: dict[str, Logo] = {}
-            selected = prints.pages(
+            selected = selections.pages(
                 self.database.engine, filters, faults=DATABASE_FAULTS, max_codes=self.max_codes
             )
             async for page in selected:

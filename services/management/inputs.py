@@ -15,8 +15,7 @@ from pydantic_core import ErrorDetails
 from starlette.requests import ClientDisconnect, Request
 
 from services.management.errors import Unreadable
-from services.management.schemas import PATTERN_REASONS
-from services.management.schemas import Request as Body
+from services.management.schemas import PATTERN_REASONS, RequestBody
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 
 # A body past its limit is still read (and dropped) up to this many bytes, so that its 413 arrives.
@@ -25,7 +24,7 @@ DRAIN_MAX = 64 * 1024 * 1024
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 M = TypeVar("M", bound=BaseModel)
-B = TypeVar("B", bound=Body)
+B = TypeVar("B", bound=RequestBody)
 
 # pydantic's error types, in the API's words (with pydantic's context filled in).
 _REASONS = {

@@ -8,7 +8,7 @@
     console/      the HTML front end, a module per page
     service/      the operations under both front ends: transaction, history, metric, log line
     errors.py     the domain errors the operations raise (never an HTTP status)
-    schemas.py    the shapes: a code's fields (declared once), queries, answers
+    schemas/      the shapes: a code's fields (declared once), request bodies, queries, answers
     inputs.py     reading a request's body and query string, refusals in the API's words
     codes.py, history.py, bulk.py, analytics.py, agents.py       the database work below the operations
     exports.py, selections.py, archives.py, labels.py            the files: CSV, ZIP, PDF

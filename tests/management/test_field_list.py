@@ -1,4 +1,4 @@
-"""A code's field list, declared once: the code's models (schemas.py: the fields it is created with,
+"""A code's field list, declared once: the code's models (schemas/: the fields it is created with,
 changed with and answered with) and its table's column. Everything else that names the fields reads
 them: the console's form, the bulk upload's CSV columns, the columns read, copied and exported, the
 history, qrctl's output.
@@ -53,9 +53,11 @@ def test_the_readme_names_the_bulk_columns_in_their_order() -> None:
 
 FIELD = "campaign"
 ADDED = {  # file -> (the line after which the field goes, the line added)
-    "services/management/schemas.py": [
-        ("    forward_query: bool = _NOT_SENT\n", f"    {FIELD}: str | None = None\n"),
+    "services/management/schemas/answers.py": [
         ("    forward_query: bool\n", f"    {FIELD}: str | None\n"),
+    ],
+    "services/management/schemas/bodies.py": [
+        ("    forward_query: bool = _NOT_SENT\n", f"    {FIELD}: str | None = None\n"),
         (
             '        default=False, description="Append the scan\'s query string to the target."\n    )\n',
             f"    {FIELD}: str | None = None\n",

@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management import agents, limits
+from services.management.errors import CodeNotFound, InvalidValue
 from services.management.schemas import (
     Bucket,
     Interval,
@@ -40,7 +41,6 @@ from services.management.schemas import (
     TopEntry,
     TopLists,
 )
-from shared.errors import InvalidField, NotFound
 
 EVERY_CODE = ""  # the rollups' code id for every code together
 OTHER = ""  # the tallies' value for the rest of a day's values (services/redirect/rollups.py: OTHER)
@@ -116,7 +116,7 @@ def make_range(query: ScanQuery, now: datetime) -> Range:
     try:
         return _make_range(query, now)
     except OverflowError:
-        raise InvalidField("to" if query.to is not None else "from", "is out of range") from None
+        raise InvalidValue("to" if query.to is not None else "from", "is out of range") from None
 
 
 def _make_range(query: ScanQuery, now: datetime) -> Range:
@@ -132,9 +132,9 @@ def _make_range(query: ScanQuery, now: datetime) -> Range:
         else end - timedelta(days=limits.DEFAULT_SCAN_DAYS)
     )
     if start >= end:
-        raise InvalidField("from", "must be before to")
+        raise InvalidValue("from", "must be before to")
     if (end - start) / _SHORTEST[query.interval] > MAX_BUCKETS + 1:
-        raise InvalidField(
+        raise InvalidValue(
             "interval",
             f"the range holds more than {MAX_BUCKETS:,} {query.interval}s: choose a longer interval "
             "or a shorter range",
@@ -146,7 +146,7 @@ def _make_range(query: ScanQuery, now: datetime) -> Range:
             break
         starts.append(following_start)
         if len(starts) > MAX_BUCKETS:
-            raise InvalidField("interval", f"the range holds more than {MAX_BUCKETS:,} {query.interval}s")
+            raise InvalidValue("interval", f"the range holds more than {MAX_BUCKETS:,} {query.interval}s")
     return Range(tuple(starts), following(starts[-1], query.interval, tz), query.interval, tz)
 
 
@@ -315,7 +315,7 @@ async def report(
     span = make_range(query, now)
     code = code_id if code_id is not None else EVERY_CODE
     if code_id is not None and (await conn.execute(text(CODE_EXISTS), {"code": code})).first() is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
+        raise CodeNotFound(code_id)
     bounds = span.utc_bounds()
     instants = bounds[:-1]
     totals, bots = [0] * len(instants), [0] * len(instants)

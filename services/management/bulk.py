@@ -9,9 +9,10 @@ such a row costs no more memory than a good one. All or nothing by default; with
 valid rows are created and the others reported. The rows go in with ``COPY`` (see
 :func:`services.management.codes.create_codes`).
 
-A CSV has a header of the resource's field names (``target_url`` required, the others optional, in
-any order); ``tags`` are separated by ``|``; ``enabled`` and ``forward_query`` take true/false,
-yes/no or 1/0; an empty cell means the field's default. UTF-8, with or without a BOM; Windows or
+A CSV has a header of the fields a code is created with (:class:`NewQRCode`'s: ``target_url``
+required, the others optional, in any order); a list (``tags``) is separated by ``|``; a yes-or-no
+field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; an empty cell means the
+field's default. UTF-8, with or without a BOM; Windows or
 Unix line endings; quoted cells may hold commas and line breaks. An empty line is skipped (it still
 counts as a row, as a spreadsheet shows it).
 
@@ -28,8 +29,7 @@ import functools
 import hashlib
 import io
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,24 +37,22 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management import limits
-from services.management.limits import IDEMPOTENCY_HOURS
-from services.management.requests import findings, parse_json, shown
-from services.management.schemas import MAX_ROW_ERRORS, NewQRCode
-from shared.errors import BadRequest, InvalidField, ServiceError, Unavailable
+from services.management.errors import InvalidValue, Refusals, RowError, TryAgain, Unreadable
+from services.management.inputs import findings, parse_json, shown
+from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
+from services.management.schemas import NewQRCode, choices_of, kind_of
 
 MAX_ROWS = 10_000
 MAX_KEY = 255
-COLUMNS = (
-    "target_url",
-    "slug",
-    "title",
-    "tags",
-    "redirect_status",
-    "expires_at",
-    "enabled",
-    "fallback_url",
-    "forward_query",
-)
+# A CSV's columns: the fields a code is created with, named as the API names them, in any order.
+COLUMNS = tuple(NewQRCode.model_fields)
+_KINDS = {name: kind_of(info) for name, info in NewQRCode.model_fields.items()}
+# Fields of a few numbers (redirect_status): their cells are read as numbers.
+_NUMBERS = {
+    name
+    for name, info in NewQRCode.model_fields.items()
+    if _KINDS[name] == "choice" and all(type(choice) is int for choice in choices_of(info))
+}
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 MAX_ERRORS = MAX_ROW_ERRORS
 _FIELDS = frozenset(NewQRCode.model_fields)
@@ -67,71 +65,6 @@ MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS) + 1
 # later) counts as any other character.
 _UP_TO_STRUCTURE = rb'(?>"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^",\[{]++|")*+[,\[{]'
 _BLOCK = 1000
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    field: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "field": self.field, "message": self.message}
-
-
-@dataclass
-class Refusals:
-    """The errors of the rows refused, as reported: the first MAX_ERRORS in row order; the rest
-    only counted (``omitted``), so that a body of 10,000 bad rows costs no more than a list of
-    MAX_ERRORS. ``rows`` counts the rows refused."""
-
-    errors: list[RowError] = field(default_factory=list)
-    omitted: int = 0
-    rows: int = 0
-
-    def __bool__(self) -> bool:
-        return self.rows > 0
-
-    def refuse(self, number: int, problems: Iterable[tuple[str, str]]) -> None:
-        """Row ``number``, refused for ``problems`` (field, message); rows come in their order."""
-        self.rows += 1
-        for field_name, message in problems:
-            if len(self.errors) < MAX_ERRORS:
-                self.errors.append(RowError(number, field_name, message))
-            else:
-                self.omitted += 1
-
-    def with_rows(self, others: Iterable[RowError]) -> Refusals:
-        """These and ``others``, one error each for rows not refused yet (slugs found taken)."""
-        extra = list(others)
-        merged = sorted([*self.errors, *extra], key=lambda e: e.row)  # stable: a row's order kept
-        listed = merged[:MAX_ERRORS]
-        return Refusals(listed, self.omitted + len(merged) - len(listed), self.rows + len(extra))
-
-
-class RowsRefused(ServiceError):
-    """Rows with errors, nothing created: 422 with the first MAX_ERRORS errors and how many more
-    there were (the API's error shape, and the list under ``errors`` beside it)."""
-
-    status, code = 422, "invalid_rows"
-
-    def __init__(self, refusals: Refusals) -> None:
-        rows = refusals.rows
-        message = f"{rows:,} row{'s' if rows != 1 else ''} cannot be created; nothing was created"
-        if refusals.omitted:
-            message += (
-                f" (the first {len(refusals.errors):,} errors are listed, {refusals.omitted:,} more are not)"
-            )
-        super().__init__(message)
-        self.errors = refusals.errors
-        self.omitted = refusals.omitted
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **super().to_dict(),
-            "errors": [e.to_dict() for e in self.errors],
-            "errors_omitted": self.omitted,
-        }
 
 
 @dataclass(frozen=True)
@@ -153,12 +86,13 @@ def idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     if not 1 <= len(value) <= MAX_KEY or not value.isascii() or not value.isprintable():
-        raise InvalidField("Idempotency-Key", f"must be 1 to {MAX_KEY} printable ASCII characters")
+        raise InvalidValue("Idempotency-Key", f"must be 1 to {MAX_KEY} printable ASCII characters")
     return value
 
 
 def parse(content_type: str, body: bytes, *, context: dict[str, Any]) -> Parsed:
-    """The body's rows, validated; 400 for a body that is no array or CSV, 422 for a bad header."""
+    """The body's rows, validated; :class:`Unreadable` for a body that is no array or CSV,
+    :class:`InvalidValue` for a bad header or too many rows or values."""
     rows = _json_rows(body) if content_type == "application/json" else _csv_rows(body)
     valid: list[tuple[int, NewQRCode]] = []
     refused = Refusals()
@@ -211,7 +145,7 @@ def _json_rows(body: bytes) -> list[tuple[int, Any]]:
     _check_values(body)
     value = parse_json(body, object_pairs_hook=_row_object)
     if not isinstance(value, list):
-        raise BadRequest("the body must be a JSON array of codes, or a CSV (content-type text/csv)")
+        raise Unreadable("the body must be a JSON array of codes, or a CSV (content-type text/csv)")
     _check_count(len(value))
     return list(enumerate(value, start=1))
 
@@ -221,14 +155,14 @@ def _csv_rows(body: bytes) -> list[tuple[int, dict[str, Any] | RowError]]:
         content = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = body[: exc.start].count(b"\n") + 1
-        raise BadRequest(f"the CSV is not UTF-8: byte 0x{body[exc.start]:02x} on line {line}") from None
+        raise Unreadable(f"the CSV is not UTF-8: byte 0x{body[exc.start]:02x} on line {line}") from None
     if "\x00" in content:
-        raise BadRequest("the CSV holds a NUL character")
+        raise Unreadable("the CSV holds a NUL character")
     records = csv.reader(io.StringIO(content, newline=""), strict=True)
     try:
         header = next(records, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise BadRequest("the CSV is empty: it needs a header line naming its columns")
+            raise Unreadable("the CSV is empty: it needs a header line naming its columns")
         columns = _header(header)
         rows: list[tuple[int, dict[str, Any] | RowError]] = []
         for number, record in enumerate(records, start=1):
@@ -237,7 +171,7 @@ def _csv_rows(body: bytes) -> list[tuple[int, dict[str, Any] | RowError]]:
             _check_count(len(rows) + 1)
             rows.append((number, _csv_row(number, columns, record)))
     except csv.Error as exc:
-        raise BadRequest(f"the CSV cannot be read on line {records.line_num}: {exc}") from None
+        raise Unreadable(f"the CSV cannot be read on line {records.line_num}: {exc}") from None
     return rows
 
 
@@ -245,13 +179,13 @@ def _header(header: list[str]) -> list[str]:
     columns = [cell.strip().lower() for cell in header]
     for column in columns:
         if column not in COLUMNS:
-            raise InvalidField(
+            raise InvalidValue(
                 shown(column) if column else "header", f"is not a column (known: {', '.join(COLUMNS)})"
             )
         if columns.count(column) > 1:
-            raise InvalidField(column, "is a column twice in the header")
+            raise InvalidValue(column, "is a column twice in the header")
     if "target_url" not in columns:
-        raise InvalidField("target_url", "the CSV needs a target_url column")
+        raise InvalidValue("target_url", "the CSV needs a target_url column")
     return columns
 
 
@@ -267,22 +201,25 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
 
 
 def _cell(column: str, cell: str) -> Any:
-    """A CSV cell as the JSON value the field takes (left as text when it is none: the model says why)."""
-    if column == "tags":
-        return [tag.strip() for tag in cell.split("|") if tag.strip()]
-    if column == "redirect_status":
+    """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
+    why): a list's items separated by ``|``, a number, a yes or no."""
+    kind = _KINDS[column]
+    if kind == "list":
+        return [item.strip() for item in cell.split("|") if item.strip()]
+    if column in _NUMBERS:
         digits = cell.strip()
         return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell
-    if column in ("enabled", "forward_query"):
+    if kind == "flag":
         return _BOOLEANS.get(cell.strip().lower(), cell)
     return cell
 
 
 def _check_values(body: bytes) -> None:
-    """422 for a JSON body with more than MAX_VALUES values, before it is parsed. Each value but the
-    first in an array or object follows a comma, and each array or object opens with a bracket: the
-    commas and opening brackets outside strings are at least half the values and at most all of
-    them. They are counted by the regular expression engine a thousand at a time, in place."""
+    """:class:`InvalidValue` for a JSON body with more than MAX_VALUES values, before it is parsed.
+    Each value but the first in an array or object follows a comma, and each array or object opens
+    with a bracket: the commas and opening brackets outside strings are at least half the values and
+    at most all of them. They are counted by the regular expression engine a thousand at a time, in
+    place."""
     blocks, rest = divmod(MAX_VALUES + 1, _BLOCK)
     position = 0
     for count in (_BLOCK,) * blocks + ((rest,) if rest else ()):
@@ -290,7 +227,7 @@ def _check_values(body: bytes) -> None:
         if found is None:
             return
         position = found.end()
-    raise InvalidField(
+    raise InvalidValue(
         "body", f"must hold at most {MAX_VALUES:,} JSON values (what {MAX_ROWS:,} codes have); split it"
     )
 
@@ -303,7 +240,7 @@ def _structure(count: int) -> re.Pattern[bytes]:
 
 def _check_count(count: int) -> None:
     if count > MAX_ROWS:
-        raise InvalidField("body", f"must hold at most {MAX_ROWS:,} rows; split it")
+        raise InvalidValue("body", f"must hold at most {MAX_ROWS:,} rows; split it")
 
 
 # -- idempotency ------------------------------------------------------------------------------------
@@ -322,19 +259,18 @@ ANSWERED = "UPDATE idempotency_keys SET status = :status, body = :body WHERE key
 
 async def claim(conn: AsyncConnection, key: str, print_: bytes) -> tuple[int, bytes] | None:
     """Take ``key`` for this request (``None``), or the answer a request under it already gave;
-    waits while another request holding it runs. 422 if the key came with another request."""
+    waits while another request holding it runs. :class:`InvalidValue` if the key came with
+    another request."""
     await conn.execute(text(EXPIRE_ONE), {"key": key, "hours": IDEMPOTENCY_HOURS})
     if (await conn.execute(text(CLAIM), {"key": key, "fingerprint": print_})).first() is not None:
         return None
     stored = (await conn.execute(text(STORED), {"key": key})).one()
     if bytes(stored.fingerprint) != print_:
-        raise InvalidField(
+        raise InvalidValue(
             "Idempotency-Key", f"was used for a different request in the last {IDEMPOTENCY_HOURS} hours"
         )
     if stored.status is None:  # cannot be seen (it is answered in the transaction that claims it)
-        raise Unavailable(
-            "the first request with this Idempotency-Key has not finished; retry", retry_after=1
-        )
+        raise TryAgain("the first request with this Idempotency-Key has not finished; retry", retry_after=1)
     return int(stored.status), bytes(stored.body)
 
 

@@ -1,10 +1,10 @@
-"""Reading and writing QR codes (SQLAlchemy Core on the async engine), with their history.
+"""Reading and writing QR codes (SQLAlchemy Core on the async engine).
 
 Every write to ``qr_codes`` fires the ``qr_changed`` notification from a trigger inside the same
 transaction, so the redirect processes see a change exactly when it commits (a bulk create
 announces its rows as new codes only, ``NEW_CODES``: the redirect processes then keep every cached
-answer but those of unknown ids). Every write also records a row in ``qr_code_changes`` in that
-same transaction: the history cannot miss a change.
+answer but those of unknown ids). Every write returns what it changed, field by field, for the
+operation that made it to record in the history in that same transaction (:mod:`.history`).
 Codes are never deleted, only tombstoned (``deleted_at``): an id once printed never comes back.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -23,40 +24,21 @@ from sqlalchemy import Select, func, literal_column, select, text, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.management.errors import CodeNotFound, InvalidValue, SlugTaken, TryAgain
 from services.management.limits import MAX_CURSOR
 from services.management.logos import Logo, StoredLogo
-from services.management.models import SEARCH_EXPRESSION, logos, qr_code_changes, qr_codes, scan_counts
-from services.management.schemas import (
-    Change,
-    History,
-    NewQRCode,
-    QRCode,
-    QRCodeChanges,
-    QRCodeList,
-)
+from services.management.models import SEARCH_EXPRESSION, logos, qr_codes, scan_counts
+from services.management.schemas import NewQRCode, QRCode, QRCodeChanges, QRCodeList
 from shared import ids
 from shared.database import CHANGE_CHANNEL, NEW_CODES, AdvisoryLock
-from shared.errors import Conflict, InvalidField, NotFound, Unavailable
 from shared.urls import ascii_host
 
 # With ~49.5 bits per id a collision is rare; several in a row mean something else is wrong.
 MAX_ID_ATTEMPTS = 5
 
-_RESOURCE_COLUMNS = (
-    qr_codes.c.id,
-    qr_codes.c.short_url,
-    qr_codes.c.target_url,
-    qr_codes.c.title,
-    qr_codes.c.tags,
-    qr_codes.c.redirect_status,
-    qr_codes.c.enabled,
-    qr_codes.c.expires_at,
-    qr_codes.c.fallback_url,
-    qr_codes.c.forward_query,
-    qr_codes.c.logo_sha256,
-    qr_codes.c.created_at,
-    qr_codes.c.updated_at,
-)
+# A code as answered, read from the columns of its fields (the others are worked out: the target's
+# host, the scan count).
+_RESOURCE_COLUMNS = tuple(qr_codes.c[name] for name in QRCode.model_fields if name in qr_codes.c)
 _SCAN_COUNT = func.coalesce(
     select(scan_counts.c.total).where(scan_counts.c.code_id == qr_codes.c.id).scalar_subquery(), 0
 ).label("scan_count")
@@ -67,15 +49,8 @@ _SCAN_COUNT = func.coalesce(
 CREATE_LOCK = AdvisoryLock.CREATE_CODE
 WRITABLE = tuple(QRCodeChanges.model_fields)
 _LIVE = qr_codes.c.deleted_at.is_(None)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change, as the history records it."""
-
-    client_address: str | None = None
-    request_id: str | None = None
-    token_name: str | None = None
+# What a write changed: each field's old and new value, as answers spell them (the history's shape).
+Changes = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -93,7 +68,7 @@ def _timestamp(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A column value as it appears in answers and in the history."""
     if isinstance(value, datetime):
         return _timestamp(value)
@@ -110,44 +85,26 @@ def _host_ascii(url: str) -> str | None:
 
 
 def to_resource(row: Any) -> QRCode:
+    """A row of :data:`_RESOURCE_COLUMNS` and its scan count as the code answered."""
+    values = {column.name: getattr(row, column.name) for column in _RESOURCE_COLUMNS}
     return QRCode(
-        id=row.id,
-        short_url=row.short_url,
-        target_url=row.target_url,
+        **values,
         # The host as a browser will look it up (a row written before hosts were stored so).
         target_host_ascii=_host_ascii(row.target_url),
-        title=row.title,
-        tags=list(row.tags),
-        redirect_status=row.redirect_status,
-        enabled=row.enabled,
-        expires_at=row.expires_at,
-        fallback_url=row.fallback_url,
-        forward_query=row.forward_query,
-        logo_sha256=row.logo_sha256,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
         scan_count=row.scan_count,
     )
 
 
-async def _record(
-    conn: AsyncConnection, code_id: str, action: str, changes: dict[str, Any], actor: Actor
-) -> None:
-    await conn.execute(
-        qr_code_changes.insert().values(
-            code_id=code_id,
-            action=action,
-            changes=changes,
-            client_address=actor.client_address,
-            request_id=actor.request_id,
-            token_name=actor.token_name,
-        )
-    )
+def created(values: Mapping[str, Any]) -> Changes:
+    """A new code's writable fields as its history's first entry records them."""
+    return {name: {"old": None, "new": json_value(values[name])} for name in WRITABLE}
 
 
-async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url: str, actor: Actor) -> QRCode:
-    """Insert a code under its slug or a fresh random id; :class:`Conflict` if the slug, in any
-    spelling, was ever used.
+async def create_code(
+    conn: AsyncConnection, new: NewQRCode, *, public_base_url: str
+) -> tuple[QRCode, Changes]:
+    """Insert a code under its slug or a fresh random id; :class:`SlugTaken` if the slug, in any
+    spelling, was ever used. The code, and its fields as the history records them.
 
     The spelling check runs under the create lock, so two creates cannot both pass it; ``ON
     CONFLICT DO NOTHING`` as well, so that a row written around the API costs an empty result
@@ -174,33 +131,13 @@ async def create_code(conn: AsyncConnection, new: NewQRCode, *, public_base_url:
             )
             row = (await conn.execute(statement)).first()
         if row is not None:
-            changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
-            await _record(conn, code_id, "create", changes, actor)
-            return to_resource(row)
+            return to_resource(row), created(values)
         if new.slug is not None:
-            spelling = f" (as '{taken}')" if taken is not None and taken != new.slug else ""
-            raise Conflict(
-                f"the id '{new.slug}' is taken or was used before{spelling}; ids are the same "
-                "whatever their case",
-                details={"field": "slug"},
-            )
-    raise Unavailable("could not find a free id; try again", retry_after=1)
+            raise SlugTaken(new.slug, spelling=taken)
+    raise TryAgain("could not find a free id; try again", retry_after=1)
 
 
-COPY_COLUMNS = (
-    "id",
-    "short_url",
-    "target_url",
-    "title",
-    "tags",
-    "redirect_status",
-    "enabled",
-    "expires_at",
-    "fallback_url",
-    "forward_query",
-    "created_at",
-    "updated_at",
-)
+COPY_COLUMNS = ("id", "short_url", *WRITABLE, "created_at", "updated_at")
 TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
 
 
@@ -209,12 +146,11 @@ async def create_codes(
     rows: list[tuple[int, NewQRCode]],
     *,
     public_base_url: str,
-    actor: Actor,
     partial: bool,
-) -> tuple[list[QRCode], list[tuple[int, str]]]:
-    """Create many codes in one transaction, in the order given: ``COPY`` into ``qr_codes`` and the
-    history (one statement each, so the redirect processes get one notification, announced as new
-    codes only); the codes made, and (row, message) for each slug that is taken or given twice.
+) -> tuple[list[QRCode], list[Changes], list[tuple[int, str]]]:
+    """Create many codes in one transaction, in the order given, with one ``COPY`` (so the redirect
+    processes get one notification, announced as new codes only); the codes made, their fields as
+    the history records them, and (row, message) for each slug that is taken or given twice.
 
     Under the create lock, like a single create: their ``created_at`` are one microsecond apart from
     the clock's reading, and the transaction does not end before the clock has passed the last, so
@@ -238,19 +174,14 @@ async def create_codes(
     taken = set((await conn.execute(text(TAKEN), {"ids": list(first_row)})).scalars())
     for number, new in wanted:
         if new.slug is not None and new.slug.lower() in taken:
-            refused.append(
-                (
-                    number,
-                    f"the id '{new.slug}' is taken or was used before; ids are the same whatever their case",
-                )
-            )
+            refused.append((number, SlugTaken(new.slug).message))
     refused.sort()
     if refused and not partial:
-        return [], refused
+        return [], [], refused
     refused_rows = {number for number, _ in refused}
     wanted = [(number, new) for number, new in wanted if number not in refused_rows]
     if not wanted:
-        return [], refused
+        return [], [], refused
 
     ids_by_row = {number: new.slug for number, new in wanted if new.slug is not None}
     in_use = set(first_row)
@@ -267,10 +198,12 @@ async def create_codes(
             ids_by_row[number] = code_id
         in_use |= seen
     if len(ids_by_row) < len(wanted):
-        raise Unavailable("could not find free ids; try again", retry_after=1)
+        raise TryAgain("could not find free ids; try again", retry_after=1)
 
     now = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
-    records, history, resources = [], [], []
+    records: list[tuple[Any, ...]] = []
+    history: list[Changes] = []
+    resources: list[QRCode] = []
     for offset, (number, new) in enumerate(wanted):
         values = new.writable()
         code_id = ids_by_row[number]
@@ -283,10 +216,7 @@ async def create_codes(
             "updated_at": moment,
         }
         records.append(tuple(row[column] for column in COPY_COLUMNS))
-        changes = {name: {"old": None, "new": _json_value(values[name])} for name in WRITABLE}
-        history.append(
-            (code_id, "create", json.dumps(changes), actor.client_address, actor.request_id, actor.token_name)
-        )
+        history.append(created(values))
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
@@ -294,11 +224,6 @@ async def create_codes(
     # in the same transaction, this tells the redirect processes that only new codes did.
     await conn.execute(select(func.pg_notify(CHANGE_CHANNEL, NEW_CODES)))
     await raw.copy_records_to_table("qr_codes", records=records, columns=COPY_COLUMNS)
-    await raw.copy_records_to_table(
-        "qr_code_changes",
-        records=history,
-        columns=("code_id", "action", "changes", "client_address", "request_id", "token_name"),
-    )
     # The next create reads the clock after this commits: make sure it reads past the last of these.
     await conn.execute(
         text(
@@ -306,32 +231,32 @@ async def create_codes(
         ),
         {"last": records[-1][-1]},
     )
-    return resources, refused
+    return resources, history, refused
 
 
 async def get_code(conn: AsyncConnection, code_id: str) -> QRCode:
-    """The live (not deleted) code ``code_id`` with its scan count, or :class:`NotFound`."""
+    """The live (not deleted) code ``code_id`` with its scan count, or :class:`CodeNotFound`."""
     row = (
         await conn.execute(select(*_RESOURCE_COLUMNS, _SCAN_COUNT).where(qr_codes.c.id == code_id, _LIVE))
     ).first()
     if row is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
+        raise CodeNotFound(code_id)
     return to_resource(row)
 
 
 async def get_code_or_deleted(conn: AsyncConnection, code_id: str) -> None:
-    """:class:`NotFound` unless ``code_id`` is a code, live or deleted (whose scans stay)."""
+    """:class:`CodeNotFound` unless ``code_id`` is a code, live or deleted (whose scans stay)."""
     if (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first() is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
+        raise CodeNotFound(code_id)
 
 
 async def image_source(conn: AsyncConnection, code_id: str) -> tuple[str, str | None]:
-    """What the code's images encode, and the digest of its logo; :class:`NotFound` for an unknown
+    """What the code's images encode, and the digest of its logo; :class:`CodeNotFound` for an unknown
     or deleted id."""
     statement = select(qr_codes.c.short_url, qr_codes.c.logo_sha256).where(qr_codes.c.id == code_id, _LIVE)
     row = (await conn.execute(statement)).first()
     if row is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
+        raise CodeNotFound(code_id)
     return str(row.short_url), row.logo_sha256
 
 
@@ -340,15 +265,16 @@ async def load_logo(conn: AsyncConnection, sha256: str) -> Logo:
     return Logo(sha256, bytes(image))
 
 
-async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | None, *, actor: Actor) -> QRCode:
-    """Show ``stored`` in the code's images from now on (``None``: no logo); record the change."""
+async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | None) -> tuple[QRCode, Changes]:
+    """Show ``stored`` in the code's images from now on (``None``: no logo); the code, and what
+    changed (nothing when it had that logo already)."""
     current = (
         await conn.execute(
             select(qr_codes.c.logo_sha256).where(qr_codes.c.id == code_id, _LIVE).with_for_update()
         )
     ).first()
     if current is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
+        raise CodeNotFound(code_id)
     new = stored.logo.sha256 if stored else None
     if stored is not None:
         await conn.execute(
@@ -356,41 +282,39 @@ async def set_logo(conn: AsyncConnection, code_id: str, stored: StoredLogo | Non
             .values(sha256=new, image=stored.logo.png, width=stored.width, height=stored.height)
             .on_conflict_do_nothing(index_elements=[logos.c.sha256])
         )
+    changes: Changes = {}
     if current.logo_sha256 != new:
         await conn.execute(
             update(qr_codes).where(qr_codes.c.id == code_id).values(logo_sha256=new, updated_at=func.now())
         )
-        await _record(
-            conn, code_id, "update", {"logo_sha256": {"old": current.logo_sha256, "new": new}}, actor
-        )
-    return await get_code(conn, code_id)
+        changes["logo_sha256"] = {"old": current.logo_sha256, "new": new}
+    return await get_code(conn, code_id), changes
 
 
 async def update_code(
-    conn: AsyncConnection, code_id: str, changes: dict[str, Any], *, actor: Actor
-) -> QRCode:
-    """Apply ``changes`` (validated field values); record what really changed."""
+    conn: AsyncConnection, code_id: str, changes: Mapping[str, Any]
+) -> tuple[QRCode, Changes]:
+    """Apply ``changes`` (validated field values); the code, and what really changed."""
     current = (
         await conn.execute(
             select(*_RESOURCE_COLUMNS).where(qr_codes.c.id == code_id, _LIVE).with_for_update()
         )
     ).first()
     if current is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
-    diff = {}
+        raise CodeNotFound(code_id)
+    diff: Changes = {}
     for name, value in changes.items():
-        old, new = _json_value(getattr(current, name)), _json_value(value)
+        old, new = json_value(getattr(current, name)), json_value(value)
         if old != new:
             diff[name] = {"old": old, "new": new}
     if diff:
         await conn.execute(
             update(qr_codes).where(qr_codes.c.id == code_id).values(**changes, updated_at=func.now())
         )
-        await _record(conn, code_id, "update", diff, actor)
-    return await get_code(conn, code_id)
+    return await get_code(conn, code_id), diff
 
 
-async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> None:
+async def delete_code(conn: AsyncConnection, code_id: str) -> Changes:
     """Tombstone the code: /r/ stops answering, its id is never reused, its scans stay."""
     deleted_at = (
         await conn.execute(
@@ -401,29 +325,30 @@ async def delete_code(conn: AsyncConnection, code_id: str, *, actor: Actor) -> N
         )
     ).scalar_one_or_none()
     if deleted_at is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
-    await _record(
-        conn, code_id, "delete", {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}, actor
-    )
+        raise CodeNotFound(code_id)
+    return {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}
 
 
 # -- pages -------------------------------------------------------------------------------------
 
 
+NOT_A_CURSOR = "is not a cursor from a previous page"
+
+
 def encode_cursor(*key: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps([_json_value(k) for k in key]).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(json.dumps([json_value(k) for k in key]).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
-    """The key a previous page ended with; :class:`InvalidField` for anything that is not one."""
+    """The key a previous page ended with; :class:`InvalidValue` for anything that is not one."""
     if len(cursor) > MAX_CURSOR:
-        raise InvalidField("cursor", "is not a cursor from a previous page")
+        raise InvalidValue("cursor", NOT_A_CURSOR)
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
     if not isinstance(key, list) or len(key) != arity:
-        raise InvalidField("cursor", "is not a cursor from a previous page")
+        raise InvalidValue("cursor", NOT_A_CURSOR)
     return key
 
 
@@ -452,7 +377,7 @@ async def list_codes(
         except (TypeError, ValueError, OverflowError):
             after = None
         if after is None or not isinstance(code_id, str) or not ids.is_well_formed(code_id):
-            raise InvalidField("cursor", "is not a cursor from a previous page")
+            raise InvalidValue("cursor", NOT_A_CURSOR)
         statement = statement.where(key < (after, code_id) if newest_first else key > (after, code_id))
     order = (
         (qr_codes.c.created_at.desc(), qr_codes.c.id.desc())
@@ -507,7 +432,7 @@ async def _most_scanned(
     if cursor is not None:
         after_count, after_id = decode_cursor(cursor, 2)
         if isinstance(after_count, bool) or not isinstance(after_count, int) or not isinstance(after_id, str):
-            raise InvalidField("cursor", "is not a cursor from a previous page")
+            raise InvalidValue("cursor", NOT_A_CURSOR)
         statement = statement.where(
             (count < after_count) | ((count == after_count) & (qr_codes.c.id > after_id))
         )
@@ -541,10 +466,10 @@ _ERASE = (
 )
 
 
-async def erase_scans(conn: AsyncConnection, code_id: str, *, actor: Actor) -> int:
-    """Erase every scan of the code (deleted codes too), its counters and its rollups, and record
-    the erasure in its history; how many scans went. The running totals row is locked first, in the
-    order the scan writer takes its locks, so that the two wait for each other, never deadlock."""
+async def erase_scans(conn: AsyncConnection, code_id: str) -> Changes:
+    """Erase every scan of the code (deleted codes too), its counters and its rollups; how many
+    scans went, as the history records it. The running totals row is locked first, in the order the
+    scan writer takes its locks, so that the two wait for each other, never deadlock."""
     await get_code_or_deleted(conn, code_id)
     held = (
         await conn.execute(
@@ -553,33 +478,4 @@ async def erase_scans(conn: AsyncConnection, code_id: str, *, actor: Actor) -> i
     ).scalar_one_or_none()
     for statement in _ERASE:
         await conn.execute(text(statement), {"code": code_id})
-    erased = int(held or 0)
-    await _record(conn, code_id, "erase", {"scans": {"old": erased, "new": 0}}, actor)
-    return erased
-
-
-async def code_history(conn: AsyncConnection, code_id: str, *, limit: int, cursor: str | None) -> History:
-    """The code's changes, newest first; deleted codes keep their history."""
-    exists = (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first()
-    if exists is None:
-        raise NotFound(f"no QR code with id '{code_id}'")
-    statement = select(qr_code_changes).where(qr_code_changes.c.code_id == code_id)
-    if cursor is not None:
-        (before,) = decode_cursor(cursor, 1)
-        if isinstance(before, bool) or not isinstance(before, int) or not 0 < before < 2**63:
-            raise InvalidField("cursor", "is not a cursor from a previous page")
-        statement = statement.where(qr_code_changes.c.id < before)
-    rows = (await conn.execute(statement.order_by(qr_code_changes.c.id.desc()).limit(limit + 1))).all()
-    items = [
-        Change(
-            id=row.id,
-            changed_at=row.changed_at,
-            action=row.action,
-            changes=row.changes,
-            client_address=None if row.client_address is None else str(row.client_address),
-            request_id=row.request_id,
-            token_name=row.token_name,
-        )
-        for row in rows[:limit]
-    ]
-    return History(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
+    return {"scans": {"old": int(held or 0), "new": 0}}

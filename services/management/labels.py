@@ -21,10 +21,10 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
+from services.management.errors import InvalidValue
 from services.management.logos import Logo
 from services.management.rendering import ImageOptions, dark_runs, drawing
 from services.management.schemas import QRCode
-from shared.errors import InvalidField
 
 MM = 72 / 25.4  # points per millimetre
 PAPERS = {"a4": A4, "letter": LETTER}
@@ -68,17 +68,17 @@ class Sheet:
 
 
 def sheet(paper: str, size_mm: float, columns: int | None, rows: int | None) -> Sheet:
-    """The grid for these choices; :class:`InvalidField` naming what does not fit."""
+    """The grid for these choices; :class:`InvalidValue` naming what does not fit."""
     width, height = (side / MM - 2 * MARGIN_MM for side in PAPERS[paper])
     label_height = size_mm + TEXT_MM
     fits_across = int((width + GUTTER_MM) // (size_mm + GUTTER_MM))
     fits_down = int((height + GUTTER_MM) // (label_height + GUTTER_MM))
     if fits_across < 1 or fits_down < 1:
-        raise InvalidField("size_mm", f"a {size_mm:g} mm code with its text does not fit on {paper} paper")
+        raise InvalidValue("size_mm", f"a {size_mm:g} mm code with its text does not fit on {paper} paper")
     if columns is not None and width / columns < size_mm:
-        raise InvalidField("columns", f"{columns} codes of {size_mm:g} mm do not fit across {paper} paper")
+        raise InvalidValue("columns", f"{columns} codes of {size_mm:g} mm do not fit across {paper} paper")
     if rows is not None and height / rows < label_height:
-        raise InvalidField(
+        raise InvalidValue(
             "rows", f"{rows} rows of {size_mm:g} mm codes and their text do not fit down {paper} paper"
         )
     return Sheet(paper, size_mm, columns or fits_across, rows or fits_down)

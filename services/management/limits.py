@@ -18,6 +18,8 @@ DEFAULT_REDIRECT_STATUS: Final = 302
 HISTORY_ACTIONS: Final = ("create", "update", "delete", "erase")  # erase: a code's scans, on request
 
 # -- bulk -------------------------------------------------------------------------------------------
+# Row errors a bulk refusal lists; a body with more has a systematic problem the first ones show.
+MAX_ROW_ERRORS: Final = 1000
 IDEMPOTENCY_HOURS: Final = 24  # an Idempotency-Key's answer is kept this long (qr-manage maintain prunes)
 
 # -- pages and searches -----------------------------------------------------------------------------

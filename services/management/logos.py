@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from services.management.errors import InvalidValue
 from services.management.limits import LOGO_MAX_SIDE, LOGO_MIN_SIDE, LOGO_STORED_SIDE
-from shared.errors import InvalidField
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,12 @@ def normalise_logo(data: bytes, content_type: str) -> StoredLogo:
     dropped. Its dimensions are read from the header first, so an image bomb is refused unopened."""
     image_format, magic = LOGO_TYPES[content_type]
     if not data.startswith(magic):
-        raise InvalidField("logo", f"the body is not a {image_format} image (its first bytes say otherwise)")
+        raise InvalidValue("logo", f"the body is not a {image_format} image (its first bytes say otherwise)")
     try:
         with Image.open(io.BytesIO(data), formats=[image_format]) as image:
             width, height = image.size
             if not (min(width, height) >= LOGO_MIN_SIDE and max(width, height) <= LOGO_MAX_SIDE):
-                raise InvalidField(
+                raise InvalidValue(
                     "logo",
                     f"a logo is {LOGO_MIN_SIDE} to {LOGO_MAX_SIDE} px a side; this one is {width}x{height}",
                 )
@@ -52,10 +52,10 @@ def normalise_logo(data: bytes, content_type: str) -> StoredLogo:
             if upright.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip
                 upright = upright.convert("I").point(lambda value: value / 256).convert("L")
             rgba = upright.convert("RGBA")
-    except InvalidField:
+    except InvalidValue:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidField("logo", f"the {image_format} image cannot be read: {exc}"[:200]) from None
+        raise InvalidValue("logo", f"the {image_format} image cannot be read: {exc}"[:200]) from None
     rgba.thumbnail((LOGO_STORED_SIDE, LOGO_STORED_SIDE), Image.Resampling.LANCZOS)
     rgba.info.clear()  # no ICC profile or text: the pixels are read as sRGB by every renderer alike
     buffer = io.BytesIO()

@@ -252,7 +252,7 @@ idempotency_keys = Table(
     Index(None, "created_at"),
 )
 
-# Console sessions signed out, until their cookies would have expired anyway (console/session.py):
+# Console sessions signed out, until their cookies would have expired anyway (auth/sessions.py):
 # every management process, and every one after a restart, refuses such a cookie. Rows past
 # expires_at are deleted with the next sign-out.
 console_sign_outs = Table(

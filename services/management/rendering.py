@@ -22,8 +22,8 @@ import zxingcpp
 from PIL import Image, ImageOps
 
 from services.management import limits
+from services.management.errors import InvalidValue
 from services.management.logos import Logo
-from shared.errors import InvalidField
 
 # Part of every cache key: bump it when the renderer's output changes for the same options.
 RENDERER_VERSION = 4
@@ -103,14 +103,14 @@ def check_contrast(fg: str, bg: str) -> None:
     """Refuse a colour pair a phone camera cannot be trusted to read."""
     dark, light = _luminance(fg), _luminance(bg)
     if dark >= light:
-        raise InvalidField(
+        raise InvalidValue(
             "fg",
             f"the modules ({fg}) must be darker than the ground ({bg}): many phone scanners cannot "
             "read light modules on a dark ground",
         )
     ratio = contrast_ratio(fg, bg)
     if ratio < limits.MIN_CONTRAST:
-        raise InvalidField(
+        raise InvalidValue(
             "fg",
             f"the contrast of {fg} on {bg} is {ratio:.2f}:1; a phone camera needs at least "
             f"{limits.MIN_CONTRAST}:1 (darken the modules or lighten the ground)",
@@ -167,7 +167,7 @@ def pixels_per_module(size: int, modules: int) -> int:
     """The whole number of pixels per module nearest ``size``; refused if more than 10% off."""
     box = max(1, round(size / modules))
     if abs(box * modules - size) > SIZE_TOLERANCE * size:
-        raise InvalidField(
+        raise InvalidValue(
             "size",
             f"{size} px cannot be drawn at whole pixels per module: this code is {modules} modules wide "
             f"with its border; use a size of at least {5 * modules}, or a multiple of {modules}",

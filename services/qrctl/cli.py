@@ -456,8 +456,8 @@ def scans(
 def bulk(ctx: click.Context, file: Path, partial: bool, idempotency_key: str | None) -> None:
     """Create up to 10,000 codes from a CSV file (- for stdin), in one request.
 
-    The header names the columns: target_url (required), slug, title, tags (separated by |),
-    redirect_status, expires_at, enabled, fallback_url, forward_query. Without --partial any bad
+    The header names the columns: any field a code is created with, as the API names them (target_url
+    required; tags separated by |; qrctl get shows every field). Without --partial any bad
     row refuses the whole file, and the problems are printed as "row N: field: message" (exit 1;
     as many as the answer lists, then how many more there were).
     Prints the new codes, in the order of the rows.

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from services.management.console.views import CSP
+from services.management.console.frame import CSP
 from services.management.settings import ManagementSettings
 from tests.management.conftest import count_rows, decode, serve
 
@@ -520,9 +520,9 @@ async def test_with_tokens_the_console_asks_to_sign_in(signed: httpx.AsyncClient
 async def test_a_token_taken_out_of_the_file_ends_its_sessions(
     signed: httpx.AsyncClient, tokens: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.management.access as access
+    import services.management.auth.tokens as tokens_module
 
-    monkeypatch.setattr(access, "RELOAD_INTERVAL", 0.0)
+    monkeypatch.setattr(tokens_module, "RELOAD_INTERVAL", 0.0)
     await signed.post("/console/sign-in", data={"token": "alice-secret", "next": "/console/"})
     assert (await signed.get("/console/")).status_code == 200
     tokens.write_text(f"bob:{digest('bob-secret')}\n# alice removed\n")

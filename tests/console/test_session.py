@@ -9,8 +9,8 @@ from pathlib import Path
 
 from starlette.datastructures import Headers
 
-from services.management.access import TokenFile
-from services.management.console.session import LIFETIME_SECONDS, SECRET_FILE, Sessions, cookie_name
+from services.management.auth.sessions import LIFETIME_SECONDS, SECRET_FILE, Sessions, cookie_name
+from services.management.auth.tokens import TokenFile
 
 
 def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:

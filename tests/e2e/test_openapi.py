@@ -17,34 +17,17 @@ ST = str(Path(sys.executable).parent / "st")
 
 
 def test_the_document_describes_every_route(running_stack: RunningStack) -> None:
+    """The live service's document against the app's routes (the same walk runs without a server
+    in tests/management/test_operations.py)."""
     from services.management.app import create_app
     from services.management.settings import ManagementSettings
+    from tests.management.test_operations import starlette_of, unmatched
 
     base = f"http://127.0.0.1:{running_stack.settings.management_port}"
     document = httpx.get(f"{base}/api/v1/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.")
     app = create_app(ManagementSettings.from_env({"DATABASE_URL": "postgresql://unused@/x"}))
-    starlette = app.app.app  # RequestContext -> AccessControl -> Starlette
-    api_routes = [route for route in starlette.routes if hasattr(getattr(route, "app", None), "handlers")]
-    # Every other route is the console's (HTML pages, not the API: the document leaves them out),
-    # or the edge's refusal pages (shared/edge_pages.py).
-    others = {route.path for route in starlette.routes if route not in api_routes}
-    assert others
-    assert all(
-        path in ("/", "/console") or path.startswith(("/console/", "/edge-error/")) for path in others
-    ), others
-    served = {
-        (route.path, method.lower())
-        for route in api_routes
-        for method in route.app.handlers  # every API route dispatches by method (by_method)
-    }
-    described = {
-        (path, method)
-        for path, item in document["paths"].items()
-        for method in item
-        if method != "parameters"
-    }
-    assert served == described
+    assert unmatched(starlette_of(app).routes, document) == []
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(

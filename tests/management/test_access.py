@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.management.access import parse_tokens
 from services.management.app import create_app
+from services.management.auth.tokens import parse_tokens
 from services.management.settings import ManagementSettings
 from shared.settings import ConfigError
 from tests.management.conftest import count_rows, create, serve
@@ -98,7 +98,7 @@ async def test_bearer_tokens_when_a_tokens_file_is_set(
         tokens.write_text(tokens.read_text() + f"carol:{digest('carol-pw')}\n")
         stat = tokens.stat()
         os.utime(tokens, (stat.st_atime, stat.st_mtime + 5))
-        monkeypatch.setattr("services.management.access.RELOAD_INTERVAL", 0.0)
+        monkeypatch.setattr("services.management.auth.tokens.RELOAD_INTERVAL", 0.0)
         assert (
             await client.get("/api/v1/qr", headers={"authorization": "Bearer carol-pw"})
         ).status_code == 200
@@ -155,7 +155,7 @@ async def test_emptying_or_deleting_the_tokens_file_revokes_every_token(
 ) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"ci-bot:{digest('s3cret-bot')}\n")
-    monkeypatch.setattr("services.management.access.RELOAD_INTERVAL", 0.0)
+    monkeypatch.setattr("services.management.auth.tokens.RELOAD_INTERVAL", 0.0)
     async for client in serve(ManagementSettings.from_env({**environ, "ADMIN_TOKENS_FILE": str(tokens)})):
         good = {"authorization": "Bearer s3cret-bot"}
         assert (await client.get("/api/v1/qr", headers=good)).status_code == 200

@@ -21,10 +21,10 @@ import pytest
 from pydantic import ValidationError
 
 from services.management import analytics, limits
+from services.management.errors import InvalidValue
 from services.management.schemas import ScanQuery
 from services.ops import maintenance
 from services.redirect.scans import ScanRecorder
-from shared.errors import InvalidField
 from tests.management.conftest import create, measure_stream
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +114,7 @@ def test_the_default_range_is_the_last_thirty_days_up_to_the_end_of_today() -> N
     ],
 )
 def test_ranges_that_cannot_be_answered_are_refused(values: dict[str, str], field: str) -> None:
-    with pytest.raises(InvalidField) as refused:
+    with pytest.raises(InvalidValue) as refused:
         analytics.make_range(query(**values), datetime.now(UTC))
     assert refused.value.field == field
 
@@ -129,7 +129,7 @@ def test_ten_thousand_buckets_are_the_limit_of_a_series() -> None:
     exact = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS), interval="hour")
     assert len(analytics.make_range(exact, start).starts) == limits.MAX_SCAN_BUCKETS
     over = unchecked(from_=start, to=start + timedelta(hours=limits.MAX_SCAN_BUCKETS + 1), interval="hour")
-    with pytest.raises(InvalidField) as refused:
+    with pytest.raises(InvalidValue) as refused:
         analytics.make_range(over, start)
     assert refused.value.field == "interval"
 
@@ -439,7 +439,7 @@ async def test_an_hourly_range_is_bounded_by_the_raw_scans_it_counts_visitors_in
 
 
 def test_the_document_states_the_bounds_the_model_enforces() -> None:
-    from services.management.openapi import document
+    from services.management.api.openapi import document
 
     for path, item in document()["paths"].items():
         if path.endswith("/scans"):

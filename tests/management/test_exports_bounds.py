@@ -18,8 +18,8 @@ from asgi_lifespan import LifespanManager
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from services.management.api import ManagementApi
 from services.management.app import create_app
+from services.management.images import Images
 from services.management.settings import ManagementSettings
 from tests.conftest import free_port
 from tests.management.conftest import bulk_codes, serve
@@ -30,10 +30,10 @@ pytestmark = pytest.mark.anyio
 EXPORTS = ("/api/v1/qr/export.pdf", "/api/v1/qr/export.zip")
 
 
-def api_of(app: Any) -> ManagementApi:
-    """The API behind the request context and the access rules (to read its limiters)."""
-    api: ManagementApi = app.app.app.state.api
-    return api
+def pipeline_of(app: Any) -> Images:
+    """The image pipeline behind the request context and the door (to read its limiters)."""
+    images: Images = app.app.app.state.service.images.pipeline
+    return images
 
 
 async def renders(client: httpx.AsyncClient) -> float:
@@ -153,7 +153,7 @@ async def test_a_client_that_goes_away_stops_the_export(
 async def test_an_image_is_served_while_a_large_export_runs(environ: dict[str, str]) -> None:
     settings = ManagementSettings.from_env({**environ, "RENDER_CONCURRENCY": "1", "IMAGE_CACHE_BYTES": "0"})
     app = create_app(settings)
-    images = api_of(app).images
+    images = pipeline_of(app)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as client:

@@ -14,8 +14,8 @@ import zxingcpp
 from PIL import Image
 
 from services.management import labels
+from services.management.errors import InvalidValue
 from services.management.rendering import ImageOptions, drawing
-from shared.errors import InvalidField
 from tests.management.conftest import bulk_codes
 
 pytestmark = pytest.mark.anyio
@@ -106,5 +106,5 @@ def test_the_grid_fills_the_page_and_obeys_columns_and_rows() -> None:
     chosen = labels.sheet("letter", 40, 3, 4)
     assert (chosen.columns, chosen.rows, chosen.per_page) == (3, 4, 12)
     assert chosen.pitch[0] >= 40
-    with pytest.raises(InvalidField):
+    with pytest.raises(InvalidValue):
         labels.sheet("a4", 100, 2, None)

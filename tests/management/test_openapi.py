@@ -18,7 +18,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from services.management.openapi import document
+from services.management.api.openapi import document
 from tests.management.conftest import create
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +229,38 @@ async def test_every_bound_in_the_document_is_the_one_enforced(client: httpx.Asy
     else:
         assert response.status_code == 422, response.text
         assert response.json()["error"]["details"] == {"field": case.name}
+
+
+def _enums(node: Any) -> Iterator[list[Any]]:
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield node["enum"]
+        for value in node.values():
+            yield from _enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _enums(value)
+
+
+def test_no_enum_lists_one_value_twice() -> None:
+    """A client generator makes an identifier of each enum value: two spellings of one value (L
+    and l) make the whole document refused."""
+    found = list(_enums(DOCUMENT))
+    assert ["L", "M", "Q", "H"] in found
+    for values in found:
+        folded = [str(value).lower() for value in values]
+        assert len(set(folded)) == len(folded), values
+
+
+async def test_error_correction_is_accepted_in_any_case(client: httpx.AsyncClient) -> None:
+    await create(client, target_url="https://example.org/", slug=SLUG)
+    for level in ("l", "m", "Q", "h"):
+        for path in (f"/api/v1/qr/{SLUG}/image.svg", "/api/v1/qr/export.pdf"):
+            params = {"ecc": level, **({"ids": SLUG} if path.endswith("pdf") else {})}
+            assert (await client.get(path, params=params)).status_code == 200, (path, level)
+    refused = await client.get(f"/api/v1/qr/{SLUG}/image.svg", params={"ecc": "x"})
+    assert refused.json()["error"] == {
+        "code": "invalid_field",
+        "message": "ecc: must be one of 'L', 'M', 'Q' or 'H'",
+        "details": {"field": "ecc"},
+    }

@@ -1,23 +1,73 @@
 """What the console's forms send, as the API's models read it: text fields to the JSON values the
 models expect (blank optional fields to null, tags from a comma list, checkboxes to booleans), and
-every finding, per field, in the API's words."""
+every finding, per field, in the API's words.
+
+The code's form is made from the code's fields (:class:`~services.management.schemas.NewQRCode`):
+each field in their order (the checkboxes last), shown as its kind asks (a text input, a list to
+choose from, a checkbox), labelled as its ``Shown`` says; the edit form holds the fields a change
+may make (:class:`~services.management.schemas.QRCodeChanges`).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.management.requests import findings
-from shared.errors import ServiceError
+from services.management import bulk
+from services.management.inputs import findings
+from services.management.schemas import Kind, NewQRCode, QRCode, QRCodeChanges, choices_of, kind_of, shown
 
 M = TypeVar("M", bound=BaseModel)
 
 # A datetime-local input's value (no zone: the form says UTC).
 _LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?")
 MAX_FIELD = 4096  # characters of any one text field the console reads
+
+
+@dataclass(frozen=True)
+class FormField:
+    """A field of the code's form (the templates' ``code_form``)."""
+
+    name: str
+    kind: Kind
+    label: str
+    hint: str
+    input: str  # a text field's input type
+    required: bool
+    default: Any  # shown on a new code's form (a checkbox's state, the value chosen)
+    choices: tuple[object, ...]
+    notes: Mapping[object, str]  # beside some choices
+    new_only: bool  # chosen once, at creation (the slug)
+
+
+def _code_form() -> tuple[FormField, ...]:
+    fields = []
+    for name, info in NewQRCode.model_fields.items():
+        kind, look = kind_of(info), shown(name, info)
+        default = None if info.is_required() else info.default
+        fields.append(
+            FormField(
+                name,
+                kind,
+                look.label,
+                look.hint,
+                look.input,
+                info.is_required(),
+                default,
+                choices_of(info) if kind == "choice" else (),
+                look.notes,
+                name not in QRCodeChanges.model_fields,
+            )
+        )
+    return tuple(sorted(fields, key=lambda each: each.kind == "flag"))  # stable: the model's order
+
+
+CODE_FORM = _code_form()
 
 
 class FormErrors(Exception):
@@ -40,22 +90,26 @@ def optional(form: Mapping[str, Any], name: str) -> str | None:
 def code_values(form: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
     """The fields of the new-code and edit forms as a JSON body for NewQRCode or QRCodeChanges
     (every writable field: an edit sets each of them, blank ones to null)."""
-    status = text(form, "redirect_status")
-    values: dict[str, Any] = {
-        "target_url": text(form, "target_url"),
-        "title": optional(form, "title"),
-        "tags": [tag.strip() for tag in text(form, "tags").split(",") if tag.strip()] or None,
-        "redirect_status": int(status)
-        if status.isascii() and status.isdigit() and len(status) < 5
-        else status or 302,
-        "enabled": form.get("enabled") == "on",
-        "expires_at": expiry(text(form, "expires_at")),
-        "fallback_url": optional(form, "fallback_url"),
-        "forward_query": form.get("forward_query") == "on",
-    }
-    if new:
-        values["slug"] = optional(form, "slug")
-    return values
+    return {field.name: _value(form, field) for field in CODE_FORM if new or not field.new_only}
+
+
+def _value(form: Mapping[str, Any], field: FormField) -> Any:
+    """A form field's text as the JSON value the model reads (what it cannot read goes on as it is,
+    refused there in the API's words)."""
+    name = field.name
+    if field.kind == "flag":
+        return form.get(name) == "on"
+    if field.kind == "list":
+        return [each.strip() for each in text(form, name).split(",") if each.strip()] or None
+    if field.kind == "moment":
+        return expiry(text(form, name))
+    if field.kind == "choice":
+        given = text(form, name)
+        numbers = all(isinstance(choice, int) for choice in field.choices)
+        if numbers and given.isascii() and given.isdigit() and len(given) < 5:
+            return int(given)
+        return given or field.default
+    return text(form, name) if field.required else optional(form, name)
 
 
 def expiry(value: str) -> str | None:
@@ -78,8 +132,46 @@ def validated(model: type[M], values: Mapping[str, Any], *, context: Mapping[str
         raise FormErrors(errors) from None
 
 
-def field_of(error: ServiceError, default: str) -> str:
-    """The field an API error names, or ``default``."""
-    details = error.details if isinstance(error.details, dict) else {}
-    field = details.get("field")
-    return field if isinstance(field, str) else default
+def typed(form: Mapping[str, Any]) -> dict[str, Any]:
+    """What a refused form posted, to show it again as it was typed (checkboxes as booleans)."""
+    shown_again: dict[str, Any] = {name: text(form, name) for name in form if isinstance(form.get(name), str)}
+    shown_again.update({f.name: form.get(f.name) == "on" for f in CODE_FORM if f.kind == "flag"})
+    return shown_again
+
+
+def edit_values(code: QRCode) -> dict[str, Any]:
+    """A code's changeable fields as the edit form shows them."""
+    return {field.name: _shown(getattr(code, field.name), field) for field in CODE_FORM if not field.new_only}
+
+
+def _shown(value: Any, field: FormField) -> Any:
+    if field.kind == "flag":
+        return value
+    if field.kind == "list":
+        return ", ".join(value)
+    if field.kind == "moment":
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M") if isinstance(value, datetime) else ""
+    if field.kind == "choice":
+        return str(value)
+    return value or ""
+
+
+def as_posted(values: Mapping[str, Any]) -> dict[str, str]:
+    """Edit values as the form posts them (a checkbox that is on says "on", one that is off nothing)."""
+    posted = {k: v for k, v in values.items() if isinstance(v, str)}
+    posted.update({k: "on" for k, v in values.items() if v is True})
+    return posted
+
+
+def csv_columns() -> str:
+    """The columns a CSV of codes may have, as the upload form's hint lists them."""
+    fields = {field.name: field for field in CODE_FORM}
+    shown_columns = []
+    for column in bulk.COLUMNS:
+        field = fields.get(column)
+        if field is not None and field.required:
+            column += " (required)"
+        elif field is not None and field.kind == "list":
+            column += " (separated by |)"
+        shown_columns.append(column)
+    return ", ".join(shown_columns)

@@ -44,7 +44,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from services.management.access import TokenFile
+from services.management.auth.tokens import TokenFile
 from shared.clients import NetworkSet
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ FORGET_EXPIRED = "DELETE FROM console_sign_outs WHERE expires_at < now()"
 
 
 class Database(Protocol):
-    """A connection to the service's database (in a transaction for ``write``); 503 when it is away."""
+    """A connection to the service's database (in a transaction for ``write``); ``TryAgain``
+    when it is away."""
 
     def __call__(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
@@ -153,7 +154,8 @@ class Sessions:
         return session
 
     async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
-        """:meth:`verify`, and not signed out (in any process, ever); 503 with the database away."""
+        """:meth:`verify`, and not signed out (in any process, ever); ``TryAgain`` with the
+        database away."""
         session = self.verify(value, now=now)
         if session is None:
             return None
@@ -176,7 +178,7 @@ class Sessions:
 
     async def end(self, session: Session) -> None:
         """Sign out: this session's cookie opens nothing any more, in every process, until it would
-        have expired anyway; 503 with the database away."""
+        have expired anyway; ``TryAgain`` with the database away."""
         async with self._connect(write=True) as conn:
             await conn.execute(text(SIGN_OUT), {"sid": session.sid, "expires": session.expires})
             await conn.execute(text(FORGET_EXPIRED))

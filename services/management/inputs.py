@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import ClientDisconnect, Request
 
-from services.management.schemas import PATTERN_REASONS
-from services.management.schemas import Request as Body
+from services.management.errors import Unreadable
+from services.management.schemas import PATTERN_REASONS, RequestBody
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 
 # A body past its limit is still read (and dropped) up to this many bytes, so that its 413 arrives.
@@ -24,7 +24,7 @@ DRAIN_MAX = 64 * 1024 * 1024
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 M = TypeVar("M", bound=BaseModel)
-B = TypeVar("B", bound=Body)
+B = TypeVar("B", bound=RequestBody)
 
 # pydantic's error types, in the API's words (with pydantic's context filled in).
 _REASONS = {
@@ -125,13 +125,14 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(raw: bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
-    """JSON as Python and PostgreSQL can hold it: no NaN or Infinity, no lone surrogates.
+    """JSON as Python and PostgreSQL can hold it: no NaN or Infinity, no lone surrogates
+    (:class:`Unreadable` otherwise).
     ``object_pairs_hook`` is :func:`json.loads`'s: each object's names and values, in order."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=object_pairs_hook)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}"[:300]) from None
+        raise Unreadable(f"the body is not valid JSON: {exc}"[:300]) from None
     # JSON may escape lone surrogates (\ud800), which no text column or answer can hold. Only an
     # escape makes one (valid UTF-8 holds none), so the whole value is encoded again, a copy of
     # the body or two, only when the text has such an escape (a pair, as for an emoji, is fine).
@@ -140,15 +141,20 @@ def parse_json(raw: bytes, *, object_pairs_hook: Callable[[list[tuple[str, Any]]
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest("the body contains an unpaired UTF-16 surrogate escape") from None
+        raise Unreadable("the body contains an unpaired UTF-16 surrogate escape") from None
     return value
 
 
 async def read_json(
-    request: Request, model: type[B], *, max_bytes: int, context: Mapping[str, Any], patch: bool = False
+    request: Request,
+    model: type[B],
+    *,
+    accepted: tuple[str, ...] = ("application/json",),
+    max_bytes: int,
+    context: Mapping[str, Any],
 ) -> B:
-    """The body, a JSON object, as ``model``; 400 when it is no JSON object, 422 naming the field."""
-    accepted = ("application/json", "application/merge-patch+json") if patch else ("application/json",)
+    """The body, a JSON object of one of the ``accepted`` media types, as ``model``; 400 when it is
+    no JSON object, 422 naming the field."""
     _, raw = await read_body(request, accepted=accepted, max_bytes=max_bytes)
     body = parse_json(raw)
     if not isinstance(body, dict):

@@ -1,0 +1,12 @@
+"""Who is calling, decided once at the door: the network rule (allowlist, trusted proxies, host names),
+bearer tokens, the console's sessions, and the typed :class:`~.identity.Identity` every layer below is
+given. Roles and single sign-on belong here too, and nowhere else.
+
+::
+
+    network.py   the network rule: the client's address, host names, requests other sites' pages made
+    tokens.py    ADMIN_TOKENS_FILE: bearer tokens by name and SHA-256, read again when it changes
+    sessions.py  the console's signed cookie, sign-outs, and its checks against forged forms
+    identity.py  Identity: who, from where, under which request id (and, next, with which role)
+    door.py      the ASGI middleware that applies the rules and attaches the Identity to the request
+"""

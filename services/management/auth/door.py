@@ -1,0 +1,111 @@
+"""The door: every request to the management service passes it once, and leaves it with an
+:class:`~.identity.Identity` attached, or with a refusal in the API's error shape.
+
+It refuses with 403 outside the allowlist, with 421 for a host name not in ADMIN_HOSTS (a page that
+rebinds its DNS name to an allowed address cannot drive the API from an administrator's browser),
+with 403 for a request another site's page made, and with 401 without a valid token when tokens are
+on (``ADMIN_TOKENS_FILE``: ``Authorization: Bearer <token>``; the token's name goes into the history,
+the token nowhere). The console signs in with such a token once and keeps a session cookie
+(sessions.py): it opens the console's pages, and the API's reads (its images, exports and CSV) from
+those pages, never the API's writes. The console's pages check their session themselves (its frame
+adds it to the identity), as they answer in HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.management.api.answers import error_response
+from services.management.auth.identity import Identity, attach
+from services.management.auth.network import (
+    NetworkRule,
+    from_another_site,
+    from_own_pages,
+    is_console,
+    is_open,
+)
+from services.management.auth.sessions import Session, Sessions
+from services.management.auth.tokens import TokenFile
+from services.management.errors import DomainError
+from shared.errors import Forbidden, MisdirectedRequest, ServiceError, Unauthorized
+from shared.logging import request_id
+
+
+@dataclass(frozen=True)
+class DoorRules:
+    network: NetworkRule
+    tokens: TokenFile | None = None
+    sessions: Sessions | None = None  # the console's, whose cookie also opens the API's reads
+
+
+class Door:
+    """ASGI middleware applying :class:`DoorRules` (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, rules: DoorRules) -> None:
+        self.app = app
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        network = self.rules.network
+        address = network.client(scope)
+        if is_open(scope["path"]):
+            attach(scope, Identity(address, request_id.get()))
+            await self.app(scope, receive, send)
+            return
+        if not network.allows(address):
+            await _refuse(scope, receive, send, Forbidden("this address may not use the management API"))
+            return
+        if not network.serves_host(scope):
+            misdirected = MisdirectedRequest("this host name does not serve the management API")
+            await _refuse(scope, receive, send, misdirected)
+            return
+        site = from_another_site(scope)
+        if site is not None:
+            refusal = Forbidden(
+                f"a page of another site made this request (Sec-Fetch-Site: {site}); the admin API "
+                "answers the console's own pages and tools such as qrctl or curl: open the console, "
+                "or this address, directly"
+            )
+            await _refuse(scope, receive, send, refusal)
+            return
+        identity = Identity(address, request_id.get())
+        if self.rules.tokens is not None:
+            try:
+                identity = await self._with_token(scope, identity, self.rules.tokens)
+            except (ServiceError, DomainError) as exc:  # no valid token; the sign-outs cannot be read
+                await _refuse(scope, receive, send, exc)
+                return
+        attach(scope, identity)
+        await self.app(scope, receive, send)
+
+    async def _with_token(self, scope: Scope, identity: Identity, tokens: TokenFile) -> Identity:
+        """The caller with the name of its bearer token, or of the token its console session was
+        signed in with (for the API's reads); :class:`Unauthorized` without either, but on the
+        console's pages (its sign-in, and its own check of the session on every page)."""
+        authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+        scheme, _, token = authorization.partition(" ")
+        token_name = tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
+        if token_name is not None:
+            return Identity(identity.client_address, identity.request_id, token_name)
+        # A console session reads the API too (its images, exports, CSV), never writes it.
+        reads = scope["method"] in ("GET", "HEAD") and not is_console(scope["path"])
+        sessions = self.rules.sessions
+        session: Session | None = None
+        if reads and sessions is not None and from_own_pages(scope):
+            session = await sessions.from_scope(scope)  # TryAgain: the sign-outs cannot be read
+        if session is not None and sessions is not None:
+            token_name = sessions.token_name(session)
+            if token_name is not None:
+                return identity.signed_in(session, token_name)
+        if is_console(scope["path"]):
+            return identity
+        raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServiceError | DomainError) -> None:
+    await error_response(error)(scope, receive, send)

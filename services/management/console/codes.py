@@ -1,0 +1,84 @@
+"""The console's list of codes: searched, filtered by tag, in an order, a page at a time; and a
+selection of them exported (through the API's own export files)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from services.management import limits, schemas
+from services.management.codes import Filters
+from services.management.console import forms
+from services.management.console.forms import FormErrors
+from services.management.console.frame import Page, Pages, page
+from services.management.errors import InvalidValue
+from shared.errors import BadRequest, InvalidField
+from shared.ids import is_well_formed
+
+PAGE_SIZE = 25
+EXPORTS = {
+    "zip-png": ("export.zip", {"format": "png"}),
+    "zip-svg": ("export.zip", {"format": "svg"}),
+    "pdf": ("export.pdf", {}),
+}
+
+
+class CodeList(Pages):
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/console/", self.codes, methods=["GET", "HEAD"]),
+            Route("/console/export", self.export, methods=["GET", "HEAD"]),
+        ]
+
+    @page()
+    async def codes(self, request: Request, current: Page) -> Response:
+        values = {k: v for k, v in request.query_params.items() if k in ("q", "tag", "order", "cursor") and v}
+        values.setdefault("order", "-created_at")
+        errors: dict[str, str] = {}
+        try:
+            query = forms.validated(schemas.ListQuery, {**values, "limit": PAGE_SIZE}, context={})
+        except FormErrors as exc:
+            errors = exc.errors
+            values = {k: v for k, v in values.items() if k not in errors and k != "cursor"}
+            values["order"] = values.get("order", "-created_at") if "order" not in errors else "-created_at"
+            query = forms.validated(schemas.ListQuery, {**values, "limit": PAGE_SIZE}, context={})
+        filters = Filters(q=query.q, tag=query.tag, order=query.order)
+        try:
+            listing = await self.service.codes.page(filters, limit=query.limit, cursor=query.cursor)
+        except InvalidValue:  # a cursor of the right form that names no place in the list
+            errors["cursor"] = "is not a page of this list"
+            values.pop("cursor", None)
+            listing = await self.service.codes.page(filters, limit=query.limit, cursor=None)
+        tags = await self.service.codes.known_tags()
+        kept = {k: v for k, v in values.items() if k != "cursor"}
+        first_page = "?" + urlencode(kept)
+        next_page = "?" + urlencode({**kept, "cursor": listing.next_cursor}) if listing.next_cursor else None
+        return self.render(
+            request,
+            current,
+            "codes.html",
+            listing=listing,
+            values=values,
+            errors=errors,
+            tags=tags,
+            first_page=first_page,
+            next_page=next_page,
+            paged="cursor" in values,
+        )
+
+    @page()
+    async def export(self, request: Request, current: Page) -> Response:
+        chosen = [value for value in request.query_params.getlist("id") if is_well_formed(value)]
+        kind = request.query_params.get("as", "")
+        if kind not in EXPORTS:
+            raise InvalidField("as", f"must be one of {', '.join(EXPORTS)}")
+        if not chosen:
+            raise BadRequest("select at least one code to export")
+        if len(chosen) > limits.MAX_SELECTED:
+            raise BadRequest(f"select at most {limits.MAX_SELECTED} codes at once")
+        path, extra = EXPORTS[kind]
+        query = urlencode({**extra, "ids": ",".join(dict.fromkeys(chosen))})
+        return RedirectResponse(f"/api/v1/qr/{path}?{query}", status_code=303)

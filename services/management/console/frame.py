@@ -1,0 +1,333 @@
+"""The frame every console page shares: its session (sign-in first when tokens are on), who is
+calling, the forms it posts (read within their limit, checked against cross-site forgery, see
+:mod:`services.management.auth.sessions`), the templates, the errors shown as a page, and the
+headers on every answer.
+
+Every answer carries a strict content security policy (nothing from elsewhere, no inline script or
+style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escapes every value.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from services.management import limits
+from services.management.auth.identity import Identity, identity_of
+from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
+from services.management.console import forms
+from services.management.errors import (
+    CodeNotFound,
+    DomainError,
+    LogoNotFound,
+    SlugTaken,
+    TryAgain,
+    Unreadable,
+)
+from services.management.inputs import read_body
+from services.management.service import Service
+from shared.errors import BadRequest, NotFound, ServiceError
+from shared.ids import is_well_formed
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+FORM_OVERHEAD = 16 * 1024  # a multipart body's boundaries and headers around an uploaded file
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+# The notices a redirect may ask a page to show: fixed texts, so no URL can put words on a page.
+NOTICES = {
+    "created": "The code was created.",
+    "saved": "The changes were saved.",
+    "enabled": "The code is switched on: it redirects again.",
+    "disabled": "The code is switched off: it answers 410 (or its fallback URL).",
+    "deleted": "The code was deleted.",
+    "logo": "The logo was saved; the images carry it now.",
+    "logo-removed": "The logo was removed.",
+    "signed-out": "You are signed out.",
+}
+ORDERS = {"-created_at": "Newest first", "created_at": "Oldest first", "-scan_count": "Most scanned"}
+# What a form may upload, which sets how large it may be: nothing (MAX_BODY_BYTES), a CSV of codes
+# (BULK_MAX_BODY_BYTES), a logo (LOGO_MAX_BYTES and the multipart around it).
+Upload = Literal["csv", "logo"] | None
+
+
+@dataclass
+class Page:
+    """One console request: its session (made now when it had none), who is calling, the form it
+    posted, and how to answer."""
+
+    request: Request
+    session: Session
+    csrf: str
+    signed_in_as: str | None
+    identity: Identity
+    new_cookie: str | None = None
+    form: FormData | None = None
+
+    @property
+    def posted(self) -> FormData:
+        """The form a write posted (read and checked by the frame before the handler runs)."""
+        assert self.form is not None, "only a write has a form"
+        return self.form
+
+
+class Frame:
+    def __init__(self, service: Service, sessions: Sessions) -> None:
+        self.settings = service.settings
+        self.sessions = sessions
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        environment.globals.update(
+            orders=ORDERS,
+            ecc_levels=limits.ECC_LEVELS,
+            limits=limits,
+            code_form=forms.CODE_FORM,
+            csv_columns=forms.csv_columns(),
+        )
+        environment.filters["moment"] = _moment
+        environment.filters["shown"] = _shown
+        self.templates = Jinja2Templates(env=environment)
+
+    async def serve(
+        self,
+        request: Request,
+        handler: Callable[[Request, Page], Awaitable[Response]],
+        *,
+        write: bool,
+        upload: Upload = None,
+    ) -> Response:
+        """``handler``'s answer, within the frame (see the module's docstring)."""
+        try:
+            session = await self.sessions.from_scope(request.scope)
+        except DomainError as exc:  # the sign-outs cannot be read
+            return self.error_page(request, None, exc)
+        new_cookie = None
+        if session is None and not self.sessions.sign_in_required and not write:
+            session, new_cookie = self.sessions.issue()
+        if session is None:
+            if write:
+                return self.refused(
+                    request,
+                    None,
+                    "there is no session (it ended, or the form came from another site). Open the page again",
+                )
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
+        signed_in_as = self.sessions.token_name(session)
+        current = Page(
+            request,
+            session,
+            self.sessions.csrf_token(session),
+            signed_in_as,
+            # The history's "by" is the session's token, as for a bearer token.
+            identity_of(request.scope).signed_in(session, signed_in_as),
+            new_cookie,
+        )
+        form: FormData | None = None
+        try:
+            if write:
+                form = await self.form(request, upload)
+                reason = self.sessions.forged(request.headers, session, forms.text(form, "csrf") or None)
+                if reason is not None:
+                    log.warning("console form refused", extra={"reason": reason})
+                    return self.refused(request, current, reason)
+                current.form = form
+            response = await handler(request, current)
+        except (ServiceError, DomainError) as exc:
+            response = self.error_page(request, current, exc)
+        finally:
+            if form is not None:
+                await form.close()  # uploaded files' temporary files
+        if current.new_cookie is not None:
+            self.set_cookie(request, response, current.new_cookie)
+        return response
+
+    def refused(self, request: Request, current: Page | None, reason: str) -> Response:
+        """A form refused as possibly forged: 400, not 403 (at the edge, a 403 page is the allowlist's)."""
+        return self.render(
+            request,
+            current,
+            "error.html",
+            status_code=400,
+            title="Refused",
+            message=f"This form was refused: {reason}.",
+        )
+
+    def error_page(self, request: Request, current: Page | None, exc: ServiceError | DomainError) -> Response:
+        status = exc.status if isinstance(exc, ServiceError) else status_of(exc)
+        return self.render(
+            request,
+            current,
+            "error.html",
+            status_code=status,
+            title=_error_title(status),
+            message=exc.message,
+        )
+
+    async def form(self, request: Request, upload: Upload = None) -> FormData:
+        """The form the request posts, read within the limit of what it may upload."""
+        if upload == "csv":
+            limit = self.settings.bulk_max_body_bytes
+        elif upload == "logo":
+            limit = self.settings.logo_max_bytes + FORM_OVERHEAD
+        else:
+            limit = self.settings.max_body_bytes
+        _, body = await read_body(
+            request, accepted=("application/x-www-form-urlencoded", "multipart/form-data"), max_bytes=limit
+        )
+        request._body = body  # parsed from what was read, within the limit
+        try:
+            return await request.form(max_files=1, max_fields=50, max_part_size=len(body) + 1)
+        except Exception as exc:  # python-multipart's refusals of a malformed body
+            raise BadRequest(f"the form cannot be read: {type(exc).__name__}") from None
+
+    def set_cookie(self, request: Request, response: Response, value: str) -> None:
+        # Over HTTPS the name is __Host-'d, which browsers take only with Secure, Path=/ and no
+        # Domain; over HTTP they refuse that prefix, so the plain name goes without Secure.
+        https = self.sessions.https(request.scope)
+        response.set_cookie(
+            cookie_name(https),
+            value,
+            max_age=LIFETIME_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=https,
+        )
+
+    def render(
+        self, request: Request, current: Page | None, template: str, *, status_code: int = 200, **context: Any
+    ) -> Response:
+        notice = NOTICES.get(request.query_params.get("notice", ""))
+        frame = {
+            "path": request.url.path,
+            "csrf": current.csrf if current else "",
+            "signed_in_as": current.signed_in_as if current else None,
+            "sign_in_required": self.sessions.sign_in_required,
+            "notice": notice,
+        }
+        return self.templates.TemplateResponse(
+            request, template, {**frame, **context}, status_code=status_code, headers=SECURITY_HEADERS
+        )
+
+    async def not_found(self, request: Request) -> Response:
+        return self.error_page(request, None, NotFound("there is no such page in the console"))
+
+
+class Pages:
+    """A group of console pages: the frame they share and the operations they call."""
+
+    def __init__(self, frame: Frame, service: Service) -> None:
+        self.frame = frame
+        self.service = service
+
+    def render(
+        self, request: Request, current: Page | None, template: str, *, status_code: int = 200, **context: Any
+    ) -> Response:
+        return self.frame.render(request, current, template, status_code=status_code, **context)
+
+
+P = TypeVar("P", bound=Pages)
+Handler = Callable[[P, Request, Page], Awaitable[Response]]
+Endpoint = Callable[[P, Request], Awaitable[Response]]
+
+
+def page(*, write: bool = False, upload: Upload = None) -> Callable[[Handler[P]], Endpoint[P]]:
+    """A console page: served within the frame (the form it posts when ``write``, within the limit
+    of its ``upload``), with the security headers on whatever it answers."""
+
+    def wrap(handler: Handler[P]) -> Endpoint[P]:
+        @functools.wraps(handler)
+        async def endpoint(self: P, request: Request) -> Response:
+            bound = functools.partial(handler, self)
+            response = await self.frame.serve(request, bound, write=write, upload=upload)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return endpoint
+
+    return wrap
+
+
+def code_id(request: Request) -> str:
+    """The code the page's path names (404 for what cannot be an id)."""
+    found: str = request.path_params["code_id"]
+    if not is_well_formed(found):
+        raise NotFound("no QR code with that id")
+    return found
+
+
+def reason(error: ServiceError | DomainError, field: str) -> str:
+    """An error's message without the name of its field (shown beside that field)."""
+    return error.message.removeprefix(f"{field}: ")
+
+
+def status_of(error: DomainError) -> int:
+    """The status of the page that shows a domain error."""
+    if isinstance(error, CodeNotFound | LogoNotFound):
+        return 404
+    if isinstance(error, SlugTaken):
+        return 409
+    if isinstance(error, Unreadable):
+        return 400
+    if isinstance(error, TryAgain):
+        return 503
+    return 422  # InvalidValue, BulkRefused
+
+
+def _error_title(status: int) -> str:
+    return {
+        400: "Bad request",
+        403: "Refused",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+        415: "Unsupported file",
+        422: "Not accepted",
+        503: "Unavailable",
+    }.get(status, "Error")
+
+
+def _moment(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _shown(value: Any) -> str:
+    """A value from the history as the API spells it (true, not True; a list by commas)."""
+    if value is None or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

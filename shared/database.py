@@ -43,10 +43,14 @@ class AdvisoryLock(enum.IntEnum):
 # the id as payload, or FLUSH_ALL after a restore or a statement that changed several codes (the
 # statement triggers of migration 0008). A bulk create sends NEW_CODES just before its rows: the
 # FLUSH_ALL that follows from the same backend (a transaction's notifications arrive together, in
-# order) is new codes only, which changes no answer but a 404's.
+# order) is new codes only, which changes no answer but a 404's. A delete, or a change that switches
+# a code off (disabled, expired), also sends STOPPED followed by the id: the redirect processes then
+# forget what they held of it instead of keeping it stale (a stale entry answers while the database
+# cannot, and a code switched off must never be answered from memory). No id holds a "!".
 CHANGE_CHANNEL = "qr_changed"
 FLUSH_ALL = "*"
 NEW_CODES = "+"
+STOPPED = "!"
 
 
 def _with_scheme(url: str, scheme: str) -> str:

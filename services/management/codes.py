@@ -30,7 +30,7 @@ from services.management.logos import Logo, StoredLogo
 from services.management.models import SEARCH_EXPRESSION, logos, qr_codes, scan_counts
 from services.management.schemas import NewQRCode, QRCode, QRCodeChanges, QRCodeList
 from shared import ids
-from shared.database import CHANGE_CHANNEL, NEW_CODES, AdvisoryLock
+from shared.database import CHANGE_CHANNEL, NEW_CODES, STOPPED, AdvisoryLock
 from shared.urls import ascii_host
 
 # With ~49.5 bits per id a collision is rare; several in a row mean something else is wrong.
@@ -311,7 +311,11 @@ async def update_code(
         await conn.execute(
             update(qr_codes).where(qr_codes.c.id == code_id).values(**changes, updated_at=func.now())
         )
-    return await get_code(conn, code_id), diff
+    code = await get_code(conn, code_id)
+    expired = code.expires_at is not None and code.expires_at <= datetime.now(UTC)
+    if diff and (not code.enabled or expired):
+        await _announce_stopped(conn, current.id)
+    return code, diff
 
 
 async def delete_code(conn: AsyncConnection, code_id: str) -> Changes:
@@ -326,7 +330,14 @@ async def delete_code(conn: AsyncConnection, code_id: str) -> Changes:
     ).scalar_one_or_none()
     if deleted_at is None:
         raise CodeNotFound(code_id)
+    await _announce_stopped(conn, code_id)
     return {"deleted_at": {"old": None, "new": _timestamp(deleted_at)}}
+
+
+async def _announce_stopped(conn: AsyncConnection, code_id: str) -> None:
+    """Tell the redirect processes, with the change, that this code answers no more: they forget
+    it rather than keep it to answer from while the database is away (shared/database.py)."""
+    await conn.execute(select(func.pg_notify(CHANGE_CHANNEL, STOPPED + code_id)))
 
 
 # -- pages -------------------------------------------------------------------------------------

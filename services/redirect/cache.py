@@ -211,6 +211,16 @@ class LookupCache:
                 self._targets[key] = (STALE, item[1], item[2])  # where it was in the LRU order
                 self.evictions["notify"] += 1
 
+    def forget(self, code_id: str) -> None:
+        """The code stored as ``code_id`` answers no more (deleted, disabled, expired): every entry
+        of it goes, so that nothing of it is answered from memory while the database is away."""
+        self.epoch += 1
+        folded = code_id.lower()
+        for key in (folded, *self._spellings.get(folded, ())):
+            if key in self._targets:
+                self.evictions["stopped"] += 1
+            self._drop(key)
+
     def mark_all_stale(self) -> None:
         """Anything may have changed (a restore, a change of many codes, notifications missed):
         every entry is looked up again before it answers; unknown ids go."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.redirect.cache import LookupCache
-from shared.database import CHANGE_CHANNEL, FLUSH_ALL, NEW_CODES
+from shared.database import CHANGE_CHANNEL, FLUSH_ALL, NEW_CODES, STOPPED
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ChangeListener:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.received: Counter[str] = Counter()  # notifications: "id", "all" or "new" (codes)
+        self.received: Counter[str] = Counter()  # notifications: "id", "all", "new" (codes), "stopped"
         self._announced_by: int | None = None  # the backend whose NEW_CODES came last
 
     def stats(self) -> ListenerStats:
@@ -80,8 +80,14 @@ class ChangeListener:
             self.received["new"] += 1
             self._cache.forget_unknown()
             return
+        text = str(payload)
+        if text.startswith(STOPPED):
+            # Deleted or switched off: forgotten, never answered from memory again.
+            self.received["stopped"] += 1
+            self._cache.forget(text[len(STOPPED) :])
+            return
         if self._on_change is not None:
-            self._on_change(str(payload))
+            self._on_change(text)
         if payload == FLUSH_ALL:
             self.received["all"] += 1
             self._cache.mark_all_stale()

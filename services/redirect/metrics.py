@@ -64,13 +64,13 @@ class RedirectMetrics:
         self.cache_evictions = Counter(
             "qr_redirect_cache_evictions_total",
             "Cache entries made stale (looked up again, kept for outages) by a change notification or a "
-            "flush, or dropped for room (capacity)",
+            "flush, dropped because their code stopped answering (stopped), or dropped for room (capacity)",
             ["reason"],
             registry=registry,
         )
         self.invalidations = Counter(
             "qr_redirect_invalidations_total",
-            "Change notifications received (kind: one id, all, or new codes only)",
+            "Change notifications received (kind: one id, all, new codes only, or a code stopped)",
             ["kind"],
             registry=registry,
         )

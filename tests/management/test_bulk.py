@@ -382,6 +382,32 @@ async def test_commas_and_brackets_inside_strings_are_no_values(client: httpx.As
     assert response.json()["created"][0]["title"] == title
 
 
+async def test_a_code_deleted_or_switched_off_is_announced_as_stopped(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Besides its id, a delete and a change that switches a code off announce "!" + id: the redirect
+    processes then forget the code instead of keeping it to answer from in an outage."""
+    received: list[str] = []
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("qr_changed", lambda *args: received.append(args[-1]))
+        for slug in ("gone1", "off1", "late1", "kept1"):
+            assert (await create(client, target_url="https://example.org/", slug=slug)).status_code == 201
+        assert (await client.delete("/api/v1/qr/gone1")).status_code == 204
+        assert (await client.patch("/api/v1/qr/off1", json={"enabled": False})).status_code == 200
+        past = "2020-01-01T00:00:00Z"
+        assert (await client.patch("/api/v1/qr/late1", json={"expires_at": past})).status_code == 200
+        assert (await client.patch("/api/v1/qr/kept1", json={"title": "still on"})).status_code == 200
+        for _ in range(50):
+            if len(received) >= 11:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await listener.close()
+    assert [payload for payload in received if payload.startswith("!")] == ["!gone1", "!off1", "!late1"]
+    assert received.count("kept1") == 2  # its create and its change, never a "!"
+
+
 def test_the_readme_and_the_document_state_the_bulk_bounds() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert f"first {bulk_module.MAX_ERRORS:,} problems" in readme

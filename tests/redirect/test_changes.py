@@ -152,6 +152,30 @@ async def test_a_code_edited_just_before_lookups_fail_keeps_its_previous_target(
     assert answer(response) == (302, "https://example.org/after")
 
 
+async def test_a_code_deleted_or_switched_off_is_never_answered_from_memory(
+    app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
+) -> None:
+    """A stale entry answers while lookups fail, but not for a code that stopped answering: the
+    management service announces those ("!" + id) and they are forgotten at once."""
+    await insert_code(db, "gone0001", "https://example.org/gone")
+    await insert_code(db, "off00001", "https://example.org/off")
+    await until(lambda: app.listener.received["id"] == 2, "the inserts' notifications")
+    for code_id in ("gone0001", "off00001"):
+        assert (await client.get(f"/r/{code_id}")).status_code == 302
+    async with db.transaction():  # as the management service deletes and switches off
+        await db.execute("UPDATE qr_codes SET deleted_at = now() WHERE id = 'gone0001'")
+        await db.execute("SELECT pg_notify('qr_changed', '!gone0001')")
+        await db.execute("UPDATE qr_codes SET enabled = false WHERE id = 'off00001'")
+        await db.execute("SELECT pg_notify('qr_changed', '!off00001')")
+    await until(lambda: app.listener.received["stopped"] == 2, "the stops")
+    async with lookups_failing(database_url):
+        for code_id in ("gone0001", "off00001", "GONE0001"):
+            assert (await client.get(f"/r/{code_id}")).status_code == 503, code_id  # not the old target
+    await asyncio.sleep(app.resolver.cooldown)
+    assert (await client.get("/r/gone0001")).status_code == 404
+    assert (await client.get("/r/off00001")).status_code == 410
+
+
 async def test_after_a_listener_reconnect_with_lookups_failing_known_codes_still_redirect(
     app: RedirectApp, client: httpx.AsyncClient, db: asyncpg.Connection, database_url: str
 ) -> None:

@@ -309,9 +309,11 @@ def test_every_image_is_named_from_the_environment_with_the_official_one_by_defa
 
 def test_least_privilege_in_every_container(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in (*APP, "migrate", "traefik", PROXY, "prometheus"):
+    for name in (*APP, "migrate", "traefik", PROXY, "prometheus", "grafana"):
         assert services[name]["cap_drop"] == ["ALL"], name
         assert services[name]["security_opt"] == ["no-new-privileges:true"], name
+    for name in (*APP, "migrate", "traefik", PROXY, "prometheus"):  # Grafana writes its own database
+        assert services[name]["read_only"] is True, name
     assert services["traefik"]["cap_add"] == ["NET_BIND_SERVICE"]
     assert services["db"]["security_opt"] == ["no-new-privileges:true"]
 

@@ -25,7 +25,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.redirect import queries
-from services.redirect.cache import Found, LookupCache
+from services.redirect.answers import Found
+from services.redirect.cache import LookupCache
 from services.redirect.listener import ChangeListener
 from services.redirect.metrics import PoolStats, Readings, RedirectMetrics
 from services.redirect.redirects import RedirectEndpoint

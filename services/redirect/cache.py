@@ -18,7 +18,7 @@ Semantics:
   the database is unreachable, a printed code keeps working on what was last known. New codes
   only (a bulk create) drop the unknown ids and touch nothing else: a create can only turn a 404
   into a code;
-- values are immutable (:class:`Target` is a frozen dataclass, :data:`NOT_FOUND` a sentinel), so
+- values are immutable (:class:`CodeAnswer` is a frozen dataclass, :data:`NOT_FOUND` a sentinel), so
   callers share them safely;
 - every change bumps an epoch, and :meth:`LookupCache.put` takes a value read from the database
   before the latest change as stale at best (and only for a code nothing is held of), so a change
@@ -34,38 +34,14 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NamedTuple, final
+from typing import Final, final
+
+from services.redirect.answers import CodeAnswer
 
 # The key of an answer held for one spelling only is that spelling in a tuple: no path asked for
 # (a string, looked up before it is validated) can ever be equal to it.
 Key = str | tuple[str]
 STALE: Final = 0.0  # the "fresh until" of an entry marked stale: before any reading of the clock
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a code answers: the ``Location`` bytes, its status, when it stops answering, and what
-    it does then (``fallback``: a ``Location`` instead of 410)."""
-
-    location: bytes
-    status: int
-    enabled: bool = True
-    expires_at: float | None = None  # Unix time; None: never
-    fallback: bytes | None = None
-    forward_query: bool = False
-    code_id: str = ""  # the id as stored (a scan of /r/menu is a scan of the code Menu)
-
-    def is_live(self, now: float) -> bool:
-        return self.enabled and (self.expires_at is None or now < self.expires_at)
-
-
-class Found(NamedTuple):
-    """What the database says of an id: its target (``None``: no such code, or deleted), and
-    whether other spellings of the id belong to other codes (made before ids were case-insensitive),
-    so that the answer holds for the spelling asked only."""
-
-    target: Target | None
-    shared: bool = False
 
 
 @final
@@ -77,7 +53,7 @@ class _NotFound:
 
 
 NOT_FOUND: Final = _NotFound()
-Cached = Target | _NotFound
+Cached = CodeAnswer | _NotFound
 
 
 class LookupCache:
@@ -98,7 +74,7 @@ class LookupCache:
         self._clock = clock
         # key -> (fresh until, generation, target); the key is the id in lower case, or (the
         # spelling asked,) for an id shared by several codes.
-        self._targets: OrderedDict[Key, tuple[float, int, Target]] = OrderedDict()
+        self._targets: OrderedDict[Key, tuple[float, int, CodeAnswer]] = OrderedDict()
         self._missing: OrderedDict[Key, float] = OrderedDict()
         # Id in lower case -> the per-spelling keys held of it (ids shared by several codes only).
         self._spellings: dict[str, set[tuple[str]]] = {}
@@ -135,7 +111,7 @@ class LookupCache:
             return NOT_FOUND
         return None
 
-    def get_stale(self, code_id: str) -> Target | None:
+    def get_stale(self, code_id: str) -> CodeAnswer | None:
         """The last known target for ``code_id``, fresh or not (unknown ids are never served stale)."""
         item = self._targets.get(self._key(code_id))
         return None if item is None else item[2]
@@ -156,7 +132,7 @@ class LookupCache:
             # Read before a change (of any code): no fresh answer, but for a code nothing is held
             # of, what to answer should the database fail before it is looked up again.
             unheld = folded not in self._targets and folded not in self._spellings
-            if isinstance(value, Target) and not shared and unheld:
+            if isinstance(value, CodeAnswer) and not shared and unheld:
                 self._missing.pop(folded, None)
                 self._hold(folded, STALE, value)
             return
@@ -171,14 +147,14 @@ class LookupCache:
                 self._drop(held)
             key = folded
             self._drop(key)
-        if isinstance(value, Target):
+        if isinstance(value, CodeAnswer):
             self._hold(key, self._clock() + self.ttl, value)
         else:
             self._missing[key] = self._clock() + self.negative_ttl
             while len(self._missing) > self.max_missing:
                 self._drop(next(iter(self._missing)))
 
-    def _hold(self, key: Key, fresh_until: float, target: Target) -> None:
+    def _hold(self, key: Key, fresh_until: float, target: CodeAnswer) -> None:
         self._targets[key] = (fresh_until, self.generation, target)
         while len(self._targets) > self.max_entries:
             self._drop(next(iter(self._targets)))

@@ -10,7 +10,7 @@ import logging
 
 import asyncpg
 
-from services.redirect.cache import Found, Target
+from services.redirect.answers import CodeAnswer, Found
 from shared.urls import location_bytes
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _found(row: asyncpg.Record | None, code_id: str) -> Found:
     return Found(_target(row, code_id), shared=row["shared"])
 
 
-def _target(row: asyncpg.Record | None, code_id: str) -> Target | None:
+def _target(row: asyncpg.Record | None, code_id: str) -> CodeAnswer | None:
     if row is None or row["deleted"]:
         return None
     if not _web_url(row["target_url"]):
@@ -78,7 +78,7 @@ def _target(row: asyncpg.Record | None, code_id: str) -> Target | None:
         return None
     expires_at = row["expires_at"]
     fallback = row["fallback_url"] if row["fallback_url"] and _web_url(row["fallback_url"]) else None
-    return Target(
+    return CodeAnswer(
         location=location_bytes(row["target_url"]),
         status=row["redirect_status"],
         enabled=row["enabled"],

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from services.redirect.cache import NOT_FOUND, LookupCache, Target
+from services.redirect.answers import CodeAnswer
+from services.redirect.cache import NOT_FOUND, LookupCache
 from services.redirect.resolver import Resolver
 from services.redirect.scans import ScanRecorder
 from shared.errors import Unavailable
@@ -129,7 +130,7 @@ class RedirectEndpoint:
             return (*await self._refuse(scope, send, 405), "rejected")
         code_id = scope["path"][PREFIX_LENGTH:]
         cached = self._cache.get(code_id)
-        if isinstance(cached, Target):
+        if isinstance(cached, CodeAnswer):
             target, outcome = cached, "hit"
         elif cached is NOT_FOUND or not is_well_formed(code_id):
             return (*await self._refuse(scope, send, 404), "not_found")
@@ -180,7 +181,7 @@ class RedirectEndpoint:
         await send({"type": "http.response.body", "body": b""})
         return status, request_id, outcome
 
-    def _destination(self, target: Target) -> tuple[bytes | None, int]:
+    def _destination(self, target: CodeAnswer) -> tuple[bytes | None, int]:
         if target.is_live(self._clock()):
             return target.location, target.status
         if target.fallback is not None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.redirect import queries
-from services.redirect.cache import Found
+from services.redirect.answers import Found
 from shared.database import FAULTS, FLUSH_ALL
 
 log = logging.getLogger(__name__)

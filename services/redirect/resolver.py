@@ -1,4 +1,4 @@
-"""From an id to its :class:`Target` when the cache has no fresh answer: one database query per code
+"""From an id to its :class:`CodeAnswer` when the cache has no fresh answer: one database query per code
 at a time (whatever the spellings asked meanwhile), and the last known answer while the database
 cannot give one.
 
@@ -16,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from services.redirect.cache import NOT_FOUND, Found, LookupCache, Target
+from services.redirect.answers import CodeAnswer, Found
+from services.redirect.cache import NOT_FOUND, LookupCache
 from shared.database import FAULTS
 from shared.errors import Unavailable
 from shared.singleflight import SingleFlight
@@ -24,11 +25,11 @@ from shared.singleflight import SingleFlight
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[Found]]
-Lookup = tuple[Target | None, bool]  # (target or None for no such code, served stale)
+Lookup = tuple[CodeAnswer | None, bool]  # (target or None for no such code, served stale)
 
 
 class _Answer(NamedTuple):
-    target: Target | None  # None: no such code, or (when stale) nothing known while the database fails
+    target: CodeAnswer | None  # None: no such code, or (when stale) nothing known while the database fails
     stale: bool
     spelling: str | None  # the spelling asked, when the answer holds for that spelling only
 

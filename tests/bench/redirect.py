@@ -39,7 +39,8 @@ import httpx
 from services.ops import edge, embedded
 from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
 from services.ops.settings import StackSettings
-from services.redirect.cache import LookupCache, Target
+from services.redirect.answers import CodeAnswer
+from services.redirect.cache import LookupCache
 from shared.database import asyncpg_dsn
 from tests.bench.report import Report
 from tests.conftest import free_port
@@ -144,7 +145,7 @@ def cache_per_call(report: Report) -> None:
     """The lookup cache's hit against aiocache 0.12's memory cache (the design's first choice)."""
     from aiocache import SimpleMemoryCache
 
-    target = Target(location=b"https://example.org/", status=302)
+    target = CodeAnswer(location=b"https://example.org/", status=302)
     ours = LookupCache(max_entries=100_000, ttl=300, negative_ttl=5)
     ours.put("abcdefghjk", target)
     number = 200_000

@@ -646,6 +646,12 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(deployment: D
             )
             assert declared
             assert declared <= names, (declared, names)
+            # Hardened as the rest: no capabilities, no setuid gains, read-only, not root.
+            state = deployment.inspect(deployment.container("prometheus"))
+            assert [c.removeprefix("CAP_") for c in state["HostConfig"]["CapDrop"]] == ["ALL"]
+            assert "no-new-privileges:true" in state["HostConfig"]["SecurityOpt"]
+            assert state["HostConfig"]["ReadonlyRootfs"] is True
+            assert host_pid_uid(int(state["State"]["Pid"])) != 0
         finally:
             deployment.compose("--profile", "monitoring", "stop", "prometheus")
 
@@ -754,63 +760,73 @@ def volume_files(deployment: Deployment, volume: str) -> list[str]:
     return sorted(listing.stdout.split())
 
 
-def test_production_https_and_everything_kept_over_down_and_up(deployment: Deployment) -> None:
-    if "pebble_directory" not in deployment.notes:
-        pytest.skip("pebble not installed (apt-get install pebble): no ACME CA to get a certificate from")
+def redirects_over_https(deployment: Deployment, code_id: str) -> bool:
+    with httpx.Client(timeout=10, verify=False) as secure:  # Pebble's chain is its own
+        # SNI and Host are the domain's, the address this machine's published port.
+        answer = secure.get(
+            f"https://127.0.0.1:{deployment.ports.https}/r/{code_id}",
+            headers={"Host": DOMAIN},
+            extensions={"sni_hostname": DOMAIN},
+        )
+    if answer.status_code == 302:
+        assert "max-age" in answer.headers["strict-transport-security"]
+    return answer.status_code == 302
+
+
+def test_production_https_then_everything_kept_over_down_and_up(deployment: Deployment) -> None:
+    """With Pebble: the production static file, a certificate from the ACME CA, HTTP's 301. Then,
+    with or without it: `down` and `up -d` keep the codes, the stored images and the certificate."""
     code = deployment.notes["office_code"]
-    static = deployment.run(
-        ["qr-manage", "edge-config", "--production", "--acme-ca-server", deployment.notes["pebble_directory"]]
-    ).stdout
-    (deployment.folder / "infra" / "traefik" / "traefik.pebble.yml").write_text(static)
-    set_env_values(
-        deployment.folder / ".env", {"EDGE_STATIC_FILE": "traefik.pebble.yml", "EDGE_ACME_DOMAINS": DOMAIN}
-    )
-    with PHASES.timed("production: the certificate from the ACME CA"):
-        readme(deployment, "up", timeout=400)
-        certificate = deployment.wait(
-            "a certificate for the domain", lambda: issued_by_pebble(deployment.ports.https), timeout=90
+    certificate = None
+    if "pebble_directory" in deployment.notes:
+        static = deployment.run(
+            [
+                "qr-manage",
+                "edge-config",
+                "--production",
+                "--acme-ca-server",
+                deployment.notes["pebble_directory"],
+            ]
+        ).stdout
+        (deployment.folder / "infra" / "traefik" / "traefik.pebble.yml").write_text(static)
+        set_env_values(
+            deployment.folder / ".env",
+            {"EDGE_STATIC_FILE": "traefik.pebble.yml", "EDGE_ACME_DOMAINS": DOMAIN},
         )
-    assert "Pebble" in certificate.issuer.rfc4514_string()
-    with httpx.Client(timeout=10, verify=False) as client:  # Pebble's chain is its own
-        moved = client.get(
-            f"http://127.0.0.1:{deployment.ports.http}/r/{code['id']}", headers={"Host": DOMAIN}
-        )
+        with PHASES.timed("production: the certificate from the ACME CA"):
+            readme(deployment, "up", timeout=400)
+            certificate = deployment.wait(
+                "a certificate for the domain", lambda: issued_by_pebble(deployment.ports.https), timeout=90
+            )
+        assert "Pebble" in certificate.issuer.rfc4514_string()
+        with httpx.Client(timeout=10) as client:
+            moved = client.get(
+                f"http://127.0.0.1:{deployment.ports.http}/r/{code['id']}", headers={"Host": DOMAIN}
+            )
         assert moved.status_code == 301, moved.headers
         assert moved.headers["location"].startswith(f"https://{DOMAIN}"), moved.headers
-        secure = httpx.Client(timeout=10, verify=False)
-        with secure:
-            # SNI and Host are the domain's, the address this machine's published port.
-            answer = secure.get(
-                f"https://127.0.0.1:{deployment.ports.https}/r/{code['id']}",
-                headers={"Host": DOMAIN},
-                extensions={"sni_hostname": DOMAIN},
-            )
-        assert answer.status_code == 302
-        assert "max-age" in answer.headers["strict-transport-security"]
+        assert redirects_over_https(deployment, code["id"])
+        assert "/volume/acme.json" in volume_files(deployment, "traefik-certificates")
     with deployment.local_admin() as admin:
         assert admin.get(f"/api/v1/qr/{code['id']}/image.svg").status_code == 200
     codes = settled_codes(deployment)
     stored_images = volume_files(deployment, "qr_data")
     assert stored_images, "no rendered image in the qr_data volume"
-    assert "/volume/acme.json" in volume_files(deployment, "traefik-certificates")
 
     with PHASES.timed("down, then up -d --wait"):
         readme(deployment, "down", timeout=300)
         readme(deployment, "up", timeout=400)
+    assert set(stored_images) <= set(volume_files(deployment, "qr_data"))
+    same_codes(codes, settled_codes(deployment))
+    if certificate is None:
+        wait_redirecting(deployment, code["id"])
+        pytest.skip(
+            "pebble not installed (apt-get install pebble): codes and images kept; no certificate to keep"
+        )
     kept = deployment.wait(
         "the stored certificate served", lambda: issued_by_pebble(deployment.ports.https), timeout=60
     )
     assert kept.serial_number == certificate.serial_number  # kept, not asked for again
-    assert set(stored_images) <= set(volume_files(deployment, "qr_data"))
-    same_codes(codes, settled_codes(deployment))
-
-    def redirects_over_https() -> bool:
-        with httpx.Client(timeout=10, verify=False) as secure:  # Pebble's chain is its own
-            answer = secure.get(
-                f"https://127.0.0.1:{deployment.ports.https}/r/{code['id']}",
-                headers={"Host": DOMAIN},
-                extensions={"sni_hostname": DOMAIN},
-            )
-        return answer.status_code == 302
-
-    deployment.wait("/r/ redirecting over HTTPS", redirects_over_https, timeout=60)
+    deployment.wait(
+        "/r/ redirecting over HTTPS", lambda: redirects_over_https(deployment, code["id"]), timeout=60
+    )

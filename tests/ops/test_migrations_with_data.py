@@ -28,7 +28,7 @@ from alembic.script import ScriptDirectory
 
 from services.ops import schema
 from services.redirect import queries, rollups, scans, visitors
-from services.redirect.cache import Target
+from services.redirect.answers import CodeAnswer
 from services.redirect.scans import ScanRecorder
 from shared.database import AdvisoryLock
 from shared.urls import location_bytes
@@ -422,7 +422,7 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
             for statement in queries.ALL:
                 await connection.prepare(statement)
             found = await queries.lookup_target(pool, OLD_CODE, timeout=5)
-            expected = Target(location=location_bytes(OLD_TARGET), status=301, code_id=OLD_CODE)
+            expected = CodeAnswer(location=location_bytes(OLD_TARGET), status=301, code_id=OLD_CODE)
             assert found.target == expected, revision
             # Ids are found in any case (fast from 0006, which indexes lower(id)).
             assert (await queries.lookup_target(pool, OLD_CODE.upper(), timeout=5)).target == expected

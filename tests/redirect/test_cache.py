@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from services.redirect.cache import NOT_FOUND, LookupCache, Target
+from services.redirect.answers import CodeAnswer
+from services.redirect.cache import NOT_FOUND, LookupCache
 
 
 class Clock:
@@ -11,8 +12,8 @@ class Clock:
         return self.now
 
 
-def target(n: int = 0) -> Target:
-    return Target(location=f"https://example.org/{n}".encode(), status=302, enabled=True, expires_at=None)
+def target(n: int = 0) -> CodeAnswer:
+    return CodeAnswer(location=f"https://example.org/{n}".encode(), status=302, enabled=True, expires_at=None)
 
 
 def test_entries_expire_and_negative_entries_expire_sooner() -> None:
@@ -100,9 +101,9 @@ def test_new_codes_forget_only_unknown_ids() -> None:
 
 def test_target_liveness() -> None:
     assert target().is_live(0)
-    assert not Target(b"x", 302, enabled=False, expires_at=None).is_live(0)
-    assert Target(b"x", 302, enabled=True, expires_at=100).is_live(99.9)
-    assert not Target(b"x", 302, enabled=True, expires_at=100).is_live(100)
+    assert not CodeAnswer(b"x", 302, enabled=False, expires_at=None).is_live(0)
+    assert CodeAnswer(b"x", 302, enabled=True, expires_at=100).is_live(99.9)
+    assert not CodeAnswer(b"x", 302, enabled=True, expires_at=100).is_live(100)
 
 
 def spellings(word: str) -> list[str]:
@@ -115,7 +116,7 @@ def spellings(word: str) -> list[str]:
 
 def test_every_spelling_of_an_id_shares_one_entry() -> None:
     cache = LookupCache(max_entries=10, ttl=60, negative_ttl=5, clock=Clock())
-    menu = Target(b"https://example.org/", 302, code_id="Menu")
+    menu = CodeAnswer(b"https://example.org/", 302, code_id="Menu")
     cache.put("mEnU", menu)
     assert len(spellings("menu")) == 16
     assert all(cache.get(s) == menu for s in spellings("menu"))
@@ -133,8 +134,8 @@ def test_every_spelling_of_an_id_shares_one_entry() -> None:
 
 def test_an_id_shared_by_codes_of_another_case_is_kept_per_spelling() -> None:
     cache = LookupCache(max_entries=10, ttl=60, negative_ttl=5, clock=Clock())
-    first = Target(b"https://example.org/first", 302, code_id="Poster")
-    second = Target(b"https://example.org/second", 302, code_id="poster")
+    first = CodeAnswer(b"https://example.org/first", 302, code_id="Poster")
+    second = CodeAnswer(b"https://example.org/second", 302, code_id="poster")
     cache.put("Poster", first, shared=True)
     cache.put("poster", second, shared=True)
     cache.put("POSTER", NOT_FOUND, shared=True)  # a deleted code's own spelling
@@ -153,7 +154,7 @@ def test_an_id_shared_by_codes_of_another_case_is_kept_per_spelling() -> None:
 def test_capacity_evictions_forget_the_other_spellings_too() -> None:
     cache = LookupCache(max_entries=2, ttl=60, negative_ttl=5, clock=Clock())
     for n in range(50):
-        cache.put(f"CODE{n}", Target(b"x", 302, code_id=f"code{n}"), shared=True)
+        cache.put(f"CODE{n}", CodeAnswer(b"x", 302, code_id=f"code{n}"), shared=True)
     assert len(cache) == 2
     assert len(cache._spellings) == 2  # bounded with the entries
     for n in range(5000):

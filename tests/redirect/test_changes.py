@@ -15,8 +15,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from services.management.settings import ManagementSettings
+from services.redirect.answers import CodeAnswer
 from services.redirect.app import RedirectApp, create_app
-from services.redirect.cache import Target
 from services.redirect.listener import APPLICATION_NAME
 from services.redirect.settings import RedirectSettings
 from tests.management.conftest import serve
@@ -119,13 +119,13 @@ async def test_a_bulk_create_leaves_other_codes_entries_in_place(
     await eventually(client, "/r/Later-Slug", 302, "https://example.org/later")  # the 404 forgotten
     await until(lambda: app.listener.received["new"] == 1, "the bulk create's notification")
     assert app.listener.received["all"] == 0
-    assert isinstance(app.cache.get("printed01"), Target)  # untouched: fresh, no lookup needed
+    assert isinstance(app.cache.get("printed01"), CodeAnswer)  # untouched: fresh, no lookup needed
 
     # A statement around the API that changes many codes says "*": every entry stale, none dropped.
     await db.execute("UPDATE qr_codes SET title = 'retitled'")
     await until(lambda: app.listener.received["all"] == 1, "the flush")
     assert app.cache.get("printed01") is None
-    assert app.cache.get_stale("printed01") == Target(
+    assert app.cache.get_stale("printed01") == CodeAnswer(
         b"https://example.org/printed", 302, code_id="printed01"
     )
 

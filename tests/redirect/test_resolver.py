@@ -4,17 +4,18 @@ import asyncio
 
 import pytest
 
-from services.redirect.cache import NOT_FOUND, Found, LookupCache, Target
+from services.redirect.answers import CodeAnswer, Found
+from services.redirect.cache import NOT_FOUND, LookupCache
 from services.redirect.resolver import Resolver
 from shared.errors import Unavailable
 
 pytestmark = pytest.mark.anyio
 
 
-async def ask(resolver: Resolver, code_id: str) -> Target | None:
+async def ask(resolver: Resolver, code_id: str) -> CodeAnswer | None:
     """What the endpoint does: the cache inline, the resolver on a miss."""
     cached = resolver.cache.get(code_id)
-    if isinstance(cached, Target):
+    if isinstance(cached, CodeAnswer):
         return cached
     if cached is NOT_FOUND:
         return None
@@ -22,7 +23,7 @@ async def ask(resolver: Resolver, code_id: str) -> Target | None:
     return target
 
 
-TARGET = Target(location=b"https://example.org/", status=302, enabled=True, expires_at=None)
+TARGET = CodeAnswer(location=b"https://example.org/", status=302, enabled=True, expires_at=None)
 
 
 def make_cache() -> LookupCache:
@@ -145,7 +146,7 @@ async def test_a_caller_going_away_does_not_cancel_the_lookup_for_others() -> No
 
 async def test_a_change_during_a_lookup_is_not_answered_with_the_old_value() -> None:
     release = asyncio.Event()
-    answers = iter([TARGET, Target(location=b"https://example.org/new", status=302)])
+    answers = iter([TARGET, CodeAnswer(location=b"https://example.org/new", status=302)])
 
     async def fetch(code_id: str) -> Found:
         await release.wait()
@@ -177,7 +178,7 @@ def test_a_flood_of_unknown_ids_cannot_push_out_known_codes() -> None:
 async def test_sixteen_spellings_of_an_id_make_one_query_and_one_entry() -> None:
     calls: list[str] = []
     release = asyncio.Event()
-    menu = Target(location=b"https://example.org/menu", status=302, code_id="Menu")
+    menu = CodeAnswer(location=b"https://example.org/menu", status=302, code_id="Menu")
 
     async def fetch(code_id: str) -> Found:
         calls.append(code_id)
@@ -200,7 +201,9 @@ async def test_sixteen_spellings_of_an_id_make_one_query_and_one_entry() -> None
 async def test_an_id_shared_by_codes_of_another_case_is_answered_per_spelling() -> None:
     # Codes made before ids were case-insensitive: Poster and poster, the oldest (Poster) for the rest.
     codes = {
-        spelling: Target(location=f"https://example.org/{spelling}".encode(), status=302, code_id=spelling)
+        spelling: CodeAnswer(
+            location=f"https://example.org/{spelling}".encode(), status=302, code_id=spelling
+        )
         for spelling in ("Poster", "poster")
     }
     calls: list[str] = []
@@ -246,7 +249,7 @@ async def test_a_changed_code_keeps_answering_while_its_lookup_fails_and_is_repl
     assert resolver.stale_served == 1
     cache.mark_all_stale()  # the listener reconnected meanwhile
     assert await ask(resolver, "abc") == TARGET
-    failing, current = False, Target(location=b"https://example.org/new", status=302)
+    failing, current = False, CodeAnswer(location=b"https://example.org/new", status=302)
     breaker.now += 1.0
     assert await ask(resolver, "abc") == current  # the database back: the edit at once
     assert cache.get("abc") == current

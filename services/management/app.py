@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from services.management.api import openapi
-from services.management.api.answers import EXCEPTION_HANDLERS
+from services.management.api.answers import EXCEPTION_HANDLERS, error_response
 from services.management.api.endpoints import ManagementApi
 from services.management.api.routes import routes
 from services.management.auth.door import Door, DoorRules
@@ -72,4 +72,7 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         trusted_proxies=NetworkSet(settings.trusted_proxies),
         hosts=settings.admin_hosts,
     )
-    return RequestContext(Door(app, DoorRules(network, tokens, sessions)), metrics.http)
+    door = Door(
+        app, DoorRules(network, tokens, sessions), refuse=error_response
+    )  # refusals in the API's shape
+    return RequestContext(door, metrics.http)

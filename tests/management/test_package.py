@@ -122,6 +122,12 @@ def test_the_two_front_ends_do_not_import_each_other() -> None:
     assert not {m for m in _imports_of(f"{PACKAGE}.console") if m.startswith(f"{PACKAGE}.api")}
 
 
+def test_who_is_calling_depends_on_no_front_end() -> None:
+    """The door is given how to render its refusals; roles and sign-in can grow in auth/ alone."""
+    front = (f"{PACKAGE}.api", f"{PACKAGE}.console")
+    assert not {m for m in _imports_of(f"{PACKAGE}.auth") if m.startswith(front)}
+
+
 def test_below_the_front_ends_nothing_speaks_http() -> None:
     """The operations and the code below them raise domain errors (errors.py), never an HTTP status:
     only the front ends, the door and the reading of requests import the HTTP errors."""

@@ -13,11 +13,11 @@ adds it to the identity), as they answer in HTML.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.management.api.answers import error_response
 from services.management.auth.identity import Identity, attach
 from services.management.auth.network import (
     NetworkRule,
@@ -40,12 +40,19 @@ class DoorRules:
     sessions: Sessions | None = None  # the console's, whose cookie also opens the API's reads
 
 
-class Door:
-    """ASGI middleware applying :class:`DoorRules` (see the module's docstring)."""
+# How a refusal is answered: given by the front end that owns the error shape (the API's JSON),
+# so that who-is-calling depends on no front end.
+Refusal = Callable[[ServiceError | DomainError], ASGIApp]
 
-    def __init__(self, app: ASGIApp, rules: DoorRules) -> None:
+
+class Door:
+    """ASGI middleware applying :class:`DoorRules` (see the module's docstring); ``refuse`` renders
+    its refusals."""
+
+    def __init__(self, app: ASGIApp, rules: DoorRules, *, refuse: Refusal) -> None:
         self.app = app
         self.rules = rules
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +65,11 @@ class Door:
             await self.app(scope, receive, send)
             return
         if not network.allows(address):
-            await _refuse(scope, receive, send, Forbidden("this address may not use the management API"))
+            await self.refuse(Forbidden("this address may not use the management API"))(scope, receive, send)
             return
         if not network.serves_host(scope):
             misdirected = MisdirectedRequest("this host name does not serve the management API")
-            await _refuse(scope, receive, send, misdirected)
+            await self.refuse(misdirected)(scope, receive, send)
             return
         site = from_another_site(scope)
         if site is not None:
@@ -71,14 +78,14 @@ class Door:
                 "answers the console's own pages and tools such as qrctl or curl: open the console, "
                 "or this address, directly"
             )
-            await _refuse(scope, receive, send, refusal)
+            await self.refuse(refusal)(scope, receive, send)
             return
         identity = Identity(address, request_id.get())
         if self.rules.tokens is not None:
             try:
                 identity = await self._with_token(scope, identity, self.rules.tokens)
             except (ServiceError, DomainError) as exc:  # no valid token; the sign-outs cannot be read
-                await _refuse(scope, receive, send, exc)
+                await self.refuse(exc)(scope, receive, send)
                 return
         attach(scope, identity)
         await self.app(scope, receive, send)
@@ -105,7 +112,3 @@ class Door:
         if is_console(scope["path"]):
             return identity
         raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
-
-
-async def _refuse(scope: Scope, receive: Receive, send: Send, error: ServiceError | DomainError) -> None:
-    await error_response(error)(scope, receive, send)

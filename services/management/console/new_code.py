@@ -3,6 +3,7 @@ row's problems shown beside it)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -74,7 +75,6 @@ class NewCode(Pages):
         data = await upload.read() if isinstance(upload, UploadFile) else b""
         if not data.strip():
             return self._bulk_again(request, current, None, {}, "Choose a CSV file with a header line.")
-        rows = _csv_preview(data)
         try:
             result = await self.service.bulk.create(
                 "text/csv", data, partial=False, identity=current.identity
@@ -83,8 +83,10 @@ class NewCode(Pages):
             problems: dict[int, list[str]] = {}
             for error in exc.errors:
                 problems.setdefault(error.row, []).append(f"{error.field}: {error.message}")
+            rows = await asyncio.to_thread(_csv_preview, data)  # only for a refused file, off the loop
             return self._bulk_again(request, current, rows, problems, exc.message)
         except (InvalidValue, Unreadable) as exc:
+            rows = await asyncio.to_thread(_csv_preview, data)
             return self._bulk_again(request, current, rows, {}, exc.message)
         return self.render(request, current, "bulk_done.html", created=result.created)
 

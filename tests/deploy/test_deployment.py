@@ -83,10 +83,9 @@ def readme(deployment: Deployment, key: str, **kwargs: Any) -> subprocess.Comple
     if key in ("up", "scale"):  # every long-running container up, or what the command said
         running = set(deployment.compose("ps", "--format", "{{.Service}}").stdout.split())
         assert set(LONG_RUNNING) <= running, (running, result.stdout[-3000:], result.stderr[-3000:])
-    if key == "down":  # gone from the engine's lists too before anything else is asked of it
-        listing = ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"]
+    if key == "down":  # gone from compose's own list too before anything else is asked of it
         deployment.wait(
-            "the containers removed", lambda: not deployment.run(listing).stdout.strip(), timeout=60
+            "the containers removed", lambda: not deployment.compose("ps", "-aq").stdout.strip(), timeout=60
         )
     return result
 

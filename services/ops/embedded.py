@@ -197,15 +197,7 @@ def _base_backup(primary: EmbeddedServer, pgdata: Path) -> None:
         "--checkpoint=fast",
         "--no-password",
     ]
-    if os.geteuid() == 0:  # PostgreSQL runs as the package's own user: the copy is that user's
-        import pwd
-
-        # The copy goes into a folder of that user's own; no permission changes above it here (the
-        # package already opened the folders above var/ to it, for the primary: see the top).
-        account = pwd.getpwnam(SERVER_USER)
-        pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chown(pgdata.parent, account.pw_uid, account.pw_gid)
-        command = ["runuser", "-u", SERVER_USER, "--", *command]
+    pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         shutil.rmtree(pgdata, ignore_errors=True)
@@ -213,6 +205,17 @@ def _base_backup(primary: EmbeddedServer, pgdata: Path) -> None:
     # The primary's socket lives in its data folder: the copy holds its lock file and its log.
     for leftover in [*pgdata.glob(".s.PGSQL.*"), pgdata / "log"]:
         leftover.unlink(missing_ok=True)
+    if os.geteuid() == 0:
+        # PostgreSQL runs as the package's own user: root makes the copy (it reaches any folder,
+        # so no permission above the copy changes here), then gives it and its folder to that user.
+        import pwd
+
+        account = pwd.getpwnam(SERVER_USER)
+        os.chown(pgdata.parent, account.pw_uid, account.pw_gid)
+        for folder, _, files in os.walk(pgdata):
+            os.chown(folder, account.pw_uid, account.pw_gid)
+            for name in files:
+                os.chown(os.path.join(folder, name), account.pw_uid, account.pw_gid, follow_symlinks=False)
 
 
 async def _ensure_database(server: EmbeddedServer) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from services.ops import embedded
 from services.ops.processes import pid_alive
 
@@ -63,3 +65,22 @@ def test_ownership_can_be_handed_to_a_process_that_still_needs_it(tmp_path: Path
         heir.wait()
         if pid_alive(server.pid):
             server.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server then runs as a user of its own")
+def test_a_replicas_copy_changes_no_permission_above_it(
+    pg_server: embedded.EmbeddedServer, tmp_path: Path
+) -> None:
+    """pg_basebackup runs as root (who reaches any folder) and the copy is then given to the
+    server's user: no folder above it is opened to anyone by that."""
+    import pwd
+
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    pgdata = closed / "replica" / "pgdata"
+    embedded._base_backup(pg_server, pgdata)
+    assert closed.stat().st_mode & 0o777 == 0o700
+    owner = pwd.getpwnam(embedded.SERVER_USER).pw_uid
+    assert pgdata.parent.stat().st_uid == owner
+    assert (pgdata / "PG_VERSION").stat().st_uid == owner
+    assert (pgdata / "standby.signal").exists()

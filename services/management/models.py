@@ -262,3 +262,44 @@ console_sign_outs = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index(None, "expires_at"),
 )
+
+# Bearer tokens the service made (qr-manage token create, POST /api/v1/tokens): a keyed hash of the
+# secret, never the secret. ``tags`` empty: every code. A revoked token's row stays (revoked_at set),
+# so its name is never reused and the audit log keeps naming something.
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("secret_hash", Text, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    CheckConstraint("role IN ('viewer', 'editor', 'admin')", name="role"),
+)
+
+# Every admin write, token change, sign-in (and failed one) and sign-out: who, with which role,
+# from where, under which request id, what and when. ``detail`` never holds a secret. Kept
+# AUDIT_RETENTION_DAYS.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text),
+    Column("actor_kind", Text, nullable=False),
+    Column("subject", Text),
+    Column("email", Text),
+    Column("role", Text),
+    Column("client_address", INET),
+    Column("request_id", Text),
+    Column("action", Text, nullable=False),
+    Column("target", Text),
+    Column("outcome", Text, nullable=False, server_default="ok"),
+    Column("detail", JSONB, nullable=False, server_default="{}"),
+    Index(None, "at", "id"),
+    Index(None, "actor", "id"),
+)

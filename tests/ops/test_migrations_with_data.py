@@ -188,6 +188,19 @@ async def seed_0009(connection: asyncpg.Connection) -> None:
     )
 
 
+async def seed_0010(connection: asyncpg.Connection) -> None:
+    await insert(
+        connection,
+        "admin_tokens",
+        {"name": "printer-0010", "role": "editor", "tags": ["print"], "secret_hash": "h" * 64},
+    )
+    await insert(
+        connection,
+        "audit_log",
+        {"actor": "printer-0010", "actor_kind": "token", "role": "editor", "action": "code.create"},
+    )
+
+
 async def seed_0006(connection: asyncpg.Connection) -> None:
     await insert(connection, "qr_codes", code("Case-0006", "https://example.org/case"))
     # Unique without regard to case from here on (there was no clash to keep).
@@ -237,6 +250,7 @@ SEEDS = {
     "0007": seed_0007,
     "0008": seed_0008,
     "0009": seed_0009,
+    "0010": seed_0010,
 }
 
 

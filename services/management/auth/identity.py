@@ -8,10 +8,17 @@ Nothing else reads who is calling from the request.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from starlette.types import Scope
 
+from services.management.auth.roles import Role
 from services.management.auth.sessions import Session
+
+# How the caller was recognised: by its address alone (ADMIN_AUTH=network), by a bearer token
+# (the service's own, a tokens file's, or the provider's JWT access token), or as a person signed in
+# through the identity provider.
+Kind = Literal["network", "token", "person"]
 
 # Where the door leaves the identity in the ASGI scope (an extension key of its own, not "state").
 SCOPE_KEY = "qr.identity"
@@ -27,8 +34,20 @@ class Identity:
     request_id: str | None = None
     token_name: str | None = None
     session: Session | None = None
-    # What this caller may do. Not used yet: every caller the door lets in may do everything.
-    role: str | None = None
+    # What this caller may do. ADMIN_AUTH=network: admin, as the allowlist alone decides.
+    role: Role = Role.admin
+    # The tags a token is limited to: it sees and changes only codes carrying one of them (None: every code).
+    tags: frozenset[str] | None = None
+    kind: Kind = "network"
+    # A person signed in through the provider (or its JWT's client): the provider's subject and e-mail.
+    subject: str | None = None
+    email: str | None = None
+
+    @property
+    def actor(self) -> str | None:
+        """Who, in one word, for the history and the audit log: the token's name, or the person's
+        e-mail (their subject without one); None when only the address is known."""
+        return self.token_name or self.email or self.subject
 
     def signed_in(self, session: Session, token_name: str | None) -> Identity:
         """This caller, as the console session ``session`` (signed in with ``token_name``'s token)."""

@@ -34,7 +34,7 @@ async def record(
             changes=changes,
             client_address=identity.client_address,
             request_id=identity.request_id,
-            token_name=identity.token_name,
+            token_name=identity.actor,
         )
     )
 
@@ -52,7 +52,7 @@ async def record_created(
             json.dumps(changes),
             identity.client_address,
             identity.request_id,
-            identity.token_name,
+            identity.actor,
         )
         for code_id, changes in created
     ]

@@ -7,8 +7,9 @@ happened nor hold one that did not; an event with no transaction of its own (a s
 one) records it alone (:func:`record_alone`). ``detail`` is a small JSON object of names and values
 that say what was done: never a token, a password, a cookie or a code the provider sent.
 
-Actions: ``code.create``, ``code.update``, ``code.delete``, ``code.bulk`` (target: the batch's
-first id; detail: how many), ``logo.upload``, ``scans.erase``, ``token.create``, ``token.revoke``,
+Actions: ``code.create``, ``code.update`` (detail: the fields changed), ``code.delete``,
+``code.bulk`` (target: the batch's first id; detail: how many, and the first ids), ``logo.set``,
+``logo.remove``, ``scans.erase``, ``token.create``, ``token.revoke``,
 ``sign-in``, ``sign-out`` (``outcome`` ``refused`` for a failed sign-in, with the reason in
 ``detail``).
 """

@@ -22,7 +22,7 @@ from tests.management.test_images import png_bytes, put_logo
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "audit-s3cret-token-value"  # noqa: S105 - a test token
+SECRET = "audit-s3cret-token-value"  # a test token
 
 
 @pytest.fixture

@@ -247,25 +247,32 @@ WHERE ua.parsed_at IS NULL
 ORDER BY a.count DESC, ua.id
 LIMIT :most
 """
-# Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
-# and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
-# whole, taken away from it (sign -1). So a year reads about a row per code and month, not per day.
+# Per tag from its own rollups, never a row per code: whole months from scan_tag_months, and days
+# from scan_tag_days, added or, where a month is nearly whole, taken away from it (sign -1). The
+# codes of a tag scanned in the range [first, last) are those with a scan day in it whose scan day
+# before lies before it (scan_tag_code_*.since < first): each counted once, on its first day there.
+# A code's tags are the ones it carries now (a change moves its past scans), a deleted code's the
+# ones it had.
 BY_TAG = """
-WITH parts AS (
-    SELECT code_id, total, bots FROM scan_months
-    WHERE month = ANY(CAST(:months AS date[])) AND code_id <> ''
+WITH totals AS (
+    SELECT tag, total, bots FROM scan_tag_months WHERE month = ANY(CAST(:months AS date[]))
     UNION ALL
-    SELECT d.code_id, r.sign * d.total, r.sign * d.bots
+    SELECT d.tag, r.sign * d.total, r.sign * d.bots
     FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
-    JOIN scan_days d ON d.day >= r.start AND d.day < r.stop AND d.code_id <> ''
-), per_code AS (
-    SELECT code_id, sum(total)::bigint AS total, sum(bots)::bigint AS bots FROM parts
-    GROUP BY code_id HAVING sum(total) > 0
+    JOIN scan_tag_days d ON d.day >= r.start AND d.day < r.stop
+), codes AS (
+    SELECT tag, codes FROM scan_tag_code_months
+    WHERE month = ANY(CAST(:months AS date[])) AND since < :first
+    UNION ALL
+    SELECT d.tag, r.sign * d.codes
+    FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
+    JOIN scan_tag_code_days d ON d.day >= r.start AND d.day < r.stop AND d.since < :first
 )
-SELECT tag, sum(p.total)::bigint AS total, sum(p.bots)::bigint AS bots, count(*) AS codes
-FROM per_code p JOIN qr_codes c ON c.id = p.code_id
-CROSS JOIN LATERAL (SELECT DISTINCT unnest(c.tags)) AS t(tag)
-GROUP BY tag ORDER BY total DESC, tag
+SELECT t.tag, t.total, t.bots, coalesce(c.codes, 0) AS codes
+FROM (SELECT tag, sum(total)::bigint AS total, sum(bots)::bigint AS bots FROM totals GROUP BY tag) AS t
+LEFT JOIN (SELECT tag, sum(codes)::bigint AS codes FROM codes GROUP BY tag) AS c USING (tag)
+WHERE t.total > 0
+ORDER BY t.total DESC, t.tag
 """
 
 
@@ -292,7 +299,7 @@ def month_plan(first: date, last: date) -> tuple[list[date], list[tuple[date, da
 
 
 FIRST_LAST = "SELECT first_scan_at, last_scan_at FROM scan_counts WHERE code_id = :code"
-FIRST_LAST_EVERY_CODE = "SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts"
+FIRST_LAST_EVERY_CODE = "SELECT first_scan_at, last_scan_at FROM scan_span"  # kept by the writer
 RAW_SINCE = "SELECT raw_since FROM scan_retention"
 CODE_EXISTS = "SELECT 1 FROM qr_codes WHERE id = :code"
 
@@ -357,7 +364,10 @@ async def report(
             None,
         )
     else:
-        span_first, span_last = (await conn.execute(text(FIRST_LAST_EVERY_CODE))).one()
+        span_first, span_last = (await conn.execute(text(FIRST_LAST_EVERY_CODE))).one_or_none() or (
+            None,
+            None,
+        )
     raw_since = (await conn.execute(text(RAW_SINCE))).scalar_one_or_none()
     by_tag = None
     if code_id is None:
@@ -419,9 +429,10 @@ def split_days(
     return runs, parts
 
 
-def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
+def _by_tag_parameters(first: date, last: date) -> dict[str, Any]:
     months, ranges = month_plan(first, last)
     return {
+        "first": first,
         "months": months,
         "starts": [r[0] for r in ranges],
         "ends": [r[1] for r in ranges],

@@ -44,10 +44,12 @@ BEGIN
         RETURN;
     END IF;
     WITH code_rows AS MATERIALIZED (
-        SELECT t.tag, d.day, coalesce(lag(d.day) OVER (ORDER BY d.day), '-infinity') AS since,
-            d.total, d.bots
-        FROM scan_days AS d CROSS JOIN (SELECT DISTINCT unnest(shifted) AS tag) AS t
-        WHERE d.code_id = code
+        SELECT t.tag, d.day, d.since, d.total, d.bots
+        FROM (
+            SELECT day, coalesce(lag(day) OVER (ORDER BY day), '-infinity') AS since, total, bots
+            FROM scan_days WHERE code_id = code
+        ) AS d
+        CROSS JOIN (SELECT DISTINCT unnest(shifted) AS tag) AS t
     ), days AS (
         INSERT INTO scan_tag_days AS r (tag, day, total, bots)
         SELECT tag, day, sign * total, sign * bots FROM code_rows ORDER BY 1, 2
@@ -148,5 +150,11 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER qr_codes_tags_moved ON qr_codes")
     op.execute("DROP FUNCTION qr_codes_tags_moved()")
     op.execute("DROP FUNCTION scan_tag_shift(text, text[], integer)")
-    for table in ("scan_span", "scan_tag_code_months", "scan_tag_code_days", "scan_tag_months", "scan_tag_days"):
+    for table in (
+        "scan_span",
+        "scan_tag_code_months",
+        "scan_tag_code_days",
+        "scan_tag_months",
+        "scan_tag_days",
+    ):
         op.drop_table(table)

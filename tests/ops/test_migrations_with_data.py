@@ -370,10 +370,18 @@ def assert_tags_match_scans(tables: Snapshot, scan_rows: list[dict[str, Any]], s
     }
     assert kept == expected, f"{step}: scan_tag_days disagree with scans"
     codes = {
-        (row["tag"], row["day"]): row["codes"] for row in tables["scan_tag_code_days"].rows.values() if row["codes"]
+        (row["tag"], row["day"]): row["codes"]
+        for row in tables["scan_tag_code_days"].rows.values()
+        if row["codes"]
     }
     assert sum(codes.values()) == sum(
-        len({(s["code_id"], s["scanned_at"].astimezone(UTC).date()) for s in scan_rows if tag in tags.get(s["code_id"], ())})
+        len(
+            {
+                (s["code_id"], s["scanned_at"].astimezone(UTC).date())
+                for s in scan_rows
+                if tag in tags.get(s["code_id"], ())
+            }
+        )
         for tag in {t for ts in tags.values() for t in ts}
     ), f"{step}: scan_tag_code_days count a code's day other than once per tag"
 

@@ -14,6 +14,12 @@ number of values a day (the rest counted as "Other", see :mod:`services.redirect
 scans (hourly unique visitors, the CSV) go after ``SCAN_RETENTION_DAYS``, and the tallies with them;
 the answer says from when they are kept (``raw_since``).
 
+Totals per tag (``by_tag``) come from the tags' own rollups, a few rows per tag and month or day
+whatever the number of codes. A code counts under the tags it carries now: a change of its tags
+moves its past scans (and its scanned days) from the tags it loses to those it gains, in the
+transaction of the change (the trigger ``qr_codes_tags_moved``, so every writer of tags does it); a
+deleted code keeps counting under the tags it had, and erasing a code's scans takes them away.
+
 Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
 ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day
 by day.

@@ -8,7 +8,13 @@ batch to each rollup with one upsert grouped by its key: the running totals per 
 (``scan_counts``), quarter hours (``scan_quarters``), UTC days with their unique visitors
 (``scan_days``, each visitor hash counted once per code and day through ``scan_day_visitors``), UTC
 months (``scan_months``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per
-code and, under the code id '', for every code together (a grouping set). Every upsert takes its
+code and, under the code id '', for every code together (a grouping set). The totals per tag the
+codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` FOR SHARE, so
+that a change of a code's tags and a batch of its scans wait for each other, and the change's
+trigger moves what the batch added), the codes per tag and day with the day each was scanned
+before (``scan_tag_code_days``, ``scan_tag_code_months``: a code's first scan of a day counts it,
+and a late scan landing before a day the code already has makes it that day's day before), and the
+first and last scan of every code (``scan_span``) follow the same batch. Every upsert takes its
 rows in key order, so that two writers adding to the same keys wait for each other instead of
 deadlocking.
 

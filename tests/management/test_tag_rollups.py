@@ -7,6 +7,7 @@ they are now (a change of a code's tags moves its past scans).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from services.management import analytics
 from services.management.schemas import ScanQuery
 from services.ops import maintenance
+from services.redirect import rollups
 from services.redirect.scans import ScanRecorder
 from tests.management.conftest import create
 
@@ -227,3 +229,48 @@ async def test_retention_keeps_the_tag_totals(
         {"tag": "food", "total": 40, "people": 32, "bots": 8, "codes": 2},
         {"tag": "print", "total": 40, "people": 32, "bots": 8, "codes": 2},
     ]
+
+
+async def test_a_batch_and_a_change_of_tags_at_the_same_moment_wait_for_each_other(
+    client: httpx.AsyncClient, database_url: str, writer: tuple[ScanRecorder, Clock]
+) -> None:
+    recorder, clock = writer
+    await create(client, target_url="https://example.org/", slug="menu", tags=["print"])
+    await scan_days(recorder, clock, {"menu": [1, 2]})
+    changer = await asyncpg.connect(database_url)
+    try:
+        # A change of tags not committed yet: the batch that comes meanwhile waits for it, then
+        # counts under the tags it made.
+        async with changer.transaction():
+            await changer.execute("UPDATE qr_codes SET tags = '{food}' WHERE id = 'menu'")
+            batch = asyncio.create_task(scan_days(recorder, clock, {"menu": [3]}))
+            await asyncio.sleep(0.5)
+            assert not batch.done()
+        await batch
+        # A batch not committed yet: the change that comes meanwhile waits for it, then moves it.
+        moment = datetime(2026, 11, 4, 12, tzinfo=UTC).timestamp()
+        async with changer.transaction():
+            await changer.execute(rollups.STAGE)
+            await changer.copy_records_to_table(
+                "scan_batch",
+                schema_name="pg_temp",
+                records=[
+                    ("menu", None, None, None, b"v" * 16, None, None, None, rollups.moments_text([moment]))
+                ],
+                columns=rollups.BATCH_COLUMNS,
+            )
+            await changer.execute(rollups.WRITE)
+            change = asyncio.create_task(client.patch("/api/v1/qr/menu", json={"tags": ["drinks"]}))
+            await asyncio.sleep(0.5)
+            assert not change.done()
+        assert (await change).status_code == 200
+    finally:
+        await changer.close()
+    await assert_rollups_match_raw(client, database_url)
+    assert (await by_tag(client, RANGES[0]))[0] == {
+        "tag": "drinks",
+        "total": 10,
+        "people": 7,
+        "bots": 3,
+        "codes": 1,
+    }

@@ -18,7 +18,10 @@ to the tags it gains, in the transaction that changes them (a row per tag and da
 scanned), whatever writes the change. ``scan_tag_shift`` does the moving; erasing a code's scans
 calls it too.
 
-The rollups are backfilled from ``scan_days`` (kept for ever) and ``scan_counts``.
+The rollups are backfilled from ``scan_days`` (kept for ever) and ``scan_counts``, with
+``scan_days`` locked against writes meanwhile. A redirect process of the version before keeps
+writing after the migration, without these rollups: its batches are missing from the totals per
+tag (not from any other answer), so the redirect service is upgraded right after the migration.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ from services.management.schemas.queries import (
     ZipPngQuery,
     ZipSvgQuery,
 )
+from services.management.schemas.tokens import NewToken, NewTokenMade, TokenInfo, TokenList
 
 __all__ = [
     "PATTERN_REASONS",
@@ -100,6 +101,8 @@ __all__ = [
     "ListQuery",
     "Liveness",
     "NewQRCode",
+    "NewToken",
+    "NewTokenMade",
     "NoQuery",
     "Page",
     "PdfQuery",
@@ -118,6 +121,8 @@ __all__ = [
     "Shown",
     "SvgQuery",
     "TagTotals",
+    "TokenInfo",
+    "TokenList",
     "TopEntry",
     "TopLists",
     "ZipPngQuery",

@@ -98,7 +98,6 @@ class Door:
         signed in with (for the API's reads); :class:`Unauthorized` without either, but on the
         console's pages (its sign-in, and its own check of the session on every page)."""
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
-        await tokens.refresh()  # TryAgain: the tokens cannot be read
         scheme, _, secret = authorization.partition(" ")
         token = await tokens.authenticate(secret.strip()) if scheme.lower() == "bearer" else None
         if token is not None:

@@ -156,6 +156,8 @@ class Sessions:
     async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
         """:meth:`verify`, and not signed out (in any process, ever); ``TryAgain`` with the
         database away."""
+        if self.tokens is not None:
+            await self.tokens.refresh()  # revoked tokens' sessions end within its bound
         session = self.verify(value, now=now)
         if session is None:
             return None

@@ -184,7 +184,7 @@ class ManagementApi:
         return Response(status_code=204)
 
     async def list_tokens(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
-        return answer(await self.service.tokens.listing())
+        return answer(await self.service.tokens.listing(call.identity))
 
     async def create_token(self, call: Call[schemas.NoQuery, schemas.NewToken]) -> JSONResponse:
         made = await self.service.tokens.create(call.body, call.identity)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.management import audit
 from services.management.auth.identity import Identity
 from services.management.auth.tokens import TokenStore, keyed_hash, new_secret
-from services.management.errors import TokenNameTaken, TokenNotFound
+from services.management.errors import NotPermitted, TokenNameTaken, TokenNotFound
 from services.management.models import admin_tokens
 from services.management.schemas import NewToken, NewTokenMade, TokenInfo, TokenList
 from services.management.service.database import Database
@@ -92,22 +92,32 @@ def _detail(identity: Identity, role: str, tags: list[str]) -> dict[str, Any]:
 QR_MANAGE = Identity(None, subject="qr-manage")
 
 
+def require_every_code(identity: Identity) -> None:
+    """:class:`NotPermitted` for a caller limited to tags: one could otherwise make itself a token
+    over every code."""
+    if identity.tags is not None:
+        raise NotPermitted("a token limited to tags cannot manage tokens")
+
+
 class TokenService:
     def __init__(self, database: Database, store: TokenStore) -> None:
         self.database = database
         self.store = store
 
     async def create(self, new: NewToken, identity: Identity) -> NewTokenMade:
+        require_every_code(identity)
         async with self.database.connect(write=True) as conn:
             made = await create(conn, self.store.key, new, identity)
         log.info("token created", extra={"token_name": new.name, "role": new.role})
         return made
 
-    async def listing(self) -> TokenList:
+    async def listing(self, identity: Identity) -> TokenList:
+        require_every_code(identity)
         async with self.database.connect() as conn:
             return await listing(conn)
 
     async def revoke(self, name: str, identity: Identity) -> None:
+        require_every_code(identity)
         async with self.database.connect(write=True) as conn:
             await revoke(conn, name, identity)
         self.store.forget()

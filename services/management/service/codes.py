@@ -100,11 +100,11 @@ def outside_scope(identity: Identity, tags: Iterable[str] | None) -> str | None:
     """Why a code with ``tags`` may not be written by the caller, or None when it may."""
     if identity.tags is None or identity.tags.intersection(tags or ()):
         return None
-    return "tags: must include one of this token's tags (" + ", ".join(sorted(identity.tags)) + ")"
+    return "must include one of this token's tags (" + ", ".join(sorted(identity.tags)) + ")"
 
 
 def require_scope(identity: Identity, tags: Iterable[str] | None) -> None:
     """:class:`NotPermitted` when a code with ``tags`` would be outside the caller's tags."""
     reason = outside_scope(identity, tags)
     if reason is not None:
-        raise NotPermitted(reason, field="tags")
+        raise NotPermitted(f"tags: {reason}", field="tags")

@@ -247,7 +247,7 @@ class Frame:
             "signed_in_as": current.signed_in_as if current else None,
             # The role shown in the header (with ADMIN_AUTH=identity), and what it may do.
             "role": identity.role.value if identity is not None and identity.kind != "network" else None,
-            "may": functools.partial(_may, identity),
+            "may": functools.partial(_may, identity, not self.sessions.sign_in_required),
             "sign_in_required": self.sessions.sign_in_required,
             "notice": notice,
         }
@@ -338,9 +338,10 @@ def _error_title(status: int) -> str:
     }.get(status, "Error")
 
 
-def _may(identity: Identity | None, role: str) -> bool:
-    """Whether the caller's role allows what ``role`` may do (the templates hide the rest)."""
-    return identity is not None and identity.role.allows(Role(role))
+def _may(identity: Identity | None, network: bool, role: str) -> bool:
+    """Whether the caller's role allows what ``role`` may do (the templates hide the rest); on a
+    page that knows no caller, whether the allowlist alone decides (ADMIN_AUTH=network)."""
+    return identity.role.allows(Role(role)) if identity is not None else network
 
 
 def _moment(value: datetime | None) -> str:

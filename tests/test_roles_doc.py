@@ -36,4 +36,6 @@ def test_the_role_matrix_on_the_page_is_the_tables() -> None:
 
 
 if __name__ == "__main__":
-    print(matrix())
+    import sys
+
+    sys.stdout.write(matrix() + "\n")

@@ -134,3 +134,19 @@ def test_every_console_route_declares_a_role(tmp_path: Path) -> None:
                 continue
             cells = [c.cell_contents for c in (member.__closure__ or ())]
             assert any(getattr(c, "__class__", None).__name__ == "Role" for c in cells), name
+
+
+async def test_signing_in_with_a_service_token_while_the_database_is_away_is_a_clear_page(
+    tmp_path: Path,
+) -> None:
+    settings = ManagementSettings.from_env(
+        {
+            "DATABASE_URL": f"postgresql://postgres@/qr?host={tmp_path}",
+            "QR_DATA_DIR": str(tmp_path / "data"),
+            "ADMIN_AUTH": "identity",
+        }
+    )
+    async for client in serve(settings):
+        answer = await client.post("/console/sign-in", data={"token": "qr_" + "a" * 43, "next": "/console/"})
+        assert answer.status_code == 503
+        assert "text/html" in answer.headers["content-type"]

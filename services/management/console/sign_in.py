@@ -13,6 +13,7 @@ from services.management.auth.roles import Role
 from services.management.auth.sessions import Session, cookie_name
 from services.management.console import forms
 from services.management.console.frame import SECURITY_HEADERS, Page, Pages, page
+from services.management.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ class SignIn(Pages):
         if reason is not None and "security token" not in reason:
             return self.frame.refused(request, None, reason)
         secret = forms.text(form, "token")
-        token = await sessions.tokens.authenticate(secret) if secret and sessions.tokens else None
+        try:
+            token = await sessions.tokens.authenticate(secret) if secret and sessions.tokens else None
+        except DomainError as exc:  # the database away: a service token cannot be looked up
+            return self.frame.error_page(request, None, exc)
         target = _local_target(forms.text(form, "next"))
         if token is None:
             log.warning("console sign-in refused")

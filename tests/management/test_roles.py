@@ -81,6 +81,8 @@ EXAMPLES: dict[str, Example] = {
     "listTokens": Example("/api/v1/tokens", 403, setup="none"),
     "createToken": Example("/api/v1/tokens", 403, json={"name": "{fresh}", "role": "viewer"}, setup="none"),
     "revokeToken": Example("/api/v1/tokens/{token}", 403, setup="token"),
+    "getAudit": Example("/api/v1/audit", 403, setup="none"),
+    "getAuditCsv": Example("/api/v1/audit.csv", 403, setup="none"),
     "getOpenApi": Example("/api/v1/openapi.json", 200, setup="none"),
     "getHealth": Example("/health", 200, setup="none"),
     "getLiveness": Example("/livez", 200, setup="none"),

@@ -30,6 +30,7 @@ from services.management.inputs import read_body
 from services.management.rendering import Format
 from services.management.service import Service
 from services.management.service.bulk import REFUSALS
+from services.management.service.tokens import require_every_code
 from shared.metrics import exposition
 
 HEALTH_TIMEOUT = 2.0
@@ -145,6 +146,15 @@ class ManagementApi:
     async def scans_csv(self, call: Call[schemas.RawScansQuery, None]) -> Response:
         rows = await self.service.exports.raw_scans(call.code_id, call.query, call.identity)
         return _file(rows, "text/csv; charset=utf-8", f"scans-{call.code_id}.csv")
+
+    async def audit(self, call: Call[schemas.AuditQuery, None]) -> JSONResponse:
+        query = call.query
+        require_every_code(call.identity)  # the log names every tag's codes
+        return answer(await self.service.audit.page(query, limit=query.limit, cursor=query.cursor))
+
+    async def audit_csv(self, call: Call[schemas.AuditFilters, None]) -> Response:
+        require_every_code(call.identity)
+        return _file(self.service.audit.csv(call.query), "text/csv; charset=utf-8", "audit.csv")
 
     async def openapi(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
         return JSONResponse(self.document())

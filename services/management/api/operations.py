@@ -77,6 +77,15 @@ SCANS_DESCRIPTION = (
 )
 
 
+AUDIT_DESCRIPTION = (
+    "Every admin write (the code's id as target), token change, sign-in (a refused one with outcome "
+    "refused) and sign-out: who (a token's name, or a person's e-mail and the provider's subject), "
+    "the role, the client's address, the request id, what and when. Entries are written in the "
+    "transaction of the change they record, kept AUDIT_RETENTION_DAYS, and never hold a secret. "
+    "Admins only."
+)
+
+
 BULK_DESCRIPTION = (
     "Rows are numbered from 1 as a spreadsheet shows them (the CSV header not counted; an empty "
     "line is skipped but counted). Every row is checked before anything is written; any bad row "
@@ -373,6 +382,34 @@ OPERATIONS = (
         description=SCANS_DESCRIPTION,
         endpoint=ManagementApi.all_scans,
         role=Role.viewer,
+    ),
+    Operation(
+        "/api/v1/audit",
+        "get",
+        "getAudit",
+        "The audit log, newest first: admin writes, token changes, sign-ins and sign-outs",
+        {200: Answer("A page of entries.", schemas.AuditPage), **_422, **_ADMIN},
+        query=schemas.AuditQuery,
+        description=AUDIT_DESCRIPTION,
+        endpoint=ManagementApi.audit,
+        role=Role.admin,
+    ),
+    Operation(
+        "/api/v1/audit.csv",
+        "get",
+        "getAuditCsv",
+        "The audit log's entries as CSV, oldest first, streamed (formula-safe cells)",
+        {
+            200: Answer(
+                "The entries.", media={"text/csv": {"type": "string"}}, headers=("Content-Disposition",)
+            ),
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.AuditFilters,
+        description=AUDIT_DESCRIPTION,
+        endpoint=ManagementApi.audit_csv,
+        role=Role.admin,
     ),
     _image("png", "image/png", schemas.PngQuery, ManagementApi.get_png),
     _image("svg", "image/svg+xml", schemas.SvgQuery, ManagementApi.get_svg),

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from services.management.schemas.answers import (
     Answer,
+    AuditEntry,
+    AuditPage,
     Bucket,
     BulkResult,
     Change,
@@ -60,6 +62,8 @@ from services.management.schemas.fields import (
     validation_context,
 )
 from services.management.schemas.queries import (
+    AuditFilters,
+    AuditQuery,
     BulkQuery,
     CodeFilters,
     ExportQuery,
@@ -82,6 +86,10 @@ from services.management.schemas.tokens import NewToken, NewTokenMade, TokenInfo
 __all__ = [
     "PATTERN_REASONS",
     "Answer",
+    "AuditEntry",
+    "AuditFilters",
+    "AuditPage",
+    "AuditQuery",
     "Bucket",
     "BulkQuery",
     "BulkResult",

@@ -13,6 +13,7 @@ front end turns into its own answer.
     bulk         BulkService: many codes at once (JSON or CSV), under an Idempotency-Key or not
     exports      ExportService: the codes as CSV, images in a ZIP, label sheets; a code's raw scans
     analytics    AnalyticsService: scan statistics, and erasing a code's scans
+    audit        AuditService: the audit log, a page at a time or as CSV
     tokens       TokenService: the service's bearer tokens, made, listed, revoked
     database     Database: the engine, connections, the database away as TryAgain
 """
@@ -26,6 +27,7 @@ from services.management.images import Images
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import validation_context
 from services.management.service.analytics import AnalyticsService
+from services.management.service.audit import AuditService
 from services.management.service.bulk import BulkService
 from services.management.service.codes import CodeService
 from services.management.service.database import Database
@@ -60,6 +62,7 @@ class Service:
         tokens_file = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
         self.token_store = TokenStore(self.database, settings.qr_data_dir, tokens_file)
         self.tokens = TokenService(self.database, self.token_store)
+        self.audit = AuditService(self.database)
 
     async def open(self) -> None:
         await self.database.open()

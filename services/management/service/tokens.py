@@ -93,10 +93,11 @@ QR_MANAGE = Identity(None, subject="qr-manage")
 
 
 def require_every_code(identity: Identity) -> None:
-    """:class:`NotPermitted` for a caller limited to tags: one could otherwise make itself a token
-    over every code."""
+    """:class:`NotPermitted` for a caller limited to tags, where an operation reaches past them:
+    managing tokens (it could make itself one over every code), reading the audit log (it names
+    every tag's codes)."""
     if identity.tags is not None:
-        raise NotPermitted("a token limited to tags cannot manage tokens")
+        raise NotPermitted("a token limited to tags cannot manage tokens nor read the audit log")
 
 
 class TokenService:

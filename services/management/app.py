@@ -18,7 +18,6 @@ from services.management.api.routes import routes
 from services.management.auth.door import Door, DoorRules
 from services.management.auth.network import NetworkRule
 from services.management.auth.sessions import Sessions
-from services.management.auth.tokens import TokenFile
 from services.management.console.routes import routes as console_routes
 from services.management.metrics import ManagementMetrics
 from services.management.service import Service
@@ -46,7 +45,7 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
             await watch.stop()
             await service.close()
 
-    tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
+    tokens = service.token_store if settings.admin_auth == "identity" else None
     sessions = Sessions.in_folder(
         settings.qr_data_dir,
         tokens,

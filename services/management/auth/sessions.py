@@ -44,7 +44,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from services.management.auth.tokens import TokenFile
+from services.management.auth.tokens import Token, TokenStore
 from shared.clients import NetworkSet
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Sessions:
     def __init__(
         self,
         secret: bytes | Path,
-        tokens: TokenFile | None,
+        tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
     ) -> None:
@@ -103,7 +103,7 @@ class Sessions:
     def in_folder(
         cls,
         folder: Path,
-        tokens: TokenFile | None,
+        tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
     ) -> Sessions:
@@ -156,6 +156,8 @@ class Sessions:
     async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
         """:meth:`verify`, and not signed out (in any process, ever); ``TryAgain`` with the
         database away."""
+        if self.tokens is not None:
+            await self.tokens.refresh()  # revoked tokens' sessions end within its bound
         session = self.verify(value, now=now)
         if session is None:
             return None
@@ -190,11 +192,16 @@ class Sessions:
 
     def token_name(self, session: Session) -> str | None:
         """The name of the listed token the session was signed in with."""
+        token = self.token_of(session)
+        return token.name if token is not None else None
+
+    def token_of(self, session: Session) -> Token | None:
+        """The listed token the session was signed in with (its name, role and tags)."""
         if self.tokens is None or session.token_tag == NO_TOKEN:
             return None
-        for digest, name in self.tokens.listed().items():
+        for digest, token in self.tokens.listed().items():
             if hmac.compare_digest(self.token_tag(digest), session.token_tag):
-                return name
+                return token
         return None
 
     def csrf_token(self, session: Session) -> str:

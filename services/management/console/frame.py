@@ -1,5 +1,7 @@
 """The frame every console page shares: its session (sign-in first when tokens are on), who is
-calling, the forms it posts (read within their limit, checked against cross-site forgery, see
+calling and whether their role allows the page (each page declares the role it needs, see
+:func:`page`; a page without one cannot be made; 403 otherwise, and the templates hide what the role
+cannot do), the forms it posts (read within their limit, checked against cross-site forgery, see
 :mod:`services.management.auth.sessions`), the templates, the errors shown as a page, and the
 headers on every answer.
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -25,20 +27,23 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from services.management import limits
+from services.management.auth.door import as_token
 from services.management.auth.identity import Identity, identity_of
+from services.management.auth.roles import Role
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.console import forms
 from services.management.errors import (
     CodeNotFound,
     DomainError,
     LogoNotFound,
+    NotPermitted,
     SlugTaken,
     TryAgain,
     Unreadable,
 )
 from services.management.inputs import read_body
 from services.management.service import Service
-from shared.errors import BadRequest, NotFound, ServiceError
+from shared.errors import BadRequest, Forbidden, NotFound, ServiceError
 from shared.ids import is_well_formed
 
 log = logging.getLogger(__name__)
@@ -121,10 +126,12 @@ class Frame:
         request: Request,
         handler: Callable[[Request, Page], Awaitable[Response]],
         *,
+        role: Role,
         write: bool,
         upload: Upload = None,
     ) -> Response:
-        """``handler``'s answer, within the frame (see the module's docstring)."""
+        """``handler``'s answer, within the frame (see the module's docstring), for a caller whose
+        role allows ``role``."""
         try:
             session = await self.sessions.from_scope(request.scope)
         except DomainError as exc:  # the sign-outs cannot be read
@@ -141,18 +148,24 @@ class Frame:
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
-        signed_in_as = self.sessions.token_name(session)
+        # The history's "by" is the session's token, as for a bearer token; its role and tags too.
+        token = self.sessions.token_of(session)
+        identity = identity_of(request.scope)
+        identity = (
+            identity.signed_in(session, None)
+            if token is None
+            else replace(as_token(identity, token), session=session)
+        )
         current = Page(
-            request,
-            session,
-            self.sessions.csrf_token(session),
-            signed_in_as,
-            # The history's "by" is the session's token, as for a bearer token.
-            identity_of(request.scope).signed_in(session, signed_in_as),
-            new_cookie,
+            request, session, self.sessions.csrf_token(session), identity.actor, identity, new_cookie
         )
         form: FormData | None = None
         try:
+            if not identity.role.allows(role):
+                # Before the form is read: a forged post of a role too low gets no further.
+                raise Forbidden(
+                    f"this needs the {role.value} role; you are signed in as {identity.role.value}"
+                )
             if write:
                 form = await self.form(request, upload)
                 reason = self.sessions.forged(request.headers, session, forms.text(form, "csrf") or None)
@@ -227,10 +240,14 @@ class Frame:
         self, request: Request, current: Page | None, template: str, *, status_code: int = 200, **context: Any
     ) -> Response:
         notice = NOTICES.get(request.query_params.get("notice", ""))
+        identity = current.identity if current else None
         frame = {
             "path": request.url.path,
             "csrf": current.csrf if current else "",
             "signed_in_as": current.signed_in_as if current else None,
+            # The role shown in the header (with ADMIN_AUTH=identity), and what it may do.
+            "role": identity.role.value if identity is not None and identity.kind != "network" else None,
+            "may": functools.partial(_may, identity, not self.sessions.sign_in_required),
             "sign_in_required": self.sessions.sign_in_required,
             "notice": notice,
         }
@@ -260,15 +277,18 @@ Handler = Callable[[P, Request, Page], Awaitable[Response]]
 Endpoint = Callable[[P, Request], Awaitable[Response]]
 
 
-def page(*, write: bool = False, upload: Upload = None) -> Callable[[Handler[P]], Endpoint[P]]:
-    """A console page: served within the frame (the form it posts when ``write``, within the limit
-    of its ``upload``), with the security headers on whatever it answers."""
+def page(*, role: Role, write: bool = False, upload: Upload = None) -> Callable[[Handler[P]], Endpoint[P]]:
+    """A console page for callers whose role allows ``role`` (required: a page without one cannot
+    be made): served within the frame (the form it posts when ``write``, within the limit of its
+    ``upload``), with the security headers on whatever it answers."""
+    if not isinstance(role, Role):
+        raise TypeError("a console page declares the role it needs: page(role=Role.viewer, ...)")
 
     def wrap(handler: Handler[P]) -> Endpoint[P]:
         @functools.wraps(handler)
         async def endpoint(self: P, request: Request) -> Response:
             bound = functools.partial(handler, self)
-            response = await self.frame.serve(request, bound, write=write, upload=upload)
+            response = await self.frame.serve(request, bound, role=role, write=write, upload=upload)
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -294,6 +314,8 @@ def status_of(error: DomainError) -> int:
     """The status of the page that shows a domain error."""
     if isinstance(error, CodeNotFound | LogoNotFound):
         return 404
+    if isinstance(error, NotPermitted):
+        return 403
     if isinstance(error, SlugTaken):
         return 409
     if isinstance(error, Unreadable):
@@ -314,6 +336,12 @@ def _error_title(status: int) -> str:
         422: "Not accepted",
         503: "Unavailable",
     }.get(status, "Error")
+
+
+def _may(identity: Identity | None, network: bool, role: str) -> bool:
+    """Whether the caller's role allows what ``role`` may do (the templates hide the rest); on a
+    page that knows no caller, whether the allowlist alone decides (ADMIN_AUTH=network)."""
+    return identity.role.allows(Role(role)) if identity is not None else network
 
 
 def _moment(value: datetime | None) -> str:

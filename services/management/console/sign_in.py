@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from services.management.auth.roles import Role
 from services.management.auth.sessions import Session, cookie_name
-from services.management.auth.tokens import sha256_of
 from services.management.console import forms
 from services.management.console.frame import SECURITY_HEADERS, Page, Pages, page
+from services.management.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,13 @@ class SignIn(Pages):
         reason = sessions.forged(request.headers, Session("", "", 0), None)
         if reason is not None and "security token" not in reason:
             return self.frame.refused(request, None, reason)
-        token = forms.text(form, "token")
-        digest = sha256_of(token) if token else None
-        name = sessions.tokens.name_for_digest(digest) if digest and sessions.tokens else None
+        secret = forms.text(form, "token")
+        try:
+            token = await sessions.tokens.authenticate(secret) if secret and sessions.tokens else None
+        except DomainError as exc:  # the database away: a service token cannot be looked up
+            return self.frame.error_page(request, None, exc)
         target = _local_target(forms.text(form, "next"))
-        if name is None:
+        if token is None:
             log.warning("console sign-in refused")
             return self.render(
                 request,
@@ -55,14 +58,13 @@ class SignIn(Pages):
                 next=target,
                 error="That token is not one this service accepts.",
             )
-        assert digest is not None
-        _, cookie = sessions.issue(digest)
-        log.info("console sign-in", extra={"token_name": name})
+        _, cookie = sessions.issue(token.digest)
+        log.info("console sign-in", extra={"token_name": token.name})
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         self.frame.set_cookie(request, response, cookie)
         return response
 
-    @page(write=True)
+    @page(role=Role.viewer, write=True)
     async def sign_out(self, request: Request, current: Page) -> Response:
         sessions = self.frame.sessions
         await sessions.end(current.session)

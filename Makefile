@@ -67,6 +67,10 @@ test-compose: $(VENV)/.installed-dev ## the compose deployment on a real Docker 
 bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json
 	$(BIN)/python -m tests.bench
 
+.PHONY: bench-analytics-100k
+bench-analytics-100k: $(VENV)/.installed-dev ## the statistics section alone, its 10 million scans over 100,000 codes
+	BENCH_CODES=100000 $(BIN)/python -m tests.bench analytics
+
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev ## photograph the console's pages into docs/screenshots/ (needs chromium)
 	$(BIN)/python -m tests.console.screenshots docs/screenshots

@@ -14,11 +14,19 @@ number of values a day (the rest counted as "Other", see :mod:`services.redirect
 scans (hourly unique visitors, the CSV) go after ``SCAN_RETENTION_DAYS``, and the tallies with them;
 the answer says from when they are kept (``raw_since``).
 
+Totals per tag (``by_tag``) come from the tags' own rollups, a few rows per tag and month or day
+whatever the number of codes. A code counts under the tags it carries now: a change of its tags
+moves its past scans (and its scanned days) from the tags it loses to those it gains, in the
+transaction of the change (the trigger ``qr_codes_tags_moved``, so every writer of tags does it); a
+deleted code keeps counting under the tags it had, and erasing a code's scans takes them away.
+
 For a caller limited to tags (a token's scope), every code's report is that of the codes carrying one
 of them (deleted ones too, as every code's is): the same queries over those codes' own rollups rather
-than the every-code rows, so its cost grows with the codes in scope. Totals, series and top lists
-stay exact; unique visitors too in hour buckets, while a day's visitors are summed per code (a
-visitor who scanned two of its codes that day counts twice, at most its people).
+than the every-code rows, so its cost grows with the codes in scope; ``by_tag`` too (summed per
+code, then per tag, a code once per tag), as a code in scope may carry tags out of it, which the
+tags' rollups cannot tell apart. Totals, series and top lists stay exact; unique visitors too in
+hour buckets, while a day's visitors are summed per code (a visitor who scanned two of its codes
+that day counts twice, at most its people).
 
 Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
 ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day
@@ -253,17 +261,45 @@ WHERE ua.parsed_at IS NULL
 ORDER BY a.count DESC, ua.id
 LIMIT :most
 """
-# Summed per code first, then per tag (a code counts once per tag): whole months from scan_months,
-# and days from scan_days (read from ix_scan_days_day alone), added or, where a month is nearly
-# whole, taken away from it (sign -1). So a year reads about a row per code and month, not per day.
+# Per tag from its own rollups, never a row per code: whole months from scan_tag_months, and days
+# from scan_tag_days, added or, where a month is nearly whole, taken away from it (sign -1). The
+# codes of a tag scanned in the range [first, last) are those with a scan day in it whose scan day
+# before lies before it (scan_tag_code_*.since < first): each counted once, on its first day there.
+# A code's tags are the ones it carries now (a change moves its past scans), a deleted code's the
+# ones it had.
 BY_TAG = """
+WITH totals AS (
+    SELECT tag, total, bots FROM scan_tag_months WHERE month = ANY(CAST(:months AS date[]))
+    UNION ALL
+    SELECT d.tag, r.sign * d.total, r.sign * d.bots
+    FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
+    JOIN scan_tag_days d ON d.day >= r.start AND d.day < r.stop
+), codes AS (
+    SELECT tag, codes FROM scan_tag_code_months
+    WHERE month = ANY(CAST(:months AS date[])) AND since < :first
+    UNION ALL
+    SELECT d.tag, r.sign * d.codes
+    FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
+    JOIN scan_tag_code_days d ON d.day >= r.start AND d.day < r.stop AND d.since < :first
+)
+SELECT t.tag, t.total, t.bots, coalesce(c.codes, 0) AS codes
+FROM (SELECT tag, sum(total)::bigint AS total, sum(bots)::bigint AS bots FROM totals GROUP BY tag) AS t
+LEFT JOIN (SELECT tag, sum(codes)::bigint AS codes FROM codes GROUP BY tag) AS c USING (tag)
+WHERE t.total > 0
+ORDER BY t.total DESC, t.tag
+"""
+
+# For a caller limited to tags: summed per code in scope first, then per tag (a code counts once per
+# tag), from the codes' own rollups; a code in scope may carry tags out of it, which the tags'
+# rollups cannot tell apart. Whole months from scan_months, days from scan_days (as BY_TAG).
+BY_TAG_SOME_CODES = """
 WITH parts AS (
     SELECT code_id, total, bots FROM scan_months
-    WHERE month = ANY(CAST(:months AS date[])) AND code_id <> ''
+    WHERE month = ANY(CAST(:months AS date[])) AND code_id = ANY(CAST(:codes AS text[]))
     UNION ALL
     SELECT d.code_id, r.sign * d.total, r.sign * d.bots
     FROM unnest(CAST(:starts AS date[]), CAST(:ends AS date[]), CAST(:signs AS int[])) AS r(start, stop, sign)
-    JOIN scan_days d ON d.day >= r.start AND d.day < r.stop AND d.code_id <> ''
+    JOIN scan_days d ON d.day >= r.start AND d.day < r.stop AND d.code_id = ANY(CAST(:codes AS text[]))
 ), per_code AS (
     SELECT code_id, sum(total)::bigint AS total, sum(bots)::bigint AS bots FROM parts
     GROUP BY code_id HAVING sum(total) > 0
@@ -298,7 +334,7 @@ def month_plan(first: date, last: date) -> tuple[list[date], list[tuple[date, da
 
 
 FIRST_LAST = "SELECT first_scan_at, last_scan_at FROM scan_counts WHERE code_id = :code"
-FIRST_LAST_EVERY_CODE = "SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts"
+FIRST_LAST_EVERY_CODE = "SELECT first_scan_at, last_scan_at FROM scan_span"  # kept by the writer
 RAW_SINCE = "SELECT raw_since FROM scan_retention"
 CODE_EXISTS = "SELECT 1 FROM qr_codes WHERE id = :code"
 # The codes (deleted ones too) a caller limited to tags sees, for its every-code report.
@@ -405,14 +441,15 @@ async def report(
     else:
         span_first, span_last = (
             await conn.execute(text(_over(FIRST_LAST_EVERY_CODE, some)), {"codes": some})
-        ).one()
+        ).one_or_none() or (None, None)
     raw_since = (await conn.execute(text(RAW_SINCE))).scalar_one_or_none()
     by_tag = None
     if code_id is None:
         by_tag = [
             TagTotals(tag=tag, total=total, people=total - bot, bots=bot, codes=codes)
             for tag, total, bot, codes in await conn.execute(
-                text(_over(BY_TAG, some)), {**_by_tag_parameters(first, last), "codes": some}
+                text(BY_TAG if some is None else BY_TAG_SOME_CODES),
+                {**_by_tag_parameters(first, last), "codes": some},
             )
         ]
     return ScanReport(
@@ -469,9 +506,10 @@ def split_days(
     return runs, parts
 
 
-def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
+def _by_tag_parameters(first: date, last: date) -> dict[str, Any]:
     months, ranges = month_plan(first, last)
     return {
+        "first": first,
         "months": months,
         "starts": [r[0] for r in ranges],
         "ends": [r[1] for r in ranges],

@@ -489,6 +489,8 @@ _ERASE = (
        AND g.dimension = c.dimension AND g.value = c.value""",
     """UPDATE scan_months g SET total = g.total - c.total, bots = g.bots - c.bots
        FROM scan_months c WHERE c.code_id = :code AND g.code_id = '' AND g.month = c.month""",
+    # The tags' rollups lose the code's scans while its days are still there to say which.
+    "SELECT scan_tag_shift(:code, (SELECT tags FROM qr_codes WHERE id = :code), -1)",
     "DELETE FROM scan_quarters WHERE code_id = :code",
     "DELETE FROM scan_months WHERE code_id = :code",
     "DELETE FROM scan_days WHERE code_id = :code",
@@ -497,6 +499,10 @@ _ERASE = (
     "DELETE FROM scans WHERE code_id = :code",
     "UPDATE scan_counts SET total = 0, bots = 0, first_scan_at = NULL, last_scan_at = NULL "
     "WHERE code_id = :code",
+    # Every code's first and last scan, from the running totals left (one row a code, once).
+    "DELETE FROM scan_span",
+    "INSERT INTO scan_span (first_scan_at, last_scan_at) SELECT min(first_scan_at), max(last_scan_at) "
+    "FROM scan_counts HAVING min(first_scan_at) IS NOT NULL",
 )
 
 

@@ -228,6 +228,53 @@ scan_retention = Table(
     CheckConstraint("id", name="one_row"),
 )
 
+# Per tag (migration 0011), so that statistics over every code read no row per code: the scans of
+# the codes carrying a tag per UTC day and month (a code counts once per tag), and how many of those
+# codes were scanned on a day after last being scanned on the day ``since`` ('-infinity': never),
+# so that a range's codes per tag are the rows of its days with since before the range. Kept by the
+# scan writer; a change of a code's tags moves its past scans (the trigger qr_codes_tags_moved).
+scan_tag_days = Table(
+    "scan_tag_days",
+    metadata,
+    Column("tag", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    Column("bots", BigInteger, nullable=False),
+)
+scan_tag_months = Table(
+    "scan_tag_months",
+    metadata,
+    Column("tag", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    Column("bots", BigInteger, nullable=False),
+)
+scan_tag_code_days = Table(
+    "scan_tag_code_days",
+    metadata,
+    Column("tag", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("since", Date, primary_key=True),
+    Column("codes", Integer, nullable=False),
+)
+scan_tag_code_months = Table(
+    "scan_tag_code_months",
+    metadata,
+    Column("tag", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("since", Date, primary_key=True),
+    Column("codes", Integer, nullable=False),
+)
+# The first and the last scan of every code together (one row, kept by the scan writer).
+scan_span = Table(
+    "scan_span",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=true()),
+    Column("first_scan_at", DateTime(timezone=True), nullable=False),
+    Column("last_scan_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id", name="one_row"),
+)
+
 # The key of each UTC day's visitor hashes, shared by every redirect process. A day's key is
 # deleted soon after the day ends, so hashes of different days cannot be linked, and no address
 # can be recovered by trying them all against a key that still exists.

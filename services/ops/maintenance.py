@@ -5,7 +5,8 @@
   month when that partition is made.
 - **Retention:** raw scans older than ``SCAN_RETENTION_DAYS`` go, a whole month's partition at a
   time (one that ended before the cutoff); ``scan_retention.raw_since`` then says from when raw scans
-  are kept. The rollups stay, so series and totals do not change.
+  are kept. The rollups stay (the totals per tag too, and the daily rows a change of a code's tags
+  moves), so series and totals do not change.
 - **Visitor hashes of past days:** a day's unique visitors are counted once the day can gain no
   more scans; hashes of days before yesterday (UTC) are deleted.
 - **Tallies and user agents, with the raw scans:** the top lists' daily tallies of the days before
@@ -47,6 +48,11 @@ HOT_TABLES = (
     "scan_months",
     "scan_day_visitors",
     "scan_tallies",
+    "scan_tag_days",
+    "scan_tag_months",
+    "scan_tag_code_days",
+    "scan_tag_code_months",
+    "scan_span",
     "user_agents",
     "qr_codes",
     "qr_code_changes",

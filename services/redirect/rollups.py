@@ -8,7 +8,13 @@ batch to each rollup with one upsert grouped by its key: the running totals per 
 (``scan_counts``), quarter hours (``scan_quarters``), UTC days with their unique visitors
 (``scan_days``, each visitor hash counted once per code and day through ``scan_day_visitors``), UTC
 months (``scan_months``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per
-code and, under the code id '', for every code together (a grouping set). Every upsert takes its
+code and, under the code id '', for every code together (a grouping set). The totals per tag the
+codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` FOR SHARE, so
+that a change of a code's tags and a batch of its scans wait for each other, and the change's
+trigger moves what the batch added), the codes per tag and day with the day each was scanned
+before (``scan_tag_code_days``, ``scan_tag_code_months``: a code's first scan of a day counts it,
+and a late scan landing before a day the code already has makes it that day's day before), and the
+first and last scan of every code (``scan_span``) follow the same batch. Every upsert takes its
 rows in key order, so that two writers adding to the same keys wait for each other instead of
 deadlocking.
 
@@ -122,6 +128,77 @@ WITH batch AS MATERIALIZED (
         total = scan_days.total + EXCLUDED.total,
         bots = scan_days.bots + EXCLUDED.bots,
         visitors = scan_days.visitors + EXCLUDED.visitors
+    RETURNING code_id, day, xmax = 0 AS inserted
+), tagged AS MATERIALIZED (
+    -- The batch's codes' tags, each once, as they are now: FOR SHARE waits for a change of a code's
+    -- tags in progress (and reads the tags it made); a change that comes later waits for this batch
+    -- and moves its scans too (the trigger qr_codes_tags_moved). All taken before any tag row.
+    SELECT locked.id AS code_id, t.tag
+    FROM (
+        SELECT id, tags FROM qr_codes WHERE id IN (SELECT code_id FROM facts) ORDER BY id FOR SHARE
+    ) AS locked
+    CROSS JOIN LATERAL (SELECT DISTINCT unnest(locked.tags)) AS t(tag)
+), tag_days AS (
+    INSERT INTO scan_tag_days (tag, day, total, bots)
+    SELECT t.tag, f.day, sum(f.n), coalesce(sum(f.n) FILTER (WHERE f.bot_reason IS NOT NULL), 0)
+    FROM facts AS f JOIN tagged AS t USING (code_id) GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (tag, day) DO UPDATE SET
+        total = scan_tag_days.total + EXCLUDED.total, bots = scan_tag_days.bots + EXCLUDED.bots
+), tag_months AS (
+    INSERT INTO scan_tag_months (tag, month, total, bots)
+    SELECT t.tag, date_trunc('month', f.day)::date, sum(f.n),
+        coalesce(sum(f.n) FILTER (WHERE f.bot_reason IS NOT NULL), 0)
+    FROM facts AS f JOIN tagged AS t USING (code_id) GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (tag, month) DO UPDATE SET
+        total = scan_tag_months.total + EXCLUDED.total, bots = scan_tag_months.bots + EXCLUDED.bots
+), arrivals AS MATERIALIZED (
+    -- A code's first scan of a day (its scan_days row is new) counts the code on that day, with
+    -- the day it was scanned before (since). A day that lands before one the code already has (a
+    -- late scan) becomes that day's since: the later day moves (two short reads of the primary key).
+    SELECT n.code_id, n.day, before.day AS before, after.day AS after,
+        coalesce(greatest(before.day, lag(n.day) OVER (PARTITION BY n.code_id ORDER BY n.day)),
+            '-infinity') AS since
+    FROM days AS n
+    LEFT JOIN LATERAL (
+        SELECT d.day FROM scan_days AS d WHERE d.code_id = n.code_id AND d.day < n.day
+        ORDER BY d.day DESC LIMIT 1
+    ) AS before ON true
+    LEFT JOIN LATERAL (
+        SELECT d.day FROM scan_days AS d WHERE d.code_id = n.code_id AND d.day > n.day
+        ORDER BY d.day LIMIT 1
+    ) AS after ON true
+    WHERE n.inserted AND n.code_id <> ''
+), code_moves AS MATERIALIZED (
+    SELECT t.tag, m.day, m.since, sum(m.codes) AS codes
+    FROM (
+        SELECT code_id, day, since, 1 AS codes FROM arrivals
+        UNION ALL
+        SELECT code_id, after, moved.since, moved.codes
+        FROM (
+            SELECT DISTINCT ON (code_id, after) code_id, after, day, before
+            FROM arrivals WHERE after IS NOT NULL ORDER BY code_id, after, day DESC
+        ) AS latest
+        CROSS JOIN LATERAL (VALUES (coalesce(latest.before, '-infinity'), -1), (latest.day, 1))
+            AS moved(since, codes)
+    ) AS m
+    JOIN tagged AS t USING (code_id)
+    GROUP BY 1, 2, 3
+    HAVING sum(m.codes) <> 0
+), tag_code_days AS (
+    INSERT INTO scan_tag_code_days (tag, day, since, codes)
+    SELECT tag, day, since, codes FROM code_moves ORDER BY 1, 2, 3
+    ON CONFLICT (tag, day, since) DO UPDATE SET codes = scan_tag_code_days.codes + EXCLUDED.codes
+), tag_code_months AS (
+    INSERT INTO scan_tag_code_months (tag, month, since, codes)
+    SELECT tag, date_trunc('month', day)::date, since, sum(codes) FROM code_moves
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (tag, month, since) DO UPDATE SET codes = scan_tag_code_months.codes + EXCLUDED.codes
+), span AS (
+    INSERT INTO scan_span (first_scan_at, last_scan_at)
+    SELECT min(first_scan_at), max(last_scan_at) FROM facts
+    ON CONFLICT (id) DO UPDATE SET
+        first_scan_at = least(scan_span.first_scan_at, EXCLUDED.first_scan_at),
+        last_scan_at = greatest(scan_span.last_scan_at, EXCLUDED.last_scan_at)
 ), months AS (
     INSERT INTO scan_months (code_id, month, total, bots)
     SELECT CASE WHEN grouping(code_id) = 0 THEN code_id ELSE '' END, date_trunc('month', day)::date,

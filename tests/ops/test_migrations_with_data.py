@@ -37,7 +37,7 @@ QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
 
 # The first revision with every column the code at head reads or writes on the hot path.
 LOOKUP_FROM = "0002"  # LOOKUP_TARGET reads fallback_url and forward_query, added by 0002
-SCANS_FROM = "0007"  # the scan writer names user agents by id and keeps the rollups of 0007
+SCANS_FROM = "0011"  # the scan writer names user agents by id and keeps the rollups of 0007 and 0011
 COUNTED_FROM = "0003"  # scan_counts exists (the writers of 0003 to 0006 upserted it as below)
 COUNTS_BEFORE_0007 = """
 INSERT INTO scan_counts (code_id, total, bots)
@@ -224,8 +224,13 @@ async def seed_0007(connection: asyncpg.Connection) -> None:
     await connection.execute("INSERT INTO scan_retention (raw_since) VALUES ($1)", T0 - timedelta(days=400))
 
 
-async def write_0007(dsn: str) -> None:
-    """Scans as the writer of 0007 leaves them: through the writer itself (rows, agents, rollups)."""
+async def seed_0011(connection: asyncpg.Connection) -> None:
+    # A code's tags change: the trigger moves its past scans from "food" to "drinks".
+    await connection.execute("UPDATE qr_codes SET tags = '{drinks,print}' WHERE id = 'menu-table4'")
+
+
+async def write_0011(dsn: str) -> None:
+    """Scans as the writer leaves them: through the writer itself (rows, agents, every rollup)."""
     recorder = ScanRecorder(dsn, trusted_proxies=(), flush_interval=60)
     await recorder.start()
     try:
@@ -237,7 +242,7 @@ async def write_0007(dsn: str) -> None:
     assert (recorder.written, recorder.dropped) == (3, 0)
 
 
-WRITTEN = {"0007": write_0007}  # seeds that the writer of the revision makes, after the rows above
+WRITTEN = {"0011": write_0011}  # seeds that the writer of the revision makes, after the rows above
 
 
 SEEDS = {
@@ -251,6 +256,7 @@ SEEDS = {
     "0008": seed_0008,
     "0009": seed_0009,
     "0010": seed_0010,
+    "0011": seed_0011,
 }
 
 
@@ -348,6 +354,38 @@ def as_before_0007(tables: Snapshot) -> Snapshot:
     return {**tables, "scans": Table(tables["scans"].columns, rows, keyed=False)}
 
 
+def assert_tags_match_scans(tables: Snapshot, scan_rows: list[dict[str, Any]], step: str) -> None:
+    """From 0011 on, the tags' rollups: per tag and day, the scans of the codes carrying it now."""
+    tags = {row["id"]: set(row["tags"]) for row in tables["qr_codes"].rows.values()}
+    expected: dict[tuple[str, date], tuple[int, int]] = {}
+    for row in scan_rows:
+        day = row["scanned_at"].astimezone(UTC).date()
+        for tag in tags.get(row["code_id"], set()):
+            total, bots = expected.get((tag, day), (0, 0))
+            expected[tag, day] = (total + 1, bots + row["is_bot"])
+    kept = {
+        (row["tag"], row["day"]): (row["total"], row["bots"])
+        for row in tables["scan_tag_days"].rows.values()
+        if row["total"]
+    }
+    assert kept == expected, f"{step}: scan_tag_days disagree with scans"
+    codes = {
+        (row["tag"], row["day"]): row["codes"]
+        for row in tables["scan_tag_code_days"].rows.values()
+        if row["codes"]
+    }
+    assert sum(codes.values()) == sum(
+        len(
+            {
+                (s["code_id"], s["scanned_at"].astimezone(UTC).date())
+                for s in scan_rows
+                if tag in tags.get(s["code_id"], ())
+            }
+        )
+        for tag in {t for ts in tags.values() for t in ts}
+    ), f"{step}: scan_tag_code_days count a code's day other than once per tag"
+
+
 def assert_counts_match_scans(tables: Snapshot, step: str) -> None:
     """The running totals, and from 0007 on every rollup, say what the raw scans say."""
     if "scan_counts" not in tables:
@@ -365,6 +403,8 @@ def assert_counts_match_scans(tables: Snapshot, step: str) -> None:
     assert totals == expected, f"{step}: scan_counts disagree with scans"
     if "scan_quarters" not in tables:
         return
+    if "scan_tag_days" in tables:
+        assert_tags_match_scans(tables, scan_rows, step)
     for rollup in ("scan_quarters", "scan_days"):
         for scope in ("", *expected):
             rows = [r for r in tables[rollup].rows.values() if r["code_id"] == scope]
@@ -447,8 +487,9 @@ async def hot_path(dsn: str, revision: str, order: list[str]) -> tuple[int, int,
                 await connection.prepare(queries.LOOKUP_TARGET)
 
         if order.index(revision) < order.index(SCANS_FROM):
-            with pytest.raises(asyncpg.UndefinedTableError):
-                await connection.prepare(scans.UPSERT_AGENTS)
+            await connection.execute(rollups.STAGE)
+            with pytest.raises((asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)):
+                await connection.prepare(rollups.WRITE)
             return None
         await connection.execute(rollups.STAGE)  # the scan writer's temporary table
         for statement in (*scans.ALL, *visitors.ALL):

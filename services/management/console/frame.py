@@ -1,7 +1,8 @@
-"""The frame every console page shares: its session (sign-in first when tokens are on), who is
-calling, the forms it posts (read within their limit, checked against cross-site forgery, see
-:mod:`services.management.auth.sessions`), the templates, the errors shown as a page, and the
-headers on every answer.
+"""The frame every console page shares: its session (sign-in first when tokens are on or people
+sign in through the identity provider), who is calling (for a person: their subject, e-mail and the
+role their session carries), the forms it posts (read within their limit, checked against
+cross-site forgery, see :mod:`services.management.auth.sessions`), the templates, the errors shown
+as a page, and the headers on every answer.
 
 Every answer carries a strict content security policy (nothing from elsewhere, no inline script or
 style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escapes every value.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -26,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from services.management import limits
 from services.management.auth.identity import Identity, identity_of
+from services.management.auth.oidc import Provider
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.console import forms
 from services.management.errors import (
@@ -95,9 +97,10 @@ class Page:
 
 
 class Frame:
-    def __init__(self, service: Service, sessions: Sessions) -> None:
+    def __init__(self, service: Service, sessions: Sessions, oidc: Provider | None = None) -> None:
         self.settings = service.settings
         self.sessions = sessions
+        self.oidc = oidc  # people sign in through this identity provider (OIDC_ISSUER)
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -141,14 +144,11 @@ class Frame:
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
-        signed_in_as = self.sessions.token_name(session)
         current = Page(
             request,
             session,
             self.sessions.csrf_token(session),
-            signed_in_as,
-            # The history's "by" is the session's token, as for a bearer token.
-            identity_of(request.scope).signed_in(session, signed_in_as),
+            *self.caller(request, session),
             new_cookie,
         )
         form: FormData | None = None
@@ -169,6 +169,24 @@ class Frame:
         if current.new_cookie is not None:
             self.set_cookie(request, response, current.new_cookie)
         return response
+
+    def caller(self, request: Request, session: Session) -> tuple[str | None, Identity]:
+        """Who the page shows as signed in, and the caller the operations are given: the session's
+        token (the history's "by", as for a bearer token), or the person with their role."""
+        identity = identity_of(request.scope)
+        person = session.person
+        if person is None:
+            token_name = self.sessions.token_name(session)
+            return token_name, identity.signed_in(session, token_name)
+        identity = replace(
+            identity.signed_in(session, None),
+            kind="person",
+            subject=person.subject,
+            email=person.email,
+            role=person.role,
+            tags=None,
+        )
+        return f"{person.email or person.subject} ({person.role.value})", identity
 
     def refused(self, request: Request, current: Page | None, reason: str) -> Response:
         """A form refused as possibly forged: 400, not 403 (at the edge, a 403 page is the allowlist's)."""

@@ -52,7 +52,8 @@ const configuration = {
     },
   ],
   pkce: { required: () => true },
-  claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
+  // The groups come with the openid scope itself, as a provider's mapper adds them to the ID token.
+  claims: { openid: ['sub', 'groups'], email: ['email', 'email_verified'] },
   // The scope's claims go into the ID token itself (the service reads no userinfo).
   conformIdTokenClaims: false,
   async findAccount(_ctx, id) {
@@ -71,7 +72,7 @@ const configuration = {
       clientId: ctx.oidc.client.clientId,
       accountId: ctx.oidc.session.accountId,
     });
-    grant.addOIDCScope('openid email groups');
+    grant.addOIDCScope('openid email');
     await grant.save();
     return grant;
   },

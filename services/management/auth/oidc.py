@@ -132,19 +132,25 @@ class Provider:
             raise ProviderUnavailable(f"{url} did not answer a JSON object")
         return document
 
-    async def discovery(self) -> dict[str, Any]:
+    async def discovery(self, *, fresh: bool = False) -> dict[str, Any]:
         """The provider's discovery document, fetched at most once an hour (kept past that while
-        the provider is away)."""
-        if self._discovery is not None and time.monotonic() - self._discovery_at < DISCOVERY_SECONDS:
+        the provider is away), or now when ``fresh``."""
+
+        def kept() -> dict[str, Any] | None:
+            if fresh or time.monotonic() - self._discovery_at >= DISCOVERY_SECONDS:
+                return None
             return self._discovery
+
+        if (document := kept()) is not None:
+            return document
         async with self._lock:
-            if self._discovery is not None and time.monotonic() - self._discovery_at < DISCOVERY_SECONDS:
-                return self._discovery
+            if (document := kept()) is not None:
+                return document
             url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
             try:
                 document = await self._get_json(url)
             except ProviderUnavailable:
-                if self._discovery is not None:
+                if self._discovery is not None and not fresh:
                     return self._discovery  # the provider is away: what it said an hour ago holds
                 raise
             if document.get("issuer") != self.settings.issuer:
@@ -182,8 +188,10 @@ class Provider:
     # -- the code flow -----------------------------------------------------------------------------
 
     async def authorization(self, redirect_uri: str) -> Authorization:
-        """A new sign-in: the provider's authorization URL with PKCE (S256), state and nonce."""
-        document = await self.discovery()
+        """A new sign-in: the provider's authorization URL with PKCE (S256), state and nonce. The
+        discovery document is asked for afresh: a provider that is away then gets the person a
+        clear page here, rather than an error in the browser at the provider's address."""
+        document = await self.discovery(fresh=True)
         state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
         query = {
             "response_type": "code",

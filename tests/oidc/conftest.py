@@ -28,9 +28,9 @@ __all__ = ["environ", "settings"]
 
 HERE = Path(__file__).parent
 CONSOLE_CLIENT = "qr-console"
-CONSOLE_SECRET = "console-secret-for-tests-only"  # noqa: S105
+CONSOLE_SECRET = "console-secret-for-tests-only"
 SCRIPTS_CLIENT = "qr-scripts"
-SCRIPTS_SECRET = "scripts-secret-for-tests-only"  # noqa: S105
+SCRIPTS_SECRET = "scripts-secret-for-tests-only"
 AUDIENCE = "https://qr.test/api"
 ROLE_MAP = "qr-admins=admin,qr-editors=editor,qr-viewers=viewer"
 

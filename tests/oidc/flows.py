@@ -38,7 +38,8 @@ async def at_provider(location: str, login: str, browser: httpx.AsyncClient) -> 
             continue
         assert response.status_code == 200, response.text
         form = re.search(r'action="([^"]+)"', response.text)
-        assert form is not None and 'name="login"' in response.text, response.text
+        assert form is not None, response.text
+        assert 'name="login"' in response.text, response.text
         posted = await browser.post(
             urljoin(url, form.group(1)), data={"prompt": "login", "login": login, "password": "any"}
         )
@@ -47,7 +48,9 @@ async def at_provider(location: str, login: str, browser: httpx.AsyncClient) -> 
     raise AssertionError("the provider never sent the browser back")
 
 
-async def sign_in(app: httpx.AsyncClient, login: str, browser: httpx.AsyncClient | None = None) -> httpx.Response:
+async def sign_in(
+    app: httpx.AsyncClient, login: str, browser: httpx.AsyncClient | None = None
+) -> httpx.Response:
     """The console's sign-in through the provider as ``login``: the callback's answer."""
     start = await app.get("/console/auth/login", params={"next": "/console/scans"})
     assert start.status_code == 303, start.text

@@ -70,7 +70,7 @@ def signing_key(kid: str) -> RSAKey:
 
 
 @dataclass
-class TestProvider:
+class RunningProvider:
     """oidc-provider on 127.0.0.1:``port``, with the console's redirect URIs and signing keys given."""
 
     redirect_uris: list[str]
@@ -153,9 +153,9 @@ class TestProvider:
 
 
 @pytest.fixture
-def provider(node_modules: Path) -> Iterator[TestProvider]:
+def provider(node_modules: Path) -> Iterator[RunningProvider]:
     """The provider, for the management app under test (origin http://localhost)."""
-    started = TestProvider(
+    started = RunningProvider(
         redirect_uris=["http://localhost/console/auth/callback"],
         logout_uris=["http://localhost/console/sign-in?notice=signed-out"],
     )

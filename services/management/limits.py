@@ -16,6 +16,22 @@ MAX_TAG: Final = 40
 REDIRECT_STATUSES: Final = (301, 302, 307, 308)
 DEFAULT_REDIRECT_STATUS: Final = 302
 HISTORY_ACTIONS: Final = ("create", "update", "delete", "erase")  # erase: a code's scans, on request
+# What the audit log records (services/management/audit.py says when each is written).
+AUDIT_ACTIONS: Final = (
+    "code.create",
+    "code.update",
+    "code.delete",
+    "code.bulk",
+    "logo.set",
+    "logo.remove",
+    "scans.erase",
+    "token.create",
+    "token.revoke",
+    "sign-in",
+    "sign-out",
+)
+DEFAULT_AUDIT_PAGE: Final = 100
+MAX_ACTOR: Final = 320  # an e-mail address's longest
 
 # -- bulk -------------------------------------------------------------------------------------------
 # Row errors a bulk refusal lists; a body with more has a systematic problem the first ones show.

@@ -325,7 +325,11 @@ def _maintain_once() -> None:
     with database(settings) as dsn:
         try:
             upkeep = asyncio.run(
-                maintenance.keep_partitions(dsn, retention_days=settings.scan_retention_days)
+                maintenance.keep_partitions(
+                    dsn,
+                    retention_days=settings.scan_retention_days,
+                    audit_retention_days=settings.audit_retention_days,
+                )
             )
             steps = asyncio.run(maintenance.maintain(dsn))
         except DATABASE_FAULTS as exc:
@@ -347,6 +351,11 @@ def _maintain_once() -> None:
         )
     if upkeep.expired_keys:
         click.echo(f"forgot {upkeep.expired_keys} idempotency keys past their hours")
+    if upkeep.expired_audit:
+        click.echo(
+            f"forgot {upkeep.expired_audit} audit entries "
+            f"past AUDIT_RETENTION_DAYS={settings.audit_retention_days}"
+        )
     for step in steps:
         if step.skipped:
             click.echo(f"skipped {step.table}: another session holds it (a migration?); next run")

@@ -82,6 +82,7 @@ SELECT code_id FROM codes WHERE code_id IS NOT NULL
 FORGET_TALLIES = "DELETE FROM scan_tallies WHERE code_id = ANY($1::text[]) AND day < $2"
 TALLY_CODES_AT_ONCE = 500  # codes whose old tallies one statement (one transaction) deletes
 EXPIRE_KEYS = "DELETE FROM idempotency_keys WHERE created_at < $1"
+EXPIRE_AUDIT = "DELETE FROM audit_log WHERE at < $1"
 DEAD_ROWS = """
 SELECT coalesce(sum(s.n_dead_tup), 0) FROM pg_stat_user_tables s
 WHERE s.relname = $1
@@ -108,6 +109,7 @@ class Upkeep:
     forgotten_tallies: int = 0  # tallies of days before raw_since deleted
     forgotten_agents: int = 0  # user agents no scan kept names, deleted
     expired_keys: int = 0  # idempotency keys (and their answers) past their hours, deleted
+    expired_audit: int = 0  # audit log entries past AUDIT_RETENTION_DAYS, deleted
 
 
 def month_start(day: date) -> date:
@@ -132,10 +134,13 @@ async def _partitioned(conn: asyncpg.Connection) -> bool:
     )
 
 
-async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None = None) -> Upkeep:
+async def keep_partitions(
+    dsn: str, *, retention_days: int, audit_retention_days: int = 400, now: datetime | None = None
+) -> Upkeep:
     """Make this month's partition of scans and the next MONTHS_AHEAD, move what the default
     partition holds of them into them, drop the partitions past retention with the tallies and the
-    user agents only they named, forget old visitors and expired idempotency keys."""
+    user agents only they named, forget old visitors, expired idempotency keys and audit entries
+    older than ``audit_retention_days``."""
     now = now or datetime.now(UTC)
     settings = {"application_name": "qr-manage maintain", "lock_timeout": "10s", "statement_timeout": "0"}
     async with connection(dsn, server_settings=settings) as conn:
@@ -188,6 +193,7 @@ async def keep_partitions(dsn: str, *, retention_days: int, now: datetime | None
             forgotten_tallies=await forget_tallies(conn),
             forgotten_agents=await forget_agents(conn, named),
             expired_keys=await expire_keys(conn, now),
+            expired_audit=await expire_audit(conn, now - timedelta(days=audit_retention_days)),
         )
 
 
@@ -230,6 +236,13 @@ async def expire_keys(conn: asyncpg.Connection, now: datetime) -> int:
     if await conn.fetchval("SELECT to_regclass('public.idempotency_keys')") is None:
         return 0  # a schema before 0008
     return _count(await conn.execute(EXPIRE_KEYS, now - timedelta(hours=IDEMPOTENCY_HOURS)))
+
+
+async def expire_audit(conn: asyncpg.Connection, cutoff: datetime) -> int:
+    """Delete the audit log's entries from before ``cutoff``."""
+    if await conn.fetchval("SELECT to_regclass('public.audit_log')") is None:
+        return 0  # a schema before 0010
+    return _count(await conn.execute(EXPIRE_AUDIT, cutoff))
 
 
 async def make_partition(conn: asyncpg.Connection, month: date) -> int:

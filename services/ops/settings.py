@@ -40,6 +40,8 @@ class OpsSettings:
     backup_max_age_hours: float = 26.0
     # Raw scans older than this go (a month's partition at a time); the rollups stay for ever.
     scan_retention_days: int = 400
+    # The audit log's entries older than this go (qr-manage maintain).
+    audit_retention_days: int = 400
     # The management service's image store and its bound (qr-manage status shows both).
     qr_data_dir: Path = CHECKOUT / "var" / "qr_data"
     qr_data_max_bytes: int = storage.DEFAULT_MAX_BYTES
@@ -64,6 +66,9 @@ class OpsSettings:
             ),
             scan_retention_days=env.read_int(
                 environ, "SCAN_RETENTION_DAYS", cls.scan_retention_days, minimum=32, maximum=36_500
+            ),
+            audit_retention_days=env.read_int(
+                environ, "AUDIT_RETENTION_DAYS", cls.audit_retention_days, minimum=1, maximum=36_500
             ),
             qr_data_dir=_path(environ, "QR_DATA_DIR", "var/qr_data"),
             qr_data_max_bytes=storage.read_max_bytes(environ),

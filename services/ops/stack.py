@@ -185,9 +185,15 @@ class Stack:
     def upkeep(self, *, vacuum: bool = True) -> None:
         """What ``qr-manage maintain`` does: partitions of scans ahead, retention, visitor hashes of
         past days, and (``vacuum``) VACUUM (ANALYZE). A failure is logged; the stack goes on."""
-        retention = self.settings.ops.scan_retention_days
+        ops = self.settings.ops
         try:
-            upkeep = asyncio.run(maintenance.keep_partitions(self.dsn, retention_days=retention))
+            upkeep = asyncio.run(
+                maintenance.keep_partitions(
+                    self.dsn,
+                    retention_days=ops.scan_retention_days,
+                    audit_retention_days=ops.audit_retention_days,
+                )
+            )
             if vacuum:
                 asyncio.run(maintenance.maintain(self.dsn))
         except FAULTS as exc:

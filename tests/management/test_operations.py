@@ -60,7 +60,7 @@ def unmatched(routes: Iterable[BaseRoute], described: dict[str, Any]) -> list[st
 def test_every_route_has_an_operation_and_every_operation_a_route() -> None:
     routes = app_routes()
     assert unmatched(routes, document()) == []
-    assert len({(o.path, o.method) for o in OPERATIONS}) == len(OPERATIONS) == 23
+    assert len({(o.path, o.method) for o in OPERATIONS}) == len(OPERATIONS) == 25
 
 
 def test_the_walk_finds_a_route_without_an_operation_and_an_operation_without_a_route() -> None:
@@ -90,7 +90,3 @@ def test_each_endpoint_takes_the_models_its_operation_declares() -> None:
         declared = {operation.query} | ({operation.query_when[2]} if operation.query_when else set())
         assert _models(query) == declared, operation.operation_id
         assert _models(body) == {operation.body}, operation.operation_id
-
-
-def test_role_is_declared_per_operation_and_not_used_yet() -> None:
-    assert {operation.role for operation in OPERATIONS} == {None}

@@ -140,6 +140,13 @@ class ManagementApi:
         rows = await self.service.exports.raw_scans(call.code_id, call.query)
         return _file(rows, "text/csv; charset=utf-8", f"scans-{call.code_id}.csv")
 
+    async def audit(self, call: Call[schemas.AuditQuery, None]) -> JSONResponse:
+        query = call.query
+        return answer(await self.service.audit.page(query, limit=query.limit, cursor=query.cursor))
+
+    async def audit_csv(self, call: Call[schemas.AuditFilters, None]) -> Response:
+        return _file(self.service.audit.csv(call.query), "text/csv; charset=utf-8", "audit.csv")
+
     async def openapi(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
         return JSONResponse(self.document())
 

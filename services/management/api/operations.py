@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from services.management import bulk, limits, schemas
 from services.management.api.endpoints import Call, ManagementApi
+from services.management.auth.roles import Role
 
 REF = "#/components/schemas/{model}"
 # An endpoint: a method of ManagementApi that takes the call as read for its operation.
@@ -71,6 +72,15 @@ SCANS_DESCRIPTION = (
     "a bounded number of distinct user agents and referrer hosts a day, the rest counted as Other. "
     "Raw scans, and the top lists' daily tallies with them, are kept SCAN_RETENTION_DAYS (raw_since "
     "says from when); the rollups of series and totals for ever."
+)
+
+
+AUDIT_DESCRIPTION = (
+    "Every admin write (the code's id as target), token change, sign-in (a refused one with outcome "
+    "refused) and sign-out: who (a token's name, or a person's e-mail and the provider's subject), "
+    "the role, the client's address, the request id, what and when. Entries are written in the "
+    "transaction of the change they record, kept AUDIT_RETENTION_DAYS, and never hold a secret. "
+    "Admins only."
 )
 
 
@@ -354,6 +364,34 @@ OPERATIONS = (
         query=schemas.ScanQuery,
         description=SCANS_DESCRIPTION,
         endpoint=ManagementApi.all_scans,
+    ),
+    Operation(
+        "/api/v1/audit",
+        "get",
+        "getAudit",
+        "The audit log, newest first: admin writes, token changes, sign-ins and sign-outs",
+        {200: Answer("A page of entries.", schemas.AuditPage), **_422, **_ADMIN},
+        query=schemas.AuditQuery,
+        description=AUDIT_DESCRIPTION,
+        endpoint=ManagementApi.audit,
+        role=Role.admin,
+    ),
+    Operation(
+        "/api/v1/audit.csv",
+        "get",
+        "getAuditCsv",
+        "The audit log's entries as CSV, oldest first, streamed (formula-safe cells)",
+        {
+            200: Answer(
+                "The entries.", media={"text/csv": {"type": "string"}}, headers=("Content-Disposition",)
+            ),
+            **_422,
+            **_ADMIN,
+        },
+        query=schemas.AuditFilters,
+        description=AUDIT_DESCRIPTION,
+        endpoint=ManagementApi.audit_csv,
+        role=Role.admin,
     ),
     _image("png", "image/png", schemas.PngQuery, ManagementApi.get_png),
     _image("svg", "image/svg+xml", schemas.SvgQuery, ManagementApi.get_svg),

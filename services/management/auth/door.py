@@ -98,7 +98,7 @@ class Door:
         scheme, _, token = authorization.partition(" ")
         token_name = tokens.name_of(token.strip()) if scheme.lower() == "bearer" else None
         if token_name is not None:
-            return Identity(identity.client_address, identity.request_id, token_name)
+            return Identity(identity.client_address, identity.request_id, token_name, kind="token")
         # A console session reads the API too (its images, exports, CSV), never writes it.
         reads = scope["method"] in ("GET", "HEAD") and not is_console(scope["path"])
         sessions = self.rules.sessions

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from services.management.schemas.answers import (
     Answer,
+    AuditEntry,
+    AuditPage,
     Bucket,
     BulkResult,
     Change,
@@ -60,6 +62,8 @@ from services.management.schemas.fields import (
     validation_context,
 )
 from services.management.schemas.queries import (
+    AuditFilters,
+    AuditQuery,
     BulkQuery,
     CodeFilters,
     ExportQuery,
@@ -81,6 +85,10 @@ from services.management.schemas.queries import (
 __all__ = [
     "PATTERN_REASONS",
     "Answer",
+    "AuditEntry",
+    "AuditFilters",
+    "AuditPage",
+    "AuditQuery",
     "Bucket",
     "BulkQuery",
     "BulkResult",

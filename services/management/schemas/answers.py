@@ -95,6 +95,27 @@ class History(Answer):
     next_cursor: str | None
 
 
+class AuditEntry(Answer):
+    id: int
+    at: datetime
+    action: str = Field(description="What was done: code.create, token.revoke, sign-in, ...")
+    target: str | None = Field(description="A code's id or a token's name.")
+    outcome: str = Field(description="ok, or refused (a failed sign-in).")
+    actor: str | None = Field(description="The token's name, or the person's e-mail (else subject).")
+    actor_kind: str = Field(description="network (the allowlist alone), token or person.")
+    subject: str | None = Field(description="The identity provider's subject, for a person.")
+    email: str | None
+    role: str | None
+    client_address: str | None
+    request_id: str | None
+    detail: dict[str, Any] = Field(description="What was done, in names and values; never a secret.")
+
+
+class AuditPage(Answer):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
 class Bucket(Answer):
     start: datetime = Field(description="The bucket's first instant, with the zone's offset.")
     total: int = Field(ge=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -314,3 +314,28 @@ class RawScansQuery(Query):
         description="The first scan's time or day (UTC); default: every scan kept.",
     )
     to: QueryMoment | None = Field(default=None, description="Scans before this time or day (UTC).")
+
+
+if TYPE_CHECKING:
+    AuditAction = str
+else:  # the enum in the document is the one enforced
+    AuditAction = Literal[limits.AUDIT_ACTIONS]
+
+
+class AuditFilters(Query):
+    """Which entries of the audit log: a range of time, one actor, one action."""
+
+    from_: QueryMoment | None = Field(
+        default=None,
+        alias="from",
+        description="The first entry's time or day (UTC); default: the oldest kept.",
+    )
+    to: QueryMoment | None = Field(default=None, description="Entries before this time or day (UTC).")
+    actor: Annotated[QueryText, Field(max_length=limits.MAX_ACTOR)] | None = Field(
+        default=None, description="A token's name or a person's e-mail (or subject), exactly."
+    )
+    action: AuditAction | None = Field(default=None, description="One action, exactly.")
+
+
+class AuditQuery(AuditFilters, Page):
+    limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_AUDIT_PAGE

@@ -13,6 +13,7 @@ front end turns into its own answer.
     bulk         BulkService: many codes at once (JSON or CSV), under an Idempotency-Key or not
     exports      ExportService: the codes as CSV, images in a ZIP, label sheets; a code's raw scans
     analytics    AnalyticsService: scan statistics, and erasing a code's scans
+    audit        AuditService: the audit log, a page at a time or as CSV
     database     Database: the engine, connections, the database away as TryAgain
 """
 
@@ -24,6 +25,7 @@ from services.management.images import Images
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import validation_context
 from services.management.service.analytics import AnalyticsService
+from services.management.service.audit import AuditService
 from services.management.service.bulk import BulkService
 from services.management.service.codes import CodeService
 from services.management.service.database import Database
@@ -52,6 +54,7 @@ class Service:
         self.bulk = BulkService(self.database, metrics, public_base_url=base_url, context=self.context)
         self.exports = ExportService(self.database, self.images, max_codes=settings.export_max_codes)
         self.analytics = AnalyticsService(self.database, metrics, countries=settings.geoip_configured)
+        self.audit = AuditService(self.database)
 
     async def open(self) -> None:
         await self.database.open()

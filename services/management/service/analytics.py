@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from services.management import analytics, codes, history
+from services.management import analytics, audit, codes, history
 from services.management.auth.identity import Identity
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import ScanQuery, ScanReport
@@ -33,5 +33,8 @@ class AnalyticsService:
         async with self.database.connect(write=True) as conn:
             changed = await codes.erase_scans(conn, code_id)
             await history.record(conn, code_id, "erase", changed, identity)
+            await audit.record(
+                conn, identity, "scans.erase", target=code_id, detail={"scans": changed["scans"]["old"]}
+            )
         self.metrics.code_changes.labels("erase").inc()
         log.info("scans erased", extra={"code_id": code_id, "scans": changed["scans"]["old"]})

@@ -13,7 +13,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management import bulk, codes, history
+from services.management import audit, bulk, codes, history
 from services.management.auth.identity import Identity
 from services.management.errors import BulkRefused, DomainError, InvalidValue, RowError, Unreadable
 from services.management.metrics import ManagementMetrics
@@ -98,6 +98,17 @@ class BulkService:
         if created:
             await history.record_created(
                 conn, [(c.id, f) for c, f in zip(created, fields, strict=True)], identity
+            )
+            await audit.record(
+                conn,
+                identity,
+                "code.bulk",
+                target=created[0].id,
+                detail={
+                    "created": len(created),
+                    "rows_refused": refused.rows,
+                    "ids": [c.id for c in created[:20]],
+                },
             )
         result = BulkResult(
             created=created,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from services.management import codes, history
+from services.management import audit, codes, history
 from services.management.auth.identity import Identity
 from services.management.codes import Filters
 from services.management.metrics import ManagementMetrics
@@ -28,6 +28,9 @@ class CodeService:
         async with self.database.connect(write=True) as conn:
             code, fields = await codes.create_code(conn, new, public_base_url=self.public_base_url)
             await history.record(conn, code.id, "create", fields, identity)
+            await audit.record(
+                conn, identity, "code.create", target=code.id, detail={"fields": sorted(fields)}
+            )
         self.metrics.code_changes.labels("create").inc()
         log.info("code created", extra={"code_id": code.id})
         return code
@@ -39,6 +42,9 @@ class CodeService:
             code, changed = await codes.update_code(conn, code_id, changes)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)
+                await audit.record(
+                    conn, identity, "code.update", target=code_id, detail={"fields": sorted(changed)}
+                )
         self.metrics.code_changes.labels("update").inc()
         log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
         return code
@@ -47,6 +53,7 @@ class CodeService:
         async with self.database.connect(write=True) as conn:
             changed = await codes.delete_code(conn, code_id)
             await history.record(conn, code_id, "delete", changed, identity)
+            await audit.record(conn, identity, "code.delete", target=code_id)
         self.metrics.code_changes.labels("delete").inc()
         log.info("code deleted", extra={"code_id": code_id})
 

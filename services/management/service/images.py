@@ -7,7 +7,7 @@ import logging
 
 import anyio.to_thread
 
-from services.management import codes, history
+from services.management import audit, codes, history
 from services.management.auth.identity import Identity
 from services.management.errors import InvalidValue, LogoNotFound
 from services.management.images import ImageRequest, Images
@@ -64,6 +64,9 @@ class ImageService:
             code, changed = await codes.set_logo(conn, code_id, stored)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)
+                await audit.record(
+                    conn, identity, "logo.set", target=code_id, detail={"sha256": stored.logo.sha256}
+                )
         self.metrics.code_changes.labels("update").inc()
         log.info("logo set", extra={"code_id": code_id, "sha256": stored.logo.sha256})
         return code
@@ -74,4 +77,5 @@ class ImageService:
             _, changed = await codes.set_logo(conn, code_id, None)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)
+                await audit.record(conn, identity, "logo.remove", target=code_id)
         log.info("logo removed", extra={"code_id": code_id})

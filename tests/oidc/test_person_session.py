@@ -24,7 +24,7 @@ def test_a_persons_session_carries_who_and_the_role(tmp_path: Path) -> None:
 def test_a_changed_role_or_another_key_opens_nothing(tmp_path: Path) -> None:
     sessions = Sessions(b"k" * 32, None, people=True)
     _, cookie = sessions.issue(person=Person("s", None, Role.viewer))
-    sid, tag, expires, who, mac = cookie.split(".")
+    sid, tag, expires, _viewer, mac = cookie.split(".")
     promoted = Person("s", None, Role.admin).encoded()
     assert sessions.verify(f"{sid}.{tag}.{expires}.{promoted}.{mac}") is None
     assert Sessions(b"x" * 32, None, people=True).verify(cookie) is None

@@ -22,7 +22,7 @@ from joserfc.jwk import RSAKey
 from services.management.auth.oidc import Provider
 from services.management.auth.roles import Role
 from services.management.settings import OidcSettings
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, Unauthorized, Unavailable
 from tests.oidc.conftest import AUDIENCE, SCRIPTS_CLIENT, RunningProvider, signing_key
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +162,19 @@ async def test_an_unknown_key_id_fetches_the_keys_again_once_a_minute_at_most(
     finally:
         await eager.close()
         await patient.close()
+
+
+async def test_with_the_provider_away_known_keys_go_on_and_unknown_ones_get_503(
+    checker: Provider, provider: RunningProvider, tmp_path: Path
+) -> None:
+    token = signed(provider.keys[0], claims(provider))
+    assert (await checker.verify_access_token(token)).role is Role.admin  # the keys, kept
+    never_fetched = Provider(oidc_settings(provider, tmp_path))
+    provider.stop()
+    try:
+        assert (await checker.verify_access_token(token)).role is Role.admin
+        with pytest.raises(Unavailable) as away:
+            await never_fetched.verify_access_token(token)
+        assert away.value.status == 503
+    finally:
+        await never_fetched.close()

@@ -39,7 +39,7 @@ from joserfc.jwk import KeySet
 
 from services.management.auth.roles import Role
 from services.management.settings import OidcSettings
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ class Provider:
     async def verify_access_token(self, token: str) -> Claims:
         """The claims of the provider's JWT access token for the API (``aud`` holding
         ``OIDC_AUDIENCE``); :class:`Unauthorized` for one that does not pass (the reason logged,
-        never the token), :class:`Forbidden` for one whose groups map to no role."""
+        never the token), :class:`Forbidden` for one whose groups map to no role, :class:`Unavailable`
+        when the keys it needs cannot be fetched."""
         try:
             claims = self._claims(await self._verified(token, audience=self.settings.audience))
         except TokenRefused as exc:
@@ -281,8 +282,8 @@ class Provider:
             raise Unauthorized("the bearer token is not valid here") from None
         except ProviderUnavailable as exc:
             log.warning("a JWT access token cannot be checked: %s", exc)
-            raise Unauthorized(
-                "the bearer token cannot be checked now (the identity provider is away)"
+            raise Unavailable(
+                "the bearer token cannot be checked now: the identity provider is away", retry_after=30
             ) from None
         if claims.role is None:
             log.warning("a JWT access token maps to no role", extra={"subject": claims.subject})

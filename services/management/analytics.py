@@ -14,6 +14,12 @@ number of values a day (the rest counted as "Other", see :mod:`services.redirect
 scans (hourly unique visitors, the CSV) go after ``SCAN_RETENTION_DAYS``, and the tallies with them;
 the answer says from when they are kept (``raw_since``).
 
+For a caller limited to tags (a token's scope), every code's report is that of the codes carrying one
+of them (deleted ones too, as every code's is): the same queries over those codes' own rollups rather
+than the every-code rows, so its cost grows with the codes in scope. Totals, series and top lists
+stay exact; unique visitors too in hour buckets, while a day's visitors are summed per code (a
+visitor who scanned two of its codes that day counts twice, at most its people).
+
 Each answer reads what it shows: per bucket, per tag, and ten entries per top list, summed and
 ranked by PostgreSQL. A range is walked bucket by bucket (at most ``MAX_SCAN_BUCKETS``), never day
 by day.
@@ -295,6 +301,28 @@ FIRST_LAST = "SELECT first_scan_at, last_scan_at FROM scan_counts WHERE code_id 
 FIRST_LAST_EVERY_CODE = "SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts"
 RAW_SINCE = "SELECT raw_since FROM scan_retention"
 CODE_EXISTS = "SELECT 1 FROM qr_codes WHERE id = :code"
+# The codes (deleted ones too) a caller limited to tags sees, for its every-code report.
+IN_SCOPE = "SELECT id FROM qr_codes WHERE tags && CAST(:tags AS text[])"
+ONE_CODE = "code_id = :code"
+SOME_CODES = "code_id = ANY(CAST(:codes AS text[]))"
+FIRST_LAST_SOME_CODES = """
+SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts
+WHERE code_id = ANY(CAST(:codes AS text[]))
+"""
+
+
+def _over(statement: str, codes: list[str] | None) -> str:
+    """A query of one code (or of every code's rows), made one of the codes ``codes`` when given."""
+    if codes is None:
+        return statement
+    if ONE_CODE in statement:
+        return statement.replace(ONE_CODE, SOME_CODES)
+    if statement == FIRST_LAST_EVERY_CODE:
+        return FIRST_LAST_SOME_CODES
+    if statement == HOURLY_VISITORS_EVERY_CODE:
+        return HOURLY_VISITORS.replace(ONE_CODE, SOME_CODES)
+    assert "code_id <> ''" in statement, "a query that cannot be limited to some codes"
+    return statement.replace("code_id <> ''", SOME_CODES)
 
 
 NOON = time(12, tzinfo=UTC)
@@ -309,21 +337,37 @@ def _noon_days(span: Range) -> tuple[date, date]:
 
 
 async def report(
-    conn: AsyncConnection, code_id: str | None, query: ScanQuery, *, now: datetime, countries: bool
+    conn: AsyncConnection,
+    code_id: str | None,
+    query: ScanQuery,
+    *,
+    now: datetime,
+    countries: bool,
+    scope: frozenset[str] | None = None,
 ) -> ScanReport:
-    """The statistics of one code (``code_id``) or of every code (``None``) over ``query``'s range."""
+    """The statistics of one code (``code_id``) or of every code (``None``; every code carrying one
+    of the tags ``scope``, when given) over ``query``'s range."""
     span = make_range(query, now)
     code = code_id if code_id is not None else EVERY_CODE
     if code_id is not None and (await conn.execute(text(CODE_EXISTS), {"code": code})).first() is None:
         raise CodeNotFound(code_id)
+    some: list[str] | None = None  # the codes an every-code report is limited to
+    if code_id is None and scope is not None:
+        some = list((await conn.execute(text(IN_SCOPE), {"tags": sorted(scope)})).scalars())
     bounds = span.utc_bounds()
     instants = bounds[:-1]
     totals, bots = [0] * len(instants), [0] * len(instants)
     runs, parts = split_days(bounds, hours=span.interval == "hour")
     if parts:
         for bucket, total, bot in await conn.execute(
-            text(QUARTERS),
-            {"code": code, "bounds": bounds, "starts": [p[0] for p in parts], "ends": [p[1] for p in parts]},
+            text(_over(QUARTERS, some)),
+            {
+                "code": code,
+                "codes": some,
+                "bounds": bounds,
+                "starts": [p[0] for p in parts],
+                "ends": [p[1] for p in parts],
+            },
         ):
             totals[bucket - 1] += total
             bots[bucket - 1] += bot
@@ -332,7 +376,8 @@ async def report(
     edges = [day for run in runs for day in run[:2]]
     by_noon = [0] * len(instants)  # visitors of the UTC days whose noon is in each bucket
     for edge, noon, total, bot, visitors in await conn.execute(
-        text(DAYS), {"code": code, "first": first, "last": last, "edges": edges, "bounds": bounds}
+        text(_over(DAYS, some)),
+        {"code": code, "codes": some, "first": first, "last": last, "edges": edges, "bounds": bounds},
     ):
         if edge % 2 == 1:  # a day wholly in one bucket
             bucket = runs[(edge - 1) // 2][2]
@@ -344,7 +389,8 @@ async def report(
         uniques = [0] * len(instants)
         statement = HOURLY_VISITORS if code_id is not None else HOURLY_VISITORS_EVERY_CODE
         for bucket, visitors in await conn.execute(
-            text(statement), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+            text(_over(statement, some)),
+            {"code": code, "codes": some, "bounds": bounds, "start": bounds[0], "end": bounds[-1]},
         ):
             if 1 <= bucket <= len(instants):
                 uniques[bucket - 1] = visitors
@@ -357,13 +403,17 @@ async def report(
             None,
         )
     else:
-        span_first, span_last = (await conn.execute(text(FIRST_LAST_EVERY_CODE))).one()
+        span_first, span_last = (
+            await conn.execute(text(_over(FIRST_LAST_EVERY_CODE, some)), {"codes": some})
+        ).one()
     raw_since = (await conn.execute(text(RAW_SINCE))).scalar_one_or_none()
     by_tag = None
     if code_id is None:
         by_tag = [
             TagTotals(tag=tag, total=total, people=total - bot, bots=bot, codes=codes)
-            for tag, total, bot, codes in await conn.execute(text(BY_TAG), _by_tag_parameters(first, last))
+            for tag, total, bot, codes in await conn.execute(
+                text(_over(BY_TAG, some)), {**_by_tag_parameters(first, last), "codes": some}
+            )
         ]
     return ScanReport(
         code_id=code_id,
@@ -381,7 +431,7 @@ async def report(
             Bucket(start=start, total=t, people=p, bots=b, unique=u)
             for start, t, p, b, u in zip(span.starts, totals, people, bots, uniques, strict=True)
         ],
-        top=await _top_lists(conn, code, first, last, countries=countries),
+        top=await _top_lists(conn, code, first, last, countries=countries, some=some),
         raw_since=raw_since,
         by_tag=by_tag,
     )
@@ -430,25 +480,26 @@ def _by_tag_parameters(first: date, last: date) -> dict[str, list[Any]]:
 
 
 async def _top_lists(
-    conn: AsyncConnection, code: str, first: date, last: date, *, countries: bool
+    conn: AsyncConnection, code: str, first: date, last: date, *, countries: bool, some: list[str] | None
 ) -> TopLists:
     """Ten entries a list, ranked by PostgreSQL. Agents a list counts that were never parsed are
     parsed first (once each, at most PARSED_AT_ONCE an answer, the most scanned first; the rest
     count as Other until a later answer parses them), and the lists read again."""
     days = {
         "code": code,
+        "codes": some,
         "first": first,
         "last": last,
         "other": OTHER,
         "other_shown": OTHER_SHOWN,
         "top": TOP,
     }
-    lists = await _ranked(conn, days)
+    lists = await _ranked(conn, days, some)
     if "unparsed" in lists:
-        unparsed = await conn.execute(text(UNPARSED), {**days, "most": PARSED_AT_ONCE})
+        unparsed = await conn.execute(text(_over(UNPARSED, some)), {**days, "most": PARSED_AT_ONCE})
         if rows := [(row.id, row.agent) for row in unparsed]:
             await agents.parse_and_store(conn, rows)
-            lists = await _ranked(conn, days)
+            lists = await _ranked(conn, days, some)
     return TopLists(
         countries=lists.get("country", []) if countries else None,
         referrers=lists.get("referrer", []),
@@ -459,9 +510,11 @@ async def _top_lists(
     )
 
 
-async def _ranked(conn: AsyncConnection, days: dict[str, Any]) -> dict[str, list[TopEntry]]:
+async def _ranked(
+    conn: AsyncConnection, days: dict[str, Any], some: list[str] | None
+) -> dict[str, list[TopEntry]]:
     lists: dict[str, list[TopEntry]] = {}
-    for kind, value, count in await conn.execute(text(TOP_LISTS), days):
+    for kind, value, count in await conn.execute(text(_over(TOP_LISTS, some)), days):
         lists.setdefault(kind, []).append(TopEntry(value=value, count=count))
     for entries in lists.values():
         entries.sort(key=lambda entry: (-entry.count, entry.value))

@@ -19,7 +19,6 @@ from services.management.auth.door import Door, DoorRules
 from services.management.auth.network import NetworkRule
 from services.management.auth.oidc import Provider
 from services.management.auth.sessions import Sessions
-from services.management.auth.tokens import TokenFile
 from services.management.console.routes import routes as console_routes
 from services.management.metrics import ManagementMetrics
 from services.management.service import Service
@@ -51,7 +50,7 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
             if oidc is not None:
                 await oidc.close()
 
-    tokens = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
+    tokens = service.token_store if settings.admin_auth == "identity" else None
     sessions = Sessions.in_folder(
         settings.qr_data_dir,
         tokens,
@@ -79,6 +78,6 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         hosts=settings.admin_hosts,
     )
     door = Door(
-        app, DoorRules(network, tokens, sessions), refuse=error_response
+        app, DoorRules(network, tokens, sessions, oidc), refuse=error_response
     )  # refusals in the API's shape
     return RequestContext(door, metrics.http)

@@ -60,6 +60,8 @@ class Filters:
     enabled: bool | None = None
     ids: tuple[str, ...] | None = None
     order: str = "created_at"  # or "-created_at": newest first; "-scan_count": most scanned first
+    # The caller's tags (a token limited to them): only codes carrying one of them. None: every code.
+    scope: frozenset[str] | None = None
 
 
 def _timestamp(moment: datetime | None) -> str | None:
@@ -419,13 +421,34 @@ def _filtered(statement: Select[Any], filters: Filters) -> Select[Any]:
         statement = statement.where(qr_codes.c.enabled.is_(filters.enabled))
     if filters.ids is not None:
         statement = statement.where(qr_codes.c.id.in_(filters.ids))
+    if filters.scope is not None:
+        statement = statement.where(qr_codes.c.tags.overlap(sorted(filters.scope)))
     return statement
 
 
-async def known_tags(conn: AsyncConnection, *, limit: int = 500) -> list[str]:
-    """The tags live codes carry, alphabetically (the console's tag filter offers them)."""
+async def check_scope(conn: AsyncConnection, code_id: str, scope: frozenset[str] | None) -> None:
+    """:class:`CodeNotFound` unless the code (live or deleted) carries one of the caller's tags
+    (``scope``; None: every code is in it). Not found rather than forbidden: an id outside the
+    scope tells nothing, not even that it exists."""
+    if scope is None:
+        return
+    statement = select(qr_codes.c.id).where(qr_codes.c.id == code_id, qr_codes.c.tags.overlap(sorted(scope)))
+    if (await conn.execute(statement)).first() is None:
+        raise CodeNotFound(code_id)
+
+
+def scope_ids(scope: frozenset[str]) -> Select[Any]:
+    """The ids of the codes (deleted ones too, whose scans stay) carrying one of the tags."""
+    return select(qr_codes.c.id).where(qr_codes.c.tags.overlap(sorted(scope)))
+
+
+async def known_tags(
+    conn: AsyncConnection, *, limit: int = 500, scope: frozenset[str] | None = None
+) -> list[str]:
+    """The tags live codes carry (those in ``scope``, when given), alphabetically (the console's tag
+    filter offers them)."""
     tag = func.unnest(qr_codes.c.tags).label("tag")
-    inner = select(tag).where(_LIVE).subquery()
+    inner = _filtered(select(tag).where(_LIVE), Filters(scope=scope)).subquery()
     rows = await conn.execute(select(inner.c.tag).distinct().order_by(inner.c.tag).limit(limit))
     return [row.tag for row in rows]
 

@@ -13,6 +13,9 @@ page, the message beside its field (``console/frame.py``).
     ├── SlugTaken       the slug is taken, or was used before, in any case (field: slug)
     ├── InvalidValue    a value refused, with the reason (field: which)
     ├── BulkRefused     rows of a bulk request with errors: nothing was created
+    ├── NotPermitted    the caller's role or tags do not allow it (a code outside its tags is CodeNotFound)
+    ├── TokenNotFound   no such token, or it is revoked already
+    ├── TokenNameTaken  a token has, or had, that name (field: name)
     ├── Unreadable      a body that is not what it says it is (not JSON, a CSV that is not UTF-8)
     └── TryAgain        a passing condition (the database away, no free id): retry after a moment
 """
@@ -118,6 +121,21 @@ class BulkRefused(DomainError):
         super().__init__(message)
         self.errors = refusals.errors
         self.omitted = refusals.omitted
+
+
+class NotPermitted(DomainError):
+    pass
+
+
+class TokenNotFound(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no token named '{name}' that is not revoked")
+        self.name = name
+
+
+class TokenNameTaken(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a token is, or was, named '{name}': names are never reused", field="name")
 
 
 class Unreadable(DomainError):

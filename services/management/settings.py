@@ -6,11 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from services.management import storage
 from services.management.auth.roles import Role
 from shared import settings as env
+from shared.settings import ConfigError
 from shared.urls import own_hosts
 
 # A client secret file holds one line; anything larger is not one.
@@ -127,6 +129,12 @@ def read_role_map(environ: Mapping[str, str]) -> tuple[tuple[str, Role], ...]:
     return tuple(pairs)
 
 
+# network: the allowlist alone decides (every caller it lets in is an admin); identity: the
+# allowlist and a token or a signed-in person on every admin request.
+AdminAuth = Literal["network", "identity"]
+ADMIN_AUTH_MODES: tuple[AdminAuth, ...] = ("network", "identity")
+
+
 @dataclass(frozen=True)
 class ManagementSettings:
     database_url: str
@@ -147,6 +155,7 @@ class ManagementSettings:
     export_max_codes: int = 2000
     logo_max_bytes: int = 1024 * 1024
     admin_tokens_file: Path | None = None
+    admin_auth: AdminAuth = "network"
     admin_hosts: frozenset[str] = frozenset({"localhost", "127.0.0.1"})
     backup_dir: Path | None = None  # read for the backup-age metric
     # Database connections per worker: kept open, and opened beyond that under load (then closed).
@@ -159,6 +168,7 @@ class ManagementSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ManagementSettings:
+        tokens = env.read_str(environ, "ADMIN_TOKENS_FILE", "")
         return cls(
             database_url=env.read_database_url(environ),
             public_base_url=env.read_base_url(environ, "PUBLIC_BASE_URL", "http://localhost:8080"),
@@ -200,9 +210,8 @@ class ManagementSettings:
             admin_hosts=env.read_host_names(environ, "ADMIN_HOSTS", "localhost,127.0.0.1"),
             geoip_configured=bool(env.read_str(environ, "GEOIP_DATABASE", "")),
             backup_dir=Path(env.read_str(environ, "BACKUP_DIR", "backups")),
-            admin_tokens_file=Path(tokens)
-            if (tokens := env.read_str(environ, "ADMIN_TOKENS_FILE", ""))
-            else None,
+            admin_tokens_file=Path(tokens) if tokens else None,
+            admin_auth=read_admin_auth(environ),
             oidc=OidcSettings.from_env(environ),
         )
 
@@ -210,3 +219,19 @@ class ManagementSettings:
     def own_hosts(self) -> frozenset[str]:
         """Where this service's short links live; destinations there would loop."""
         return own_hosts(self.public_base_url)
+
+
+def read_admin_auth(environ: Mapping[str, str]) -> AdminAuth:
+    """ADMIN_AUTH: ``network`` by default; ``identity`` when set so, or implied by ADMIN_TOKENS_FILE
+    or OIDC_ISSUER (either with ``network`` said out loud is a contradiction, refused)."""
+    given = env.read_str(environ, "ADMIN_AUTH", "").strip().lower()
+    if given and given not in ADMIN_AUTH_MODES:
+        raise ConfigError(f"ADMIN_AUTH must be network or identity, not {given[:40]!r}")
+    implied = [name for name in ("ADMIN_TOKENS_FILE", "OIDC_ISSUER") if env.read_str(environ, name, "")]
+    if given == "network" and implied:
+        raise ConfigError(
+            f"ADMIN_AUTH=network lets every allowed address in as an admin, but {' and '.join(implied)} "
+            "asks for an identity on every admin request: set ADMIN_AUTH=identity, or unset "
+            + " and ".join(implied)
+        )
+    return "identity" if given == "identity" or implied else "network"

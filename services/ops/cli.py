@@ -15,8 +15,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -28,6 +30,13 @@ from shared import settings as env
 from shared.backups import newest_backup
 from shared.database import FAULTS as DATABASE_FAULTS
 from shared.settings import ConfigError, read_bool, read_log_level
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from services.management.schemas.tokens import NewToken
+
+T = TypeVar("T")
 
 
 def _settings() -> OpsSettings:
@@ -67,6 +76,8 @@ def main() -> None:
       qr-manage status          # is everything in order? (exit code 1 when not)
       qr-manage maintain        # VACUUM (ANALYZE) of the busy tables, while serving
       qr-manage edge-config     # a static Traefik file for compose (production, load balancer)
+      qr-manage token create ci --role editor --tag print --expires-in 90
+                                # a bearer token (ADMIN_AUTH=identity), printed once
     """
     try:
         # Logs to stderr: stdout is the commands' output (an archive's path, the status report).
@@ -370,6 +381,136 @@ def prune_backups() -> None:
     settings = _settings()
     for path in backups.prune(settings.backup_dir, settings.backup_retention):
         click.echo(f"deleted {path}")
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens the service makes, for ADMIN_AUTH=identity: create, list, revoke.
+
+    A token has a role (viewer < editor < admin) and, with --tag, sees and changes only the codes
+    carrying one of its tags. The service keeps a keyed hash of it, never the token, under a key in
+    QR_DATA_DIR (.token-secret): run this where the management service's QR_DATA_DIR is.
+    """
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role", required=True, type=click.Choice(["viewer", "editor", "admin"]), help="What it may do."
+)
+@click.option("--tag", "tags", multiple=True, help="Only codes carrying this tag (repeat for more).")
+@click.option("--expires-in", "expires_in", type=int, default=None, help="Days until it stops working.")
+def token_create(name: str, role: str, tags: tuple[str, ...], expires_in: int | None) -> None:
+    """Make the token NAME and print it, once, alone on the last line (kept nowhere)."""
+    new = _new_token(name, role, tags, expires_in)
+    from services.management.auth.tokens import kept_key
+    from services.management.service import tokens as service_tokens
+
+    settings = _settings()
+    try:
+        key = kept_key(settings.qr_data_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with database(settings) as dsn:
+        made = _on_database(dsn, lambda conn: service_tokens.create(conn, key, new, service_tokens.QR_MANAGE))
+    expires = made.expires_at.isoformat(timespec="seconds") if made.expires_at else "never"
+    click.echo(f"token {made.name}: role {made.role}, {_tags(made.tags)}, expires {expires}")
+    click.echo(
+        "Shown this once; the service keeps only a keyed hash of it. Use it as Authorization: Bearer …"
+    )
+    click.echo(made.token)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Every token the service made, revoked ones too (never a token itself)."""
+    from services.management.service import tokens as service_tokens
+
+    settings = _settings()
+    with database(settings) as dsn:
+        listing = _on_database(dsn, service_tokens.listing)
+    rows = [("NAME", "ROLE", "TAGS", "CREATED", "EXPIRES", "LAST USED", "REVOKED")]
+    for item in listing.items:
+        rows.append(
+            (
+                item.name,
+                item.role,
+                ",".join(item.tags) or "*",
+                _when(item.created_at),
+                _when(item.expires_at),
+                _when(item.last_used_at),
+                _when(item.revoked_at),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke the token NAME: every management process refuses it within a few seconds."""
+    from services.management.service import tokens as service_tokens
+
+    settings = _settings()
+    with database(settings) as dsn:
+        _on_database(dsn, lambda conn: service_tokens.revoke(conn, name, service_tokens.QR_MANAGE))
+    click.echo(f"token {name} revoked")
+
+
+def _new_token(name: str, role: str, tags: tuple[str, ...], expires_in: int | None) -> NewToken:
+    """The token asked for, checked as the API checks it (a usage error, exit 2, otherwise)."""
+    from pydantic import ValidationError
+
+    from services.management.schemas.tokens import MAX_TOKEN_DAYS, NewToken
+
+    try:
+        return NewToken.model_validate(
+            {"name": name, "role": role, "tags": list(tags) or None, "expires_in_days": expires_in}
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field == "name":
+            message = "NAME may hold letters, digits and _ . @ - only, at most 64 of them"
+        elif field == "expires_in_days":
+            message = f"--expires-in must be a whole number of days from 1 to {MAX_TOKEN_DAYS:,}"
+        else:
+            message = f"--tag: {error['msg']}"
+        raise click.UsageError(message) from None
+
+
+def _on_database(dsn: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``work`` done in one transaction on ``dsn``; a refusal of the service's (a name taken, a token
+    not found) or the database away is a clear error, exit 1."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from services.management.errors import DomainError
+    from shared.database import sqlalchemy_url
+
+    async def run() -> T:
+        engine = create_async_engine(sqlalchemy_url(dsn))
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    except DATABASE_FAULTS as exc:
+        raise click.ClickException(f"the database cannot be reached: {type(exc).__name__}") from None
+
+
+def _tags(tags: list[str]) -> str:
+    return "tags " + ", ".join(tags) if tags else "every code"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment is not None else "-"
 
 
 # The PostgreSQL major versions still supported upstream, each tested (docs/operations.md).

@@ -24,6 +24,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from services.ops.settings import StackSettings
 from services.redirect.answers import CodeAnswer
 from services.redirect.cache import LookupCache
 from shared.database import asyncpg_dsn
+from tests.bench import cpu
 from tests.bench.report import Report
 from tests.conftest import free_port
 
@@ -72,6 +74,11 @@ class WrkResult:
     not_3xx: int
     socket_errors: int
     runs: list[int] | None = None  # each round's requests/s, when this is the median of several
+    wrk_seconds: float = 0.0  # the load generator's own CPU
+    # CPU seconds per 100,000 requests by process group (each the median of the rounds), and each
+    # round's own figures, when the run's processes were named.
+    cpu: dict[str, float] | None = None
+    cpu_rounds: dict[str, list[float]] | None = None
 
 
 def _ms(text: str) -> float:
@@ -86,9 +93,11 @@ def wrk(
     args = [WRK, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", url]
     if script is not None:
         args[1:1] = ["-s", script]
+    cpu_before = cpu.children_seconds()
     output = subprocess.run(
         args, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
     ).stdout
+    wrk_seconds = cpu.children_seconds() - cpu_before
     latencies = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
     not_3xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -99,6 +108,7 @@ def wrk(
         requests=int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
         not_3xx=int(not_3xx.group(1)) if not_3xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        wrk_seconds=wrk_seconds,
     )
 
 
@@ -182,6 +192,9 @@ def run(stack: Any, report: Report) -> None:
     ours_base = f"http://127.0.0.1:{s.redirect_port}"
     codes.make("warm")  # what the edges' readiness probes ask for
     codes.make(HIT_ID)  # the start-up measurement's first redirect
+    stack_pid = {child.name: child.pid for child in stack.children}
+    service, stack_edge = (stack_pid["redirect service"],), (stack_pid["traefik"],)
+    postgres = (stack.database.pid,) if stack.database is not None else ()
     children: list[Child] = []
     try:
         bare, bare_base = started(*granian("tests.bench.bare_app:app"), "/r/x", 302)
@@ -193,6 +206,13 @@ def run(stack: Any, report: Report) -> None:
         one = _rounds(
             codes,
             ROUNDS,
+            watch={
+                "base": {"app": (bare.pid,)},
+                "ours": {"app": service, "postgres": postgres},
+                "plain": {"traefik": (SERVING[plain],), "app": (bare.pid,)},
+                "edge": {"traefik": stack_edge, "app": service, "postgres": postgres},
+                "chain": {"traefik": (SERVING[chain],), "app": (bare.pid,)},
+            },
             base=bare_base,
             ours=Ours(ours_base),
             plain=plain,
@@ -222,6 +242,7 @@ def run(stack: Any, report: Report) -> None:
             _row(report, "edge", "the project's edge, bare app behind (the edge's own cost)", one["chain"]),
             edge_row,
         )
+        _cpu_rows(report, one)
 
         # Two workers (REDIRECT_WORKERS=2), the baselines with two workers too.
         bare2, bare2_base = started(*granian("tests.bench.bare_app:app", workers=2), "/r/x", 302)
@@ -294,6 +315,7 @@ UA_SCRIPT = str(Path(__file__).with_name("iphone.lua"))
 SCRATCH = tempfile.TemporaryDirectory(prefix="qr-bench-redirect-")
 ROUNDS_2 = 5
 ROUNDS_METRICS = 3  # the metrics options: six Traefiks a round
+SERVING: dict[str, int] = {}  # the process answering at each base URL the bench started
 
 
 class Codes:
@@ -350,26 +372,74 @@ class Ours:
     base: str
 
 
-def _rounds(codes: Codes, rounds: int, **targets: str | Ours) -> dict[str, WrkResult]:
+# Process groups: a name ("traefik", "app", "postgres") and the roots of its process trees.
+Groups = dict[str, tuple[int, ...]]
+
+
+def _rounds(
+    codes: Codes, rounds: int, *, watch: dict[str, Groups] | None = None, **targets: str | Ours
+) -> dict[str, WrkResult]:
     """Every target once per round, round after round (so that what the machine does meanwhile
-    falls on all of them alike), and the median of each; a bare app answers any id."""
+    falls on all of them alike), and the median of each; a bare app answers any id. For the targets
+    in ``watch``, the CPU each of its process groups and wrk spent per 100,000 requests, per round."""
+    watch = watch or {}
     runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
+    figures: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for target in targets.values():  # a short warm-up each: connections, caches, the first flushes
         base = target.base if isinstance(target, Ours) else target
         wrk(f"{base}/r/warm", duration=2, script=UA_SCRIPT)
     for _ in range(rounds):
         for name, target in targets.items():
+            groups = watch.get(name, {})
+            before = cpu.snapshot(groups)
             result = (
                 codes.run(target.base) if isinstance(target, Ours) else wrk(f"{target}/r/x", script=UA_SCRIPT)
             )
+            if groups:
+                spent = cpu.per_requests(before, cpu.snapshot(groups), result.requests)
+                spent["wrk"] = round(result.wrk_seconds * cpu.PER / max(result.requests, 1), 3)
+                figures[name].append(spent)
             runs[name].append(result)
     medians = {}
     for name, results in runs.items():
         middle = median(results)
         middle.not_3xx = sum(r.not_3xx for r in results)
         middle.runs = [round(r.rps) for r in results]
+        if figures[name]:
+            middle.cpu_rounds = {group: [f[group] for f in figures[name]] for group in figures[name][0]}
+            middle.cpu = {group: statistics.median(each) for group, each in middle.cpu_rounds.items()}
         medians[name] = middle
     return medians
+
+
+def _cpu_rows(report: Report, one: dict[str, WrkResult]) -> None:
+    """CPU per redirect of each pair beside its baseline's, one worker (lower is better: a ratio
+    of 1.18 is 18% more CPU per redirect). PostgreSQL's and wrk's are shown beside, not summed."""
+    app = ("app",)
+    pair = ("traefik", "app")
+    bare = _cpu_row(report, "cpu", "bare Starlette app on Granian, direct: the worker", one["base"], app)
+    report.ratio(_cpu_row(report, "cpu", "the redirect service, direct: the worker", one["ours"], app), bare)
+    plain = _cpu_row(report, "cpu", "bare Traefik + bare app: both processes", one["plain"], pair)
+    report.ratio(
+        _cpu_row(
+            report, "cpu", "the project's edge + the redirect service: both processes", one["edge"], pair
+        ),
+        plain,
+    )
+    report.ratio(
+        _cpu_row(report, "cpu", "the project's edge + bare app: both processes", one["chain"], pair), plain
+    )
+
+
+def _cpu_row(report: Report, section: str, name: str, result: WrkResult, parts: tuple[str, ...]) -> Any:
+    """CPU seconds per 100,000 redirects of ``parts`` of the run's processes together (each
+    round's sum; the row's value is their median), the groups apart beside it."""
+    assert result.cpu_rounds is not None, "the run's processes were not watched"
+    rounds = [
+        round(sum(result.cpu_rounds[part][i] for part in parts), 3)
+        for i in range(len(result.cpu_rounds[parts[0]]))
+    ]
+    return report.add(section, name, statistics.median(rounds), "s/100k", rounds=rounds, **(result.cpu or {}))
 
 
 def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
@@ -500,6 +570,7 @@ def _traefik(
     children.append(child)
     wait_ready(child, f"http://127.0.0.1:{ping}/ping")
     started(child, f"http://127.0.0.1:{http}", "/r/warm", 302)
+    SERVING[f"http://127.0.0.1:{http}"] = child.pid
     return f"http://127.0.0.1:{http}"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from starlette.datastructures import Headers
 
 from services.management.auth.sessions import LIFETIME_SECONDS, SECRET_FILE, Sessions, cookie_name
-from services.management.auth.tokens import TokenFile
+from services.management.auth.tokens import TokenFile, TokenStore
 
 
 def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
@@ -45,11 +45,16 @@ def test_tampered_expired_and_malformed_cookies_are_refused(tmp_path: Path) -> N
         assert sessions.verify(value, now=1000) is None
 
 
+def file_only(path: Path) -> TokenStore:
+    """The tokens of a file alone (no database is asked for a file's token)."""
+    return TokenStore(None, b"t" * 32, TokenFile(path))  # type: ignore[arg-type]
+
+
 def test_a_session_lives_while_its_token_is_listed(tmp_path: Path) -> None:
     file = tmp_path / "tokens"
     digest = hashlib.sha256(b"t0ken").hexdigest()
     file.write_text(f"ops:{digest}\n")
-    sessions = Sessions(b"k" * 32, TokenFile(file))
+    sessions = Sessions(b"k" * 32, file_only(file))
     session, cookie = sessions.issue(digest)
     assert sessions.verify(cookie) == session
     assert sessions.token_name(session) == "ops"
@@ -61,12 +66,12 @@ def test_the_cookie_names_its_token_by_a_keyed_tag_not_its_digest(tmp_path: Path
     file = tmp_path / "tokens"
     digest = hashlib.sha256(b"weak").hexdigest()
     file.write_text(f"ops:{digest}\n")
-    sessions = Sessions(b"k" * 32, TokenFile(file))
+    sessions = Sessions(b"k" * 32, file_only(file))
     session, cookie = sessions.issue(digest)
     assert digest not in cookie
     assert session.token_tag == hmac.new(b"k" * 32, f"token.{digest}".encode(), hashlib.sha256).hexdigest()
     # Without the key, the tag tells nothing: another key tags the same token otherwise.
-    assert Sessions(b"x" * 32, TokenFile(file)).token_tag(digest) != session.token_tag
+    assert Sessions(b"x" * 32, file_only(file)).token_tag(digest) != session.token_tag
     # A cookie of the old form, with the token's plain digest, opens nothing any more.
     sid, _, expires, _ = cookie.split(".")
     body = f"{sid}.{digest}.{expires}"

@@ -652,7 +652,8 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(deployment: D
             assert state["HostConfig"]["ReadonlyRootfs"] is True
             assert host_pid_uid(int(state["State"]["Pid"])) != 0
         finally:
-            deployment.compose("--profile", "monitoring", "stop", "prometheus")
+            # Stopped and removed: a plain `down` leaves the containers of a profile it is not given.
+            deployment.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
 
 
 # --- 8. the update procedure -----------------------------------------------------------------------------

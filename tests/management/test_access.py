@@ -319,3 +319,72 @@ async def test_the_consoles_pages_open_from_its_own_pages_and_from_links(client:
     exported = await client.get(f"/console/export?id={code['id']}&as=pdf", headers=foreign)
     assert exported.status_code == 303
     assert (await client.get(exported.headers["location"], headers=foreign)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("values", "mode"),
+    [
+        ({}, "network"),
+        ({"ADMIN_AUTH": "network"}, "network"),
+        ({"ADMIN_AUTH": "identity"}, "identity"),
+        ({"ADMIN_AUTH": " Identity "}, "identity"),
+        ({"ADMIN_TOKENS_FILE": "/etc/qr/tokens"}, "identity"),
+        ({"OIDC_ISSUER": "https://id.example.org/realms/qr"}, "identity"),
+        ({"ADMIN_AUTH": "identity", "ADMIN_TOKENS_FILE": "/etc/qr/tokens"}, "identity"),
+    ],
+)
+def test_admin_auth_is_network_unless_said_or_implied(values: dict[str, str], mode: str) -> None:
+    assert ManagementSettings.from_env({"DATABASE_URL": "postgresql://x/qr", **values}).admin_auth == mode
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"ADMIN_AUTH": "tokens"}, "ADMIN_AUTH must be network or identity"),
+        ({"ADMIN_AUTH": "network", "ADMIN_TOKENS_FILE": "/etc/qr/tokens"}, "ADMIN_TOKENS_FILE"),
+        ({"ADMIN_AUTH": "network", "OIDC_ISSUER": "https://id.example.org/"}, "OIDC_ISSUER"),
+    ],
+)
+def test_a_contradiction_or_an_unknown_mode_is_refused_with_why(values: dict[str, str], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        ManagementSettings.from_env({"DATABASE_URL": "postgresql://x/qr", **values})
+
+
+async def test_network_mode_ignores_tokens_and_lets_the_allowlist_decide(
+    settings: ManagementSettings, database_url: str
+) -> None:
+    from tests.management.test_roles import make_token
+
+    viewer = await make_token(database_url, settings.qr_data_dir, "reader", "viewer", ["none-of-these"])
+    async for client in serve(settings):
+        # A viewer's token changes nothing: without an identity mode every allowed caller is an admin.
+        made = await client.post(
+            "/api/v1/qr",
+            json={"target_url": "https://example.org/"},
+            headers={"authorization": f"Bearer {viewer}"},
+        )
+        assert made.status_code == 201
+        assert (await client.delete(f"/api/v1/qr/{made.json()['id']}")).status_code == 204
+        assert (await client.get("/api/v1/tokens")).status_code == 200
+        assert (await client.get("/console/")).status_code == 200  # no sign-in
+
+
+async def test_identity_mode_wants_an_identity_on_every_admin_request(environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({**environ, "ADMIN_AUTH": "identity"})
+    async for client in serve(settings):
+        refused = await client.get("/api/v1/qr")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert refused.json()["error"]["code"] == "unauthorized"
+        assert (
+            await client.get("/api/v1/qr", headers={"authorization": "Bearer qr_" + "A" * 43})
+        ).status_code == 401
+        assert (await client.get("/api/v1/qr", headers={"authorization": "Basic eDp5"})).status_code == 401
+        assert (
+            await client.get("/api/v1/qr", headers={"authorization": "Bearer " + "x" * 10_000})
+        ).status_code == 401
+        page = await client.get("/console/")
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/console/sign-in")
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200

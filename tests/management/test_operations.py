@@ -5,18 +5,21 @@ endpoint takes the models its operation declares."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
-from services.management.api.endpoints import Call
+from services.management.api.endpoints import Call, ManagementApi
 from services.management.api.openapi import document
 from services.management.api.operations import OPERATIONS
-from services.management.api.routes import PathOperations
+from services.management.api.routes import PathOperations, routes
 from services.management.app import create_app
+from services.management.auth.roles import Role
 from services.management.settings import ManagementSettings
 
 
@@ -60,7 +63,7 @@ def unmatched(routes: Iterable[BaseRoute], described: dict[str, Any]) -> list[st
 def test_every_route_has_an_operation_and_every_operation_a_route() -> None:
     routes = app_routes()
     assert unmatched(routes, document()) == []
-    assert len({(o.path, o.method) for o in OPERATIONS}) == len(OPERATIONS) == 25
+    assert len({(o.path, o.method) for o in OPERATIONS}) == len(OPERATIONS) == 28
 
 
 def test_the_walk_finds_a_route_without_an_operation_and_an_operation_without_a_route() -> None:
@@ -90,3 +93,10 @@ def test_each_endpoint_takes_the_models_its_operation_declares() -> None:
         declared = {operation.query} | ({operation.query_when[2]} if operation.query_when else set())
         assert _models(query) == declared, operation.operation_id
         assert _models(body) == {operation.body}, operation.operation_id
+
+
+def test_every_operation_declares_a_role_and_one_without_gets_no_route() -> None:
+    assert all(isinstance(operation.role, Role) for operation in OPERATIONS)
+    roleless = dataclasses.replace(OPERATIONS[0], role=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="listCodes declares no role"):
+        routes(typing.cast(ManagementApi, object()), max_body_bytes=1024, context={}, operations=[roleless])

@@ -41,7 +41,7 @@ async def test_each_write_records_who_made_it_and_counts_once(service: Service) 
     await service.codes.update(code.id, {"title": "Menu"}, WHO)
     await service.analytics.erase(code.id, WHO)
     await service.codes.delete(code.id, WHO)
-    history = await service.codes.history(code.id, limit=10)
+    history = await service.codes.history(code.id, WHO, limit=10)
     assert [entry.action for entry in history.items] == ["delete", "erase", "update", "create"]
     for entry in history.items:
         assert (entry.client_address, entry.request_id, entry.token_name) == ("203.0.113.7", "req-1", "ops")
@@ -59,7 +59,7 @@ async def test_refusals_are_domain_errors_naming_their_field(service: Service) -
     with pytest.raises(CodeNotFound):
         await service.codes.update("nothing", {"title": "x"}, WHO)
     with pytest.raises(InvalidValue) as cursor:
-        await service.codes.page(Filters(), limit=10, cursor="AAAA")
+        await service.codes.page(Filters(), WHO, limit=10, cursor="AAAA")
     assert (cursor.value.field, cursor.value.reason) == ("cursor", "is not a cursor from a previous page")
     assert changes_counted(service, "create") == 1  # the refused create counted nothing
 
@@ -73,7 +73,7 @@ async def test_bulk_refuses_every_row_at_once_and_keeps_an_answer_for_its_key(se
     with pytest.raises(BulkRefused) as refused:
         await service.bulk.create("text/csv", twice, partial=False, identity=WHO)
     assert [(e.row, e.field) for e in refused.value.errors] == [(2, "slug")]
-    assert (await service.codes.page(Filters(), limit=10, cursor=None)).items == []
+    assert (await service.codes.page(Filters(), WHO, limit=10, cursor=None)).items == []
 
     answers: list[object] = []
 
@@ -92,7 +92,7 @@ async def test_bulk_refuses_every_row_at_once_and_keeps_an_answer_for_its_key(se
     assert len(created.created) == 2
     assert changes_counted(service, "create") == 2
     for code in created.created:
-        (entry,) = (await service.codes.history(code.id, limit=5)).items
+        (entry,) = (await service.codes.history(code.id, WHO, limit=5)).items
         assert (entry.action, entry.token_name) == ("create", "ops")
     with pytest.raises(InvalidValue) as other:
         await service.bulk.create_once("key", answer, "text/csv", csv, partial=False, identity=WHO)

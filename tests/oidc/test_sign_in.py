@@ -40,7 +40,7 @@ async def test_the_sign_in_page_leads_to_the_provider(app: httpx.AsyncClient) ->
     page = await app.get("/console/", follow_redirects=True)
     assert page.url.path == "/console/sign-in"
     assert 'href="/console/auth/login?next=/console/"' in page.text
-    assert 'name="token"' not in page.text  # no tokens file: no token form
+    assert 'name="token"' in page.text  # OIDC_ISSUER implies ADMIN_AUTH=identity: service tokens too
 
 
 async def test_a_person_signs_in_with_the_role_their_groups_map_to(
@@ -52,10 +52,10 @@ async def test_a_person_signs_in_with_the_role_their_groups_map_to(
     assert '<meta http-equiv="refresh" content="0; url=/console/scans">' in signed_in.answer.text
     page = await app.get("/console/scans")
     assert page.status_code == 200
-    assert "Signed in as <strong>viewer@example.org (viewer)</strong>" in page.text
+    assert "Signed in as <strong>viewer@example.org</strong> (viewer)" in page.text
     admin = await sign_in(app, "admin")  # in qr-admins and in staff: the highest mapped role
     assert admin.answer.status_code == 200
-    assert "admin@example.org (admin)" in (await app.get("/console/")).text
+    assert "admin@example.org</strong> (admin)" in (await app.get("/console/")).text
 
     rows = await audit_rows(environ["DATABASE_URL"])
     assert [(r["action"], r["outcome"], r["actor"], r["actor_kind"], r["role"]) for r in rows] == [
@@ -124,7 +124,7 @@ async def test_sign_out_ends_the_console_session_and_the_providers(
         again = await sign_in(app, "editor", browser)
         assert not again.asked  # signed in at the provider: no login asked for
         page = await app.get("/console/")
-        assert "editor@example.org (editor)" in page.text
+        assert "editor@example.org</strong> (editor)" in page.text
         out = await app.post("/console/sign-out", data={"csrf": csrf_of(page)})
         assert out.status_code == 200
         away = out.text.split('id="continue" href="')[1].split('"')[0].replace("&amp;", "&")
@@ -150,7 +150,7 @@ async def test_with_the_provider_away_sessions_go_on_and_sign_in_gets_a_clear_pa
     provider.stop()
     page = await app.get("/console/")
     assert page.status_code == 200
-    assert "admin@example.org (admin)" in page.text
+    assert "admin@example.org</strong> (admin)" in page.text
     login = await app.get("/console/auth/login")
     assert login.status_code == 503
     assert "The identity provider cannot be reached now" in login.text

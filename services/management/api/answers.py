@@ -16,7 +16,10 @@ from services.management.errors import (
     DomainError,
     InvalidValue,
     LogoNotFound,
+    NotPermitted,
     SlugTaken,
+    TokenNameTaken,
+    TokenNotFound,
     TryAgain,
     Unreadable,
 )
@@ -24,6 +27,7 @@ from services.management.schemas import Answer
 from shared.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     InvalidField,
     NotFound,
     ServiceError,
@@ -35,9 +39,11 @@ from shared.logging import request_id
 
 def http_error(error: DomainError) -> ServiceError:
     """A domain error as the API answers it (a bulk refusal: see :func:`error_body`)."""
-    if isinstance(error, CodeNotFound | LogoNotFound):
+    if isinstance(error, CodeNotFound | LogoNotFound | TokenNotFound):
         return NotFound(error.message)
-    if isinstance(error, SlugTaken):
+    if isinstance(error, NotPermitted):
+        return Forbidden(error.message)
+    if isinstance(error, SlugTaken | TokenNameTaken):
         return Conflict(error.message, details={"field": error.field})
     if isinstance(error, InvalidValue):
         return InvalidField(error.field, error.reason)

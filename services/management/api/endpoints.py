@@ -30,6 +30,7 @@ from services.management.inputs import read_body
 from services.management.rendering import Format
 from services.management.service import Service
 from services.management.service.bulk import REFUSALS
+from services.management.service.tokens import require_every_code
 from shared.metrics import exposition
 
 HEALTH_TIMEOUT = 2.0
@@ -91,29 +92,32 @@ class ManagementApi:
     async def list_codes(self, call: Call[schemas.ListQuery, None]) -> JSONResponse:
         query = call.query
         filters = Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids, order=query.order)
-        return answer(await self.service.codes.page(filters, limit=query.limit, cursor=query.cursor))
+        return answer(
+            await self.service.codes.page(filters, call.identity, limit=query.limit, cursor=query.cursor)
+        )
 
     async def export_csv(self, call: Call[schemas.ExportQuery, None]) -> Response:
         query = call.query
         filters = Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
-        return _file(self.service.exports.codes_csv(filters), "text/csv; charset=utf-8", "qr-codes.csv")
+        pieces = self.service.exports.codes_csv(filters, call.identity)
+        return _file(pieces, "text/csv; charset=utf-8", "qr-codes.csv")
 
     async def export_zip(self, call: Call[schemas.ZipPngQuery | schemas.ZipSvgQuery, None]) -> Response:
         query = call.query
         image_format: Format = query.format
         options = query.options(image_format)
         filters = Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
-        pieces = await self.service.exports.images_zip(filters, image_format, options)
+        pieces = await self.service.exports.images_zip(filters, call.identity, image_format, options)
         return _file(pieces, "application/zip", f"{_named('qr-codes', query.tag)}.zip")
 
     async def export_pdf(self, call: Call[schemas.PdfQuery, None]) -> Response:
         query = call.query
         filters = Filters(q=query.q, tag=query.tag, enabled=query.enabled, ids=query.ids)
-        pieces = await self.service.exports.label_sheets(filters, query)
+        pieces = await self.service.exports.label_sheets(filters, call.identity, query)
         return _file(pieces, "application/pdf", f"{_named('qr-labels', query.tag)}.pdf")
 
     async def get_code(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
-        return answer(await self.service.codes.get(call.code_id))
+        return answer(await self.service.codes.get(call.code_id, call.identity))
 
     async def update_code(self, call: Call[schemas.NoQuery, schemas.QRCodeChanges]) -> JSONResponse:
         return answer(await self.service.codes.update(call.code_id, call.body.changes(), call.identity))
@@ -124,27 +128,32 @@ class ManagementApi:
 
     async def history(self, call: Call[schemas.HistoryQuery, None]) -> JSONResponse:
         query = call.query
-        return answer(await self.service.codes.history(call.code_id, limit=query.limit, cursor=query.cursor))
+        history = await self.service.codes.history(
+            call.code_id, call.identity, limit=query.limit, cursor=query.cursor
+        )
+        return answer(history)
 
     async def scans(self, call: Call[schemas.ScanQuery, None]) -> JSONResponse:
-        return answer(await self.service.analytics.report(call.code_id, call.query))
+        return answer(await self.service.analytics.report(call.code_id, call.query, call.identity))
 
     async def all_scans(self, call: Call[schemas.ScanQuery, None]) -> JSONResponse:
-        return answer(await self.service.analytics.report(None, call.query))
+        return answer(await self.service.analytics.report(None, call.query, call.identity))
 
     async def erase_scans(self, call: Call[schemas.NoQuery, None]) -> Response:
         await self.service.analytics.erase(call.code_id, call.identity)
         return Response(status_code=204)
 
     async def scans_csv(self, call: Call[schemas.RawScansQuery, None]) -> Response:
-        rows = await self.service.exports.raw_scans(call.code_id, call.query)
+        rows = await self.service.exports.raw_scans(call.code_id, call.query, call.identity)
         return _file(rows, "text/csv; charset=utf-8", f"scans-{call.code_id}.csv")
 
     async def audit(self, call: Call[schemas.AuditQuery, None]) -> JSONResponse:
         query = call.query
+        require_every_code(call.identity)  # the log names every tag's codes
         return answer(await self.service.audit.page(query, limit=query.limit, cursor=query.cursor))
 
     async def audit_csv(self, call: Call[schemas.AuditFilters, None]) -> Response:
+        require_every_code(call.identity)
         return _file(self.service.audit.csv(call.query), "text/csv; charset=utf-8", "audit.csv")
 
     async def openapi(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
@@ -159,7 +168,7 @@ class ManagementApi:
     async def _image(self, call: Call[schemas.ImageQuery, None], image_format: Format) -> Response:
         code_id = call.code_id
         options = call.query.options(image_format)
-        image = await self.service.images.request(code_id, image_format, options)
+        image = await self.service.images.request(code_id, image_format, options, call.identity)
         etag = f'"{image.key[:32]}"'
         # no-cache: a browser asks again every time (a cheap 304), so a new logo shows at once.
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
@@ -177,11 +186,23 @@ class ManagementApi:
         return answer(await self.service.images.set_logo(call.code_id, body, content_type, call.identity))
 
     async def get_logo(self, call: Call[schemas.NoQuery, None]) -> Response:
-        logo = await self.service.images.logo(call.code_id)
+        logo = await self.service.images.logo(call.code_id, call.identity)
         return Response(logo.png, media_type="image/png", headers={"ETag": f'"{logo.sha256[:32]}"'})
 
     async def delete_logo(self, call: Call[schemas.NoQuery, None]) -> Response:
         await self.service.images.remove_logo(call.code_id, call.identity)
+        return Response(status_code=204)
+
+    async def list_tokens(self, call: Call[schemas.NoQuery, None]) -> JSONResponse:
+        return answer(await self.service.tokens.listing(call.identity))
+
+    async def create_token(self, call: Call[schemas.NoQuery, schemas.NewToken]) -> JSONResponse:
+        made = await self.service.tokens.create(call.body, call.identity)
+        # The answer holds the token itself: no cache may keep it.
+        return answer(made, status_code=201, headers={"Cache-Control": "no-store"})
+
+    async def revoke_token(self, call: Call[schemas.NoQuery, None]) -> Response:
+        await self.service.tokens.revoke(call.request.path_params["name"], call.identity)
         return Response(status_code=204)
 
     async def health(self, call: Call[None, None]) -> JSONResponse:

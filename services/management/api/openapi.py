@@ -114,6 +114,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "summary": operation.summary,
         "parameters": _parameters(operation),
         "responses": {str(status): _answer(a, operation) for status, a in sorted(operation.answers.items())},
+        # The role its caller needs with ADMIN_AUTH=identity (docs/roles.md).
+        "x-role": operation.role.value,
     }
     if operation.description:
         result["description"] = operation.description
@@ -172,6 +174,16 @@ def document(export_max_codes: int = ManagementSettings.export_max_codes) -> dic
                     "description": "The code's id (generated, or its slug).",
                 }
             ]
+        if "{name}" in operation.path:
+            item["parameters"] = [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The token's name.",
+                }
+            ]
         item[operation.method] = _operation(operation)
     for item in paths.values():
         item.setdefault("parameters", []).append({"$ref": "#/components/parameters/RequestId"})
@@ -199,7 +211,9 @@ def document(export_max_codes: int = ManagementSettings.export_max_codes) -> dic
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "Only with ADMIN_TOKENS_FILE set; otherwise the allowlist alone.",
+                    "description": "With ADMIN_AUTH=identity (or ADMIN_TOKENS_FILE set): a token from "
+                    "qr-manage token create or POST /api/v1/tokens, or from the tokens file; with "
+                    "ADMIN_AUTH=network the allowlist alone.",
                 }
             },
         },

@@ -2,10 +2,11 @@
 (:mod:`.routes`) and the OpenAPI document (:mod:`.openapi`) are built from.
 
 An entry names its path and method, the endpoint that serves it, the models its query and JSON
-body are read with (before the endpoint runs, which is then handed them), its answers, and who may
-call it (``role``: not used yet, every caller the door lets in may call everything). A route
-exists exactly when an entry does; tests/management/test_operations.py walks the app's routes
-against the document without a server.
+body are read with (before the endpoint runs, which is then handed them), its answers, and the
+role its caller needs (``role``, required: the router refuses an entry without one, and checks it
+before reading the request; docs/roles.md is the matrix, made from this table). A route exists
+exactly when an entry does; tests/management/test_operations.py walks the app's routes against the
+document without a server.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Operation:
     summary: str
     answers: dict[int, Answer]
     endpoint: Endpoint = field(kw_only=True)
+    # The role its caller needs (ADMIN_AUTH=network: every caller is an admin).
+    role: Role = field(kw_only=True)
     # The query string's model (None: not read at all, for the probes and metrics).
     query: type[schemas.Query] | None = schemas.NoQuery
     # (parameter, value, model): the query is read with this other model when the parameter has
@@ -55,7 +58,6 @@ class Operation:
     headers: tuple[str, ...] = ()  # request headers it reads
     links: dict[str, str] = field(default_factory=dict)  # link name -> operationId, by the new id
     max_codes: int | None = None  # an export's bound: x-max-codes
-    role: str | None = None  # who may call it (not used yet)
 
 
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -104,11 +106,12 @@ def error_answer(description: str, *headers: str) -> Answer:
 # Answers every admin route may give, whatever it does.
 _ADMIN = {
     401: error_answer(
-        "A bearer token is required and was missing or wrong (only with ADMIN_TOKENS_FILE).",
+        "A bearer token is required (ADMIN_AUTH=identity) and was missing, unknown, expired or revoked.",
         "WWW-Authenticate",
     ),
     403: error_answer(
-        "The client address is outside ADMIN_ALLOWLIST, or a page of another site made the request "
+        "The caller's role is too low for this operation (x-role names the one it needs), the client "
+        "address is outside ADMIN_ALLOWLIST, or a page of another site made the request "
         "(Sec-Fetch-Site: cross-site or same-site; tools send no such header)."
     ),
     405: error_answer("The method is not allowed on this path.", "Allow"),
@@ -125,7 +128,7 @@ _BODY = {
     415: error_answer("The body is not sent as JSON."),
 }
 _422 = {422: error_answer("A field or parameter has a bad value; details.field names it.")}
-_404 = {404: error_answer("No such code (or it was deleted).")}
+_404 = {404: error_answer("No such code (or it was deleted, or it carries none of the token's tags).")}
 _CODE_LINKS = {
     "GetCode": "getCode",
     "UpdateCode": "updateCode",
@@ -154,6 +157,7 @@ def _image(image_format: str, media_type: str, query: type[schemas.Query], endpo
         query=query,
         headers=("If-None-Match",),
         endpoint=endpoint,
+        role=Role.viewer,
     )
 
 
@@ -166,6 +170,7 @@ OPERATIONS = (
         {200: Answer("A page of codes.", schemas.QRCodeList), **_422, **_ADMIN},
         query=schemas.ListQuery,
         endpoint=ManagementApi.list_codes,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr",
@@ -182,6 +187,7 @@ OPERATIONS = (
         body=schemas.NewQRCode,
         links=_CODE_LINKS,
         endpoint=ManagementApi.create_code,
+        role=Role.editor,
     ),
     Operation(
         "/api/v1/qr/{code_id}",
@@ -190,6 +196,7 @@ OPERATIONS = (
         "One code",
         {200: Answer("The code.", schemas.QRCode), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.get_code,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/{code_id}",
@@ -200,6 +207,7 @@ OPERATIONS = (
         body=schemas.QRCodeChanges,
         body_media=("application/json", "application/merge-patch+json"),
         endpoint=ManagementApi.update_code,
+        role=Role.editor,
     ),
     Operation(
         "/api/v1/qr/{code_id}",
@@ -208,6 +216,7 @@ OPERATIONS = (
         "Delete a code: /r/ answers 404, the id is never handed out again, scans stay",
         {204: Answer("Deleted."), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.delete_code,
+        role=Role.admin,
     ),
     Operation(
         "/api/v1/qr/{code_id}/history",
@@ -217,6 +226,7 @@ OPERATIONS = (
         {200: Answer("A page of changes.", schemas.History), **_404, **_422, **_ADMIN},
         query=schemas.HistoryQuery,
         endpoint=ManagementApi.history,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/{code_id}/scans",
@@ -227,6 +237,7 @@ OPERATIONS = (
         query=schemas.ScanQuery,
         description=SCANS_DESCRIPTION,
         endpoint=ManagementApi.scans,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/{code_id}/scans",
@@ -235,6 +246,7 @@ OPERATIONS = (
         "Erase the code's scans, counters and rollups (a privacy request); recorded in its history",
         {204: Answer("Erased."), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.erase_scans,
+        role=Role.admin,
     ),
     Operation(
         "/api/v1/qr/{code_id}/scans.csv",
@@ -251,6 +263,7 @@ OPERATIONS = (
         },
         query=schemas.RawScansQuery,
         endpoint=ManagementApi.scans_csv,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/bulk",
@@ -297,6 +310,7 @@ OPERATIONS = (
         description=BULK_DESCRIPTION,
         body_media=("application/json", "text/csv"),
         endpoint=ManagementApi.bulk_create,
+        role=Role.editor,
     ),
     Operation(
         "/api/v1/qr/export.csv",
@@ -314,6 +328,7 @@ OPERATIONS = (
         },
         query=schemas.ExportQuery,
         endpoint=ManagementApi.export_csv,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/export.zip",
@@ -335,6 +350,7 @@ OPERATIONS = (
         f"{limits.MAX_SIZE_MM:g}).",
         query_when=("format", "svg", schemas.ZipSvgQuery),
         endpoint=ManagementApi.export_zip,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/export.pdf",
@@ -354,6 +370,7 @@ OPERATIONS = (
         description="size_mm is each code with its quiet zone, as image.svg's size_mm. The grid spreads "
         "over the page inside a 10 mm margin: as many labels as fit unless columns and rows say.",
         endpoint=ManagementApi.export_pdf,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/scans",
@@ -364,6 +381,7 @@ OPERATIONS = (
         query=schemas.ScanQuery,
         description=SCANS_DESCRIPTION,
         endpoint=ManagementApi.all_scans,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/audit",
@@ -402,6 +420,7 @@ OPERATIONS = (
         "The code's logo as stored",
         {200: Answer("The logo.", media={"image/png": BINARY}, headers=("ETag",)), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.get_logo,
+        role=Role.viewer,
     ),
     Operation(
         "/api/v1/qr/{code_id}/logo",
@@ -423,6 +442,7 @@ OPERATIONS = (
         f"px a side, at most LOGO_MAX_BYTES; stored in the database (normalised to PNG, at most "
         f"{limits.LOGO_STORED_SIDE} px a side), so images stay derivable.",
         endpoint=ManagementApi.put_logo,
+        role=Role.editor,
     ),
     Operation(
         "/api/v1/qr/{code_id}/logo",
@@ -431,6 +451,41 @@ OPERATIONS = (
         "Remove the code's logo (nothing to do if it has none)",
         {204: Answer("Removed."), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.delete_logo,
+        role=Role.editor,
+    ),
+    Operation(
+        "/api/v1/tokens",
+        "get",
+        "listTokens",
+        "Every token the service made, revoked ones too (never a token itself)",
+        {200: Answer("The tokens.", schemas.TokenList), **_422, **_ADMIN},
+        endpoint=ManagementApi.list_tokens,
+        role=Role.admin,
+    ),
+    Operation(
+        "/api/v1/tokens",
+        "post",
+        "createToken",
+        "Make a bearer token with a role and, optionally, tags and an end; shown once in the answer",
+        {
+            201: Answer("The token, in token: shown this once.", schemas.NewTokenMade),
+            409: error_answer("A token has, or had, that name: names are never reused."),
+            **_BODY,
+            **_422,
+            **_ADMIN,
+        },
+        body=schemas.NewToken,
+        endpoint=ManagementApi.create_token,
+        role=Role.admin,
+    ),
+    Operation(
+        "/api/v1/tokens/{name}",
+        "delete",
+        "revokeToken",
+        "Revoke a token: it opens nothing from then on, in every process within a few seconds",
+        {204: Answer("Revoked."), 404: error_answer("No such token, or it is revoked already."), **_ADMIN},
+        endpoint=ManagementApi.revoke_token,
+        role=Role.admin,
     ),
     Operation(
         "/api/v1/openapi.json",
@@ -443,6 +498,7 @@ OPERATIONS = (
             **_ADMIN,
         },
         endpoint=ManagementApi.openapi,
+        role=Role.viewer,
     ),
     Operation(
         "/health",
@@ -452,6 +508,7 @@ OPERATIONS = (
         {200: Answer("It can serve.", schemas.Health), 503: Answer("It cannot.", schemas.Health)},
         query=None,
         endpoint=ManagementApi.health,
+        role=Role.viewer,
     ),
     Operation(
         "/livez",
@@ -461,6 +518,7 @@ OPERATIONS = (
         {200: Answer("Alive.", schemas.Liveness)},
         query=None,
         endpoint=ManagementApi.livez,
+        role=Role.viewer,
     ),
     Operation(
         "/metrics",
@@ -470,5 +528,6 @@ OPERATIONS = (
         {200: Answer("The exposition.", media={"text/plain": {"type": "string"}})},
         query=None,
         endpoint=ManagementApi.scrape,
+        role=Role.viewer,
     ),
 )

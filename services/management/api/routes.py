@@ -1,6 +1,8 @@
 """The API's routes, built from the table of operations (:mod:`.operations`): one route per path,
-dispatching on the method, and, before each endpoint runs, the request read as its operation says
-(the code its path names, its query, its JSON body)."""
+dispatching on the method, and, before each endpoint runs, the caller's role checked against the one
+its operation needs (403 before anything is read), then the request read as its operation says (the
+code its path names, its query, its JSON body). An operation that declares no role gets no route:
+building the routes fails."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from starlette.types import Receive, Scope, Send
 from services.management.api.endpoints import Call, ManagementApi
 from services.management.api.operations import OPERATIONS, Operation
 from services.management.auth.identity import identity_of
+from services.management.auth.roles import Role
 from services.management.inputs import read_json, read_query
-from shared.errors import MethodNotAllowed, NotFound
+from shared.errors import Forbidden, MethodNotAllowed, NotFound
 from shared.ids import is_well_formed
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -56,6 +59,8 @@ def routes(
     before ``/api/v1/qr/{code_id}``), each in the table's order."""
     by_path: dict[str, dict[str, Operation]] = {}
     for operation in operations:
+        if not isinstance(getattr(operation, "role", None), Role):
+            raise TypeError(f"{operation.operation_id} declares no role: every operation needs one")
         by_path.setdefault(operation.path, {})[operation.method.upper()] = operation
     paths = sorted(by_path, key=lambda path: "{" in path)  # stable: the table's order otherwise
     return [
@@ -81,8 +86,13 @@ def _reader(
     API's error shape before the endpoint runs."""
     code_in_path = "{code_id}" in operation.path
     variant = operation.query_when
+    needed = operation.role
+    too_low = f"this needs the {needed.value} role"
 
     async def serve(request: Request) -> Response:
+        identity = identity_of(request.scope)
+        if not identity.role.allows(needed):
+            raise Forbidden(too_low)
         code_id = _code_id(request) if code_in_path else None
         query: Any = None
         if operation.query is not None:
@@ -99,7 +109,7 @@ def _reader(
                 max_bytes=max_body_bytes,
                 context=context,
             )
-        call = Call(request, identity_of(request.scope), query, body, code_id, operation.body_media)
+        call = Call(request, identity, query, body, code_id, operation.body_media)
         return await operation.endpoint(api, call)
 
     return serve

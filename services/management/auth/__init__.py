@@ -5,8 +5,9 @@ given. Roles and single sign-on belong here too, and nowhere else.
 ::
 
     network.py   the network rule: the client's address, host names, requests other sites' pages made
-    tokens.py    ADMIN_TOKENS_FILE: bearer tokens by name and SHA-256, read again when it changes
+    tokens.py    bearer tokens: the service's own (keyed hash, role, tags) and ADMIN_TOKENS_FILE's
+    roles.py     viewer < editor < admin
     sessions.py  the console's signed cookie, sign-outs, and its checks against forged forms
-    identity.py  Identity: who, from where, under which request id (and, next, with which role)
+    identity.py  Identity: who, from where, under which request id, with which role and tags
     door.py      the ASGI middleware that applies the rules and attaches the Identity to the request
 """

@@ -52,7 +52,7 @@ from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from services.management.auth.roles import Role
-from services.management.auth.tokens import TokenFile
+from services.management.auth.tokens import Token, TokenStore
 from shared.clients import NetworkSet
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Sessions:
     def __init__(
         self,
         secret: bytes | Path,
-        tokens: TokenFile | None,
+        tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
         *,
@@ -139,7 +139,7 @@ class Sessions:
     def in_folder(
         cls,
         folder: Path,
-        tokens: TokenFile | None,
+        tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
         *,
@@ -207,6 +207,8 @@ class Sessions:
     async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
         """:meth:`verify`, and not signed out (in any process, ever); ``TryAgain`` with the
         database away."""
+        if self.tokens is not None:
+            await self.tokens.refresh()  # revoked tokens' sessions end within its bound
         session = self.verify(value, now=now)
         if session is None:
             return None
@@ -241,11 +243,16 @@ class Sessions:
 
     def token_name(self, session: Session) -> str | None:
         """The name of the listed token the session was signed in with."""
+        token = self.token_of(session)
+        return token.name if token is not None else None
+
+    def token_of(self, session: Session) -> Token | None:
+        """The listed token the session was signed in with (its name, role and tags)."""
         if self.tokens is None or session.token_tag == NO_TOKEN:
             return None
-        for digest, name in self.tokens.listed().items():
+        for digest, token in self.tokens.listed().items():
             if hmac.compare_digest(self.token_tag(digest), session.token_tag):
-                return name
+                return token
         return None
 
     def seal(self, purpose: str, data: dict[str, str], *, lifetime: int, now: float | None = None) -> str:

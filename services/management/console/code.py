@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.management import limits, schemas
+from services.management.auth.roles import Role
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, code_id, page, reason
@@ -39,22 +40,22 @@ class CodePage(Pages):
             Route("/console/codes/{code_id}/delete", self.delete_code, methods=["POST"]),
         ]
 
-    @page()
+    @page(role=Role.viewer)
     async def code(self, request: Request, current: Page) -> Response:
         return await self._code_page(request, current, code_id(request))
 
-    @page()
+    @page(role=Role.viewer)
     async def preview(self, request: Request, current: Page) -> Response:
-        code = await self.service.codes.get(code_id(request))
+        code = await self.service.codes.get(code_id(request), current.identity)
         return self.render(request, current, "_preview.html", **_preview_context(request, code))
 
-    @page(write=True)
+    @page(role=Role.editor, write=True)
     async def edit_code(self, request: Request, current: Page) -> Response:
         """Only the fields changed on the form are sent: a field left as it was shown stays as it
         is (a time to the second, a tag holding a comma, a switch another tab flipped meanwhile)."""
         code = code_id(request)
         form = current.posted
-        shown = forms.edit_values(await self.service.codes.get(code))
+        shown = forms.edit_values(await self.service.codes.get(code, current.identity))
         before = forms.code_values(forms.as_posted(shown), new=False)
         values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
         try:
@@ -68,7 +69,7 @@ class CodePage(Pages):
             )
         return RedirectResponse(f"/console/codes/{code}?notice=saved", status_code=303)
 
-    @page(write=True)
+    @page(role=Role.editor, write=True)
     async def switch(self, request: Request, current: Page) -> Response:
         code = code_id(request)
         enabled = forms.text(current.posted, "enabled") == "true"
@@ -76,7 +77,7 @@ class CodePage(Pages):
         notice = "enabled" if enabled else "disabled"
         return RedirectResponse(f"/console/codes/{code}?notice={notice}", status_code=303)
 
-    @page(write=True, upload="logo")
+    @page(role=Role.editor, write=True, upload="logo")
     async def set_logo(self, request: Request, current: Page) -> Response:
         code = code_id(request)
         try:
@@ -102,18 +103,18 @@ class CodePage(Pages):
             raise PayloadTooLarge(f"the logo must be at most {limit} bytes")
         return data, content_type
 
-    @page(write=True)
+    @page(role=Role.editor, write=True)
     async def remove_logo(self, request: Request, current: Page) -> Response:
         code = code_id(request)
         await self.service.images.remove_logo(code, current.identity)
         return RedirectResponse(f"/console/codes/{code}?notice=logo-removed", status_code=303)
 
-    @page()
+    @page(role=Role.admin)
     async def confirm_delete(self, request: Request, current: Page) -> Response:
-        code = await self.service.codes.get(code_id(request))
+        code = await self.service.codes.get(code_id(request), current.identity)
         return self.render(request, current, "delete.html", code=code)
 
-    @page(write=True)
+    @page(role=Role.admin, write=True)
     async def delete_code(self, request: Request, current: Page) -> Response:
         await self.service.codes.delete(code_id(request), current.identity)
         return RedirectResponse("/console/?notice=deleted", status_code=303)
@@ -129,7 +130,7 @@ class CodePage(Pages):
         values: dict[str, Any] | None = None,
         logo_error: str | None = None,
     ) -> Response:
-        code, history = await self.service.codes.with_history(code_id, limit=HISTORY_SHOWN)
+        code, history = await self.service.codes.with_history(code_id, current.identity, limit=HISTORY_SHOWN)
         return self.render(
             request,
             current,

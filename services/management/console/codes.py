@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.management import limits, schemas
+from services.management.auth.roles import Role
 from services.management.codes import Filters
 from services.management.console import forms
 from services.management.console.forms import FormErrors
@@ -33,7 +34,7 @@ class CodeList(Pages):
             Route("/console/export", self.export, methods=["GET", "HEAD"]),
         ]
 
-    @page()
+    @page(role=Role.viewer)
     async def codes(self, request: Request, current: Page) -> Response:
         values = {k: v for k, v in request.query_params.items() if k in ("q", "tag", "order", "cursor") and v}
         values.setdefault("order", "-created_at")
@@ -47,12 +48,14 @@ class CodeList(Pages):
             query = forms.validated(schemas.ListQuery, {**values, "limit": PAGE_SIZE}, context={})
         filters = Filters(q=query.q, tag=query.tag, order=query.order)
         try:
-            listing = await self.service.codes.page(filters, limit=query.limit, cursor=query.cursor)
+            listing = await self.service.codes.page(
+                filters, current.identity, limit=query.limit, cursor=query.cursor
+            )
         except InvalidValue:  # a cursor of the right form that names no place in the list
             errors["cursor"] = "is not a page of this list"
             values.pop("cursor", None)
-            listing = await self.service.codes.page(filters, limit=query.limit, cursor=None)
-        tags = await self.service.codes.known_tags()
+            listing = await self.service.codes.page(filters, current.identity, limit=query.limit, cursor=None)
+        tags = await self.service.codes.known_tags(current.identity)
         kept = {k: v for k, v in values.items() if k != "cursor"}
         first_page = "?" + urlencode(kept)
         next_page = "?" + urlencode({**kept, "cursor": listing.next_cursor}) if listing.next_cursor else None
@@ -69,7 +72,7 @@ class CodeList(Pages):
             paged="cursor" in values,
         )
 
-    @page()
+    @page(role=Role.viewer)
     async def export(self, request: Request, current: Page) -> Response:
         chosen = [value for value in request.query_params.getlist("id") if is_well_formed(value)]
         kind = request.query_params.get("as", "")

@@ -1,8 +1,10 @@
 """The frame every console page shares: its session (sign-in first when tokens are on or people
 sign in through the identity provider), who is calling (for a person: their subject, e-mail and the
-role their session carries), the forms it posts (read within their limit, checked against
-cross-site forgery, see :mod:`services.management.auth.sessions`), the templates, the errors shown
-as a page, and the headers on every answer.
+role their session carries) and whether their role allows the page (each page declares the role it
+needs, see :func:`page`; a page without one cannot be made; 403 otherwise, and the templates hide
+what the role cannot do), the forms it posts (read within their limit, checked against cross-site
+forgery, see :mod:`services.management.auth.sessions`), the templates, the errors shown as a page,
+and the headers on every answer.
 
 Every answer carries a strict content security policy (nothing from elsewhere, no inline script or
 style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escapes every value.
@@ -26,21 +28,24 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from services.management import limits
+from services.management.auth.door import as_person, as_token
 from services.management.auth.identity import Identity, identity_of
 from services.management.auth.oidc import Provider
+from services.management.auth.roles import Role
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.console import forms
 from services.management.errors import (
     CodeNotFound,
     DomainError,
     LogoNotFound,
+    NotPermitted,
     SlugTaken,
     TryAgain,
     Unreadable,
 )
 from services.management.inputs import read_body
 from services.management.service import Service
-from shared.errors import BadRequest, NotFound, ServiceError
+from shared.errors import BadRequest, Forbidden, NotFound, ServiceError
 from shared.ids import is_well_formed
 
 log = logging.getLogger(__name__)
@@ -124,10 +129,12 @@ class Frame:
         request: Request,
         handler: Callable[[Request, Page], Awaitable[Response]],
         *,
+        role: Role,
         write: bool,
         upload: Upload = None,
     ) -> Response:
-        """``handler``'s answer, within the frame (see the module's docstring)."""
+        """``handler``'s answer, within the frame (see the module's docstring), for a caller whose
+        role allows ``role``."""
         try:
             session = await self.sessions.from_scope(request.scope)
         except DomainError as exc:  # the sign-outs cannot be read
@@ -144,15 +151,17 @@ class Frame:
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
+        identity = self.caller(request, session)
         current = Page(
-            request,
-            session,
-            self.sessions.csrf_token(session),
-            *self.caller(request, session),
-            new_cookie,
+            request, session, self.sessions.csrf_token(session), identity.actor, identity, new_cookie
         )
         form: FormData | None = None
         try:
+            if not identity.role.allows(role):
+                # Before the form is read: a forged post of a role too low gets no further.
+                raise Forbidden(
+                    f"this needs the {role.value} role; you are signed in as {identity.role.value}"
+                )
             if write:
                 form = await self.form(request, upload)
                 reason = self.sessions.forged(request.headers, session, forms.text(form, "csrf") or None)
@@ -170,23 +179,17 @@ class Frame:
             self.set_cookie(request, response, current.new_cookie)
         return response
 
-    def caller(self, request: Request, session: Session) -> tuple[str | None, Identity]:
-        """Who the page shows as signed in, and the caller the operations are given: the session's
-        token (the history's "by", as for a bearer token), or the person with their role."""
+    def caller(self, request: Request, session: Session) -> Identity:
+        """The caller the operations are given: the session's token (the history's "by", as for a
+        bearer token; its role and tags too), or the person signed in through the identity provider
+        with the role their session carries."""
         identity = identity_of(request.scope)
-        person = session.person
-        if person is None:
-            token_name = self.sessions.token_name(session)
-            return token_name, identity.signed_in(session, token_name)
-        identity = replace(
-            identity.signed_in(session, None),
-            kind="person",
-            subject=person.subject,
-            email=person.email,
-            role=person.role,
-            tags=None,
-        )
-        return f"{person.email or person.subject} ({person.role.value})", identity
+        if session.person is not None:
+            return as_person(identity, session)
+        token = self.sessions.token_of(session)
+        if token is None:
+            return identity.signed_in(session, None)
+        return replace(as_token(identity, token), session=session)
 
     def refused(self, request: Request, current: Page | None, reason: str) -> Response:
         """A form refused as possibly forged: 400, not 403 (at the edge, a 403 page is the allowlist's)."""
@@ -245,10 +248,14 @@ class Frame:
         self, request: Request, current: Page | None, template: str, *, status_code: int = 200, **context: Any
     ) -> Response:
         notice = NOTICES.get(request.query_params.get("notice", ""))
+        identity = current.identity if current else None
         frame = {
             "path": request.url.path,
             "csrf": current.csrf if current else "",
             "signed_in_as": current.signed_in_as if current else None,
+            # The role shown in the header (with ADMIN_AUTH=identity), and what it may do.
+            "role": identity.role.value if identity is not None and identity.kind != "network" else None,
+            "may": functools.partial(_may, identity, not self.sessions.sign_in_required),
             "sign_in_required": self.sessions.sign_in_required,
             "notice": notice,
         }
@@ -278,15 +285,18 @@ Handler = Callable[[P, Request, Page], Awaitable[Response]]
 Endpoint = Callable[[P, Request], Awaitable[Response]]
 
 
-def page(*, write: bool = False, upload: Upload = None) -> Callable[[Handler[P]], Endpoint[P]]:
-    """A console page: served within the frame (the form it posts when ``write``, within the limit
-    of its ``upload``), with the security headers on whatever it answers."""
+def page(*, role: Role, write: bool = False, upload: Upload = None) -> Callable[[Handler[P]], Endpoint[P]]:
+    """A console page for callers whose role allows ``role`` (required: a page without one cannot
+    be made): served within the frame (the form it posts when ``write``, within the limit of its
+    ``upload``), with the security headers on whatever it answers."""
+    if not isinstance(role, Role):
+        raise TypeError("a console page declares the role it needs: page(role=Role.viewer, ...)")
 
     def wrap(handler: Handler[P]) -> Endpoint[P]:
         @functools.wraps(handler)
         async def endpoint(self: P, request: Request) -> Response:
             bound = functools.partial(handler, self)
-            response = await self.frame.serve(request, bound, write=write, upload=upload)
+            response = await self.frame.serve(request, bound, role=role, write=write, upload=upload)
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -312,6 +322,8 @@ def status_of(error: DomainError) -> int:
     """The status of the page that shows a domain error."""
     if isinstance(error, CodeNotFound | LogoNotFound):
         return 404
+    if isinstance(error, NotPermitted):
+        return 403
     if isinstance(error, SlugTaken):
         return 409
     if isinstance(error, Unreadable):
@@ -332,6 +344,12 @@ def _error_title(status: int) -> str:
         422: "Not accepted",
         503: "Unavailable",
     }.get(status, "Error")
+
+
+def _may(identity: Identity | None, network: bool, role: str) -> bool:
+    """Whether the caller's role allows what ``role`` may do (the templates hide the rest); on a
+    page that knows no caller, whether the allowlist alone decides (ADMIN_AUTH=network)."""
+    return identity.role.allows(Role(role)) if identity is not None else network
 
 
 def _moment(value: datetime | None) -> str:

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.management import schemas
+from services.management.auth.roles import Role
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, page, reason
@@ -29,7 +30,7 @@ class NewCode(Pages):
             Route("/console/bulk", self.create_in_bulk, methods=["POST"]),
         ]
 
-    @page()
+    @page(role=Role.editor)
     async def new_code(self, request: Request, current: Page) -> Response:
         return self.render(
             request,
@@ -42,7 +43,7 @@ class NewCode(Pages):
             bulk_error=None,
         )
 
-    @page(write=True)
+    @page(role=Role.editor, write=True)
     async def create_code(self, request: Request, current: Page) -> Response:
         form = current.posted
         values = forms.code_values(form, new=True)
@@ -69,7 +70,7 @@ class NewCode(Pages):
             bulk_error=None,
         )
 
-    @page(write=True, upload="csv")
+    @page(role=Role.editor, write=True, upload="csv")
     async def create_in_bulk(self, request: Request, current: Page) -> Response:
         upload = current.posted.get("csv")
         data = await upload.read() if isinstance(upload, UploadFile) else b""

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.management import schemas
+from services.management.auth.roles import Role
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Frame, Page, Pages, code_id, page
@@ -31,12 +32,12 @@ class Scans(Pages):
             Route("/console/codes/{code_id}/scans", self.scans, methods=["GET", "HEAD"]),
         ]
 
-    @page()
+    @page(role=Role.viewer)
     async def scans(self, request: Request, current: Page) -> Response:
-        code = await self.service.codes.get(code_id(request))
+        code = await self.service.codes.get(code_id(request), current.identity)
         return await self._scans(request, current, code)
 
-    @page()
+    @page(role=Role.viewer)
     async def all_scans(self, request: Request, current: Page) -> Response:
         return await self._scans(request, current, None)
 
@@ -54,10 +55,10 @@ class Scans(Pages):
             query = schemas.ScanQuery()
         code_id = code.id if code else None
         try:
-            report = await self.service.analytics.report(code_id, query)
+            report = await self.service.analytics.report(code_id, query, current.identity)
         except InvalidValue as exc:  # a range the report cannot cut into buckets
             errors[exc.field] = exc.reason
-            report = await self.service.analytics.report(code_id, schemas.ScanQuery())
+            report = await self.service.analytics.report(code_id, schemas.ScanQuery(), current.identity)
         series = {
             "start": [int(b.start.timestamp()) for b in report.series],
             "people": [b.people for b in report.series],

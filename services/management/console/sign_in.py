@@ -27,10 +27,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.management import audit
+from services.management.auth.door import as_token
 from services.management.auth.identity import Identity, identity_of
 from services.management.auth.oidc import Claims, ProviderUnavailable, TokenRefused
+from services.management.auth.roles import Role
 from services.management.auth.sessions import Person, Session, cookie_name
-from services.management.auth.tokens import sha256_of
 from services.management.console import forms
 from services.management.console.frame import SECURITY_HEADERS, Page, Pages, page
 from services.management.errors import DomainError
@@ -72,20 +73,21 @@ class SignIn(Pages):
         reason = sessions.forged(request.headers, Session("", "", 0), None)
         if reason is not None and "security token" not in reason:
             return self.frame.refused(request, None, reason)
-        token = forms.text(form, "token")
-        digest = sha256_of(token) if token else None
-        name = sessions.tokens.name_for_digest(digest) if digest and sessions.tokens else None
+        secret = forms.text(form, "token")
+        try:
+            token = await sessions.tokens.authenticate(secret) if secret and sessions.tokens else None
+        except DomainError as exc:  # the database away: a service token cannot be looked up
+            return self.frame.error_page(request, None, exc)
         target = _local_target(forms.text(form, "next"))
-        if name is None:
+        if token is None:
             log.warning("console sign-in refused")
             await self._audit(identity_of(request.scope), "sign-in", "refused", {"reason": "unknown token"})
             return self._sign_in_page(
                 request, target, status_code=401, error="That token is not one this service accepts."
             )
-        assert digest is not None
-        _, cookie = sessions.issue(digest)
-        log.info("console sign-in", extra={"token_name": name})
-        await self._audit(replace(identity_of(request.scope), token_name=name, kind="token"), "sign-in", "ok")
+        _, cookie = sessions.issue(token.digest)
+        log.info("console sign-in", extra={"token_name": token.name})
+        await self._audit(as_token(identity_of(request.scope), token), "sign-in", "ok")
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         self.frame.set_cookie(request, response, cookie)
         return response
@@ -210,7 +212,7 @@ class SignIn(Pages):
         response.delete_cookie(_state_cookie(https), path="/", secure=https, httponly=True, samesite="lax")
         return response
 
-    @page(write=True)
+    @page(role=Role.viewer, write=True)
     async def sign_out(self, request: Request, current: Page) -> Response:
         sessions = self.frame.sessions
         await sessions.end(current.session)

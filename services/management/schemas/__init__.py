@@ -81,6 +81,7 @@ from services.management.schemas.queries import (
     ZipPngQuery,
     ZipSvgQuery,
 )
+from services.management.schemas.tokens import NewToken, NewTokenMade, TokenInfo, TokenList
 
 __all__ = [
     "PATTERN_REASONS",
@@ -108,6 +109,8 @@ __all__ = [
     "ListQuery",
     "Liveness",
     "NewQRCode",
+    "NewToken",
+    "NewTokenMade",
     "NoQuery",
     "Page",
     "PdfQuery",
@@ -126,6 +129,8 @@ __all__ = [
     "Shown",
     "SvgQuery",
     "TagTotals",
+    "TokenInfo",
+    "TokenList",
     "TopEntry",
     "TopLists",
     "ZipPngQuery",

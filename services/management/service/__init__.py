@@ -14,6 +14,7 @@ front end turns into its own answer.
     exports      ExportService: the codes as CSV, images in a ZIP, label sheets; a code's raw scans
     analytics    AnalyticsService: scan statistics, and erasing a code's scans
     audit        AuditService: the audit log, a page at a time or as CSV
+    tokens       TokenService: the service's bearer tokens, made, listed, revoked
     database     Database: the engine, connections, the database away as TryAgain
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.management.auth.tokens import TokenFile, TokenStore
 from services.management.images import Images
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import validation_context
@@ -31,6 +33,7 @@ from services.management.service.codes import CodeService
 from services.management.service.database import Database
 from services.management.service.exports import ExportService
 from services.management.service.images import ImageService
+from services.management.service.tokens import TokenService
 from services.management.settings import ManagementSettings
 from services.management.storage import LocalImageStore
 
@@ -54,6 +57,11 @@ class Service:
         self.bulk = BulkService(self.database, metrics, public_base_url=base_url, context=self.context)
         self.exports = ExportService(self.database, self.images, max_codes=settings.export_max_codes)
         self.analytics = AnalyticsService(self.database, metrics, countries=settings.geoip_configured)
+        # Every token accepted (the door uses it with ADMIN_AUTH=identity); ConfigError for a tokens
+        # file that cannot be used.
+        tokens_file = TokenFile(settings.admin_tokens_file) if settings.admin_tokens_file else None
+        self.token_store = TokenStore(self.database, settings.qr_data_dir, tokens_file)
+        self.tokens = TokenService(self.database, self.token_store)
         self.audit = AuditService(self.database)
 
     async def open(self) -> None:

@@ -18,6 +18,7 @@ from services.management.auth.identity import Identity
 from services.management.errors import BulkRefused, DomainError, InvalidValue, RowError, Unreadable
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import BulkResult, RowProblem
+from services.management.service.codes import outside_scope
 from services.management.service.database import Database
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,17 @@ class BulkService:
         parsed = await anyio.to_thread.run_sync(
             functools.partial(bulk.parse, content_type, body, context=self.context)
         )
-        if parsed.refused and not partial:
-            raise BulkRefused(parsed.refused)
+        # A token limited to tags creates only codes carrying one of them: every other row is refused.
+        outside = [(row, reason) for row, new in parsed.rows if (reason := outside_scope(identity, new.tags))]
+        refusals = parsed.refused.with_rows(RowError(row, "tags", reason) for row, reason in outside)
+        if refusals and not partial:
+            raise BulkRefused(refusals)
+        skipped = {row for row, _ in outside}
+        rows = [(row, new) for row, new in parsed.rows if row not in skipped]
         created, fields, taken = await codes.create_codes(
-            conn, parsed.rows, public_base_url=self.public_base_url, partial=partial
+            conn, rows, public_base_url=self.public_base_url, partial=partial
         )
-        refused = parsed.refused.with_rows(RowError(row, "slug", message) for row, message in taken)
+        refused = refusals.with_rows(RowError(row, "slug", message) for row, message in taken)
         if refused and not created:
             raise BulkRefused(refused)
         if created:

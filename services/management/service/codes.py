@@ -1,15 +1,21 @@
 """Codes: create, change, delete and read them; each write's transaction, history entry, metric
-and log line, here and nowhere else."""
+and log line, here and nowhere else.
+
+Every operation is limited to the caller's tags (``identity.tags``, a token's scope): a code
+carrying none of them is not found (404, never 403: ids do not leak), a new code must carry one, and
+a change may not take away the last of them (:class:`NotPermitted`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from services.management import audit, codes, history
 from services.management.auth.identity import Identity
-from services.management.codes import Filters
+from services.management.codes import Filters, check_scope
+from services.management.errors import NotPermitted
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import History, NewQRCode, QRCode, QRCodeList
 from services.management.service.database import Database
@@ -25,6 +31,7 @@ class CodeService:
 
     async def create(self, new: NewQRCode, identity: Identity) -> QRCode:
         """A new code; :class:`SlugTaken` when its slug is or ever was an id, in any case."""
+        require_scope(identity, new.tags)
         async with self.database.connect(write=True) as conn:
             code, fields = await codes.create_code(conn, new, public_base_url=self.public_base_url)
             await history.record(conn, code.id, "create", fields, identity)
@@ -39,6 +46,9 @@ class CodeService:
         """The code with ``changes`` (validated values of writable fields); the history records
         the fields whose values really changed."""
         async with self.database.connect(write=True) as conn:
+            await check_scope(conn, code_id, identity.tags)
+            if "tags" in changes:
+                require_scope(identity, changes["tags"])
             code, changed = await codes.update_code(conn, code_id, changes)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)
@@ -51,30 +61,57 @@ class CodeService:
 
     async def delete(self, code_id: str, identity: Identity) -> None:
         async with self.database.connect(write=True) as conn:
+            await check_scope(conn, code_id, identity.tags)
             changed = await codes.delete_code(conn, code_id)
             await history.record(conn, code_id, "delete", changed, identity)
             await audit.record(conn, identity, "code.delete", target=code_id)
         self.metrics.code_changes.labels("delete").inc()
         log.info("code deleted", extra={"code_id": code_id})
 
-    async def get(self, code_id: str) -> QRCode:
+    async def get(self, code_id: str, identity: Identity) -> QRCode:
         async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
             return await codes.get_code(conn, code_id)
 
-    async def page(self, filters: Filters, *, limit: int, cursor: str | None) -> QRCodeList:
+    async def page(
+        self, filters: Filters, identity: Identity, *, limit: int, cursor: str | None
+    ) -> QRCodeList:
         async with self.database.connect() as conn:
-            return await codes.list_codes(conn, filters, limit=limit, cursor=cursor)
+            return await codes.list_codes(conn, scoped(filters, identity), limit=limit, cursor=cursor)
 
-    async def history(self, code_id: str, *, limit: int, cursor: str | None = None) -> History:
+    async def history(
+        self, code_id: str, identity: Identity, *, limit: int, cursor: str | None = None
+    ) -> History:
         async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
             return await history.page(conn, code_id, limit=limit, cursor=cursor)
 
-    async def with_history(self, code_id: str, *, limit: int) -> tuple[QRCode, History]:
+    async def with_history(self, code_id: str, identity: Identity, *, limit: int) -> tuple[QRCode, History]:
         """The code and its latest changes, read together."""
         async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
             code = await codes.get_code(conn, code_id)
             return code, await history.page(conn, code_id, limit=limit, cursor=None)
 
-    async def known_tags(self) -> list[str]:
+    async def known_tags(self, identity: Identity) -> list[str]:
         async with self.database.connect() as conn:
-            return await codes.known_tags(conn)
+            return await codes.known_tags(conn, scope=identity.tags)
+
+
+def scoped(filters: Filters, identity: Identity) -> Filters:
+    """``filters``, limited to the caller's tags."""
+    return filters if identity.tags is None else replace(filters, scope=identity.tags)
+
+
+def outside_scope(identity: Identity, tags: Iterable[str] | None) -> str | None:
+    """Why a code with ``tags`` may not be written by the caller, or None when it may."""
+    if identity.tags is None or identity.tags.intersection(tags or ()):
+        return None
+    return "must include one of this token's tags (" + ", ".join(sorted(identity.tags)) + ")"
+
+
+def require_scope(identity: Identity, tags: Iterable[str] | None) -> None:
+    """:class:`NotPermitted` when a code with ``tags`` would be outside the caller's tags."""
+    reason = outside_scope(identity, tags)
+    if reason is not None:
+        raise NotPermitted(f"tags: {reason}", field="tags")

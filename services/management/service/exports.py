@@ -12,10 +12,12 @@ import anyio.from_thread
 import anyio.to_thread
 
 from services.management import archives, codes, exports, labels, limits, selections
+from services.management.auth.identity import Identity
 from services.management.codes import Filters
 from services.management.logos import Logo
 from services.management.rendering import Format, ImageOptions
 from services.management.schemas import PdfQuery, QRCode, RawScansQuery
+from services.management.service.codes import scoped
 from services.management.service.database import DATABASE_FAULTS, Database
 from services.management.service.images import ImageService
 
@@ -26,21 +28,24 @@ class ExportService:
         self.images = images
         self.max_codes = max_codes
 
-    def codes_csv(self, filters: Filters) -> AsyncIterator[bytes]:
-        """Every code the filters keep, oldest first, in the columns a bulk upload takes back."""
-        return exports.codes_csv(self.database.engine, filters, faults=DATABASE_FAULTS)
+    def codes_csv(self, filters: Filters, identity: Identity) -> AsyncIterator[bytes]:
+        """Every code the filters keep (within the caller's tags), oldest first, in the columns a
+        bulk upload takes back."""
+        return exports.codes_csv(self.database.engine, scoped(filters, identity), faults=DATABASE_FAULTS)
 
-    async def raw_scans(self, code_id: str, query: RawScansQuery) -> AsyncIterator[bytes]:
+    async def raw_scans(self, code_id: str, query: RawScansQuery, identity: Identity) -> AsyncIterator[bytes]:
         """The code's raw scans (a deleted code's too) as CSV; :class:`CodeNotFound` first."""
         async with self.database.connect() as conn:
+            await codes.check_scope(conn, code_id, identity.tags)
             await codes.get_code_or_deleted(conn, code_id)
         return exports.raw_scans(self.database.engine, code_id, query, faults=DATABASE_FAULTS)
 
     async def images_zip(
-        self, filters: Filters, image_format: Format, options: ImageOptions
+        self, filters: Filters, identity: Identity, image_format: Format, options: ImageOptions
     ) -> AsyncIterator[bytes]:
-        """A ZIP of the codes' images and a manifest; :class:`InvalidValue` (``selection``) for
-        more than ``max_codes`` codes, before any work starts."""
+        """A ZIP of the codes' images and a manifest (within the caller's tags); :class:`InvalidValue`
+        (``selection``) for more than ``max_codes`` codes, before any work starts."""
+        filters = scoped(filters, identity)
         count = await self._count(filters)
         return archives.zip_of_images(
             selections.pages(self.database.engine, filters, faults=DATABASE_FAULTS, max_codes=self.max_codes),
@@ -51,9 +56,12 @@ class ExportService:
             progress=selections.Progress("zip", count),
         )
 
-    async def label_sheets(self, filters: Filters, query: PdfQuery) -> AsyncIterator[bytes]:
+    async def label_sheets(
+        self, filters: Filters, identity: Identity, query: PdfQuery
+    ) -> AsyncIterator[bytes]:
         """The codes on PDF label sheets laid out as ``query`` says (:class:`InvalidValue` naming
         what does not fit), at most ``max_codes`` of them (as :meth:`images_zip`)."""
+        filters = scoped(filters, identity)
         layout = labels.sheet(query.paper, query.size_mm, query.columns, query.rows)
         options = ImageOptions(
             size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"

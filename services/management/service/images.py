@@ -9,6 +9,7 @@ import anyio.to_thread
 
 from services.management import audit, codes, history
 from services.management.auth.identity import Identity
+from services.management.codes import check_scope
 from services.management.errors import InvalidValue, LogoNotFound
 from services.management.images import ImageRequest, Images
 from services.management.logos import Logo, normalise_logo
@@ -26,10 +27,13 @@ class ImageService:
         self.pipeline = pipeline
         self.metrics = metrics
 
-    async def request(self, code_id: str, image_format: Format, options: ImageOptions) -> ImageRequest:
+    async def request(
+        self, code_id: str, image_format: Format, options: ImageOptions, identity: Identity
+    ) -> ImageRequest:
         """What the code's image in these options is made of (its short URL, its logo); its key
         names it, whatever the options' spelling."""
         async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
             short_url, logo_sha256 = await codes.image_source(conn, code_id)
         return ImageRequest(short_url, image_format, options.for_logo(logo_sha256 is not None), logo_sha256)
 
@@ -46,9 +50,10 @@ class ImageService:
         async with self.database.connect() as conn:
             return await codes.load_logo(conn, sha256)
 
-    async def logo(self, code_id: str) -> Logo:
+    async def logo(self, code_id: str, identity: Identity) -> Logo:
         """The code's logo as stored; :class:`LogoNotFound` when it has none."""
         async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
             _, sha256 = await codes.image_source(conn, code_id)
             if sha256 is None:
                 raise LogoNotFound(code_id)
@@ -61,6 +66,7 @@ class ImageService:
             normalise_logo, upload, content_type, limiter=self.pipeline.limiter
         )
         async with self.database.connect(write=True) as conn:
+            await check_scope(conn, code_id, identity.tags)
             code, changed = await codes.set_logo(conn, code_id, stored)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)
@@ -74,6 +80,7 @@ class ImageService:
     async def remove_logo(self, code_id: str, identity: Identity) -> None:
         """No logo in the code's images any more (nothing to do when it has none)."""
         async with self.database.connect(write=True) as conn:
+            await check_scope(conn, code_id, identity.tags)
             _, changed = await codes.set_logo(conn, code_id, None)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.ops import embedded
@@ -77,9 +78,16 @@ def sign_in_at_provider(page: Page, login: str) -> None:
     page.get_by_role("button", name="Sign-in").click()
 
 
-def test_sign_in_at_the_provider_lands_on_the_console_with_the_mapped_role(
+def test_a_viewer_signs_in_at_the_provider_sees_no_write_buttons_and_signs_out_of_both(
     browser: Browser, edge: Edge
 ) -> None:
+    # The service account's JWT access token through the edge: an editor, it creates a code.
+    scripts = {"Authorization": f"Bearer {edge.provider.service_account_token()}"}
+    created = httpx.post(
+        f"{edge.url}/api/v1/qr", json={"target_url": "https://example.org/menu"}, headers=scripts, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    code = created.json()["id"]
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -88,6 +96,23 @@ def test_sign_in_at_the_provider_lands_on_the_console_with_the_mapped_role(
         sign_in_at_provider(page, "viewer")
         page.wait_for_url(f"{edge.url}/console/scans")  # back where the person was going
         expect(page.locator("form.sign-out")).to_contain_text("viewer@example.org (viewer)")
+
+        # A viewer sees no write buttons, and a forged post of the page's own session is refused.
+        page.goto(f"{edge.url}/console/")
+        expect(page.get_by_role("link", name="New code")).to_have_count(0)
+        page.goto(f"{edge.url}/console/codes/{code}")
+        expect(page.locator(f'form[action="/console/codes/{code}/edit"]')).to_have_count(0)
+        csrf = page.locator('form.sign-out input[name="csrf"]').get_attribute("value")
+        forged = page.evaluate(
+            """async ([path, csrf]) => {
+                const body = new URLSearchParams({csrf, target_url: "https://evil.example/"});
+                return (await fetch(path, {method: "POST", body})).status;
+            }""",
+            [f"/console/codes/{code}/edit", csrf],
+        )
+        assert forged == 403
+        unchanged = httpx.get(f"{edge.url}/api/v1/qr/{code}", headers=scripts, timeout=10)
+        assert unchanged.json()["target_url"] == "https://example.org/menu"
 
         page.get_by_role("button", name="Sign out").click()
         # The console's session is over; the provider asks whether to end its own too.

@@ -99,3 +99,9 @@ def test_groups_at_a_dotted_path() -> None:
     assert groups_in(claims, "groups") == ["qr-editors"]  # one name, not a list
     assert groups_in(claims, "resource_access.qr.roles") == []
     assert groups_in({"realm_access": "x"}, "realm_access.roles") == []
+
+
+def test_the_provider_implies_admin_auth_identity(oidc_environ: dict[str, str]) -> None:
+    settings = ManagementSettings.from_env({"DATABASE_URL": "postgresql://u@h/db", **oidc_environ})
+    assert settings.admin_auth == "identity"
+    assert settings.oidc is not None

@@ -17,6 +17,7 @@ from services.management.api.endpoints import ManagementApi
 from services.management.api.routes import routes
 from services.management.auth.door import Door, DoorRules
 from services.management.auth.network import NetworkRule
+from services.management.auth.oidc import Provider
 from services.management.auth.sessions import Sessions
 from services.management.console.routes import routes as console_routes
 from services.management.metrics import ManagementMetrics
@@ -34,6 +35,8 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
     metrics = ManagementMetrics(registry or CollectorRegistry())
     service = Service(settings, metrics)
     watch = DatabaseWatch(metrics.registry, service.database.ping)
+    # The identity provider (OIDC_ISSUER): people's sign-in, and its JWT access tokens on the API.
+    oidc = Provider(settings.oidc) if settings.oidc is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -44,6 +47,8 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         finally:
             await watch.stop()
             await service.close()
+            if oidc is not None:
+                await oidc.close()
 
     tokens = service.token_store if settings.admin_auth == "identity" else None
     sessions = Sessions.in_folder(
@@ -51,11 +56,12 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         tokens,
         database=service.database.connect,
         trusted=NetworkSet(settings.trusted_proxies),
+        people=oidc is not None,
     )
     api = ManagementApi(service, document=functools.partial(openapi.document, settings.export_max_codes))
     app = Starlette(
         routes=[
-            *console_routes(service, sessions),
+            *console_routes(service, sessions, oidc),
             *routes(api, max_body_bytes=settings.max_body_bytes, context=service.context),
             # The edge's own refusals, as the redirect service serves them too (shared/edge_pages.py).
             Route("/edge-error/{status:int}", edge_error, methods=["GET"]),
@@ -72,6 +78,6 @@ def create_app(settings: ManagementSettings, *, registry: CollectorRegistry | No
         hosts=settings.admin_hosts,
     )
     door = Door(
-        app, DoorRules(network, tokens, sessions), refuse=error_response
+        app, DoorRules(network, tokens, sessions, oidc), refuse=error_response
     )  # refusals in the API's shape
     return RequestContext(door, metrics.http)

@@ -97,7 +97,10 @@ def test_who_is_calling_is_read_from_the_request_in_one_place() -> None:
     readers = []
     for name, path in _modules().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value == "state":  # scope["state"]
+            # scope["state"], scope.get("state") (not OAuth's "state" parameter, a word of its own)
+            if isinstance(node, ast.Subscript) and ast.unparse(node).endswith("scope['state']"):
+                readers.append(name)
+            if isinstance(node, ast.Call) and ast.unparse(node).endswith("scope.get('state')"):
                 readers.append(name)
             if (
                 isinstance(node, ast.Attribute)

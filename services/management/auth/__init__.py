@@ -8,6 +8,7 @@ given. Roles and single sign-on belong here too, and nowhere else.
     tokens.py    bearer tokens: the service's own (keyed hash, role, tags) and ADMIN_TOKENS_FILE's
     roles.py     viewer < editor < admin
     sessions.py  the console's signed cookie, sign-outs, and its checks against forged forms
+    oidc.py      sign-in through an OpenID Connect provider, and its JWT access tokens (OIDC_*)
     identity.py  Identity: who, from where, under which request id, with which role and tags
     door.py      the ASGI middleware that applies the rules and attaches the Identity to the request
 """

@@ -12,6 +12,11 @@ in with such a token once and keeps a session cookie (sessions.py): it opens the
 the API's reads (its images, exports and CSV) from those pages, never the API's writes. The
 console's pages check their session themselves (its frame adds it to the identity), as they answer
 in HTML.
+
+With ``OIDC_ISSUER`` set, a bearer token that is a JWT (three dot-separated parts) is the identity
+provider's access token, checked by auth/oidc.py: a person's (subject, e-mail, the role their groups
+map to) or a machine client's (client credentials: named by its client id). A person's console
+session opens the API's reads as a token's session does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from services.management.auth.network import (
     is_console,
     is_open,
 )
+from services.management.auth.oidc import Claims, Provider
 from services.management.auth.sessions import Session, Sessions
 from services.management.auth.tokens import Token, TokenStore
 from services.management.errors import DomainError
@@ -41,6 +47,7 @@ class DoorRules:
     network: NetworkRule
     tokens: TokenStore | None = None  # ADMIN_AUTH=identity; None: the allowlist alone decides
     sessions: Sessions | None = None  # the console's, whose cookie also opens the API's reads
+    oidc: Provider | None = None  # the identity provider, whose JWT access tokens are bearer tokens
 
 
 # How a refusal is answered: given by the front end that owns the error shape (the API's JSON),
@@ -99,6 +106,10 @@ class Door:
         console's pages (its sign-in, and its own check of the session on every page)."""
         authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
         scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if self.rules.oidc is not None and scheme.lower() == "bearer" and secret.count(".") == 2:
+            # Unauthorized (and the reason logged, not the token) for one that does not pass.
+            return as_bearer_of(identity, await self.rules.oidc.verify_access_token(secret))
         token = await tokens.authenticate(secret.strip()) if scheme.lower() == "bearer" else None
         if token is not None:
             return as_token(identity, token)
@@ -108,6 +119,8 @@ class Door:
         session: Session | None = None
         if reads and sessions is not None and from_own_pages(scope):
             session = await sessions.from_scope(scope)  # TryAgain: the sign-outs cannot be read
+        if session is not None and session.person is not None:
+            return as_person(identity, session)
         if session is not None and sessions is not None:
             signed_in = sessions.token_of(session)
             if signed_in is not None:
@@ -120,3 +133,29 @@ class Door:
 def as_token(identity: Identity, token: Token) -> Identity:
     """The caller, as the bearer of ``token``: its name, role and tags."""
     return replace(identity, token_name=token.name, role=token.role, tags=token.tags, kind="token")
+
+
+def as_person(identity: Identity, session: Session) -> Identity:
+    """The caller, as the person signed in to the console ``session`` (through the identity
+    provider): their subject, e-mail, and the role their session carries."""
+    assert session.person is not None
+    person = session.person
+    return replace(
+        identity.signed_in(session, None),
+        kind="person",
+        subject=person.subject,
+        email=person.email,
+        role=person.role,
+        tags=None,
+    )
+
+
+def as_bearer_of(identity: Identity, claims: Claims) -> Identity:
+    """The caller, as the bearer of the identity provider's access token with ``claims``: a machine
+    client (named by its client id, as a service token by its name) or a person."""
+    assert claims.role is not None  # verify_access_token refuses a token that maps to no role
+    if claims.machine:
+        return replace(identity, token_name=claims.subject, role=claims.role, tags=None, kind="token")
+    return replace(
+        identity, kind="person", subject=claims.subject, email=claims.email, role=claims.role, tags=None
+    )

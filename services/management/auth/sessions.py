@@ -2,7 +2,11 @@
 cross-site forms, and the checks every state-changing request passes.
 
 The cookie (HttpOnly, SameSite=Strict) holds a random session id, a tag of the bearer token it was
-signed in with (``-`` when no tokens are configured), its expiry, and an HMAC of the three. The tag
+signed in with (``-`` when no tokens are configured, or for a person), its expiry, for a person
+signed in through the identity provider who they are (subject, e-mail, role: :class:`Person`), and
+an HMAC of them all. A person's role is the one their groups mapped to at sign-in, fixed for the
+session's life (12 hours at most, whatever the ID token's own short expiry: it proved who signed
+in, it does not keep them signed in); a change of groups at the provider shows at the next sign-in. The tag
 is an HMAC of the token's SHA-256, not the digest itself: a copied cookie gives nothing to test
 guesses of a weak token against without the key. Both HMACs are under a key kept in the image
 store's folder (``QR_DATA_DIR/.console-secret``, made once, mode 0600, shared by every management
@@ -26,8 +30,11 @@ site.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -44,6 +51,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from services.management.auth.roles import Role
 from services.management.auth.tokens import Token, TokenStore
 from shared.clients import NetworkSet
 
@@ -61,6 +69,7 @@ INSERT INTO console_sign_outs (session_id, expires_at) VALUES (:sid, to_timestam
 ON CONFLICT (session_id) DO NOTHING
 """
 FORGET_EXPIRED = "DELETE FROM console_sign_outs WHERE expires_at < now()"
+MAX_COOKIE_CHARS = 1500  # a person's subject and e-mail (255 + 254 characters, encoded) fit
 
 
 class Database(Protocol):
@@ -71,10 +80,33 @@ class Database(Protocol):
 
 
 @dataclass(frozen=True)
+class Person:
+    """Who signed in through the identity provider: its subject and e-mail, and the role their
+    groups mapped to then."""
+
+    subject: str
+    email: str | None
+    role: Role
+
+    def encoded(self) -> str:
+        text = json.dumps({"s": self.subject, "e": self.email, "r": self.role.value}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decoded(cls, value: str) -> Person | None:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            return cls(str(data["s"]), data["e"] if isinstance(data["e"], str) else None, Role(data["r"]))
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return None
+
+
+@dataclass(frozen=True)
 class Session:
     sid: str
-    token_tag: str  # NO_TOKEN when the service has no tokens
+    token_tag: str  # NO_TOKEN when the service has no tokens, and for a person
     expires: int
+    person: Person | None = None  # signed in through the identity provider
 
 
 def cookie_name(https: bool) -> str:
@@ -89,15 +121,19 @@ class Sessions:
         tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
+        *,
+        people: bool = False,
     ) -> None:
         """``secret``: the key itself, or the folder to keep it in (read or made on first use).
         ``database`` keeps the sign-outs (without it only :meth:`verify` can be used);
-        ``trusted``: the proxies whose ``X-Forwarded-Proto`` says whether a request came over HTTPS."""
+        ``trusted``: the proxies whose ``X-Forwarded-Proto`` says whether a request came over HTTPS;
+        ``people``: people sign in through the identity provider (OIDC_ISSUER is set)."""
         self._secret = secret if isinstance(secret, bytes) else None
         self._folder = secret if isinstance(secret, Path) else None
         self.tokens = tokens
         self._database = database
         self.trusted = trusted or NetworkSet(())
+        self.people = people
 
     @classmethod
     def in_folder(
@@ -106,8 +142,10 @@ class Sessions:
         tokens: TokenStore | None,
         database: Database | None = None,
         trusted: NetworkSet | None = None,
+        *,
+        people: bool = False,
     ) -> Sessions:
-        return cls(folder, tokens, database, trusted)
+        return cls(folder, tokens, database, trusted, people=people)
 
     @property
     def secret(self) -> bytes:
@@ -118,7 +156,7 @@ class Sessions:
 
     @property
     def sign_in_required(self) -> bool:
-        return self.tokens is not None
+        return self.tokens is not None or self.people
 
     def _mac(self, text: str) -> str:
         return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
@@ -127,30 +165,43 @@ class Sessions:
         """What a cookie holds of a token: an HMAC of its SHA-256 under the key."""
         return self._mac(f"token.{token_digest}")
 
-    def issue(self, token_digest: str | None = None, *, now: float | None = None) -> tuple[Session, str]:
-        """A new session, for the token with this SHA-256 (hex) when given, and its cookie value."""
+    def issue(
+        self, token_digest: str | None = None, *, person: Person | None = None, now: float | None = None
+    ) -> tuple[Session, str]:
+        """A new session, for the token with this SHA-256 (hex) when given, or for a person signed
+        in through the identity provider, and its cookie value."""
         expires = int(now if now is not None else time.time()) + LIFETIME_SECONDS
         tag = NO_TOKEN if token_digest is None else self.token_tag(token_digest)
-        session = Session(secrets.token_urlsafe(18), tag, expires)
+        session = Session(secrets.token_urlsafe(18), tag, expires, person)
         body = f"{session.sid}.{session.token_tag}.{session.expires}"
+        if person is not None:
+            body += f".{person.encoded()}"
         return session, f"{body}.{self._mac(body)}"
 
     def verify(self, value: str | None, *, now: float | None = None) -> Session | None:
         """The session a cookie value names, when its signature holds, it has not expired, and
         (with tokens) its token is still listed; whether it was signed out is :meth:`read`'s."""
-        if not value or len(value) > 300 or not value.isascii():
+        if not value or len(value) > MAX_COOKIE_CHARS or not value.isascii():
             return None
         parts = value.split(".")
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) not in (4, 5) or not parts[2].isdigit():
             return None
-        sid, tag, expires, mac = parts
-        if not hmac.compare_digest(mac, self._mac(f"{sid}.{tag}.{expires}")):
+        body, mac = value.rpartition(".")[::2]
+        if not hmac.compare_digest(mac, self._mac(body)):
             return None
+        sid, tag, expires = parts[:3]
         if int(expires) <= (now if now is not None else time.time()):
             return None
+        if len(parts) == 5:
+            # A person's session: while people sign in through the provider (not after OIDC_ISSUER
+            # is unset), whatever the tokens file says.
+            person = Person.decoded(parts[3])
+            return Session(sid, tag, int(expires), person) if person is not None and self.people else None
         session = Session(sid, tag, int(expires))
         if self.tokens is not None and self.token_name(session) is None:
             return None
+        if self.tokens is None and self.people:
+            return None  # an anonymous session from before sign-in was required
         return session
 
     async def read(self, value: str | None, *, now: float | None = None) -> Session | None:
@@ -203,6 +254,32 @@ class Sessions:
             if hmac.compare_digest(self.token_tag(digest), session.token_tag):
                 return token
         return None
+
+    def seal(self, purpose: str, data: dict[str, str], *, lifetime: int, now: float | None = None) -> str:
+        """``data`` in a value only this service can have made, for ``purpose``, for ``lifetime``
+        seconds (a sign-in's state, nonce and PKCE verifier between the login and its callback).
+        Signed, not encrypted: what it holds is for this browser's own sign-in."""
+        expires = int(now if now is not None else time.time()) + lifetime
+        text = json.dumps({**data, "expires": expires}, separators=(",", ":"))
+        body = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        return f"{body}.{self._mac(f'{purpose}.{body}')}"
+
+    def unseal(self, purpose: str, value: str | None, *, now: float | None = None) -> dict[str, str] | None:
+        """What :meth:`seal` put in ``value`` for ``purpose``, unless it was changed or has expired."""
+        if not value or len(value) > MAX_COOKIE_CHARS * 2 or not value.isascii():
+            return None
+        body, _, mac = value.partition(".")
+        if not hmac.compare_digest(mac, self._mac(f"{purpose}.{body}")):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("expires"), int):
+            return None
+        if data.pop("expires") <= (now if now is not None else time.time()):
+            return None
+        return {key: item for key, item in data.items() if isinstance(item, str)}
 
     def csrf_token(self, session: Session) -> str:
         return self._mac(f"csrf.{session.sid}")[:40]

@@ -1,9 +1,10 @@
-"""The frame every console page shares: its session (sign-in first when tokens are on), who is
-calling and whether their role allows the page (each page declares the role it needs, see
-:func:`page`; a page without one cannot be made; 403 otherwise, and the templates hide what the role
-cannot do), the forms it posts (read within their limit, checked against cross-site forgery, see
-:mod:`services.management.auth.sessions`), the templates, the errors shown as a page, and the
-headers on every answer.
+"""The frame every console page shares: its session (sign-in first when tokens are on or people
+sign in through the identity provider), who is calling (for a person: their subject, e-mail and the
+role their session carries) and whether their role allows the page (each page declares the role it
+needs, see :func:`page`; a page without one cannot be made; 403 otherwise, and the templates hide
+what the role cannot do), the forms it posts (read within their limit, checked against cross-site
+forgery, see :mod:`services.management.auth.sessions`), the templates, the errors shown as a page,
+and the headers on every answer.
 
 Every answer carries a strict content security policy (nothing from elsewhere, no inline script or
 style), ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``; Jinja2 escapes every value.
@@ -27,8 +28,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from services.management import limits
-from services.management.auth.door import as_token
+from services.management.auth.door import as_person, as_token
 from services.management.auth.identity import Identity, identity_of
+from services.management.auth.oidc import Provider
 from services.management.auth.roles import Role
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
 from services.management.console import forms
@@ -100,9 +102,10 @@ class Page:
 
 
 class Frame:
-    def __init__(self, service: Service, sessions: Sessions) -> None:
+    def __init__(self, service: Service, sessions: Sessions, oidc: Provider | None = None) -> None:
         self.settings = service.settings
         self.sessions = sessions
+        self.oidc = oidc  # people sign in through this identity provider (OIDC_ISSUER)
         environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -148,14 +151,7 @@ class Frame:
                 )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/console/sign-in?{urlencode({'next': target})}", status_code=303)
-        # The history's "by" is the session's token, as for a bearer token; its role and tags too.
-        token = self.sessions.token_of(session)
-        identity = identity_of(request.scope)
-        identity = (
-            identity.signed_in(session, None)
-            if token is None
-            else replace(as_token(identity, token), session=session)
-        )
+        identity = self.caller(request, session)
         current = Page(
             request, session, self.sessions.csrf_token(session), identity.actor, identity, new_cookie
         )
@@ -182,6 +178,18 @@ class Frame:
         if current.new_cookie is not None:
             self.set_cookie(request, response, current.new_cookie)
         return response
+
+    def caller(self, request: Request, session: Session) -> Identity:
+        """The caller the operations are given: the session's token (the history's "by", as for a
+        bearer token; its role and tags too), or the person signed in through the identity provider
+        with the role their session carries."""
+        identity = identity_of(request.scope)
+        if session.person is not None:
+            return as_person(identity, session)
+        token = self.sessions.token_of(session)
+        if token is None:
+            return identity.signed_in(session, None)
+        return replace(as_token(identity, token), session=session)
 
     def refused(self, request: Request, current: Page | None, reason: str) -> Response:
         """A form refused as possibly forged: 400, not 403 (at the edge, a 403 page is the allowlist's)."""

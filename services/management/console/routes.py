@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from services.management.auth.oidc import Provider
 from services.management.auth.sessions import Sessions
 from services.management.console.code import CodePage
 from services.management.console.codes import CodeList
@@ -16,8 +17,8 @@ from services.management.console.sign_in import SignIn
 from services.management.service import Service
 
 
-def routes(service: Service, sessions: Sessions) -> list[BaseRoute]:
-    frame = Frame(service, sessions)
+def routes(service: Service, sessions: Sessions, oidc: Provider | None = None) -> list[BaseRoute]:
+    frame = Frame(service, sessions, oidc)
     pages = (SignIn, CodeList, NewCode, CodePage, Scans)
     return [
         *(route for group in pages for route in group(frame, service).routes()),

@@ -37,6 +37,11 @@ class AdvisoryLock(enum.IntEnum):
     MIGRATE = 7_265_031_001  # session lock: one migrator at a time
     CREATE_CODE = 7_265_031_002  # transaction lock: codes commit in created_at order
     RESTORE = 7_265_031_003  # session lock on the maintenance database: one restore per server
+    # Transaction lock: one scan batch, erasure or move of a code's tags at a time. They add to and
+    # take from the same every-code and per-tag rows; taken first, it orders them all (no deadlock),
+    # and each then reads the tags and rollups the one before committed. Its value is also written
+    # in migration 0011's trigger function, which takes it too.
+    SCAN_WRITE = 7_265_031_004
 
 
 # Every write that changes what /r/{id} answers sends NOTIFY on this channel in its transaction:

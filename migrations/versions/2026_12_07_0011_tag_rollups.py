@@ -76,6 +76,9 @@ END $$
 TAGS_MOVED = """
 CREATE FUNCTION qr_codes_tags_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- shared.database.AdvisoryLock.SCAN_WRITE: after the scan batch or erasure in progress, whose
+    -- rows each statement below then reads as committed; one move of tags at a time.
+    PERFORM pg_advisory_xact_lock(7265031004);
     PERFORM scan_tag_shift(NEW.id, ARRAY(SELECT unnest(OLD.tags) EXCEPT SELECT unnest(NEW.tags)), -1);
     PERFORM scan_tag_shift(NEW.id, ARRAY(SELECT unnest(NEW.tags) EXCEPT SELECT unnest(OLD.tags)), 1);
     RETURN NULL;
@@ -114,6 +117,8 @@ BACKFILL = (
 def upgrade() -> None:
     # Writers of the version before keep no tag rollups: none may add scans during the backfill.
     op.execute("LOCK TABLE scan_days IN EXCLUSIVE MODE")
+    # Nor may a code's tags change before the trigger that moves their scans is there.
+    op.execute("LOCK TABLE qr_codes IN SHARE ROW EXCLUSIVE MODE")
     for name, period in (("scan_tag_days", "day"), ("scan_tag_months", "month")):
         op.create_table(
             name,

@@ -297,6 +297,11 @@ async def update_code(
     conn: AsyncConnection, code_id: str, changes: Mapping[str, Any]
 ) -> tuple[QRCode, Changes]:
     """Apply ``changes`` (validated field values); the code, and what really changed."""
+    if "tags" in changes:
+        # Moving the code's scans to its new tags (the trigger qr_codes_tags_moved) waits for the
+        # scan batch or erasure in progress: its lock is taken before the code's row, in the order
+        # an erasure takes them, so that the two wait for each other instead of deadlocking.
+        await conn.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.SCAN_WRITE.value)))
     current = (
         await conn.execute(
             select(*_RESOURCE_COLUMNS).where(qr_codes.c.id == code_id, _LIVE).with_for_update()
@@ -508,9 +513,11 @@ _ERASE = (
 
 async def erase_scans(conn: AsyncConnection, code_id: str) -> Changes:
     """Erase every scan of the code (deleted codes too), its counters and its rollups; how many
-    scans went, as the history records it. The running totals row is locked first, in the order the
-    scan writer takes its locks, so that the two wait for each other, never deadlock."""
+    scans went, as the history records it. It takes the SCAN_WRITE lock first, as the scan writer
+    and a move of a code's tags do: they follow each other (never deadlock), and the tags read here
+    are those committed (a change of them in progress moves what is left after this)."""
     await get_code_or_deleted(conn, code_id)
+    await conn.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.SCAN_WRITE.value)))
     held = (
         await conn.execute(
             select(scan_counts.c.total).where(scan_counts.c.code_id == code_id).with_for_update()

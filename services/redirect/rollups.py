@@ -9,14 +9,16 @@ batch to each rollup with one upsert grouped by its key: the running totals per 
 (``scan_days``, each visitor hash counted once per code and day through ``scan_day_visitors``), UTC
 months (``scan_months``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per
 code and, under the code id '', for every code together (a grouping set). The totals per tag the
-codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` FOR SHARE, so
-that a change of a code's tags and a batch of its scans wait for each other, and the change's
-trigger moves what the batch added), the codes per tag and day with the day each was scanned
-before (``scan_tag_code_days``, ``scan_tag_code_months``: a code's first scan of a day counts it,
-and a late scan landing before a day the code already has makes it that day's day before), and the
-first and last scan of every code (``scan_span``) follow the same batch. Every upsert takes its
-rows in key order, so that two writers adding to the same keys wait for each other instead of
-deadlocking.
+codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` as committed
+when the batch holds the SCAN_WRITE lock, which a change of a code's tags takes too, in its trigger:
+the two follow each other, and the change moves what the batch added), the codes per tag and day
+with the day each was scanned before (``scan_tag_code_days``, ``scan_tag_code_months``: a code's
+first scan of a day counts it, and a late scan landing before a day the code already has makes it
+that day's day before), and the first and last scan of every code (``scan_span``) follow the
+same batch. A batch takes the SCAN_WRITE advisory lock before its statement, as an erasure and a
+move of tags do: writers of several processes follow each other, each reading what the one before
+committed (a code's day before, above all), and none can deadlock with another; every upsert also
+takes its rows in key order.
 
 The tallies keep at most ``MAX_TALLY_VALUES`` distinct values per code (and for every code), UTC
 day and dimension: anyone can send a new user agent or referrer with every scan, and each would
@@ -41,6 +43,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from services.redirect.visitors import Connection
+from shared.database import AdvisoryLock
 
 EVERY_CODE = ""  # the code id of the rollups over all codes
 # Distinct values a tally keeps per code, day and dimension; and the value that counts the rest (no
@@ -130,13 +133,10 @@ WITH batch AS MATERIALIZED (
         visitors = scan_days.visitors + EXCLUDED.visitors
     RETURNING code_id, day, xmax = 0 AS inserted
 ), tagged AS MATERIALIZED (
-    -- The batch's codes' tags, each once, as they are now: FOR SHARE waits for a change of a code's
-    -- tags in progress (and reads the tags it made); a change that comes later waits for this batch
-    -- and moves its scans too (the trigger qr_codes_tags_moved). All taken before any tag row.
+    -- The batch's codes' tags, each once, as committed: a change of a code's tags in progress waits
+    -- for this batch (its trigger takes SCAN_WRITE) and then moves these scans too.
     SELECT locked.id AS code_id, t.tag
-    FROM (
-        SELECT id, tags FROM qr_codes WHERE id IN (SELECT code_id FROM facts) ORDER BY id FOR SHARE
-    ) AS locked
+    FROM (SELECT id, tags FROM qr_codes WHERE id IN (SELECT code_id FROM facts)) AS locked
     CROSS JOIN LATERAL (SELECT DISTINCT unnest(locked.tags)) AS t(tag)
 ), tag_days AS (
     INSERT INTO scan_tag_days (tag, day, total, bots)
@@ -272,7 +272,8 @@ INSERT INTO scan_tallies (code_id, day, dimension, value, count)
 SELECT * FROM placed ORDER BY 1, 2, 3, 4
 ON CONFLICT (code_id, day, dimension, value) DO UPDATE SET count = scan_tallies.count + EXCLUDED.count
 """  # noqa: S608 - built from the constants above, never from input
-ALL = (WRITE,)  # prepared once STAGE has run
+LOCK = "SELECT pg_advisory_xact_lock($1)"
+ALL = (LOCK, WRITE)  # prepared once STAGE has run
 
 
 class Scans(NamedTuple):
@@ -308,4 +309,6 @@ async def write(connection: Connection, groups: Sequence[Scans]) -> None:
             records=[(*group[:8], moments_text(group.moments)) for group in groups],
             columns=BATCH_COLUMNS,
         )
+        # A statement of its own: WRITE's snapshot is then taken once the batch before committed.
+        await connection.execute(LOCK, AdvisoryLock.SCAN_WRITE)
         await connection.execute(WRITE)

@@ -27,6 +27,13 @@ DATABASE_FAULTS = (
 )
 
 
+def transient_cause(exc: sqlalchemy.exc.DBAPIError) -> BaseException | None:
+    """The asyncpg error behind a statement's failure when it is one that passes (SQLAlchemy wraps
+    every PostgreSQL error in its own class, whatever it is; asyncpg's is its cause)."""
+    cause = getattr(exc.orig, "__cause__", None)
+    return cause if isinstance(cause, TRANSIENT) else None
+
+
 class Database:
     def __init__(self, settings: ManagementSettings) -> None:
         self.settings = settings
@@ -68,6 +75,14 @@ class Database:
         except DATABASE_FAULTS as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise TryAgain("the database is unavailable; try again shortly") from exc
+        except sqlalchemy.exc.DBAPIError as exc:
+            fault = transient_cause(exc)
+            if fault is None:
+                raise
+            # A deadlock or serialization failure (rolled back: nothing was written), the server
+            # shutting down or out of connections: the same request can succeed a moment later.
+            log.warning("database refused for now: %s", type(fault).__name__)
+            raise TryAgain("the database could not do this just now; try again shortly") from exc
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

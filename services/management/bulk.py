@@ -75,9 +75,10 @@ class Parsed:
     refused: Refusals
 
 
-def fingerprint(content_type: str, partial: bool, body: bytes) -> bytes:
-    """What a retry must repeat exactly to get the first answer."""
-    digest = hashlib.sha256(f"{content_type}\n{partial}\n".encode())
+def fingerprint(content_type: str, partial: bool, body: bytes, caller: str = "") -> bytes:
+    """What a retry must repeat exactly to get the first answer, the caller included: another
+    caller reusing a key (a token of other tags) gets a refusal, never the first caller's answer."""
+    digest = hashlib.sha256(f"{caller}\n{content_type}\n{partial}\n".encode())
     digest.update(body)  # not prefix + body: a second copy of a 16 MiB body
     return digest.digest()
 

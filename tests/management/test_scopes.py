@@ -304,3 +304,27 @@ async def asyncpg_fetch(database_url: str, statement: str) -> list[asyncpg.Recor
         return list(await connection.fetch(statement))
     finally:
         await connection.close()
+
+
+async def test_an_idempotency_key_is_the_callers_own(http: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    # Another caller reusing a key with the same body gets a refusal, never the first answer (the
+    # codes it made, which its own tags may not reach).
+    food = await scoped_headers(http, admin, "food-ed", "editor", ["food"])
+    printing = await scoped_headers(http, admin, "print-ed", "editor", ["print"])
+    rows = [{"target_url": "https://example.org/soup", "tags": ["food"]}]
+    first = await http.post("/api/v1/qr/bulk", json=rows, headers={**food, "idempotency-key": "k1"})
+    assert first.status_code == 201, first.text
+    again = await http.post("/api/v1/qr/bulk", json=rows, headers={**food, "idempotency-key": "k1"})
+    assert again.headers.get("idempotent-replayed") == "true"
+    other = await http.post("/api/v1/qr/bulk", json=rows, headers={**printing, "idempotency-key": "k1"})
+    assert other.status_code == 422, other.text
+    assert first.json()["created"][0]["id"] not in other.text
+
+
+@pytest.mark.parametrize("name", ["%00", "a%00b", "x" * 5000, "%ff", "caf%C3%A9"])
+async def test_revoking_a_name_no_token_could_have_is_a_404(
+    http: httpx.AsyncClient, admin: dict[str, str], name: str
+) -> None:
+    response = await http.delete(f"/api/v1/tokens/{name}", headers=admin)
+    assert response.status_code == 404, response.text
+    assert len(response.json()["error"]["message"]) < 200

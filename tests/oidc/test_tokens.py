@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -61,6 +63,18 @@ def signed(key: RSAKey, payload: dict[str, Any]) -> str:
     return jwt.encode({"alg": "RS256", "kid": key.kid}, payload, key)
 
 
+def unsigned_signed(key: RSAKey, payload: dict[str, Any]) -> str:
+    """Signed with ``key`` over a payload no JSON encoder of a JOSE library would write (NaN)."""
+    header = {"alg": "RS256", "kid": key.kid}
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    body = f"{part(header)}.{part(payload)}".encode()
+    signature = key.private_key.sign(body, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    return f"{body.decode()}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
+
+
 def unsigned(header: dict[str, Any], payload: dict[str, Any], sign: bytes | None = None) -> str:
     """A JWT put together by hand (what no JOSE library would make): ``sign`` is the HMAC key."""
 
@@ -102,27 +116,49 @@ FORGERIES = [
     "wrong audience",
     "expired",
     "another key",
+    "an ID token (its nonce)",
+    "an ID token (typ ID)",
+    "an ID token (header typ)",
+    "never expires (exp NaN)",
+    "not valid yet (nbf)",
+    "iat not a time",
 ]
+
+
+def forged(provider: RunningProvider, forgery: str) -> str:
+    """A token made wrong in exactly the way ``forgery`` (one of FORGERIES) names."""
+    key = provider.keys[0]
+    if forgery == "alg none":
+        return unsigned({"alg": "none", "typ": "JWT"}, claims(provider))
+    if forgery == "HS256 with the public key":
+        public = key.as_pem(private=False)
+        return unsigned({"alg": "HS256", "kid": key.kid}, claims(provider), sign=public)
+    if forgery == "wrong issuer":
+        return signed(key, claims(provider, iss="https://sso.example.org/realms/other"))
+    if forgery == "wrong audience":
+        return signed(key, claims(provider, aud=["https://other.example/api", "account"]))
+    if forgery == "expired":
+        return signed(key, claims(provider, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600))
+    if forgery == "an ID token (its nonce)":
+        return signed(key, claims(provider, nonce="n-0S6_WzA2Mj"))
+    if forgery == "an ID token (typ ID)":
+        return signed(key, claims(provider, typ="ID"))
+    if forgery == "an ID token (header typ)":
+        return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "id_token+jwt"}, claims(provider), key)
+    if forgery == "never expires (exp NaN)":
+        return unsigned_signed(key, claims(provider, exp=float("nan")))
+    if forgery == "not valid yet (nbf)":
+        return signed(key, claims(provider, nbf=int(time.time()) + 3600))
+    if forgery == "iat not a time":
+        return signed(key, claims(provider, iat="x"))
+    return signed(signing_key(key.kid), claims(provider))  # the same key id, another key
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
 async def test_a_forged_token_is_refused_and_not_logged(
     checker: Provider, provider: RunningProvider, forgery: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = provider.keys[0]
-    if forgery == "alg none":
-        token = unsigned({"alg": "none", "typ": "JWT"}, claims(provider))
-    elif forgery == "HS256 with the public key":
-        public = key.as_pem(private=False)
-        token = unsigned({"alg": "HS256", "kid": key.kid}, claims(provider), sign=public)
-    elif forgery == "wrong issuer":
-        token = signed(key, claims(provider, iss="https://sso.example.org/realms/other"))
-    elif forgery == "wrong audience":
-        token = signed(key, claims(provider, aud=["https://other.example/api", "account"]))
-    elif forgery == "expired":
-        token = signed(key, claims(provider, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600))
-    else:
-        token = signed(signing_key(key.kid), claims(provider))  # the same key id, another key
+    token = forged(provider, forgery)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(Unauthorized) as refused:
         await checker.verify_access_token(token)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 import httpx
@@ -50,6 +51,11 @@ LEEWAY_SECONDS = 60  # clocks of the provider and this service may differ this m
 HTTP_TIMEOUT_SECONDS = 10.0
 MAX_DOCUMENT_BYTES = 512 * 1024  # a discovery document or a key set larger than this is refused
 SCOPES = "openid email"
+
+
+def _instant(value: object) -> TypeGuard[float]:
+    """A JWT time: a finite number of seconds (not a boolean, not NaN, not infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class ProviderUnavailable(Exception):
@@ -314,17 +320,31 @@ class Provider:
         if not isinstance(audiences, list) or audience not in audiences:
             raise TokenRefused(f"not meant for this service (aud does not hold {audience!r})")
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or isinstance(exp, bool) or exp + LEEWAY_SECONDS < now:
-            raise TokenRefused("expired" if isinstance(exp, int | float) else "no expiry")
+        if not _instant(exp) or exp + LEEWAY_SECONDS < now:
+            raise TokenRefused("expired" if _instant(exp) else "no expiry")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not _instant(nbf) or nbf - LEEWAY_SECONDS > now):
+            raise TokenRefused("not valid yet (nbf)")
         iat = claims.get("iat")
         if id_token and (not isinstance(iat, int | float) or isinstance(iat, bool)):
             raise TokenRefused("no time of issue (iat)")
-        if isinstance(iat, int | float) and iat - LEEWAY_SECONDS > now:
+        if iat is not None and not _instant(iat):
+            raise TokenRefused("a time of issue (iat) that is not a time")
+        if _instant(iat) and iat - LEEWAY_SECONDS > now:
             raise TokenRefused("issued in the future")
         if id_token and len(audiences) > 1 and claims.get("azp") != self.settings.client_id:
             raise TokenRefused("issued to another client (azp)")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise TokenRefused("no subject")
+        # An ID token is not an access token, though its aud is the client id (OIDC_AUDIENCE's
+        # default): it carries the sign-in's nonce, or says what it is (Keycloak's typ claim, the
+        # header's typ for RFC 9068 access tokens).
+        if not id_token and (
+            "nonce" in claims
+            or str(claims.get("typ", "")).lower() == "id"
+            or str(decoded.header.get("typ", "at+jwt")).lower() not in ("at+jwt", "application/at+jwt", "jwt")
+        ):
+            raise TokenRefused("an ID token, not an access token")
         return claims
 
     def _claims(self, claims: Mapping[str, Any]) -> Claims:

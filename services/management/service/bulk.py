@@ -66,7 +66,8 @@ class BulkService:
         (refusals too), kept with the key for IDEMPOTENCY_HOURS in the same transaction. A retry
         with the key gets that very answer, even while the first request runs (it waits for it);
         the key with a different request is :class:`InvalidValue`."""
-        fingerprint = bulk.fingerprint(content_type, partial, body)
+        caller = f"{identity.kind}:{identity.actor or ''}:{','.join(sorted(identity.tags or ()))}"
+        fingerprint = bulk.fingerprint(content_type, partial, body, caller)
         result = None
         async with self.database.connect(write=True) as conn:
             kept = await bulk.claim(conn, key, fingerprint)

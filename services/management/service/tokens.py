@@ -5,6 +5,7 @@ here; the functions take a connection, so that qr-manage, which has no service r
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.management.auth.tokens import TokenStore, keyed_hash, new_secret
 from services.management.errors import NotPermitted, TokenNameTaken, TokenNotFound
 from services.management.models import admin_tokens
 from services.management.schemas import NewToken, NewTokenMade, TokenInfo, TokenList
+from services.management.schemas.tokens import NAME_PATTERN
 from services.management.service.database import Database
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,10 @@ async def listing(conn: AsyncConnection) -> TokenList:
 
 async def revoke(conn: AsyncConnection, name: str, identity: Identity) -> None:
     """The token ``name`` opens nothing from now on (within the stores' CACHE_SECONDS);
-    :class:`TokenNotFound` for a name no token has, or one revoked already."""
+    :class:`TokenNotFound` for a name no token has, or one revoked already (a name no token could
+    have is not looked for: PostgreSQL refuses some characters in text, NUL among them)."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise TokenNotFound(name if len(name) <= 64 else name[:64] + "…")
     statement = (
         update(admin_tokens)
         .where(admin_tokens.c.name == name, admin_tokens.c.revoked_at.is_(None))

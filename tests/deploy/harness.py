@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 PROJECT = "qrdeploy"  # the copy's folder, so compose's project name (volumes qrdeploy_postgres_data, ...)
-GATEWAY = "172.30.0.1"  # traefik_net's gateway (compose.yaml fixes the subnet)
+GATEWAY = "172.16.231.1"  # traefik_net's gateway (compose.yaml fixes the subnet)
 DOMAIN = "qr.test"  # the short-link host of the test's .env (a made-up name; Pebble validates nothing)
 BACKUP_UID = 4242  # "the host user who owns the checkout": a user no other process runs as
 NETCLIENT = Path(__file__).with_name("netclient.py")

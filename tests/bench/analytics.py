@@ -15,17 +15,20 @@ answers over every code must not feel: they read the rollups per tag, never a ro
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 import asyncpg
 import httpx
 
 from services.ops import maintenance
+from services.ops.schema import MIGRATIONS_DIR
 from services.redirect import bots
 from shared import ids
 from shared.database import asyncpg_dsn
@@ -139,31 +142,21 @@ ON CONFLICT (code_id) DO UPDATE SET
     first_scan_at = least(scan_counts.first_scan_at, EXCLUDED.first_scan_at),
     last_scan_at = greatest(scan_counts.last_scan_at, EXCLUDED.last_scan_at)
 """
-# The tags' rollups from the codes' days, as migration 0011 backfills them (and the writer keeps them).
-TAG_DAYS = """
-CREATE TEMP TABLE bench_tag_days AS
-SELECT t.tag, d.day, d.since, d.total, d.bots
-FROM (
-    SELECT code_id, day, total, bots,
-        coalesce(lag(day) OVER (PARTITION BY code_id ORDER BY day), '-infinity') AS since
-    FROM scan_days WHERE code_id <> ''
-) AS d
-JOIN qr_codes AS c ON c.id = d.code_id
-CROSS JOIN LATERAL (SELECT DISTINCT unnest(c.tags)) AS t(tag)
-"""
-TAG_ROLLUPS = (
-    "INSERT INTO scan_tag_days (tag, day, total, bots) "
-    "SELECT tag, day, sum(total), sum(bots) FROM bench_tag_days GROUP BY 1, 2",
-    "INSERT INTO scan_tag_months (tag, month, total, bots) "
-    "SELECT tag, date_trunc('month', day)::date, sum(total), sum(bots) FROM bench_tag_days GROUP BY 1, 2",
-    "INSERT INTO scan_tag_code_days (tag, day, since, codes) "
-    "SELECT tag, day, since, count(*) FROM bench_tag_days GROUP BY 1, 2, 3",
-    "INSERT INTO scan_tag_code_months (tag, month, since, codes) "
-    "SELECT tag, date_trunc('month', day)::date, since, count(*) FROM bench_tag_days GROUP BY 1, 2, 3",
-    "INSERT INTO scan_span (first_scan_at, last_scan_at) "
-    "SELECT min(first_scan_at), max(last_scan_at) FROM scan_counts HAVING count(first_scan_at) > 0",
-    "DROP TABLE bench_tag_days",
-)
+
+
+def _migration(pattern: str) -> ModuleType:
+    """A migration's module, for the SQL it runs (its file name starts with a date, not a name)."""
+    (path,) = (MIGRATIONS_DIR / "versions").glob(pattern)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The tags' rollups from the codes' days: what migration 0011 backfills (and the writer keeps).
+TAG_ROLLUPS = _migration("*_0011_tag_rollups.py")
 ROLLUP_TABLES = (
     "scan_quarters",
     "scan_days",
@@ -245,9 +238,11 @@ async def generate(dsn: str, now: datetime) -> dict[str, Any]:
             )
             for statement in (QUARTERS, DAYS_ROLLUP, TALLIES, MONTHS, COUNTS):
                 await conn.execute(statement, month_start, month_end)
-        await conn.execute(TAG_DAYS)
-        for statement in TAG_ROLLUPS:
-            await conn.execute(statement)
+        # The tags' rollups from the codes' days, by the migration's own backfill.
+        async with conn.transaction():
+            await conn.execute(TAG_ROLLUPS.BACKFILL_SHIFTED)
+            for statement in TAG_ROLLUPS.BACKFILL:
+                await conn.execute(statement)
         # As qr-manage maintain leaves them (every six hours): statistics, and the visibility map
         # that lets the day rollups be read from their index alone.
         await conn.execute("VACUUM (ANALYZE)")

@@ -36,7 +36,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from contextlib import AbstractAsyncContextManager
@@ -51,6 +50,7 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from services.management.auth import keys
 from services.management.auth.roles import Role
 from services.management.auth.tokens import Token, TokenStore
 from shared.clients import NetworkSet
@@ -308,29 +308,11 @@ class Sessions:
 def _kept_secret(folder: Path) -> bytes:
     """The key in ``folder`` (made there, mode 0600, the first time); one of this process's own
     when the folder cannot hold it (sessions then end with the process)."""
-    path = folder / SECRET_FILE
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Written whole under another name, then linked into place: a second process that
-            # starts meanwhile reads either no file or the whole key, never half of one.
-            fresh = folder / f"{SECRET_FILE}.{os.getpid()}"
-            descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(secrets.token_bytes(32))
-            try:
-                os.link(fresh, path)
-            except FileExistsError:
-                pass  # another process was first: its key it is
-            finally:
-                fresh.unlink(missing_ok=True)
-        secret = path.read_bytes()
-        if len(secret) < 32:
-            raise OSError(f"{path} holds fewer than 32 bytes")
+        return keys.kept_key(folder / SECRET_FILE)
     except OSError as exc:
         log.warning("console sessions end with this process: %s", exc)
-        secret = secrets.token_bytes(32)
-    return secret
+        return secrets.token_bytes(keys.KEY_BYTES)
 
 
 def over_https(scheme: str, peer: str | None, headers: Headers, trusted: NetworkSet) -> bool:

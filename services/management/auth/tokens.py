@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.management.auth import keys
 from services.management.auth.roles import Role
 from services.management.models import admin_tokens
 from shared.settings import ConfigError
@@ -172,28 +173,10 @@ def kept_key(folder: Path) -> bytes:
     """The key of the service's tokens in ``folder`` (made there, mode 0600, the first time).
     Unlike the console's key, no stand-in will do: a token hashed under another key would never be
     found again, so a folder that cannot hold it is a :class:`ConfigError`."""
-    path = folder / KEY_FILE
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            # Written whole under another name, then linked into place: a second process that
-            # starts meanwhile reads either no file or the whole key, never half of one.
-            fresh = folder / f"{KEY_FILE}.{os.getpid()}"
-            descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(secrets.token_bytes(32))
-            try:
-                os.link(fresh, path)
-            except FileExistsError:
-                pass  # another process was first: its key it is
-            finally:
-                fresh.unlink(missing_ok=True)
-        key = path.read_bytes()
+        return keys.kept_key(folder / KEY_FILE)
     except OSError as exc:
         raise ConfigError(f"the key of the service's tokens cannot be kept in {folder}: {exc}") from None
-    if len(key) < 32:
-        raise ConfigError(f"{path} holds fewer than 32 bytes")
-    return key
 
 
 def token_of_row(row: Any) -> Token:

@@ -177,7 +177,13 @@ def test_a_csv_of_fifty_rows_with_one_bad_row(
     expect(bad).to_have_count(1)
     expect(bad).to_have_id("row-37")
     expect(bad).to_contain_text("must be an absolute http or https URL")
-    expect(page.locator("table.rows tbody tr")).to_have_count(50)
+    expect(bad.locator("th")).to_have_text("38")  # the file's line, its header line 1
+    expect(page.locator("table.rows tbody tr")).to_have_count(1)  # the bad rows alone
+    expect(page.locator("table.rows caption")).to_contain_text("the other 49 rows are fine")
+    # The table has the page's width (its words whole), not a column's.
+    table_width = page.locator("table.rows").bounding_box()
+    main_width = page.locator("main").bounding_box()
+    assert table_width and main_width and table_width["width"] > main_width["width"] * 0.8
     # Fixed, the same file makes fifty codes.
     lines[37] = "https://example.org/table/37,Table 37,tables"
     upload.write_text("\n".join(lines) + "\n")

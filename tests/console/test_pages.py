@@ -328,7 +328,13 @@ async def test_edit_switch_and_history(console: httpx.AsyncClient) -> None:
     history = page.text.split('id="history-heading"', 1)[1]
     assert "https://example.org/old" in history
     assert "https://example.org/new" in history
-    off = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false"})
+    asked = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false"})
+    assert asked.status_code == 200  # switching off asks first
+    assert "Switch the code off" in asked.text
+    assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is True
+    off = await post_form(
+        console, f"/console/codes/{code}/enabled", {"enabled": "false", "confirmed": "yes"}
+    )
     assert off.headers["location"].endswith("notice=disabled")
     assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is False
     bad = await post_form(console, f"/console/codes/{code}/edit", {"target_url": "data:text/html,x"})
@@ -452,7 +458,7 @@ async def test_hostile_csv_files_get_a_message(
     before = await count_rows(database_url)
     response = await post_form(console, "/console/bulk", {}, files={"csv": ("x.csv", content, "text/csv")})
     assert response.status_code == 422
-    assert re.search(r'<p class="error" id="e-csv" role="alert">[^<]+</p>', response.text)
+    assert re.search(r'<p class="error" id="e-csv" role="alert"[^>]*>[^<]+</p>', response.text)
     assert await count_rows(database_url) == before
 
 

@@ -10,10 +10,10 @@
       button.addEventListener("click", function () {
         var field = document.getElementById(button.dataset.copy);
         var status = button.parentElement.querySelector(".copied");
-        navigator.clipboard.writeText(field.value).then(function () {
+        navigator.clipboard.writeText(field.value || field.textContent).then(function () {
           if (status) status.textContent = "Copied.";
         }, function () {
-          field.select();
+          if (field.select) field.select();
           if (status) status.textContent = "Select and copy the URL.";
         });
       });
@@ -50,8 +50,67 @@
     window.addEventListener("resize", function () { chart.setSize({ width: width(), height: 260 }); });
   }
 
+  // The preview's refusals beside the option fields they name (the server's words), and none
+  // beside the others: the page then says what the preview does, not what it did before.
+  function markOptionErrors() {
+    var holder = document.getElementById("option-errors");
+    var form = document.querySelector("form.options");
+    if (!holder || !form) return;
+    var errors = JSON.parse(holder.dataset.errors || "{}");
+    form.querySelectorAll("input[name], select[name]").forEach(function (input) {
+      var field = input.closest(".field");
+      if (!field) return;
+      var message = errors[input.name];
+      var error = document.getElementById("e-" + input.name);
+      var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && id !== "e-" + input.name;
+      });
+      if (message) {
+        if (!error) {
+          error = document.createElement("p");
+          error.className = "error";
+          error.id = "e-" + input.name;
+          field.appendChild(error);
+        }
+        error.textContent = message;
+        described.push(error.id);
+        input.setAttribute("aria-invalid", "true");
+        field.classList.add("invalid");
+      } else {
+        if (error) error.remove();
+        input.removeAttribute("aria-invalid");
+        field.classList.remove("invalid");
+      }
+      if (described.length) input.setAttribute("aria-describedby", described.join(" "));
+      else input.removeAttribute("aria-describedby");
+    });
+  }
+
+  // After a refused form, focus goes to the summary of what to change (read out first).
+  function focusErrorSummary() {
+    var summary = document.querySelector("[data-error-summary]");
+    if (summary) summary.focus();
+  }
+
+  // "Select all" beside the codes' checkboxes (a page works without it: tick them one by one).
+  function setUpSelectAll() {
+    var all = document.getElementById("pick-all");
+    if (!all) return;
+    var boxes = document.querySelectorAll("input[name='id'][form='selection'], #selection input[name='id']");
+    all.hidden = false;
+    all.closest("label").hidden = false;
+    all.addEventListener("change", function () {
+      boxes.forEach(function (box) { box.checked = all.checked; });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpCopy(document);
     setUpChart();
+    setUpSelectAll();
+    focusErrorSummary();
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target && event.target.id === "preview") markOptionErrors();
   });
 })();

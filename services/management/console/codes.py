@@ -70,18 +70,29 @@ class CodeList(Pages):
             first_page=first_page,
             next_page=next_page,
             paged="cursor" in values,
+            export_error=EXPORT_ERRORS.get(request.query_params.get("export", "")),
         )
 
     @page(role=Role.viewer)
     async def export(self, request: Request, current: Page) -> Response:
+        """The selected codes, or every code with a tag, as the API's export file."""
         chosen = [value for value in request.query_params.getlist("id") if is_well_formed(value)]
+        tag = request.query_params.get("tag", "").strip()
         kind = request.query_params.get("as", "")
         if kind not in EXPORTS:
             raise InvalidField("as", f"must be one of {', '.join(EXPORTS)}")
-        if not chosen:
-            raise BadRequest("select at least one code to export")
+        path, extra = EXPORTS[kind]
+        if tag:
+            if len(tag) > limits.MAX_TAG:
+                raise InvalidField("tag", f"must be at most {limits.MAX_TAG} characters")
+            return RedirectResponse(f"/api/v1/qr/{path}?{urlencode({**extra, 'tag': tag})}", status_code=303)
+        if not chosen:  # back to the list, saying what to do
+            return RedirectResponse("/console/?export=none", status_code=303)
         if len(chosen) > limits.MAX_SELECTED:
             raise BadRequest(f"select at most {limits.MAX_SELECTED} codes at once")
-        path, extra = EXPORTS[kind]
         query = urlencode({**extra, "ids": ",".join(dict.fromkeys(chosen))})
         return RedirectResponse(f"/api/v1/qr/{path}?{query}", status_code=303)
+
+
+# What the list says after an export it could not make (fixed texts, chosen by a query parameter).
+EXPORT_ERRORS = {"none": "Nothing was exported: select codes first, or choose a tag under Export."}

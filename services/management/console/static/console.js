@@ -24,29 +24,50 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
 
-  // The scan series with uPlot: people, unique visitors and bots per bucket.
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  // The console's one format for times (2026-11-07, 2026-11-07 20:00), as the tables write them.
+  function formatted(date, hourly) {
+    var day = date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate());
+    return hourly ? day + " " + two(date.getHours()) + ":" + two(date.getMinutes()) : day;
+  }
+
+  // The scan series with uPlot: people, unique visitors and (unless people only) bots per bucket.
   function setUpChart() {
     var element = document.getElementById("chart");
     if (!element || typeof uPlot === "undefined") return;
     var data = JSON.parse(element.dataset.series);
     var width = function () { return Math.max(280, element.parentElement.clientWidth); };
     var zone = element.dataset.tz || "UTC";
+    var hourly = element.dataset.interval === "hour";
+    // the buckets' times in the zone the page was asked for, not the browser's own
+    var inZone = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); };
+    var series = [
+      { value: function (u, ts) { return ts == null ? "" : formatted(inZone(ts), hourly); } },
+      { label: "People", stroke: colour("--people"), width: 2 },
+      { label: "Unique", stroke: colour("--unique"), width: 2 }
+    ];
+    var columns = [data.start, data.people, data.unique];
+    if (data.bots) {
+      series.push({ label: "Bots", stroke: colour("--bots"), width: 2, dash: [6, 4] });
+      columns.push(data.bots);
+    }
     var chart = new uPlot({
       width: width(),
-      // the buckets' times in the zone the page was asked for, not the browser's own
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); },
+      tzDate: inZone,
       height: 260,
-      series: [
-        {},
-        { label: "People", stroke: colour("--people"), width: 2 },
-        { label: "Unique", stroke: colour("--unique"), width: 2 },
-        { label: "Bots", stroke: colour("--bots"), width: 2, dash: [6, 4] }
-      ],
+      series: series,
       axes: [
-        { stroke: colour("--text"), grid: { stroke: colour("--line") } },
+        {
+          stroke: colour("--text"),
+          grid: { stroke: colour("--line") },
+          values: function (u, splits) {
+            return splits.map(function (ts) { return formatted(inZone(ts), hourly); });
+          }
+        },
         { stroke: colour("--text"), grid: { stroke: colour("--line") } }
       ]
-    }, [data.start, data.people, data.unique, data.bots], element);
+    }, columns, element);
     window.addEventListener("resize", function () { chart.setSize({ width: width(), height: 260 }); });
   }
 

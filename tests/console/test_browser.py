@@ -184,7 +184,9 @@ def test_a_csv_of_fifty_rows_with_one_bad_row(
     # The table has the page's width (its words whole), not a column's.
     table_width = page.locator("table.rows").bounding_box()
     main_width = page.locator("main").bounding_box()
-    assert table_width and main_width and table_width["width"] > main_width["width"] * 0.8
+    assert table_width
+    assert main_width
+    assert table_width["width"] > main_width["width"] * 0.8
     # Fixed, the same file makes fifty codes.
     lines[37] = "https://example.org/table/37,Table 37,tables"
     upload.write_text("\n".join(lines) + "\n")
@@ -262,7 +264,9 @@ def api_code(edge: str, **fields: Any) -> dict[str, Any]:
         return dict(made.json())
 
 
-def test_what_a_code_page_says_is_what_the_service_does(watched: Watched, running_stack: RunningStack) -> None:
+def test_what_a_code_page_says_is_what_the_service_does(
+    watched: Watched, running_stack: RunningStack
+) -> None:
     """A code's state, said alike by the API, the list, the code page and /r/; switching off asks
     first; a save that stops a code says so; the history reads as the form; a logo's H shown; a
     deleted code's scans stay readable."""
@@ -417,14 +421,16 @@ def test_the_scans_page_keeps_and_says_what_was_asked(watched: Watched, running_
     assert httpx.get(f"{edge}/r/{code['id']}", headers={"User-Agent": PERSON}, timeout=10).status_code == 302
     # Refused: 422, and the fields keep what was asked.
     answer = page.goto(f"{edge}/console/codes/{code['id']}/scans?from=2026-10-01&to=2026-11-02&interval=hour")
-    assert answer is not None and answer.status == 422
+    assert answer is not None
+    assert answer.status == 422
     expect(page.locator("#f-interval")).to_have_value("hour")
     expect(page.locator("#f-from")).to_have_value("2026-10-01")
     expect(page.locator("#f-to")).to_have_value("2026-11-02")
     expect(page.locator("#e-interval")).to_contain_text("hour covers at most")
     expect(page.locator("#error-summary")).to_contain_text("Shown instead: the last 30 days")
     answer = page.goto(f"{edge}/console/codes/{code['id']}/scans?tz=Mars/Olympus&interval=week")
-    assert answer is not None and answer.status == 422
+    assert answer is not None
+    assert answer.status == 422
     expect(page.locator("#f-tz")).to_have_value("Mars/Olympus")
     expect(page.locator("#f-interval")).to_have_value("week")
     # Empty fields say the range shown; times are in the zone chosen, in one format.
@@ -507,7 +513,10 @@ def test_no_serious_accessibility_violation_on_any_page(
         assert not wide, wide
         if viewport == PHONE:  # the codes as cards, each under the other
             page.goto(f"{edge}/console/")
-            assert page.locator("table.codes tbody tr").first.evaluate("row => getComputedStyle(row).display") == "block"
+            assert (
+                page.locator("table.codes tbody tr").first.evaluate("row => getComputedStyle(row).display")
+                == "block"
+            )
         # A form with its errors shown, too.
         page.goto(f"{edge}/console/new")
         page.get_by_label("Destination URL").fill("javascript:alert(1)")

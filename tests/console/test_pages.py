@@ -332,9 +332,7 @@ async def test_edit_switch_and_history(console: httpx.AsyncClient) -> None:
     assert asked.status_code == 200  # switching off asks first
     assert "Switch the code off" in asked.text
     assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is True
-    off = await post_form(
-        console, f"/console/codes/{code}/enabled", {"enabled": "false", "confirmed": "yes"}
-    )
+    off = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false", "confirmed": "yes"})
     assert off.headers["location"].endswith("notice=disabled")
     assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is False
     bad = await post_form(console, f"/console/codes/{code}/edit", {"target_url": "data:text/html,x"})

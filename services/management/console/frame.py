@@ -373,7 +373,7 @@ def moment(value: datetime | str | None, zone: str = "UTC") -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if value is None:
         return "—"
     try:

@@ -125,7 +125,7 @@ def _csv_rows(data: bytes, wanted: set[int]) -> tuple[list[tuple[int, int, dict[
     try:
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), strict=True)
         header = [cell.strip().lower() for cell in next(reader, [])]
-        for number, record in enumerate(reader, start=1):  # noqa: B007 (the count is read after)
+        for number, record in enumerate(reader, start=1):
             if number in wanted and len(rows) < CSV_ROWS_SHOWN:
                 rows.append((number, reader.line_num, dict(zip(header, record, strict=False))))
     except (UnicodeDecodeError, csv.Error):

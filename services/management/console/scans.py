@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import zoneinfo
-from zoneinfo import ZoneInfo
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response

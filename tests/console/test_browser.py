@@ -381,21 +381,22 @@ def test_the_list_selects_exports_and_prints(
 ) -> None:
     page, edge = watched.page, running_stack.edge
     for n in (1, 2, 3):
-        api_code(edge, title=f"Table {n}", tags=["tables"])
-    page.goto(f"{edge}/console/?tag=tables")
+        api_code(edge, title=f"Table {n}", tags=["print-run"])
+    page.goto(f"{edge}/console/?tag=print-run")
     # Exporting with nothing selected says what to do, on the list.
     page.get_by_role("button", name="PDF label sheet").click()
     expect(page.locator("#error-summary")).to_contain_text("select codes first")
     assert page.evaluate("document.activeElement.id") == "error-summary"
+    expect(page.locator("#f-tag")).to_have_value("print-run")  # the list as it was
     page.get_by_label("Select every code on this page").check()
     boxes = page.locator("table.codes tbody input[name='id']")
     expect(boxes).to_have_count(3)
     assert all(box.is_checked() for box in boxes.all())
     # Every code with a tag, as the API's export.
-    page.get_by_label("Which codes").select_option("tables")
+    page.get_by_label("Which codes").select_option("print-run")
     with page.expect_download() as download:
         page.get_by_role("button", name="PDF label sheet").click()
-    assert download.value.url.endswith("/api/v1/qr/export.pdf?tag=tables")
+    assert download.value.url.endswith("/api/v1/qr/export.pdf?tag=print-run")
     # A copy button and a QR per row.
     row = page.locator("table.codes tbody tr").first
     expect(row.get_by_role("button", name=re.compile("^Copy URL of"))).to_be_visible()

@@ -20,6 +20,7 @@ from shared.errors import BadRequest, InvalidField
 from shared.ids import is_well_formed
 
 PAGE_SIZE = 25
+LIST_FIELDS = ("q", "tag", "order")  # what a list's link keeps
 EXPORTS = {
     "zip-png": ("export.zip", {"format": "png"}),
     "zip-svg": ("export.zip", {"format": "svg"}),
@@ -36,7 +37,7 @@ class CodeList(Pages):
 
     @page(role=Role.viewer)
     async def codes(self, request: Request, current: Page) -> Response:
-        values = {k: v for k, v in request.query_params.items() if k in ("q", "tag", "order", "cursor") and v}
+        values = {k: v for k, v in request.query_params.items() if k in (*LIST_FIELDS, "cursor") and v}
         values.setdefault("order", "-created_at")
         errors: dict[str, str] = {}
         try:
@@ -86,8 +87,10 @@ class CodeList(Pages):
             if len(tag) > limits.MAX_TAG:
                 raise InvalidField("tag", f"must be at most {limits.MAX_TAG} characters")
             return RedirectResponse(f"/api/v1/qr/{path}?{urlencode({**extra, 'tag': tag})}", status_code=303)
-        if not chosen:  # back to the list, saying what to do
-            return RedirectResponse("/console/?export=none", status_code=303)
+        if not chosen:  # back to the list as it was, saying what to do
+            shown = {k: v for k in LIST_FIELDS if (v := request.query_params.get(f"list_{k}", "").strip())}
+            back = urlencode({**shown, "export": "none"})
+            return RedirectResponse(f"/console/?{back}", status_code=303)
         if len(chosen) > limits.MAX_SELECTED:
             raise BadRequest(f"select at most {limits.MAX_SELECTED} codes at once")
         query = urlencode({**extra, "ids": ",".join(dict.fromkeys(chosen))})

@@ -1,5 +1,7 @@
-"""The console's scan statistics: a code's, or every code's together, over a range in a time zone's
-buckets (uPlot draws the series), with the raw scans' CSV a link away."""
+"""The console's scan statistics: a code's (a deleted one's too: its scans stay), or every code's
+together with their totals by tag, over a range in a time zone's buckets (uPlot draws the series),
+with presets for the usual ranges, a view of people alone, and the raw scans' CSV a link away. A
+refused range answers 422 with what was asked kept in its fields, and says what is shown instead."""
 
 from __future__ import annotations
 

@@ -61,6 +61,7 @@
         {
           stroke: colour("--text"),
           grid: { stroke: colour("--line") },
+          space: hourly ? 140 : 100,  // the pixels a label needs, so that none overlaps the next
           values: function (u, splits) {
             return splits.map(function (ts) { return formatted(inZone(ts), hourly); });
           }

@@ -755,3 +755,51 @@ async def test_a_stale_page_link_starts_again_at_the_first_page(console: httpx.A
     page = await console.get(f"/console/?cursor={stale}")
     assert page.status_code == 200
     assert "That page link is out of date" in page.text
+
+
+async def test_a_codes_state_is_one_word_in_the_api_and_on_the_pages(console: httpx.AsyncClient) -> None:
+    """The state each page says is the API's, computed once: on, off, expired, deleted."""
+    made = {
+        "on": {"target_url": "https://example.org/on"},
+        "off": {"target_url": "https://example.org/off", "enabled": False},
+        "expired": {"target_url": "https://example.org/old", "expires_at": "2025-01-01T00:00:00Z"},
+        "deleted": {"target_url": "https://example.org/gone"},
+    }
+    ids = {}
+    for state, body in made.items():
+        answer = await console.post("/api/v1/qr", json=body)
+        assert answer.status_code == 201, answer.text
+        ids[state] = answer.json()["id"]
+        assert answer.json()["state"] == ("on" if state == "deleted" else state)
+    assert (await console.delete(f"/api/v1/qr/{ids['deleted']}")).status_code == 204
+    listed = {
+        code["id"]: code["state"] for code in (await console.get("/api/v1/qr?limit=200")).json()["items"]
+    }
+    assert {listed[ids[state]] for state in ("on", "off", "expired")} == {"on", "off", "expired"}
+    assert ids["deleted"] not in listed
+    page = await console.get(f"/console/codes/{ids['expired']}")
+    assert (
+        '<p class="state state-expired" id="state"><strong>Expired</strong> since 2025-01-01 00:00 UTC'
+        in page.text
+    )
+    gone = await console.get(f"/console/codes/{ids['deleted']}/scans")
+    assert gone.status_code == 200  # its scans stay, and so does their page
+    assert "<strong>Deleted</strong>: it answers 404" in gone.text
+
+
+async def test_a_tag_may_not_hold_the_csvs_separator(console: httpx.AsyncClient) -> None:
+    refused = await console.post(
+        "/api/v1/qr", json={"target_url": "https://example.org/", "tags": ["print|menu"]}
+    )
+    assert refused.status_code == 422
+    assert "must not contain |" in refused.text
+    form = await post_form(
+        console, "/console/new", {"target_url": "https://example.org/", "tags": "print|menu"}
+    )
+    assert form.status_code == 422
+    assert 'id="e-tags"' in form.text
+    # The CSV's cell is two tags, as it always was.
+    csv = b"target_url,tags\nhttps://example.org/csv,print|menu\n"
+    bulk = await console.post("/api/v1/qr/bulk", content=csv, headers={"content-type": "text/csv"})
+    assert bulk.status_code == 201, bulk.text
+    assert bulk.json()["created"][0]["tags"] == ["print", "menu"]

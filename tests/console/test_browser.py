@@ -280,6 +280,14 @@ def test_what_a_code_page_says_is_what_the_service_does(
     page.goto(f"{edge}/console/?tag=state")
     expect(page.locator("table.codes tbody tr").first).to_contain_text("Expired")
 
+    # A new code that would not redirect says so at once.
+    page.goto(f"{edge}/console/new")
+    page.get_by_label("Destination URL").fill("https://example.org/born-old")
+    page.get_by_label("Expires (UTC)").fill("2025-03-01T09:30")
+    page.get_by_role("button", name="Create the code", exact=True).click()
+    expect(page.get_by_role("status").first).to_contain_text("it does not redirect yet")
+    expect(page.locator("#state")).to_contain_text("Expired since 2025-03-01 09:30 UTC")
+
     # A save that makes a working code stop says so.
     live = api_code(edge, title="Poster", target_url="https://example.org/poster")
     assert live["state"] == "on"

@@ -68,6 +68,8 @@ SECURITY_HEADERS = {
 # The notices a redirect may ask a page to show: fixed texts, so no URL can put words on a page.
 NOTICES = {
     "created": "The code was created.",
+    "created-stopped": "The code was created; it does not redirect yet: it answers 410 (or its fallback "
+    "URL) as it stands.",
     "saved": "The changes were saved.",
     "enabled": "The code is switched on: it redirects again.",
     "disabled": "The code is switched off: it answers 410 (or its fallback URL).",

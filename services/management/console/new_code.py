@@ -56,7 +56,9 @@ class NewCode(Pages):
         except (SlugTaken, InvalidValue) as exc:  # beside the field the error names
             field = exc.field or "target_url"
             return self._new_again(request, current, form, {field: reason(exc, field)})
-        return RedirectResponse(f"/console/codes/{created.id}?notice=created", status_code=303)
+        # A code made switched off, or with its expiry already past, says so at once.
+        notice = "created" if created.state == "on" else "created-stopped"
+        return RedirectResponse(f"/console/codes/{created.id}?notice={notice}", status_code=303)
 
     def _new_again(self, request: Request, current: Page, form: FormData, errors: dict[str, str]) -> Response:
         return self.render(

@@ -41,6 +41,7 @@ from services.management.errors import InvalidValue, Refusals, RowError, TryAgai
 from services.management.inputs import findings, parse_json, shown
 from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
 from services.management.schemas import NewQRCode, choices_of, kind_of
+from services.management.schemas.fields import TAG_SEPARATOR
 
 MAX_ROWS = 10_000
 MAX_KEY = 255
@@ -206,7 +207,7 @@ def _cell(column: str, cell: str) -> Any:
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
     if kind == "list":
-        return [item.strip() for item in cell.split("|") if item.strip()]
+        return [item.strip() for item in cell.split(TAG_SEPARATOR) if item.strip()]
     if column in _NUMBERS:
         digits = cell.strip()
         return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell

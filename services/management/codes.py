@@ -29,6 +29,7 @@ from services.management.limits import MAX_CURSOR
 from services.management.logos import Logo, StoredLogo
 from services.management.models import SEARCH_EXPRESSION, logos, qr_codes, scan_counts
 from services.management.schemas import NewQRCode, QRCode, QRCodeChanges, QRCodeList
+from services.management.schemas.answers import CodeState
 from shared import ids
 from shared.database import CHANGE_CHANNEL, NEW_CODES, STOPPED, AdvisoryLock
 from shared.urls import ascii_host
@@ -86,14 +87,40 @@ def _host_ascii(url: str) -> str | None:
         return None
 
 
+def code_state(
+    *,
+    enabled: bool,
+    expires_at: datetime | None,
+    deleted_at: datetime | None = None,
+    starts_at: datetime | None = None,
+    now: datetime | None = None,
+) -> CodeState:
+    """What ``/r/{id}`` does for a code now, in one word (the API's ``state``, every console page's):
+    the redirect service's own test (switched on, not expired) in the same order."""
+    now = now or datetime.now(UTC)
+    if deleted_at is not None:
+        return "deleted"
+    if not enabled:
+        return "off"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    if starts_at is not None and now < starts_at:
+        return "not_yet"
+    return "on"
+
+
 def to_resource(row: Any) -> QRCode:
-    """A row of :data:`_RESOURCE_COLUMNS` and its scan count as the code answered."""
+    """A row of :data:`_RESOURCE_COLUMNS` (and ``deleted_at`` when it was read) and its scan count as
+    the code answered."""
     values = {column.name: getattr(row, column.name) for column in _RESOURCE_COLUMNS}
     return QRCode(
         **values,
         # The host as a browser will look it up (a row written before hosts were stored so).
         target_host_ascii=_host_ascii(row.target_url),
         scan_count=row.scan_count,
+        state=code_state(
+            enabled=row.enabled, expires_at=row.expires_at, deleted_at=getattr(row, "deleted_at", None)
+        ),
     )
 
 
@@ -246,6 +273,16 @@ async def get_code(conn: AsyncConnection, code_id: str) -> QRCode:
     return to_resource(row)
 
 
+async def get_code_even_deleted(conn: AsyncConnection, code_id: str) -> QRCode:
+    """The code ``code_id``, live or deleted (state ``deleted``: its scans stay), or
+    :class:`CodeNotFound`."""
+    statement = select(*_RESOURCE_COLUMNS, qr_codes.c.deleted_at, _SCAN_COUNT).where(qr_codes.c.id == code_id)
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        raise CodeNotFound(code_id)
+    return to_resource(row)
+
+
 async def get_code_or_deleted(conn: AsyncConnection, code_id: str) -> None:
     """:class:`CodeNotFound` unless ``code_id`` is a code, live or deleted (whose scans stay)."""
     if (await conn.execute(select(qr_codes.c.id).where(qr_codes.c.id == code_id))).first() is None:
@@ -319,8 +356,7 @@ async def update_code(
             update(qr_codes).where(qr_codes.c.id == code_id).values(**changes, updated_at=func.now())
         )
     code = await get_code(conn, code_id)
-    expired = code.expires_at is not None and code.expires_at <= datetime.now(UTC)
-    if diff and (not code.enabled or expired):
+    if diff and code.state != "on":
         await _announce_stopped(conn, current.id)
     return code, diff
 

@@ -328,7 +328,11 @@ async def test_edit_switch_and_history(console: httpx.AsyncClient) -> None:
     history = page.text.split('id="history-heading"', 1)[1]
     assert "https://example.org/old" in history
     assert "https://example.org/new" in history
-    off = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false"})
+    asked = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false"})
+    assert asked.status_code == 200  # switching off asks first
+    assert "Switch the code off" in asked.text
+    assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is True
+    off = await post_form(console, f"/console/codes/{code}/enabled", {"enabled": "false", "confirmed": "yes"})
     assert off.headers["location"].endswith("notice=disabled")
     assert (await console.get(f"/api/v1/qr/{code}")).json()["enabled"] is False
     bad = await post_form(console, f"/console/codes/{code}/edit", {"target_url": "data:text/html,x"})
@@ -410,8 +414,21 @@ async def test_the_selection_exports_through_the_api(console: httpx.AsyncClient)
     archive = await console.get(location)
     assert archive.status_code == 200
     assert archive.headers["content-type"] == "application/zip"
-    for query in ("as=zip-png", f"id={first}&as=tar", "id=../../etc&as=pdf"):
+    for query in (f"id={first}&as=tar", "as=pdf&tag=" + "x" * 200):
         assert (await console.get(f"/console/export?{query}")).status_code in (400, 422), query
+    # Nothing selected: back to the list, which says what to do.
+    for query in ("as=zip-png", "id=../../etc&as=pdf"):
+        empty = await console.get(f"/console/export?{query}")
+        assert empty.headers["location"] == "/console/?export=none", query
+    assert "select codes first, or choose a tag" in (await console.get("/console/?export=none")).text
+    # Every code with a tag, through the API's own filter.
+    tagged = await make_code(console, tags="menu, print")
+    by_tag = await console.get("/console/export?as=pdf&tag=menu")
+    assert by_tag.headers["location"] == "/api/v1/qr/export.pdf?tag=menu"
+    sheet = await console.get(by_tag.headers["location"])
+    assert sheet.status_code == 200
+    assert sheet.headers["content-type"] == "application/pdf"
+    assert tagged
 
 
 # -- many codes --------------------------------------------------------------------------------
@@ -452,7 +469,7 @@ async def test_hostile_csv_files_get_a_message(
     before = await count_rows(database_url)
     response = await post_form(console, "/console/bulk", {}, files={"csv": ("x.csv", content, "text/csv")})
     assert response.status_code == 422
-    assert re.search(r'<p class="error" id="e-csv" role="alert">[^<]+</p>', response.text)
+    assert re.search(r'<p class="error" id="e-csv" role="alert"[^>]*>[^<]+</p>', response.text)
     assert await count_rows(database_url) == before
 
 
@@ -686,7 +703,7 @@ async def test_ranges_the_calendar_cannot_hold_are_shown_on_their_field(
     api = await console.get(f"/api/v1/qr/{code}/scans?{query}")
     assert api.status_code == 422, api.text
     page = await console.get(f"/console/codes/{code}/scans?{query}")
-    assert page.status_code == 200
+    assert page.status_code == 422
     assert f'id="e-{field}"' in page.text
 
 
@@ -738,3 +755,51 @@ async def test_a_stale_page_link_starts_again_at_the_first_page(console: httpx.A
     page = await console.get(f"/console/?cursor={stale}")
     assert page.status_code == 200
     assert "That page link is out of date" in page.text
+
+
+async def test_a_codes_state_is_one_word_in_the_api_and_on_the_pages(console: httpx.AsyncClient) -> None:
+    """The state each page says is the API's, computed once: on, off, expired, deleted."""
+    made = {
+        "on": {"target_url": "https://example.org/on"},
+        "off": {"target_url": "https://example.org/off", "enabled": False},
+        "expired": {"target_url": "https://example.org/old", "expires_at": "2025-01-01T00:00:00Z"},
+        "deleted": {"target_url": "https://example.org/gone"},
+    }
+    ids = {}
+    for state, body in made.items():
+        answer = await console.post("/api/v1/qr", json=body)
+        assert answer.status_code == 201, answer.text
+        ids[state] = answer.json()["id"]
+        assert answer.json()["state"] == ("on" if state == "deleted" else state)
+    assert (await console.delete(f"/api/v1/qr/{ids['deleted']}")).status_code == 204
+    listed = {
+        code["id"]: code["state"] for code in (await console.get("/api/v1/qr?limit=200")).json()["items"]
+    }
+    assert {listed[ids[state]] for state in ("on", "off", "expired")} == {"on", "off", "expired"}
+    assert ids["deleted"] not in listed
+    page = await console.get(f"/console/codes/{ids['expired']}")
+    assert (
+        '<p class="state state-expired" id="state"><strong>Expired</strong> since 2025-01-01 00:00 UTC'
+        in page.text
+    )
+    gone = await console.get(f"/console/codes/{ids['deleted']}/scans")
+    assert gone.status_code == 200  # its scans stay, and so does their page
+    assert "<strong>Deleted</strong>: it answers 404" in gone.text
+
+
+async def test_a_tag_may_not_hold_the_csvs_separator(console: httpx.AsyncClient) -> None:
+    refused = await console.post(
+        "/api/v1/qr", json={"target_url": "https://example.org/", "tags": ["print|menu"]}
+    )
+    assert refused.status_code == 422
+    assert "must not contain |" in refused.text
+    form = await post_form(
+        console, "/console/new", {"target_url": "https://example.org/", "tags": "print|menu"}
+    )
+    assert form.status_code == 422
+    assert 'id="e-tags"' in form.text
+    # The CSV's cell is two tags, as it always was.
+    csv = b"target_url,tags\nhttps://example.org/csv,print|menu\n"
+    bulk = await console.post("/api/v1/qr/bulk", content=csv, headers={"content-type": "text/csv"})
+    assert bulk.status_code == 201, bulk.text
+    assert bulk.json()["created"][0]["tags"] == ["print", "menu"]

@@ -58,7 +58,7 @@ async def test_a_viewer_sees_no_write_buttons_and_is_refused_a_forged_post(
     assert 'href="/console/new"' not in codes.text
     page = await client.get("/console/codes/menu")
     assert page.status_code == 200
-    for hidden in ("/edit", "/logo", "/delete", "/enabled"):
+    for hidden in ("/edit", "/logo", "/delete", "/enabled", "/switch-off"):
         assert f'action="/console/codes/menu{hidden}"' not in page.text
     assert 'href="/console/codes/menu/delete"' not in page.text
     assert "you can read this code, not change it" in page.text
@@ -87,7 +87,9 @@ async def test_an_editor_changes_but_does_not_delete(site: tuple[httpx.AsyncClie
     assert "Signed in as <strong>editor-desk</strong> (editor)" in page.text
     assert 'action="/console/codes/menu/edit"' in page.text
     assert 'href="/console/codes/menu/delete"' not in page.text
-    switched = await forged_post(client, "/console/codes/menu/enabled", {"enabled": "false"})
+    switched = await forged_post(
+        client, "/console/codes/menu/enabled", {"enabled": "false", "confirmed": "yes"}
+    )
     assert switched.status_code == 303
     assert (await forged_post(client, "/console/codes/menu/delete", {})).status_code == 403
 

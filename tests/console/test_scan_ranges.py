@@ -24,6 +24,12 @@ async def test_a_range_past_its_bounds_is_shown_on_its_field(
     code = await make_code(console)
     for page in (f"/console/codes/{code}/scans?{query}", f"/console/scans?{query}"):
         answer = await console.get(page)
-        assert answer.status_code == 200
+        assert answer.status_code == 422  # as every refused form
         assert f'id="e-{field}"' in answer.text
         assert reason in answer.text
+        # What was asked for stays in the fields: the dates and the interval as chosen.
+        for name, value in (pair.split("=") for pair in query.split("&")):
+            if name == "interval":
+                assert f'<option value="{value}" selected>' in answer.text
+            else:
+                assert f'name="{name}" type="date" value="{value}"' in answer.text

@@ -24,7 +24,16 @@ from services.management.rendering import check_contrast, contrast_ratio
 from shared.errors import InvalidField, PayloadTooLarge
 
 HISTORY_SHOWN = 20
-IMAGE_OPTIONS = ("size", "border", "ecc", "fg", "bg", "size_mm", "dpi")
+# The image options as the page's fields label them (the preview names a refused one so).
+IMAGE_OPTIONS = {
+    "fg": "Modules",
+    "bg": "Ground",
+    "size": "Size (px)",
+    "border": "Border (modules)",
+    "ecc": "Error correction",
+    "size_mm": "Width (mm)",
+    "dpi": "Resolution (dpi)",
+}
 
 
 class CodePage(Pages):
@@ -34,6 +43,7 @@ class CodePage(Pages):
             Route("/console/codes/{code_id}/preview", self.preview, methods=["GET", "HEAD"]),
             Route("/console/codes/{code_id}/edit", self.edit_code, methods=["POST"]),
             Route("/console/codes/{code_id}/enabled", self.switch, methods=["POST"]),
+            Route("/console/codes/{code_id}/switch-off", self.confirm_switch_off, methods=["GET", "HEAD"]),
             Route("/console/codes/{code_id}/logo", self.set_logo, methods=["POST"]),
             Route("/console/codes/{code_id}/logo/remove", self.remove_logo, methods=["POST"]),
             Route("/console/codes/{code_id}/delete", self.confirm_delete, methods=["GET", "HEAD"]),
@@ -55,27 +65,37 @@ class CodePage(Pages):
         is (a time to the second, a tag holding a comma, a switch another tab flipped meanwhile)."""
         code = code_id(request)
         form = current.posted
-        shown = forms.edit_values(await self.service.codes.get(code, current.identity))
-        before = forms.code_values(forms.as_posted(shown), new=False)
+        was = await self.service.codes.get(code, current.identity)
+        before = forms.code_values(forms.as_posted(forms.edit_values(was)), new=False)
         values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
         try:
             changes = forms.validated(schemas.QRCodeChanges, values, context=self.service.context).changes()
-            if changes:
-                await self.service.codes.update(code, changes, current.identity)
+            now = await self.service.codes.update(code, changes, current.identity) if changes else was
         except (FormErrors, InvalidValue) as exc:  # beside the field each error names
             errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: exc.reason}
             return await self._code_page(
                 request, current, code, status_code=422, errors=errors, values=forms.typed(form)
             )
-        return RedirectResponse(f"/console/codes/{code}?notice=saved", status_code=303)
+        # A save that stops a code working (an expiry already past, the switch off) says so.
+        notice = "saved-stopped" if was.state == "on" and now.state != "on" else "saved"
+        return RedirectResponse(f"/console/codes/{code}?notice={notice}", status_code=303)
 
     @page(role=Role.editor, write=True)
     async def switch(self, request: Request, current: Page) -> Response:
         code = code_id(request)
         enabled = forms.text(current.posted, "enabled") == "true"
+        if not enabled and forms.text(current.posted, "confirmed") != "yes":
+            code_now = await self.service.codes.get(code, current.identity)
+            return self.render(request, current, "switch_off.html", code=code_now)
         await self.service.codes.update(code, {"enabled": enabled}, current.identity)
         notice = "enabled" if enabled else "disabled"
         return RedirectResponse(f"/console/codes/{code}?notice={notice}", status_code=303)
+
+    @page(role=Role.editor)
+    async def confirm_switch_off(self, request: Request, current: Page) -> Response:
+        """Switching off asks first: every printed copy answers 410 from then on."""
+        code = await self.service.codes.get(code_id(request), current.identity)
+        return self.render(request, current, "switch_off.html", code=code)
 
     @page(role=Role.editor, write=True, upload="logo")
     async def set_logo(self, request: Request, current: Page) -> Response:
@@ -171,6 +191,8 @@ def _preview_context(request: Request, code: schemas.QRCode) -> dict[str, Any]:
         verdict = None
     except InvalidValue as exc:
         verdict = exc.reason
+    # The contrast is the verdict's to say, once; a field's own error is shown beside it.
+    field_errors = {k: v for k, v in errors.items() if verdict is None or v != verdict}
     if verdict is None and ("fg" in errors or "bg" in errors):  # not a colour at all
         verdict = errors.get("fg") or errors.get("bg")
     svg_query = urlencode(
@@ -185,7 +207,8 @@ def _preview_context(request: Request, code: schemas.QRCode) -> dict[str, Any]:
     return {
         "code": code,
         "options": given,
-        "option_errors": errors,
+        "option_errors": field_errors,
+        "option_labels": IMAGE_OPTIONS,
         "image_query": image_query,
         "svg_query": svg_query,
         "pdf_query": pdf_query,

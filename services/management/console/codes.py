@@ -20,6 +20,7 @@ from shared.errors import BadRequest, InvalidField
 from shared.ids import is_well_formed
 
 PAGE_SIZE = 25
+LIST_FIELDS = ("q", "tag", "order")  # what a list's link keeps
 EXPORTS = {
     "zip-png": ("export.zip", {"format": "png"}),
     "zip-svg": ("export.zip", {"format": "svg"}),
@@ -36,7 +37,7 @@ class CodeList(Pages):
 
     @page(role=Role.viewer)
     async def codes(self, request: Request, current: Page) -> Response:
-        values = {k: v for k, v in request.query_params.items() if k in ("q", "tag", "order", "cursor") and v}
+        values = {k: v for k, v in request.query_params.items() if k in (*LIST_FIELDS, "cursor") and v}
         values.setdefault("order", "-created_at")
         errors: dict[str, str] = {}
         try:
@@ -70,18 +71,31 @@ class CodeList(Pages):
             first_page=first_page,
             next_page=next_page,
             paged="cursor" in values,
+            export_error=EXPORT_ERRORS.get(request.query_params.get("export", "")),
         )
 
     @page(role=Role.viewer)
     async def export(self, request: Request, current: Page) -> Response:
+        """The selected codes, or every code with a tag, as the API's export file."""
         chosen = [value for value in request.query_params.getlist("id") if is_well_formed(value)]
+        tag = request.query_params.get("tag", "").strip()
         kind = request.query_params.get("as", "")
         if kind not in EXPORTS:
             raise InvalidField("as", f"must be one of {', '.join(EXPORTS)}")
-        if not chosen:
-            raise BadRequest("select at least one code to export")
+        path, extra = EXPORTS[kind]
+        if tag:
+            if len(tag) > limits.MAX_TAG:
+                raise InvalidField("tag", f"must be at most {limits.MAX_TAG} characters")
+            return RedirectResponse(f"/api/v1/qr/{path}?{urlencode({**extra, 'tag': tag})}", status_code=303)
+        if not chosen:  # back to the list as it was, saying what to do
+            shown = {k: v for k in LIST_FIELDS if (v := request.query_params.get(f"list_{k}", "").strip())}
+            back = urlencode({**shown, "export": "none"})
+            return RedirectResponse(f"/console/?{back}", status_code=303)
         if len(chosen) > limits.MAX_SELECTED:
             raise BadRequest(f"select at most {limits.MAX_SELECTED} codes at once")
-        path, extra = EXPORTS[kind]
         query = urlencode({**extra, "ids": ",".join(dict.fromkeys(chosen))})
         return RedirectResponse(f"/api/v1/qr/{path}?{query}", status_code=303)
+
+
+# What the list says after an export it could not make (fixed texts, chosen by a query parameter).
+EXPORT_ERRORS = {"none": "Nothing was exported: select codes first, or choose a tag under Export."}

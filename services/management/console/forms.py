@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from services.management import bulk
 from services.management.inputs import findings
 from services.management.schemas import Kind, NewQRCode, QRCode, QRCodeChanges, choices_of, kind_of, shown
+from services.management.schemas.fields import TAG_SEPARATOR
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,8 +129,24 @@ def validated(model: type[M], values: Mapping[str, Any], *, context: Mapping[str
         unknown = getattr(model, "unknown", "is not a field here")
         errors: dict[str, str] = {}
         for field, reason in findings(exc, model, unknown=unknown):
-            errors.setdefault(field, reason)
+            errors.setdefault(field, _url_hint(reason, values.get(field)))
         raise FormErrors(errors) from None
+
+
+# A host and maybe a path, as people type a web address without its scheme.
+_BARE_ADDRESS = re.compile(r"(?:[\w-]+\.)+[a-zA-Z]{2,63}(?::\d{1,5})?(?:[/?#]\S*)?")
+_NOT_A_URL = "must be an absolute http or https URL"
+
+
+def _url_hint(reason: str, value: Any) -> str:
+    """The URL refusal made specific: a space, or a web address without https:// (offered back)."""
+    if reason != _NOT_A_URL or not isinstance(value, str):
+        return reason
+    if any(ch.isspace() for ch in value):
+        return "must not contain spaces (write %20 for one inside a URL)"
+    if _BARE_ADDRESS.fullmatch(value):
+        return f"{reason}; did you mean https://{value}?"
+    return reason
 
 
 def typed(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,6 +189,6 @@ def csv_columns() -> str:
         if field is not None and field.required:
             column += " (required)"
         elif field is not None and field.kind == "list":
-            column += " (separated by |)"
+            column += f" (separated by {TAG_SEPARATOR})"
         shown_columns.append(column)
     return ", ".join(shown_columns)

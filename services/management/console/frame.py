@@ -16,10 +16,11 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from starlette.datastructures import FormData
@@ -67,13 +68,26 @@ SECURITY_HEADERS = {
 # The notices a redirect may ask a page to show: fixed texts, so no URL can put words on a page.
 NOTICES = {
     "created": "The code was created.",
+    "created-stopped": "The code was created; it does not redirect yet: it answers 410 (or its fallback "
+    "URL) as it stands.",
     "saved": "The changes were saved.",
     "enabled": "The code is switched on: it redirects again.",
     "disabled": "The code is switched off: it answers 410 (or its fallback URL).",
+    "saved-stopped": "The changes were saved, and the code no longer redirects: printed copies answer 410 "
+    "(or its fallback URL) from now on.",
     "deleted": "The code was deleted.",
     "logo": "The logo was saved; the images carry it now.",
     "logo-removed": "The logo was removed.",
     "signed-out": "You are signed out.",
+}
+# A code's state (the API's "state", computed in services/management/codes.py) in words: in a list,
+# as a page's headline, and what /r/{id} then does.
+STATES = {
+    "on": ("On", "Switched on", "it redirects to"),
+    "off": ("Off", "Switched off", "it answers 410"),
+    "expired": ("Expired", "Expired", "it answers 410"),
+    "not_yet": ("Not yet", "Not started yet", "it answers 410"),
+    "deleted": ("Deleted", "Deleted", "it answers 404; its scans stay"),
 }
 ORDERS = {"-created_at": "Newest first", "created_at": "Oldest first", "-scan_count": "Most scanned"}
 # What a form may upload, which sets how large it may be: nothing (MAX_BODY_BYTES), a CSV of codes
@@ -120,8 +134,11 @@ class Frame:
             code_form=forms.CODE_FORM,
             csv_columns=forms.csv_columns(),
         )
-        environment.filters["moment"] = _moment
+        environment.globals.update(states=STATES, field_labels=FIELD_LABELS)
+        environment.filters["moment"] = moment
+        environment.filters["day"] = _day
         environment.filters["shown"] = _shown
+        environment.filters["in_form_order"] = _in_form_order
         self.templates = Jinja2Templates(env=environment)
 
     async def serve(
@@ -352,18 +369,52 @@ def _may(identity: Identity | None, network: bool, role: str) -> bool:
     return identity.role.allows(Role(role)) if identity is not None else network
 
 
-def _moment(value: datetime | None) -> str:
+def moment(value: datetime | str | None, zone: str = "UTC") -> str:
+    """Every time the console shows, in one format (2026-12-07 14:05), in the zone it names."""
+    if isinstance(value, str):  # as the history records it
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return str(value)
     if value is None:
         return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        where = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        where, zone = ZoneInfo("UTC"), "UTC"
+    return value.astimezone(where).strftime("%Y-%m-%d %H:%M ") + zone
 
 
-def _shown(value: Any) -> str:
-    """A value from the history as the API spells it (true, not True; a list by commas)."""
+def _day(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+# The history names each field as the form labels it; the fields the form does not hold, so.
+FIELD_LABELS = {
+    **{field.name: field.label for field in forms.CODE_FORM},
+    "logo_sha256": "Logo",
+    "deleted_at": "Deleted",
+    "short_url": "Short URL",
+}
+_FORM_ORDER = {name: place for place, name in enumerate(FIELD_LABELS)}
+
+
+def _in_form_order(changes: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A history entry's fields in the form's order (the rest after them, by name)."""
+    return sorted(changes.items(), key=lambda item: (_FORM_ORDER.get(item[0], len(_FORM_ORDER)), item[0]))
+
+
+def _shown(value: Any, field: str = "") -> str:
+    """A value from the history as a person reads it (yes/no, a list by commas, a time in the
+    console's format, a logo as there or not: its digest says nothing to a reader)."""
     if value is None or value == []:
         return "—"
+    if field == "logo_sha256":
+        return "a logo"
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
+    if field in ("expires_at", "deleted_at"):
+        return moment(str(value))
     return str(value)

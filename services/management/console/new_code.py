@@ -40,6 +40,7 @@ class NewCode(Pages):
             errors={},
             rows=None,
             problems={},
+            total_rows=0,
             bulk_error=None,
         )
 
@@ -55,7 +56,9 @@ class NewCode(Pages):
         except (SlugTaken, InvalidValue) as exc:  # beside the field the error names
             field = exc.field or "target_url"
             return self._new_again(request, current, form, {field: reason(exc, field)})
-        return RedirectResponse(f"/console/codes/{created.id}?notice=created", status_code=303)
+        # A code made switched off, or with its expiry already past, says so at once.
+        notice = "created" if created.state == "on" else "created-stopped"
+        return RedirectResponse(f"/console/codes/{created.id}?notice={notice}", status_code=303)
 
     def _new_again(self, request: Request, current: Page, form: FormData, errors: dict[str, str]) -> Response:
         return self.render(
@@ -67,6 +70,7 @@ class NewCode(Pages):
             errors=errors,
             rows=None,
             problems={},
+            total_rows=0,
             bulk_error=None,
         )
 
@@ -84,20 +88,21 @@ class NewCode(Pages):
             problems: dict[int, list[str]] = {}
             for error in exc.errors:
                 problems.setdefault(error.row, []).append(f"{error.field}: {error.message}")
-            rows = await asyncio.to_thread(_csv_preview, data)  # only for a refused file, off the loop
-            return self._bulk_again(request, current, rows, problems, exc.message)
-        except (InvalidValue, Unreadable) as exc:
-            rows = await asyncio.to_thread(_csv_preview, data)
-            return self._bulk_again(request, current, rows, {}, exc.message)
+            # Only for a refused file, off the loop: the rows with problems, beside them.
+            rows, total = await asyncio.to_thread(_csv_rows, data, set(problems))
+            return self._bulk_again(request, current, rows, problems, exc.message, total)
+        except (InvalidValue, Unreadable) as exc:  # the file itself: no row is to blame
+            return self._bulk_again(request, current, None, {}, exc.message)
         return self.render(request, current, "bulk_done.html", created=result.created)
 
     def _bulk_again(
         self,
         request: Request,
         current: Page,
-        rows: list[tuple[int, dict[str, str]]] | None,
+        rows: list[tuple[int, int, dict[str, str]]] | None,
         problems: dict[int, list[str]],
         message: str,
+        total: int = 0,
     ) -> Response:
         return self.render(
             request,
@@ -108,23 +113,23 @@ class NewCode(Pages):
             errors={},
             rows=rows,
             problems=problems,
+            total_rows=total,
             bulk_error=message,
         )
 
 
-def _csv_preview(data: bytes) -> list[tuple[int, dict[str, str]]] | None:
-    """The uploaded rows as the page shows them beside their errors (numbered as the bulk endpoint
-    numbers them), or None for a file that is no CSV (its error says why)."""
+def _csv_rows(data: bytes, wanted: set[int]) -> tuple[list[tuple[int, int, dict[str, str]]], int]:
+    """The rows ``wanted`` (numbered as the bulk endpoint numbers them) as the page shows them
+    beside their errors: each one's number, the file's line it ends on (the header is line 1) and
+    its cells; and how many rows the file holds."""
+    rows: list[tuple[int, int, dict[str, str]]] = []
+    number = 0
     try:
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), strict=True)
         header = [cell.strip().lower() for cell in next(reader, [])]
-        rows = []
         for number, record in enumerate(reader, start=1):
-            if not record or not any(cell.strip() for cell in record):
-                continue
-            rows.append((number, dict(zip(header, record, strict=False))))
-            if len(rows) >= CSV_ROWS_SHOWN:
-                break
-        return rows
+            if number in wanted and len(rows) < CSV_ROWS_SHOWN:
+                rows.append((number, reader.line_num, dict(zip(header, record, strict=False))))
     except (UnicodeDecodeError, csv.Error):
-        return None
+        pass  # the rows read so far; the bulk endpoint read the file, this only shows it
+    return rows, number

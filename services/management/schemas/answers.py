@@ -17,6 +17,10 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CodeState = Literal["on", "off", "expired", "not_yet", "deleted"]
+CODE_STATES: tuple[CodeState, ...] = ("on", "off", "expired", "not_yet", "deleted")
+
+
 class QRCode(Answer):
     """A QR code. Every field is always present (null when unset)."""
 
@@ -38,6 +42,11 @@ class QRCode(Answer):
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
+    state: CodeState = Field(
+        description="What /r/{id} does now: on (redirects), off (switched off: 410 or the fallback URL), "
+        "expired (past expires_at: 410 or the fallback URL), not_yet (before its start: 410 or the "
+        "fallback URL), deleted (404; only a deleted code's scans pages show it)."
+    )
 
 
 class RowProblem(Answer):

@@ -123,10 +123,21 @@ Slug = Annotated[
     str, matching(ID_PATTERN, ID_RULE, min_length=SLUG_MIN, max_length=SLUG_MAX), AfterValidator(_slug)
 ]
 Title = Annotated[str, Field(max_length=limits.MAX_TITLE), AfterValidator(printable)]
+TAG_SEPARATOR = "|"  # between a CSV cell's tags (services/management/bulk.py)
+
+
+def _one_tag(value: str) -> str:
+    """A tag a CSV file can hold: one holding the separator would come back as two."""
+    if TAG_SEPARATOR in value:
+        raise ValueError(f"must not contain {TAG_SEPARATOR} (a CSV file separates tags with it)")
+    return value
+
+
 Tag = Annotated[
     str,
     matching(r"\S", "must not be blank", min_length=1, max_length=limits.MAX_TAG),
     AfterValidator(printable),
+    AfterValidator(_one_tag),
 ]
 Tags = Annotated[list[Tag], Field(max_length=limits.MAX_TAGS), AfterValidator(_no_repeats)]
 Status = Annotated[RedirectStatus, BeforeValidator(_exact_int)]

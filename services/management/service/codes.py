@@ -73,6 +73,12 @@ class CodeService:
             await check_scope(conn, code_id, identity.tags)
             return await codes.get_code(conn, code_id)
 
+    async def get_even_deleted(self, code_id: str, identity: Identity) -> QRCode:
+        """The code, or its tombstone (state ``deleted``): a deleted code's scans stay readable."""
+        async with self.database.connect() as conn:
+            await check_scope(conn, code_id, identity.tags)
+            return await codes.get_code_even_deleted(conn, code_id)
+
     async def page(
         self, filters: Filters, identity: Identity, *, limit: int, cursor: str | None
     ) -> QRCodeList:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.management import agents, codes
 from services.management.schemas import RawScansQuery
+from services.management.schemas.fields import TAG_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):  # tags, as the bulk upload takes them
-        return cell("|".join(value)) if value else ""
+        return cell(TAG_SEPARATOR.join(value)) if value else ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):

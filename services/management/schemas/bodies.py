@@ -57,7 +57,8 @@ class NewQRCode(RequestBody):
     )
     title: Annotated[Title | None, Shown("Title", "Optional, for you: shown in the list.")] = None
     tags: Annotated[
-        Tags | None, Shown("Tags", "Optional, separated by commas, such as print, spring-menu.")
+        Tags | None,
+        Shown("Tags", "Optional, separated by commas, such as print, spring-menu (no | in a tag)."),
     ] = Field(default=None, description="null means no tags; repeats are dropped.")
     redirect_status: Annotated[
         Status,

@@ -21,6 +21,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
+from services.management import contents
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
 from services.management.rendering import ImageOptions, dark_runs, drawing
@@ -160,7 +161,7 @@ def _label(
     pitch_x, pitch_y = layout.pitch
     page_height = layout.page[1]
     size = layout.size_mm
-    draw = drawing(code.short_url, options.for_logo(logo is not None), logo)
+    draw = drawing(contents.encoded_by(code), options.for_logo(logo is not None), logo)
     module = size / draw.width  # mm
     x0 = (left_mm + (pitch_x - size) / 2) * MM
     spare = pitch_y - size - TEXT_MM

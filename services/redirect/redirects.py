@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
+from services.redirect import contact
 from services.redirect.answers import CodeAnswer
 from services.redirect.cache import NOT_FOUND, LookupCache
 from services.redirect.resolver import Resolver
@@ -160,6 +161,8 @@ class RedirectEndpoint:
             return (*await self._refuse(scope, send, 410, request_id), "gone")
         if location is target.fallback:
             outcome = "fallback"
+        elif target.contact is not None and contact.wants_card(scope):  # a download is no scan
+            return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])
         if method == "GET":
@@ -167,6 +170,8 @@ class RedirectEndpoint:
             self._recorder.record(
                 target.code_id, user_agent, referrer, client[0] if client else None, forwarded
             )
+        if target.contact is not None and location is not target.fallback:  # services/redirect/contact.py
+            return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
         await send(
             {
                 "type": "http.response.start",

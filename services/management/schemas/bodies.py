@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.management import contents, limits
 from services.management.schemas.answers import QRCode
@@ -39,11 +39,19 @@ def _read_only_fields() -> dict[str, str]:
 # it (the console's form, the bulk upload's CSV columns, the columns stored, exported and recorded in
 # the history), but for the changes a PATCH may make and the code as answered, declared below.
 class NewQRCode(RequestBody):
+    # What the code carries (contents.py): chosen once, at creation, before its target or content.
+    kind: contents.Kind = Field(
+        default="url",
+        description="What the code carries. url: the short link, which redirects and can be re-pointed "
+        "at any time. Every other kind is static: the images encode the content itself, so nothing "
+        "can change after printing (a vcard with dynamic=true excepted).",
+    )
     target_url: Annotated[
         Destination | None,
         Shown("Destination URL", "Where the code sends people: an absolute http or https URL.", "url"),
     ] = Field(
         default=None,
+        validate_default=True,
         description="Where the code sends people: an absolute http(s) URL. Required for a url code; "
         "left out for the other kinds (answered as an empty string).",
     )
@@ -88,14 +96,7 @@ class NewQRCode(RequestBody):
         default=False, description="Append the scan's query string to the target."
     )
 
-    # What the code carries (contents.py): chosen once, at creation. The console shows them in a
-    # panel of their own (templates/_content.html).
-    kind: contents.Kind = Field(
-        default="url",
-        description="What the code carries. url: the short link, which redirects and can be re-pointed "
-        "at any time. Every other kind is static: the images encode the content itself, so nothing "
-        "can change after printing (a vcard with dynamic=true excepted).",
-    )
+    # The content of a kind other than url, and a contact's choice to stay dynamic (contents.py).
     content: dict[str, Any] | None = Field(
         default=None,
         description="The content of a kind other than url (null for url). wifi: ssid, password, security "
@@ -112,15 +113,20 @@ class NewQRCode(RequestBody):
         "contact's current card to save (/r/{id}?download=vcf); edits reach the next scanner.",
     )
 
+    @field_validator("target_url", mode="after")
+    @classmethod
+    def _target_of_its_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A url code has a target (required); the other kinds have none (their content)."""
+        kind = info.data.get("kind", "url")
+        if kind == "url" and value is None:
+            raise contents.refused("target_url", "is required")
+        if kind != "url" and value is not None:
+            raise contents.refused("target_url", f"is for url codes only; a {kind} code carries its content")
+        return value
+
     @model_validator(mode="after")
     def _content_of_its_kind(self) -> Self:
-        """A url code has a target and no content; any other kind a content of its kind, no target."""
-        if self.kind == "url" and self.target_url is None:
-            raise contents.refused("target_url", "is required")
-        if self.kind != "url" and self.target_url is not None:
-            raise contents.refused(
-                "target_url", f"is for url codes only; a {self.kind} code carries its content"
-            )
+        """A url code has no content; any other kind a content of its kind."""
         self.content = contents.content_of(self.kind, self.content, dynamic=self.dynamic)
         return self
 

@@ -33,6 +33,7 @@ from services.management.auth.identity import Identity, identity_of
 from services.management.auth.oidc import Provider
 from services.management.auth.roles import Role
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
+from services.management.console import contents as console_contents
 from services.management.console import forms
 from services.management.errors import (
     CodeNotFound,
@@ -118,6 +119,7 @@ class Frame:
             ecc_levels=limits.ECC_LEVELS,
             limits=limits,
             code_form=forms.CODE_FORM,
+            content_panels=console_contents.panels(),  # templates/_content.html
             csv_columns=forms.csv_columns(),
         )
         environment.filters["moment"] = _moment

@@ -40,7 +40,15 @@ def _read_only_fields() -> dict[str, str]:
 # the history), but for the changes a PATCH may make and the code as answered, declared below.
 class NewQRCode(RequestBody):
     # What the code carries (contents.py): chosen once, at creation, before its target or content.
-    kind: contents.Kind = Field(
+    kind: Annotated[
+        contents.Kind,
+        Shown(
+            "Kind",
+            "url: a short link you can point elsewhere at any time. Every other kind is static: the image "
+            "carries the content itself, which cannot change after printing.",
+            notes={kind: "static: cannot change after printing" for kind in contents.STATIC_KINDS},
+        ),
+    ] = Field(
         default="url",
         description="What the code carries. url: the short link, which redirects and can be re-pointed "
         "at any time. Every other kind is static: the images encode the content itself, so nothing "
@@ -97,7 +105,7 @@ class NewQRCode(RequestBody):
     )
 
     # The content of a kind other than url, and a contact's choice to stay dynamic (contents.py).
-    content: dict[str, Any] | None = Field(
+    content: Annotated[dict[str, Any] | None, Shown("Content", input="content")] = Field(
         default=None,
         description="The content of a kind other than url (null for url). wifi: ssid, password, security "
         "(WPA, WEP, none), hidden; vcard: name, organisation, title, phones, emails (lists), url, address, "
@@ -107,7 +115,14 @@ class NewQRCode(RequestBody):
         f"default error correction ({limits.DEFAULT_ECC}: "
         f"{contents.CAPACITY_BYTES[limits.DEFAULT_ECC]:,} bytes).",
     )
-    dynamic: bool = Field(
+    dynamic: Annotated[
+        bool,
+        Shown(
+            "Dynamic contact (vcard only)",
+            "The code keeps a short link, whose page offers the contact's current card: edits reach the "
+            "next scanner.",
+        ),
+    ] = Field(
         default=False,
         description="A vcard only: encode the short link instead, whose page (/r/{id}) offers the "
         "contact's current card to save (/r/{id}?download=vcf); edits reach the next scanner.",

@@ -15,7 +15,7 @@ console's and the bulk upload's readers of findings use as the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -226,7 +226,7 @@ def content_of(
         raise _first_finding(exc) from None
     if not dynamic:
         check_fits(kind, stored, ecc)
-    return cast(dict[str, Any], stored)
+    return stored
 
 
 def _first_finding(error: ValidationError) -> PydanticCustomError:

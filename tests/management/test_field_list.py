@@ -40,7 +40,9 @@ def test_everything_that_names_a_codes_fields_reads_the_models() -> None:
     )
     assert ("id", "short_url", *changed, "kind", "dynamic", "created_at", "updated_at") == codes.COPY_COLUMNS
     assert changed == codes.WRITABLE
-    answered = [name for name in QRCode.model_fields if name not in ("target_host_ascii", "static", "scan_count")]
+    answered = [
+        name for name in QRCode.model_fields if name not in ("target_host_ascii", "static", "scan_count")
+    ]
     assert [column.name for column in codes._RESOURCE_COLUMNS] == answered
 
 

@@ -190,7 +190,10 @@ def _label(
     width = (pitch_x - 1) * MM
     centre = x0 + size * MM / 2
     baseline = y_top - size * MM - 3.2 * MM
-    for text in (code.title or "", code.short_url):
+    for text in (
+        code.title or "",
+        "" if code.static else code.short_url,
+    ):  # a static code's link answers nothing
         if text:
             shown, font_size = _fitted(text, width)
             pdf_canvas.setFont(FONT, font_size)

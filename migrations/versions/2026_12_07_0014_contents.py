@@ -47,7 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for name in CHECKS:
-        op.drop_constraint(name, "qr_codes", type_="check")
+        op.drop_constraint(op.f(name), "qr_codes", type_="check")
     op.drop_column("qr_codes", "dynamic")
     op.drop_column("qr_codes", "content")
     op.drop_column("qr_codes", "kind")

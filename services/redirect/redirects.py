@@ -7,7 +7,8 @@ cache is asked first, inline; only a miss pays for validation and the resolver.
 
 Answers: the code's status with ``Location`` (``Cache-Control: no-store`` for 302 and 307, as the
 destination may change any time); for a disabled or expired code its ``fallback_url`` (302) or 410;
-404 for an unknown, deleted or malformed id; 503 with ``Retry-After`` when the database cannot tell.
+a dynamic contact's page or card (contact.py); 404 for an unknown, deleted or malformed id (or a
+static code's); 503 with ``Retry-After`` when the database cannot tell.
 Every answer carries ``X-Robots-Tag: noindex`` and ``X-Request-ID``.
 """
 
@@ -170,7 +171,7 @@ class RedirectEndpoint:
             self._recorder.record(
                 target.code_id, user_agent, referrer, client[0] if client else None, forwarded
             )
-        if target.contact is not None and location is not target.fallback:  # services/redirect/contact.py
+        if target.contact is not None and outcome != "fallback":  # services/redirect/contact.py
             return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
         await send(
             {

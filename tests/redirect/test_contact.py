@@ -114,6 +114,15 @@ async def test_scan_page_card_and_an_edit_reaching_the_next_download(
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
     assert (await scanner.get(path, params={"download": "vcf"})).status_code == 410
+    # With a fallback (and the query forwarded), a switched-off contact sends people there.
+    await admin.patch(
+        f"/api/v1/qr/{code['id']}", json={"fallback_url": "https://example.org/moved", "forward_query": True}
+    )
+    deadline = asyncio.get_running_loop().time() + 2.0
+    while (moved := await scanner.get(path, params={"utm": "x"})).status_code != 302:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert moved.headers["location"] == "https://example.org/moved?utm=x"
 
 
 @pytest.mark.anyio

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from services.management import exports
+from services.management import contents, exports
 from services.management.images import ImageRequest, Images
 from services.management.logos import Logo
 from services.management.rendering import Format, ImageOptions, RenderRefused
@@ -69,7 +69,10 @@ async def zip_of_images(
 
     async def image(code: QRCode) -> bytes:
         request = ImageRequest(
-            code.short_url, image_format, options.for_logo(code.logo_sha256 is not None), code.logo_sha256
+            contents.encoded_by(code),
+            image_format,
+            options.for_logo(code.logo_sha256 is not None),
+            code.logo_sha256,
         )
         return await images.get(request, load_logo, export=True)
 

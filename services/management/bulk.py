@@ -10,7 +10,8 @@ valid rows are created and the others reported. The rows go in with ``COPY`` (se
 :func:`services.management.codes.create_codes`).
 
 A CSV has a header of the fields a code is created with (:class:`NewQRCode`'s: ``target_url``
-required, the others optional, in any order); a list (``tags``) is separated by ``|``; a yes-or-no
+required, the others optional, in any order; a ``kind`` column with a ``content`` column of JSON
+objects makes codes of other kinds); a list (``tags``) is separated by ``|``; a yes-or-no
 field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; an empty cell means the
 field's default. UTF-8, with or without a BOM; Windows or
 Unix line endings; quoted cells may hold commas and line breaks. An empty line is skipped (it still
@@ -28,6 +29,7 @@ import csv
 import functools
 import hashlib
 import io
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.management import limits
+from services.management import contents, limits
 from services.management.errors import InvalidValue, Refusals, RowError, TryAgain, Unreadable
 from services.management.inputs import findings, parse_json, shown
 from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
@@ -57,10 +59,16 @@ _NUMBERS = {
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 MAX_ERRORS = MAX_ROW_ERRORS
 _FIELDS = frozenset(NewQRCode.model_fields)
+# The names a JSON row's objects keep as they are read: a row's fields and its content's.
+_KEPT = _FIELDS | contents.FIELD_NAMES
+# The most values a content holds: its object, its fields, a contact's phones and e-mails.
+_CONTENT_VALUES = (
+    1 + max(len(model.model_fields) for model in contents.MODELS.values()) + 2 * contents.MAX_ITEMS
+)
 # The values of a JSON body of MAX_ROWS rows, each with every field, all its tags and one unknown
 # name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``: a list object for
 # every three bytes), so a body with more values is refused before it is parsed.
-MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS) + 1
+MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS + _CONTENT_VALUES) + 1
 # Text up to and including one comma or opening bracket outside strings. Every part is atomic or
 # possessive, so that no match backtracks; a lone quote (the JSON is broken: json.loads says so
 # later) counts as any other character.
@@ -135,7 +143,7 @@ def _row_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     unknown = None
     for name, value in pairs:
-        if name in _FIELDS or name == unknown:
+        if name in _KEPT or name == unknown:
             kept[name] = value
         elif unknown is None:
             unknown = name
@@ -186,8 +194,8 @@ def _header(header: list[str]) -> list[str]:
             )
         if columns.count(column) > 1:
             raise InvalidValue(column, "is a column twice in the header")
-    if "target_url" not in columns:
-        raise InvalidValue("target_url", "the CSV needs a target_url column")
+    if "target_url" not in columns and "kind" not in columns:
+        raise InvalidValue("target_url", "the CSV needs a target_url column (or a kind and a content column)")
     return columns
 
 
@@ -206,6 +214,11 @@ def _cell(column: str, cell: str) -> Any:
     """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
+    if column == "content":  # a JSON object (left as text when it is none: the model says so)
+        try:
+            return json.loads(cell)
+        except ValueError:
+            return cell
     if kind == "list":
         return [item.strip() for item in cell.split(TAG_SEPARATOR) if item.strip()]
     if column in _NUMBERS:

@@ -24,6 +24,7 @@ from sqlalchemy import Select, func, literal_column, select, text, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.management import contents
 from services.management.errors import CodeNotFound, InvalidValue, SlugTaken, TryAgain
 from services.management.limits import MAX_CURSOR
 from services.management.logos import Logo, StoredLogo
@@ -116,7 +117,8 @@ def to_resource(row: Any) -> QRCode:
     return QRCode(
         **values,
         # The host as a browser will look it up (a row written before hosts were stored so).
-        target_host_ascii=_host_ascii(row.target_url),
+        target_host_ascii=_host_ascii(row.target_url) if row.target_url else None,
+        static=row.kind != "url" and not row.dynamic,
         scan_count=row.scan_count,
         state=code_state(
             enabled=row.enabled, expires_at=row.expires_at, deleted_at=getattr(row, "deleted_at", None)
@@ -166,7 +168,7 @@ async def create_code(
     raise TryAgain("could not find a free id; try again", retry_after=1)
 
 
-COPY_COLUMNS = ("id", "short_url", *WRITABLE, "created_at", "updated_at")
+COPY_COLUMNS = ("id", "short_url", *WRITABLE, "kind", "dynamic", "created_at", "updated_at")
 TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
 
 
@@ -244,7 +246,8 @@ async def create_codes(
             "created_at": moment,
             "updated_at": moment,
         }
-        records.append(tuple(row[column] for column in COPY_COLUMNS))
+        # COPY takes JSONB as text (a content object).
+        records.append(tuple(json.dumps(v) if isinstance(v, dict) else v for v in map(row.get, COPY_COLUMNS)))
         history.append(created(values))
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection
@@ -290,13 +293,19 @@ async def get_code_or_deleted(conn: AsyncConnection, code_id: str) -> None:
 
 
 async def image_source(conn: AsyncConnection, code_id: str) -> tuple[str, str | None]:
-    """What the code's images encode, and the digest of its logo; :class:`CodeNotFound` for an unknown
-    or deleted id."""
-    statement = select(qr_codes.c.short_url, qr_codes.c.logo_sha256).where(qr_codes.c.id == code_id, _LIVE)
-    row = (await conn.execute(statement)).first()
+    """What the code's images encode (its short URL, or a static code's payload), and the digest of
+    its logo; :class:`CodeNotFound` for an unknown or deleted id."""
+    columns = (
+        qr_codes.c.short_url,
+        qr_codes.c.logo_sha256,
+        qr_codes.c.kind,
+        qr_codes.c.content,
+        qr_codes.c.dynamic,
+    )
+    row = (await conn.execute(select(*columns).where(qr_codes.c.id == code_id, _LIVE))).first()
     if row is None:
         raise CodeNotFound(code_id)
-    return str(row.short_url), row.logo_sha256
+    return contents.encoded(row.kind, row.content, row.dynamic, str(row.short_url)), row.logo_sha256
 
 
 async def load_logo(conn: AsyncConnection, sha256: str) -> Logo:
@@ -346,6 +355,7 @@ async def update_code(
     ).first()
     if current is None:
         raise CodeNotFound(code_id)
+    changes = contents.checked_changes(current.kind, current.dynamic, changes)
     diff: Changes = {}
     for name, value in changes.items():
         old, new = json_value(getattr(current, name)), json_value(value)

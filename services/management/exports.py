@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, date, datetime, time
@@ -66,6 +67,8 @@ def cell(value: Any) -> str:
         return cell(TAG_SEPARATOR.join(value)) if value else ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):  # a code's content, as JSON (the bulk upload takes it back)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     text_value = str(value)

@@ -56,6 +56,9 @@ def findings(error: ValidationError, model: type[BaseModel], *, unknown: str) ->
     for each in errors:
         location = each["loc"]
         field = shown(location[0]) if location else "body"
+        if each["type"] == "content_field":  # a code's content names its own field (contents.py)
+            found.append((str((each.get("ctx") or {})["field"]), _reason(each)))
+            continue
         if each["type"] == "extra_forbidden":
             refused: Mapping[str, str] = getattr(model, "refused", {})
             found.append((field, refused.get(field, unknown)))

@@ -21,6 +21,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
+from services.management import contents
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
 from services.management.rendering import ImageOptions, dark_runs, drawing
@@ -160,7 +161,7 @@ def _label(
     pitch_x, pitch_y = layout.pitch
     page_height = layout.page[1]
     size = layout.size_mm
-    draw = drawing(code.short_url, options.for_logo(logo is not None), logo)
+    draw = drawing(contents.encoded_by(code), options.for_logo(logo is not None), logo)
     module = size / draw.width  # mm
     x0 = (left_mm + (pitch_x - size) / 2) * MM
     spare = pitch_y - size - TEXT_MM
@@ -189,7 +190,10 @@ def _label(
     width = (pitch_x - 1) * MM
     centre = x0 + size * MM / 2
     baseline = y_top - size * MM - 3.2 * MM
-    for text in (code.title or "", code.short_url):
+    for text in (
+        code.title or "",
+        "" if code.static else code.short_url,
+    ):  # a static code's link answers nothing
         if text:
             shown, font_size = _fitted(text, width)
             pdf_canvas.setFont(FONT, font_size)

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 
+from services.management.contents import KINDS as CONTENT_KINDS
 from services.management.limits import HISTORY_ACTIONS, REDIRECT_STATUSES
 
 # Deterministic constraint names, so that a later migration can drop what an earlier one made.
@@ -88,7 +89,16 @@ qr_codes = Table(
     Column("forward_query", Boolean, nullable=False, server_default=false()),
     # The logo in the middle of its images, if any.
     Column("logo_sha256", String(64), ForeignKey("logos.sha256")),
+    # What the code carries (services/management/contents.py): 'url', the short link to target_url;
+    # any other kind is static, its images encoding content itself (target_url then ''), but for a
+    # dynamic vcard, served as a contact page by its short link.
+    Column("kind", Text, nullable=False, server_default=text("'url'")),
+    Column("content", JSONB(none_as_null=True)),
+    Column("dynamic", Boolean, nullable=False, server_default=false()),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
+    CheckConstraint(f"kind IN {CONTENT_KINDS}", name="kind"),
+    CheckConstraint("(kind = 'url') = (content IS NULL)", name="content_of_kind"),
+    CheckConstraint("NOT dynamic OR kind = 'vcard'", name="dynamic_kind"),
     CheckConstraint(f"redirect_status IN {REDIRECT_STATUSES}", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),
     CheckConstraint("char_length(fallback_url) <= 2048", name="fallback_url_length"),

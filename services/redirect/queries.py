@@ -11,6 +11,7 @@ import logging
 import asyncpg
 
 from services.redirect.answers import CodeAnswer, Found
+from services.redirect.contact import contact_of
 from shared.urls import location_bytes
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 # says so: the answer then holds for the spelling asked only (the cache keeps it per spelling).
 LOOKUP_TARGET = """
 SELECT id, target_url, redirect_status, enabled, expires_at, fallback_url, forward_query,
-       deleted_at IS NOT NULL AS deleted, count(*) OVER () > 1 AS shared
+       deleted_at IS NOT NULL AS deleted, count(*) OVER () > 1 AS shared, kind, content, dynamic
 FROM qr_codes
 WHERE lower(id) = lower($1)
 ORDER BY id = $1 DESC, created_at, id
@@ -72,20 +73,28 @@ def _found(row: asyncpg.Record | None, code_id: str) -> Found:
 def _target(row: asyncpg.Record | None, code_id: str) -> CodeAnswer | None:
     if row is None or row["deleted"]:
         return None
-    if not _web_url(row["target_url"]):
+    if row["kind"] != "url" and not row["dynamic"]:
+        return None  # a static code: its images hold its content, its short link answers nothing (404)
+    try:
+        contact = contact_of(row["content"]) if row["dynamic"] else None  # a page, no redirect
+    except (KeyError, TypeError, ValueError):
+        log.error("stored contact cannot be read: refusing it", extra={"code_id": code_id})
+        return None
+    if contact is None and not _web_url(row["target_url"]):
         # Written around the API (psql, say): never send a browser to javascript: or data:.
         log.error("stored target is not an http(s) URL: refusing it", extra={"code_id": code_id})
         return None
     expires_at = row["expires_at"]
     fallback = row["fallback_url"] if row["fallback_url"] and _web_url(row["fallback_url"]) else None
     return CodeAnswer(
-        location=location_bytes(row["target_url"]),
+        location=b"" if contact is not None else location_bytes(row["target_url"]),
         status=row["redirect_status"],
         enabled=row["enabled"],
         expires_at=None if expires_at is None else expires_at.timestamp(),
         fallback=None if fallback is None else location_bytes(fallback),
         forward_query=row["forward_query"],
         code_id=row["id"],
+        contact=contact,
     )
 
 

@@ -7,7 +7,8 @@ cache is asked first, inline; only a miss pays for validation and the resolver.
 
 Answers: the code's status with ``Location`` (``Cache-Control: no-store`` for 302 and 307, as the
 destination may change any time); for a disabled or expired code its ``fallback_url`` (302) or 410;
-404 for an unknown, deleted or malformed id; 503 with ``Retry-After`` when the database cannot tell.
+a dynamic contact's page or card (contact.py); 404 for an unknown, deleted or malformed id (or a
+static code's); 503 with ``Retry-After`` when the database cannot tell.
 Every answer carries ``X-Robots-Tag: noindex`` and ``X-Request-ID``.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
+from services.redirect import contact
 from services.redirect.answers import CodeAnswer
 from services.redirect.cache import NOT_FOUND, LookupCache
 from services.redirect.resolver import Resolver
@@ -160,6 +162,8 @@ class RedirectEndpoint:
             return (*await self._refuse(scope, send, 410, request_id), "gone")
         if location is target.fallback:
             outcome = "fallback"
+        elif target.contact is not None and contact.wants_card(scope):  # a download is no scan
+            return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])
         if method == "GET":
@@ -167,6 +171,8 @@ class RedirectEndpoint:
             self._recorder.record(
                 target.code_id, user_agent, referrer, client[0] if client else None, forwarded
             )
+        if target.contact is not None and outcome != "fallback":  # services/redirect/contact.py
+            return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
         await send(
             {
                 "type": "http.response.start",

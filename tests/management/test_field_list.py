@@ -35,10 +35,12 @@ def test_everything_that_names_a_codes_fields_reads_the_models() -> None:
     assert {field.name for field in forms.CODE_FORM} == set(created)
     assert {field.name for field in forms.CODE_FORM if not field.new_only} == set(changed)
     assert created == bulk.COLUMNS
-    assert ("id", "short_url", *changed, "scan_count", "created_at", "updated_at") == exports.CODE_COLUMNS
-    assert ("id", "short_url", *changed, "created_at", "updated_at") == codes.COPY_COLUMNS
+    assert ("id", "short_url", *changed, "kind", "dynamic", "scan_count", "created_at", "updated_at") == (
+        exports.CODE_COLUMNS
+    )
+    assert ("id", "short_url", *changed, "kind", "dynamic", "created_at", "updated_at") == codes.COPY_COLUMNS
     assert changed == codes.WRITABLE
-    worked_out = ("target_host_ascii", "scan_count", "state")
+    worked_out = ("target_host_ascii", "static", "scan_count", "state")
     answered = [name for name in QRCode.model_fields if name not in worked_out]
     assert [column.name for column in codes._RESOURCE_COLUMNS] == answered
 

@@ -36,7 +36,7 @@ from shared.urls import location_bytes
 QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
 
 # The first revision with every column the code at head reads or writes on the hot path.
-LOOKUP_FROM = "0002"  # LOOKUP_TARGET reads fallback_url and forward_query, added by 0002
+LOOKUP_FROM = "0014"  # LOOKUP_TARGET reads kind, content and dynamic, added by 0014
 SCANS_FROM = "0011"  # the scan writer names user agents by id and keeps the rollups of 0007 and 0011
 COUNTED_FROM = "0003"  # scan_counts exists (the writers of 0003 to 0006 upserted it as below)
 COUNTS_BEFORE_0007 = """
@@ -242,6 +242,14 @@ async def write_0011(dsn: str) -> None:
     assert (recorder.written, recorder.dropped) == (3, 0)
 
 
+async def seed_0014(connection: asyncpg.Connection) -> None:
+    # A static Wi-Fi code (its content encoded, no target) and a dynamic contact.
+    wifi = '{"ssid": "Café", "password": "croissant", "security": "WPA", "hidden": false}'
+    await insert(connection, "qr_codes", code("wifi-0014", "", kind="wifi", content=wifi))
+    contact = '{"name": "Zoë", "phones": ["+33 1 23 45 67 89"]}'
+    await insert(connection, "qr_codes", code("card-0014", "", kind="vcard", content=contact, dynamic=True))
+
+
 WRITTEN = {"0011": write_0011}  # seeds that the writer of the revision makes, after the rows above
 
 
@@ -257,6 +265,7 @@ SEEDS = {
     "0009": seed_0009,
     "0010": seed_0010,
     "0011": seed_0011,
+    "0014": seed_0014,
 }
 
 
@@ -615,6 +624,10 @@ WHERE relation = 'qr_codes'::regclass AND mode = 'AccessExclusiveLock' AND NOT g
 """
 
 
+# A read of the code as the hot path made it at BEFORE_LOCKING (today's reads columns added later).
+A_READ = "SELECT id, target_url, redirect_status, enabled FROM qr_codes WHERE lower(id) = lower($1)"
+
+
 async def behind_a_reader(dsn: str) -> sqlalchemy.exc.DBAPIError:
     """Upgrade to LOCKING while a reader's transaction holds qr_codes; the upgrade's failure."""
     reader = await asyncpg.connect(dsn)
@@ -628,7 +641,7 @@ async def behind_a_reader(dsn: str) -> sqlalchemy.exc.DBAPIError:
         )
         async with reader.transaction():
             # ACCESS SHARE on qr_codes until this transaction ends, as a slow read would hold it.
-            assert await reader.fetchrow(queries.LOOKUP_TARGET, "busy-code") is not None
+            assert await reader.fetchrow(A_READ, "busy-code") is not None
             migration = asyncio.ensure_future(asyncio.to_thread(schema.upgrade, dsn, LOCKING))
 
             async def migration_queued() -> bool:
@@ -640,7 +653,7 @@ async def behind_a_reader(dsn: str) -> sqlalchemy.exc.DBAPIError:
             # migration gives up, after MIGRATION_LOCK_TIMEOUT. 4 s is well under the default
             # timeout (5 s): a migration that ignored the setting would keep this read waiting.
             try:
-                row = await asyncio.wait_for(later_reader.fetchrow(queries.LOOKUP_TARGET, "busy-code"), 4.0)
+                row = await asyncio.wait_for(later_reader.fetchrow(A_READ, "busy-code"), 4.0)
             except TimeoutError:
                 pytest.fail("a read stalled for 4 s behind the migration waiting for its lock")
             assert row is not None

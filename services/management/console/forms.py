@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from services.management import bulk
+from services.management.console import contents as console_contents
 from services.management.inputs import findings
 from services.management.schemas import Kind, NewQRCode, QRCode, QRCodeChanges, choices_of, kind_of, shown
 from services.management.schemas.fields import TAG_SEPARATOR
@@ -98,6 +99,8 @@ def _value(form: Mapping[str, Any], field: FormField) -> Any:
     """A form field's text as the JSON value the model reads (what it cannot read goes on as it is,
     refused there in the API's words)."""
     name = field.name
+    if name == "content":  # the panel of the kind chosen (console/contents.py)
+        return console_contents.posted(form)
     if field.kind == "flag":
         return form.get(name) == "on"
     if field.kind == "list":

@@ -34,6 +34,7 @@ from services.management.auth.identity import Identity, identity_of
 from services.management.auth.oidc import Provider
 from services.management.auth.roles import Role
 from services.management.auth.sessions import LIFETIME_SECONDS, Session, Sessions, cookie_name
+from services.management.console import contents as console_contents
 from services.management.console import forms
 from services.management.errors import (
     CodeNotFound,
@@ -132,6 +133,7 @@ class Frame:
             ecc_levels=limits.ECC_LEVELS,
             limits=limits,
             code_form=forms.CODE_FORM,
+            content_panels=console_contents.panels(),  # templates/_content.html
             csv_columns=forms.csv_columns(),
         )
         environment.globals.update(states=STATES, field_labels=FIELD_LABELS)

@@ -39,6 +39,13 @@ class QRCode(Answer):
         pattern=SHA256,
         description="The logo in the middle of the code's images (PUT .../logo), by its digest.",
     )
+    kind: str = Field(description="url, wifi, vcard, event, email, sms, tel, geo or text.")
+    content: dict[str, Any] | None = Field(description="The content of a kind other than url.")
+    dynamic: bool = Field(description="A vcard served by its short link (/r/{id}), which edits reach.")
+    static: bool = Field(
+        description="true: the images encode the content itself, not the short link: nothing about a "
+        "printed code can change, and its short link does not answer."
+    )
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")

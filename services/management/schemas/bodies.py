@@ -3,11 +3,11 @@ it may make. Strict: unknown fields are refused, and nothing is coerced."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from services.management import limits
+from services.management import contents, limits
 from services.management.schemas.answers import QRCode
 from services.management.schemas.fields import (
     Destination,
@@ -39,10 +39,30 @@ def _read_only_fields() -> dict[str, str]:
 # it (the console's form, the bulk upload's CSV columns, the columns stored, exported and recorded in
 # the history), but for the changes a PATCH may make and the code as answered, declared below.
 class NewQRCode(RequestBody):
+    # What the code carries (contents.py): chosen once, at creation, before its target or content.
+    kind: Annotated[
+        contents.Kind,
+        Shown(
+            "Kind",
+            "url: a short link you can point elsewhere at any time. Every other kind is static: the image "
+            "carries the content itself, which cannot change after printing.",
+            notes={kind: "static: cannot change after printing" for kind in contents.STATIC_KINDS},
+        ),
+    ] = Field(
+        default="url",
+        description="What the code carries. url: the short link, which redirects and can be re-pointed "
+        "at any time. Every other kind is static: the images encode the content itself, so nothing "
+        "can change after printing (a vcard with dynamic=true excepted).",
+    )
     target_url: Annotated[
-        Destination,
+        Destination | None,
         Shown("Destination URL", "Where the code sends people: an absolute http or https URL.", "url"),
-    ] = Field(description="Where the code sends people: an absolute http(s) URL.")
+    ] = Field(
+        default=None,
+        validate_default=True,
+        description="Where the code sends people: an absolute http(s) URL. Required for a url code; "
+        "left out for the other kinds (answered as an empty string).",
+    )
     slug: Annotated[
         Slug | None,
         Shown(
@@ -85,9 +105,52 @@ class NewQRCode(RequestBody):
         default=False, description="Append the scan's query string to the target."
     )
 
+    # The content of a kind other than url, and a contact's choice to stay dynamic (contents.py).
+    content: Annotated[dict[str, Any] | None, Shown("Content", input="content")] = Field(
+        default=None,
+        description="The content of a kind other than url (null for url). wifi: ssid, password, security "
+        "(WPA, WEP, none), hidden; vcard: name, organisation, title, phones, emails (lists), url, address, "
+        "note; event: title, start, end (ISO 8601, wall-clock times in tz), tz, location, description; "
+        "email: to, subject, body; sms: number, text; tel: number; geo: lat, lon; text: text. Refused "
+        "(422, naming content.<field>) when its payload is more than a version-40 QR code holds at the "
+        f"default error correction ({limits.DEFAULT_ECC}: "
+        f"{contents.CAPACITY_BYTES[limits.DEFAULT_ECC]:,} bytes).",
+    )
+    dynamic: Annotated[
+        bool,
+        Shown(
+            "Dynamic contact (vcard only)",
+            "The code keeps a short link, whose page offers the contact's current card: edits reach the "
+            "next scanner.",
+        ),
+    ] = Field(
+        default=False,
+        description="A vcard only: encode the short link instead, whose page (/r/{id}) offers the "
+        "contact's current card to save (/r/{id}?download=vcf); edits reach the next scanner.",
+    )
+
+    @field_validator("target_url", mode="after")
+    @classmethod
+    def _target_of_its_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A url code has a target (required); the other kinds have none (their content)."""
+        kind = info.data.get("kind", "url")
+        if kind == "url" and value is None:
+            raise contents.refused("target_url", "is required")
+        if kind != "url" and value is not None:
+            raise contents.refused("target_url", f"is for url codes only; a {kind} code carries its content")
+        return value
+
+    @model_validator(mode="after")
+    def _content_of_its_kind(self) -> Self:
+        """A url code has no content; any other kind a content of its kind."""
+        self.content = contents.content_of(self.kind, self.content, dynamic=self.dynamic)
+        return self
+
     def writable(self) -> dict[str, Any]:
-        """The values of the writable fields, as stored (no tags: an empty list)."""
-        return _as_stored(self.model_dump(include=set(QRCodeChanges.model_fields)))
+        """The values of the writable fields, as stored (no tags: an empty list), with the kind."""
+        values = _as_stored(self.model_dump(include=set(QRCodeChanges.model_fields)))
+        values.update(kind=self.kind, dynamic=self.dynamic, target_url=self.target_url or "")
+        return values
 
 
 # The default of a PATCH field that was not sent: never read (``model_fields_set`` says what was).
@@ -105,6 +168,10 @@ class QRCodeChanges(RequestBody):
     expires_at: Timestamp | None = None
     fallback_url: Destination | None = None
     forward_query: bool = _NOT_SENT
+    content: dict[str, Any] | None = Field(
+        default=None,
+        description="A dynamic vcard's new content; a static code's cannot change (it is in its images).",
+    )
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, with their values as stored."""

@@ -7,7 +7,7 @@ import logging
 
 import anyio.to_thread
 
-from services.management import audit, codes, history
+from services.management import audit, codes, contents, history
 from services.management.auth.identity import Identity
 from services.management.codes import check_scope
 from services.management.errors import InvalidValue, LogoNotFound
@@ -35,7 +35,9 @@ class ImageService:
         async with self.database.connect() as conn:
             await check_scope(conn, code_id, identity.tags)
             short_url, logo_sha256 = await codes.image_source(conn, code_id)
-        return ImageRequest(short_url, image_format, options.for_logo(logo_sha256 is not None), logo_sha256)
+        options = options.for_logo(logo_sha256 is not None)
+        contents.check_capacity(short_url, options.ecc)  # a static code's payload may not fit at H
+        return ImageRequest(short_url, image_format, options, logo_sha256)
 
     async def image(self, request: ImageRequest, *, code_id: str) -> bytes:
         """The image, checked by decoding; :class:`InvalidValue` (``image``) for options whose image

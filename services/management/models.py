@@ -88,6 +88,8 @@ qr_codes = Table(
     Column("forward_query", Boolean, nullable=False, server_default=false()),
     # The logo in the middle of its images, if any.
     Column("logo_sha256", String(64), ForeignKey("logos.sha256")),
+    # The saved design (image options: modules, finder, colours, frame...), null for plain squares.
+    Column("design", JSONB),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint(f"redirect_status IN {REDIRECT_STATUSES}", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),

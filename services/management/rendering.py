@@ -12,9 +12,9 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import qrcode
 import qrcode.constants
@@ -63,6 +63,25 @@ class ImageOptions:
     dpi: int | None = None  # recorded in the PNG; with size_mm, the SVG is sized in mm
     size_mm: float | None = None
     design: Design = PLAIN
+    # True: no design was asked for; the code's saved design applies (:meth:`for_code`), and until
+    # then these are the plain defaults. Never part of a key: resolved before one is made.
+    saved_design: bool = False
+
+    def for_code(self, saved: Mapping[str, Any] | None) -> ImageOptions:
+        """These options for a code whose saved design is ``saved`` (checked when it was saved)."""
+        if not self.saved_design:
+            return self
+        if saved is None:
+            return replace(self, saved_design=False)
+        design = Design(**{key: value for key, value in saved.items() if key not in ("fg", "bg")})
+        fg, bg = saved.get("fg", limits.DEFAULT_FG), saved.get("bg", limits.DEFAULT_BG)
+        if design.frame != "none" and self.border < designs.MIN_FRAMED_BORDER:
+            raise InvalidValue(
+                "border",
+                f"this code's saved design has a frame, which needs a quiet zone of at least "
+                f"{designs.MIN_FRAMED_BORDER}",
+            )
+        return replace(self, fg=fg, bg=bg, design=design, saved_design=False)
 
     def for_logo(self, has_logo: bool) -> ImageOptions:
         """With a logo a code always uses ECC H."""

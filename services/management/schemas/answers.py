@@ -35,6 +35,9 @@ class QRCode(Answer):
         pattern=SHA256,
         description="The logo in the middle of the code's images (PUT .../logo), by its digest.",
     )
+    design: dict[str, Any] | None = Field(
+        description="The saved design (the image options it sets), or null: plain black squares."
+    )
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandle
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
+from services.management import design as designs
 from services.management import limits
 from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, slug_problem
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
@@ -276,3 +277,70 @@ def shown(name: str, info: FieldInfo) -> Shown:
 
 # The buckets of a scan series.
 Interval = Literal["hour", "day", "week", "month"]
+
+
+# -- a code's design --------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    ModuleShape = str
+    FinderShape = str
+    GradientKind = str
+    FrameKind = str
+    FramePosition = str
+else:  # the enums in the document are the ones enforced
+    ModuleShape = Literal[designs.MODULE_SHAPES]
+    FinderShape = Literal[designs.FINDER_SHAPES]
+    GradientKind = Literal[designs.GRADIENTS]
+    FrameKind = Literal[designs.FRAMES]
+    FramePosition = Literal[designs.FRAME_POSITIONS]
+
+
+def _frame_text(value: str) -> str:
+    designs.check_frame_text(value)
+    return value
+
+
+FrameText = Annotated[
+    str,
+    matching(r"\S", "must not be blank", min_length=1, max_length=designs.MAX_FRAME_TEXT),
+    AfterValidator(printable),
+    AfterValidator(_frame_text),
+]
+
+# What each design option says, in the document, the image queries and the code's saved design alike.
+DESIGN_DESCRIPTIONS: dict[str, str] = {
+    "modules": "The data modules' shape (default square).",
+    "finder": "The three finder patterns' shape, their ring and eye (default square).",
+    "finder_fg": "The finder patterns' own colour, hex (default: as the modules); the contrast rule holds.",
+    "gradient": "The modules painted from fg into fg2: linear (top-left to bottom-right) or radial "
+    "(middle to corners); needs fg2.",
+    "fg2": "The gradient's second colour, hex; only with gradient. The contrast rule holds for it too "
+    "(a gradient's lightest point is one of its ends).",
+    "frame": "label: a border outside the quiet zone with frame_text in a band (the image grows taller; "
+    f"size is its width); needs a border of at least {designs.MIN_FRAMED_BORDER}.",
+    "frame_text": f"The frame's call to action, 1 to {designs.MAX_FRAME_TEXT} characters "
+    f"(default {designs.DEFAULT_FRAME_TEXT!r}); only with frame=label.",
+    "frame_position": "The band below (default) or above the code; only with frame=label.",
+    "frame_url": "Print the short URL under the frame's text (default false); only with frame=label.",
+}
+DESIGN_OPTIONS = tuple(DESIGN_DESCRIPTIONS)
+
+
+def design_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The option and the reason when design options given together contradict each other (an
+    option's value alone is its type's to check), else ``None``."""
+    if values.get("gradient") is not None and values.get("fg2") is None:
+        return "fg2", "a gradient needs fg2, its second colour"
+    if values.get("fg2") is not None and values.get("gradient") is None:
+        return "fg2", "is only used with gradient (linear or radial)"
+    if values.get("frame") != "label":
+        for name in ("frame_text", "frame_position", "frame_url"):
+            if values.get(name) is not None:
+                return name, "is only used with frame=label"
+    return None
+
+
+def design_from(values: Mapping[str, Any]) -> designs.Design:
+    """The :class:`~services.management.design.Design` of checked options (absent ones: defaults)."""
+    given = {name: values[name] for name in DESIGN_OPTIONS if values.get(name) is not None}
+    return designs.Design(**given)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
+from services.management import limits
 from services.management.errors import InvalidValue
 
 if TYPE_CHECKING:
@@ -31,17 +32,15 @@ if TYPE_CHECKING:
     from services.management.logos import Logo
     from services.management.rendering import Drawing
 
-# -- the options and their bounds, stated once ------------------------------------------------------
-MODULE_SHAPES: Final = ("square", "rounded", "dots", "gapped")
-FINDER_SHAPES: Final = ("square", "rounded", "circle")
-GRADIENTS: Final = ("linear", "radial")
-FRAMES: Final = ("none", "label")
-FRAME_POSITIONS: Final = ("below", "above")
-MAX_FRAME_TEXT: Final = 30
-DEFAULT_FRAME_TEXT: Final = "SCAN ME"
-# A frame sits outside the quiet zone, which must then be at least this many modules (the least the
-# label sheets allow; 4 is the standard's and the default).
-MIN_FRAMED_BORDER: Final = 2
+# The options' names and bounds are stated once, in limits (the query models and the console read them).
+MODULE_SHAPES: Final = limits.MODULE_SHAPES
+FINDER_SHAPES: Final = limits.FINDER_SHAPES
+GRADIENTS: Final = limits.GRADIENTS
+FRAMES: Final = limits.FRAMES
+FRAME_POSITIONS: Final = limits.FRAME_POSITIONS
+MAX_FRAME_TEXT: Final = limits.MAX_FRAME_TEXT
+DEFAULT_FRAME_TEXT: Final = limits.DEFAULT_FRAME_TEXT
+MIN_FRAMED_BORDER: Final = limits.MIN_FRAMED_BORDER
 
 FONT_FILE: Final = Path(__file__).parent / "fonts" / "DejaVuSans-Bold.ttf"
 FONT_NAME: Final = "DejaVuSans-Bold"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, date, datetime, time
@@ -63,6 +64,8 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, (list, tuple)):  # tags, as the bulk upload takes them
         return cell("|".join(value)) if value else ""
+    if isinstance(value, dict):  # a design, as the bulk upload takes it back
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):

@@ -1,6 +1,7 @@
-"""Label sheets as PDF: a grid of codes per page, each drawn as vector squares, its title and short
-link printed beneath in a TrueType font embedded in the file (Bitstream Vera, shipped with
-ReportLab), cut marks in the margins at every row and column.
+"""Label sheets as PDF: a grid of codes per page, each drawn in its design as vector shapes (plain
+squares, or the shapes of :mod:`services.management.design`, checked by decoding a raster of them
+first), its title and short link printed beneath in a TrueType font embedded in the file (Bitstream
+Vera, shipped with ReportLab), cut marks in the margins at every row and column.
 
 Sizes are the images' (``image.svg?size_mm=``): ``size_mm`` is the code with its quiet zone, which
 is its own (each label's box holds its whole code; a neighbour's never reaches into it). The grid

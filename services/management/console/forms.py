@@ -49,6 +49,8 @@ def _code_form() -> tuple[FormField, ...]:
     fields = []
     for name, info in NewQRCode.model_fields.items():
         kind, look = kind_of(info), shown(name, info)
+        if look.input == "design":  # drawn by its own panel (_design.html, console/design.py)
+            continue
         default = None if info.is_required() else info.default
         fields.append(
             FormField(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
@@ -236,8 +236,8 @@ class Shown:
 
 
 # What a field holds, as a form or a CSV cell writes it: text; a list (tags); one of a few values
-# (a redirect status); yes or no; a moment.
-Kind = Literal["text", "list", "choice", "flag", "moment"]
+# (a redirect status); yes or no; a moment; an object of its own names (a design: JSON in a cell).
+Kind = Literal["text", "list", "choice", "flag", "moment", "object"]
 
 
 def _bare(annotation: Any) -> Any:
@@ -255,6 +255,8 @@ def kind_of(info: FieldInfo) -> Kind:
     annotation = _bare(info.annotation)
     if annotation is bool:
         return "flag"
+    if object_names(info):
+        return "object"
     if get_origin(annotation) is Literal:
         return "choice"
     if get_origin(annotation) is list:
@@ -262,6 +264,14 @@ def kind_of(info: FieldInfo) -> Kind:
     if annotation is datetime:
         return "moment"
     return "text"
+
+
+def object_names(info: FieldInfo) -> tuple[str, ...]:
+    """The names an object field (a model of its own) holds; none for any other field."""
+    annotation = _bare(info.annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return tuple(annotation.model_fields)
+    return ()
 
 
 def choices_of(info: FieldInfo) -> tuple[object, ...]:

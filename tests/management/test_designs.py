@@ -22,7 +22,7 @@ from PIL import Image, ImageChops
 
 from services.management import design as designs
 from services.management.design import Design
-from services.management.rendering import ImageOptions, RenderRefused, render_png, render_svg
+from services.management.rendering import ImageOptions, RenderRefused, drawing, render_png, render_svg
 from services.management.settings import ManagementSettings
 from tests.conftest import create_database, drop_database
 from tests.management.conftest import BASE, create, serve
@@ -246,9 +246,17 @@ async def test_a_saved_design_is_used_when_a_request_names_none(client: httpx.As
     assert framed.height > framed.width  # the saved frame
     assert decoded(framed) == [made["short_url"]]
     plain = Image.open(
-        io.BytesIO((await client.get(f"/api/v1/qr/{made['id']}/image.png", params={"fg": "#000000"})).content)
+        io.BytesIO(
+            (await client.get(f"/api/v1/qr/{made['id']}/image.png", params={"modules": "square"})).content
+        )
     )
     assert plain.height == plain.width  # a design named in the request replaces the saved one
+    # Black on white, the defaults, name no design (a form that always sends its colours).
+    default_colours = await client.get(
+        f"/api/v1/qr/{made['id']}/image.png", params={"fg": "#000000", "bg": "#fff", "size": 400}
+    )
+    framed_again = Image.open(io.BytesIO(default_colours.content))
+    assert framed_again.height > framed_again.width
     # Changed, then removed: the history records both, and the image follows.
     changed = await client.patch(
         f"/api/v1/qr/{made['id']}", json={"design": {"gradient": "linear", "fg2": "#7c3aed"}}
@@ -328,3 +336,40 @@ async def test_the_label_sheet_draws_the_design(client: httpx.AsyncClient, tmp_p
             near = ImageChops.difference(page, red).convert("L").point(lambda value: 255 if value < 40 else 0)
             reds = sum(near.histogram()[255:])
             assert reds > 500
+
+
+@pytest.mark.parametrize("position", designs.FRAME_POSITIONS)
+@pytest.mark.parametrize("border", [designs.MIN_FRAMED_BORDER, 4])
+def test_the_quiet_zone_stays_outside_the_frames_art(position: str, border: int) -> None:
+    """The frame's hole is the code's box, quiet zone included; the modules, finders and text keep
+    out of the quiet zone, and the PNG's quiet zone is the ground's colour alone."""
+    payload = "https://qr.test/r/quiet"
+    design = Design(modules="dots", finder="circle", frame="label", frame_position=position, frame_url=True)
+    options = ImageOptions(size=400, border=border, bg="#fffff0", design=design)
+    shapes = designs.art(drawing(payload, options, None), design, payload)
+    hole = shapes.frame[1]
+    assert hole.hole
+    assert (hole.x, hole.y, hole.w, hole.h) == (
+        shapes.code_x,
+        shapes.code_y,
+        shapes.code_side,
+        shapes.code_side,
+    )
+    low_x, low_y = hole.x + border, hole.y + border
+    high_x, high_y = hole.x + hole.w - border, hole.y + hole.h - border
+    for shape in shapes.modules + shapes.finders:
+        assert low_x <= shape.x
+        assert shape.x + shape.w <= high_x
+        assert low_y <= shape.y
+        assert shape.y + shape.h <= high_y
+    for line in shapes.texts:  # wholly in the band, above or below the hole
+        assert line.baseline <= hole.y or line.baseline - line.size >= hole.y + hole.h
+    box = 10
+    image = designs.raster_art(shapes, box, None)
+    ring = [
+        image.getpixel((x, y))
+        for x in range(round(hole.x * box), round((hole.x + hole.w) * box))
+        for y in range(round(hole.y * box), round((hole.y + hole.h) * box))
+        if not (low_x * box <= x < high_x * box and low_y * box <= y < high_y * box)
+    ]
+    assert set(ring) == {(0xFF, 0xFF, 0xF0)}

@@ -139,7 +139,7 @@ class DesignPanel(Pages):
 
 def preview(design: dict[str, Any] | None, errors: dict[str, str], code: str | None) -> dict[str, Any]:
     """What the panel's preview shows: the image's address, or why there is none."""
-    query = {"fg": limits.DEFAULT_FG} if design is None else {**design}
+    query = {"modules": "square"} if design is None else {**design}  # plain: named, not the saved design
     if isinstance(query.get("frame_url"), bool):
         query["frame_url"] = "true" if query["frame_url"] else "false"
     if code is not None:

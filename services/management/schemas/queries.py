@@ -110,7 +110,8 @@ class HistoryQuery(Page):
 
 
 class DesignQuery(Query):
-    """A design's options in a query string. None given (nor fg, nor bg): the code's saved design."""
+    """A design's options in a query string. None given (and fg and bg as their defaults, black on
+    white): the code's saved design."""
 
     fg: Colour = Field(
         default=limits.DEFAULT_FG,
@@ -133,7 +134,11 @@ class DesignQuery(Query):
     def designed(self, options: ImageOptions) -> ImageOptions:
         """``options`` with the design these parameters name (checked: :class:`InvalidValue`), or
         marked to take the code's saved design when they name none."""
-        if not self.model_fields_set & {"fg", "bg", *DESIGN_OPTIONS}:
+        # The defaults' colours name no design: a form that always sends its colour fields (the
+        # console's image options) still shows the code's saved design until they are changed.
+        defaults = {"fg": limits.DEFAULT_FG, "bg": limits.DEFAULT_BG}
+        colours = {name for name, default in defaults.items() if getattr(self, name) != default}
+        if not colours and not self.model_fields_set & set(DESIGN_OPTIONS):
             return replace(options, saved_design=True)
         values = self.model_dump()
         problem = design_problem(values)

@@ -17,7 +17,7 @@ import functools
 import io
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -83,6 +83,7 @@ class Design:
 
 
 PLAIN = Design()
+DESIGN_NAMES = frozenset(each.name for each in fields(Design))
 
 
 @functools.cache
@@ -466,7 +467,6 @@ class _Place:
     left: float
     top: float
     unit: float
-    flips: list[float] = field(default_factory=list)
 
     def path(self, pdf: Canvas, shapes: Iterable[Shape]) -> Any:
         path = pdf.beginPath()

@@ -73,7 +73,8 @@ class ImageOptions:
             return self
         if saved is None:
             return replace(self, saved_design=False)
-        design = Design(**{key: value for key, value in saved.items() if key not in ("fg", "bg")})
+        # Checked when it was saved; a name of no design (a row written around the API) is left out.
+        design = Design(**{key: value for key, value in saved.items() if key in designs.DESIGN_NAMES})
         fg, bg = saved.get("fg", limits.DEFAULT_FG), saved.get("bg", limits.DEFAULT_BG)
         if design.frame != "none" and self.border < designs.MIN_FRAMED_BORDER:
             raise InvalidValue(

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from reportlab.pdfgen.canvas import Canvas
 
     from services.management.logos import Logo
-    from services.management.rendering import Drawing
 
 # The options' names and bounds are stated once, in limits (the query models and the console read them).
 MODULE_SHAPES: Final = limits.MODULE_SHAPES
@@ -84,6 +83,36 @@ class Design:
 
 PLAIN = Design()
 DESIGN_NAMES = frozenset(each.name for each in fields(Design))
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What both formats draw: dark modules on a ground, a border, and a logo on a quiet pad."""
+
+    modules: tuple[tuple[bool, ...], ...]  # the symbol without its border
+    border: int
+    fg: str
+    bg: str
+    logo: Logo | None
+    pad: int  # modules a side of the quiet square in the middle (0 without a logo)
+    design: Design = PLAIN
+
+    @property
+    def width(self) -> int:
+        """Modules a side, border included."""
+        return len(self.modules) + 2 * self.border
+
+    def pad_origin(self) -> int:
+        """Module coordinate (border included) of the pad's top-left corner."""
+        return self.border + (len(self.modules) - self.pad) // 2
+
+    def is_dark(self, row: int, column: int) -> bool:
+        """Whether the module at (row, column) of the symbol is drawn dark (the pad is clear)."""
+        if self.pad:
+            start = (len(self.modules) - self.pad) // 2
+            if start <= row < start + self.pad and start <= column < start + self.pad:
+                return False
+        return self.modules[row][column]
 
 
 @functools.cache

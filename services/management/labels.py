@@ -25,10 +25,10 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from services.management import design
+from services.management.design import Drawing
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
 from services.management.rendering import (
-    Drawing,
     ImageOptions,
     RenderRefused,
     check_decodes,

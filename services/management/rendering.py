@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from services.management import design as designs
 from services.management import limits
-from services.management.design import PLAIN, Design
+from services.management.design import PLAIN, Design, Drawing
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
 
@@ -151,36 +151,6 @@ def _check_pair(name: str, fg: str, bg: str) -> None:
             f"the contrast of {fg} on {bg} is {ratio:.2f}:1; a phone camera needs at least "
             f"{limits.MIN_CONTRAST}:1 (darken the modules or lighten the ground)",
         )
-
-
-@dataclass(frozen=True)
-class Drawing:
-    """What both formats draw: dark modules on a ground, a border, and a logo on a quiet pad."""
-
-    modules: tuple[tuple[bool, ...], ...]  # the symbol without its border
-    border: int
-    fg: str
-    bg: str
-    logo: Logo | None
-    pad: int  # modules a side of the quiet square in the middle (0 without a logo)
-    design: Design = PLAIN
-
-    @property
-    def width(self) -> int:
-        """Modules a side, border included."""
-        return len(self.modules) + 2 * self.border
-
-    def pad_origin(self) -> int:
-        """Module coordinate (border included) of the pad's top-left corner."""
-        return self.border + (len(self.modules) - self.pad) // 2
-
-    def is_dark(self, row: int, column: int) -> bool:
-        """Whether the module at (row, column) of the symbol is drawn dark (the pad is clear)."""
-        if self.pad:
-            start = (len(self.modules) - self.pad) // 2
-            if start <= row < start + self.pad and start <= column < start + self.pad:
-                return False
-        return self.modules[row][column]
 
 
 def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:

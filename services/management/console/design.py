@@ -15,53 +15,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.management import limits
 from services.management.auth.roles import Role
 from services.management.console import forms
-from services.management.console.code import HISTORY_SHOWN, _preview_context
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, code_id, page
 from services.management.errors import InvalidValue
 from services.management.rendering import ImageOptions, RenderRefused, render_svg
 from services.management.schemas.bodies import CodeDesign
-from services.management.schemas.fields import DESIGN_OPTIONS
 from shared.ids import is_well_formed
 
-# The panel's colour fields, named apart from the image panel's fg and bg on the same page.
-COLOURS = {"design_fg": "fg", "design_bg": "bg"}
 SAMPLE_SIZE = 280
 SAMPLE_PATH = "/r/preview"  # what the new code's page previews: a short link of the same length
 
 
-def posted_design(form: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The panel's fields as a design object (its options as the API takes them), or ``None`` for
-    plain squares in black on white (nothing to save)."""
-    values: dict[str, Any] = {}
-    for name in (*COLOURS, *DESIGN_OPTIONS):
-        raw = form.get(name)
-        if not isinstance(raw, str) or not raw.strip():
-            continue
-        values[COLOURS.get(name, name)] = raw.strip()
-    if values.get("frame") != "label":
-        for name in ("frame_text", "frame_position", "frame_url"):
-            values.pop(name, None)  # hidden with the frame: not sent by a client either
-    else:
-        values["frame_url"] = values.get("frame_url") in ("on", "true")
-    if values.get("gradient") in (None, "none"):
-        values.pop("gradient", None)
-        values.pop("fg2", None)
-    defaults = {"fg": limits.DEFAULT_FG, "bg": limits.DEFAULT_BG, "modules": "square", "finder": "square"}
-    defaults["frame"] = "none"
-    if all(values.get(name, default) == default for name, default in defaults.items()) and values.keys() <= {
-        *defaults
-    }:
-        return None
-    return values
-
-
 def _checked(form: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The posted design, checked as the API checks it, and the errors by option."""
-    design = posted_design(form)
+    design = forms.design_values(form)
     if design is None:
         return None, {}
     try:
@@ -76,6 +45,7 @@ class DesignPanel(Pages):
         return [
             Route("/console/design/preview", self.preview, methods=["GET", "HEAD"]),
             Route("/console/design/sample.svg", self.sample, methods=["GET", "HEAD"]),
+            Route("/console/codes/{code_id}/design", self.design_page, methods=["GET", "HEAD"]),
             Route("/console/codes/{code_id}/design", self.save, methods=["POST"]),
         ]
 
@@ -118,20 +88,22 @@ class DesignPanel(Pages):
             return await self._page_again(request, current, code, design or {}, errors)
         return RedirectResponse(f"/console/codes/{code}?notice=saved", status_code=303)
 
+    @page(role=Role.viewer)
+    async def design_page(self, request: Request, current: Page) -> Response:
+        """The panel on a page of its own (the code's page shows it too)."""
+        code = await self.service.codes.get(code_id(request), current.identity)
+        return self.render(request, current, "design.html", code=code)
+
     async def _page_again(
         self, request: Request, current: Page, code_id: str, design: dict[str, Any], errors: dict[str, str]
     ) -> Response:
-        code, history = await self.service.codes.with_history(code_id, current.identity, limit=HISTORY_SHOWN)
+        code = await self.service.codes.get(code_id, current.identity)
         return self.render(
             request,
             current,
-            "code.html",
+            "design.html",
             status_code=422,
-            history=history,
-            errors={},
-            values=forms.edit_values(code),
-            logo_error=None,
-            **_preview_context(request, code),
+            code=code,
             design_values=design,
             design_errors=errors,
         )
@@ -151,4 +123,4 @@ def preview(design: dict[str, Any] | None, errors: dict[str, str], code: str | N
 
 def _field(option: str) -> str:
     """The panel's field of a design option (its colours are named apart)."""
-    return next((field for field, name in COLOURS.items() if name == option), option)
+    return next((field for field, name in forms.DESIGN_COLOURS.items() if name == option), option)

@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute, Route
 from services.management import schemas
 from services.management.auth.roles import Role
 from services.management.console import forms
-from services.management.console.design import posted_design
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, page, reason
 from services.management.errors import BulkRefused, InvalidValue, SlugTaken, Unreadable
@@ -47,7 +46,7 @@ class NewCode(Pages):
     @page(role=Role.editor, write=True)
     async def create_code(self, request: Request, current: Page) -> Response:
         form = current.posted
-        values = {**forms.code_values(form, new=True), "design": posted_design(form)}
+        values = {**forms.code_values(form, new=True), "design": forms.design_values(form)}
         try:
             new = forms.validated(schemas.NewQRCode, values, context=self.service.context)
             created = await self.service.codes.create(new, current.identity)

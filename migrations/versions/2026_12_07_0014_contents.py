@@ -1,7 +1,7 @@
 """Contents beyond a link: a code's kind, its content and whether a contact is dynamic.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07
 
 - ``kind``: ``url`` (every code before this revision: the short link redirecting to ``target_url``),
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0014"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from services.management import contents, exports
+from services.management.errors import InvalidValue
 from services.management.images import ImageRequest, Images
 from services.management.logos import Logo
 from services.management.rendering import Format, ImageOptions, RenderRefused
@@ -68,12 +69,8 @@ async def zip_of_images(
     manifest: list[tuple[str, ...]] = [MANIFEST_COLUMNS]
 
     async def image(code: QRCode) -> bytes:
-        request = ImageRequest(
-            contents.encoded_by(code),
-            image_format,
-            options.for_logo(code.logo_sha256 is not None),
-            code.logo_sha256,
-        )
+        drawn = options.for_code(code.design).for_logo(code.logo_sha256 is not None)
+        request = ImageRequest(contents.encoded_by(code), image_format, drawn, code.logo_sha256)
         return await images.get(request, load_logo, export=True)
 
     try:
@@ -82,7 +79,8 @@ async def zip_of_images(
                 batch = page[start : start + AT_ONCE]
                 made = await asyncio.gather(*(image(code) for code in batch), return_exceptions=True)
                 for code, data in zip(batch, made, strict=True):
-                    if isinstance(data, RenderRefused):  # this code's logo at this size, say: no file
+                    # This code's logo at this size, say, or its saved frame without a border: no file.
+                    if isinstance(data, RenderRefused | InvalidValue):
                         log.error("export: image refused", extra={"code_id": code.id, "reason": str(data)})
                         manifest.append((code.id, code.short_url, code.target_url, code.title or "", ""))
                         continue

@@ -25,6 +25,7 @@ waits on the unique index until the first commits, then reads its answer).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -43,7 +44,7 @@ from services.management.errors import InvalidValue, Refusals, RowError, TryAgai
 from services.management.inputs import findings, parse_json, shown
 from services.management.limits import IDEMPOTENCY_HOURS, MAX_ROW_ERRORS
 from services.management.schemas import NewQRCode, choices_of, kind_of
-from services.management.schemas.fields import TAG_SEPARATOR
+from services.management.schemas.fields import TAG_SEPARATOR, object_names
 
 MAX_ROWS = 10_000
 MAX_KEY = 255
@@ -68,7 +69,9 @@ _CONTENT_VALUES = (
 # The values of a JSON body of MAX_ROWS rows, each with every field, all its tags and one unknown
 # name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``: a list object for
 # every three bytes), so a body with more values is refused before it is parsed.
-MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS + _CONTENT_VALUES) + 1
+# An object field (a design) holds a value per name of its own.
+_NESTED = sum(len(object_names(info)) for info in NewQRCode.model_fields.values())
+MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS + _CONTENT_VALUES + _NESTED) + 1
 # Text up to and including one comma or opening bracket outside strings. Every part is atomic or
 # possessive, so that no match backtracks; a lone quote (the JSON is broken: json.loads says so
 # later) counts as any other character.
@@ -226,6 +229,9 @@ def _cell(column: str, cell: str) -> Any:
         return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell
     if kind == "flag":
         return _BOOLEANS.get(cell.strip().lower(), cell)
+    if kind == "object":  # a JSON object in the cell, as the export writes it
+        with contextlib.suppress(ValueError):
+            return json.loads(cell)
     return cell
 
 

@@ -246,8 +246,10 @@ async def create_codes(
             "created_at": moment,
             "updated_at": moment,
         }
-        # COPY takes JSONB as text (a content object).
-        records.append(tuple(json.dumps(v) if isinstance(v, dict) else v for v in map(row.get, COPY_COLUMNS)))
+        # COPY takes a JSON column's value as its text (as SQLAlchemy writes it for an INSERT).
+        records.append(
+            tuple(json.dumps(row[c]) if isinstance(row[c], dict) else row[c] for c in COPY_COLUMNS)
+        )
         history.append(created(values))
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection

@@ -65,10 +65,10 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, (list, tuple)):  # tags, as the bulk upload takes them
         return cell(TAG_SEPARATOR.join(value)) if value else ""
+    if isinstance(value, dict):  # a design or a content, as the bulk upload takes it back
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):  # a code's content, as JSON (the bulk upload takes it back)
-        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     text_value = str(value)

@@ -59,11 +59,14 @@ def findings(error: ValidationError, model: type[BaseModel], *, unknown: str) ->
         if each["type"] == "content_field":  # a code's content names its own field (contents.py)
             found.append((str((each.get("ctx") or {})["field"]), _reason(each)))
             continue
+        inner = [part for part in location[1:] if isinstance(part, str)]  # names inside an object field
         if each["type"] == "extra_forbidden":
             refused: Mapping[str, str] = getattr(model, "refused", {})
-            found.append((field, refused.get(field, unknown)))
+            found.append((field, f"{inner[-1]} is not known here" if inner else refused.get(field, unknown)))
             continue
         reason = _reason(each)
+        if inner:
+            reason = f"{'.'.join(inner)} {reason}"
         items = [str(part + 1) for part in location[1:] if isinstance(part, int)]
         if items:
             reason = f"item {items[0]} {reason}"

@@ -1,6 +1,7 @@
-"""Label sheets as PDF: a grid of codes per page, each drawn as vector squares, its title and short
-link printed beneath in a TrueType font embedded in the file (Bitstream Vera, shipped with
-ReportLab), cut marks in the margins at every row and column.
+"""Label sheets as PDF: a grid of codes per page, each drawn in its design as vector shapes (plain
+squares, or the shapes of :mod:`services.management.design`, checked by decoding a raster of them
+first), its title and short link printed beneath in a TrueType font embedded in the file (Bitstream
+Vera, shipped with ReportLab), cut marks in the margins at every row and column.
 
 Sizes are the images' (``image.svg?size_mm=``): ``size_mm`` is the code with its quiet zone, which
 is its own (each label's box holds its whole code; a neighbour's never reaches into it). The grid
@@ -12,22 +13,35 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from reportlab.lib.colors import HexColor
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
-from services.management import contents
+from services.management import contents, design
+from services.management.design import Drawing
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
-from services.management.rendering import ImageOptions, dark_runs, drawing
+from services.management.rendering import (
+    ImageOptions,
+    RenderRefused,
+    check_decodes,
+    check_margin,
+    dark_runs,
+    drawing,
+)
 from services.management.schemas import QRCode
 
+log = logging.getLogger(__name__)
+
 MM = 72 / 25.4  # points per millimetre
+CHECK_SCALE = 4  # pixels per module of the raster a designed label is checked through
 PAPERS = {"a4": A4, "letter": LETTER}
 MARGIN_MM = 10.0
 GUTTER_MM = 4.0  # between neighbouring codes, at least, when the grid is chosen here
@@ -161,14 +175,57 @@ def _label(
     pitch_x, pitch_y = layout.pitch
     page_height = layout.page[1]
     size = layout.size_mm
-    draw = drawing(contents.encoded_by(code), options.for_logo(logo is not None), logo)
-    module = size / draw.width  # mm
+    payload = contents.encoded_by(code)
+    drawn = options.for_code(code.design).for_logo(logo is not None)
     x0 = (left_mm + (pitch_x - size) / 2) * MM
     spare = pitch_y - size - TEXT_MM
     y_top = (page_height - top_mm - spare / 2) * MM  # the code's top edge, in points from the bottom
-    pdf_canvas.setFillColorRGB(1, 1, 1)
+    art = _checked_art(payload, drawn, logo)
+    if art is not None:
+        # The design with its frame fills the label's box: its widest side is size_mm.
+        unit = size * MM / max(art.width, art.height)
+        design.draw_pdf(pdf_canvas, art, x0 + (size * MM - art.width * unit) / 2, y_top, unit, logo)
+    else:
+        _plain(pdf_canvas, drawing(payload, drawn, logo), size, x0, y_top, logo)
+    width = (pitch_x - 1) * MM
+    centre = x0 + size * MM / 2
+    baseline = y_top - size * MM - 3.2 * MM
+    for text in (code.title or "", "" if code.static else code.short_url):  # a static code has no link
+        if text:
+            shown, font_size = _fitted(text, width)
+            pdf_canvas.setFont(FONT, font_size)
+            pdf_canvas.drawCentredString(centre, baseline, shown)
+        baseline -= 3.2 * MM
+
+
+def _checked_art(payload: str, options: ImageOptions, logo: Logo | None) -> design.Art | None:
+    """A designed label's shapes, once a raster of them decodes to ``payload``; ``None`` for a plain
+    code, and for a design that does not read back (drawn plain instead: a printed sheet must scan)."""
+    if options.design.plain:
+        return None
+    draw = drawing(payload, options, logo)
+    art = design.art(draw, options.design, payload)
+    try:
+        check_decodes(
+            design.raster_art(art, CHECK_SCALE, logo),
+            payload,
+            margin=check_margin(draw, CHECK_SCALE),
+            ground=draw.bg,
+        )
+    except RenderRefused as exc:
+        log.error("label drawn plain: its design does not scan", extra={"reason": str(exc)})
+        return None
+    return art
+
+
+def _plain(
+    pdf_canvas: canvas.Canvas, draw: Drawing, size: float, x0: float, y_top: float, logo: Logo | None
+) -> None:
+    """Square modules in one colour, as every label was drawn before designs."""
+    module = size / draw.width  # mm
+    pdf_canvas.setFillColor(HexColor(draw.bg))
     pdf_canvas.rect(x0, y_top - size * MM, size * MM, size * MM, stroke=0, fill=1)  # its own quiet zone
-    pdf_canvas.setFillColorRGB(0, 0, 0)
+    pdf_canvas.setFillColor(HexColor(draw.fg))
     path = pdf_canvas.beginPath()
     for row, column, length in dark_runs(draw):
         path.rect(
@@ -187,18 +244,7 @@ def _label(
             preserveAspectRatio=True,
             mask="auto",
         )
-    width = (pitch_x - 1) * MM
-    centre = x0 + size * MM / 2
-    baseline = y_top - size * MM - 3.2 * MM
-    for text in (
-        code.title or "",
-        "" if code.static else code.short_url,
-    ):  # a static code's link answers nothing
-        if text:
-            shown, font_size = _fitted(text, width)
-            pdf_canvas.setFont(FONT, font_size)
-            pdf_canvas.drawCentredString(centre, baseline, shown)
-        baseline -= 3.2 * MM
+    pdf_canvas.setFillColorRGB(0, 0, 0)
 
 
 def _cut_marks(pdf_canvas: canvas.Canvas, layout: Sheet) -> None:

@@ -75,6 +75,18 @@ DEFAULT_BG: Final = "#ffffff"
 # phone camera in poor light starts to fail, whatever a clean digital decode says.
 MIN_CONTRAST: Final = 4.5
 
+# -- designs ----------------------------------------------------------------------------------------
+MODULE_SHAPES: Final = ("square", "rounded", "dots", "gapped")
+FINDER_SHAPES: Final = ("square", "rounded", "circle")
+GRADIENTS: Final = ("linear", "radial")
+FRAMES: Final = ("none", "label")
+FRAME_POSITIONS: Final = ("below", "above")
+MAX_FRAME_TEXT: Final = 30
+DEFAULT_FRAME_TEXT: Final = "SCAN ME"
+# A frame sits outside the quiet zone, which must then be at least this many modules (the least the
+# label sheets allow; 4 is the standard's and the default).
+MIN_FRAMED_BORDER: Final = 2
+
 # -- logos ------------------------------------------------------------------------------------------
 LOGO_MIN_SIDE: Final = 16  # pixels a side of an upload, read from its header before decoding
 LOGO_MAX_SIDE: Final = 4096

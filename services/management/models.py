@@ -95,6 +95,8 @@ qr_codes = Table(
     Column("kind", Text, nullable=False, server_default=text("'url'")),
     Column("content", JSONB(none_as_null=True)),
     Column("dynamic", Boolean, nullable=False, server_default=false()),
+    # The saved design (image options: modules, finder, colours, frame...), null for plain squares.
+    Column("design", JSONB),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint(f"kind IN {CONTENT_KINDS}", name="kind"),
     CheckConstraint("(kind = 'url') = (content IS NULL)", name="content_of_kind"),

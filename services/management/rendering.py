@@ -12,16 +12,18 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import qrcode
 import qrcode.constants
 import zxingcpp
 from PIL import Image, ImageOps
 
+from services.management import design as designs
 from services.management import limits
+from services.management.design import PLAIN, Design, Drawing
 from services.management.errors import InvalidValue
 from services.management.logos import Logo
 
@@ -60,6 +62,27 @@ class ImageOptions:
     bg: str = limits.DEFAULT_BG
     dpi: int | None = None  # recorded in the PNG; with size_mm, the SVG is sized in mm
     size_mm: float | None = None
+    design: Design = PLAIN
+    # True: no design was asked for; the code's saved design applies (:meth:`for_code`), and until
+    # then these are the plain defaults. Never part of a key: resolved before one is made.
+    saved_design: bool = False
+
+    def for_code(self, saved: Mapping[str, Any] | None) -> ImageOptions:
+        """These options for a code whose saved design is ``saved`` (checked when it was saved)."""
+        if not self.saved_design:
+            return self
+        if saved is None:
+            return replace(self, saved_design=False)
+        # Checked when it was saved; a name of no design (a row written around the API) is left out.
+        design = Design(**{key: value for key, value in saved.items() if key in designs.DESIGN_NAMES})
+        fg, bg = saved.get("fg", limits.DEFAULT_FG), saved.get("bg", limits.DEFAULT_BG)
+        if design.frame != "none" and self.border < designs.MIN_FRAMED_BORDER:
+            raise InvalidValue(
+                "border",
+                f"this code's saved design has a frame, which needs a quiet zone of at least "
+                f"{designs.MIN_FRAMED_BORDER}",
+            )
+        return replace(self, fg=fg, bg=bg, design=design, saved_design=False)
 
     def for_logo(self, has_logo: bool) -> ImageOptions:
         """With a logo a code always uses ECC H."""
@@ -81,6 +104,8 @@ class ImageOptions:
                 self.dpi,
                 self.size_mm,
                 logo_sha256,
+                # Only a designed code's key names its design: a plain code's keys stay as they were.
+                *([] if self.design.plain else [self.design.as_key()]),
             ]
         )
         return hashlib.sha256(material.encode()).hexdigest()
@@ -99,51 +124,33 @@ def contrast_ratio(fg: str, bg: str) -> float:
     return (max(one, other) + 0.05) / (min(one, other) + 0.05)
 
 
-def check_contrast(fg: str, bg: str) -> None:
-    """Refuse a colour pair a phone camera cannot be trusted to read."""
+def check_contrast(fg: str, bg: str, design: Design = PLAIN) -> None:
+    """Refuse colours a phone camera cannot be trusted to read: the modules' (and a gradient's
+    second colour, and the finders' own) against the ground. A gradient's lightest point is one of
+    its two ends: along a straight line between two sRGB colours the luminance is a convex function
+    (a sum of the channels' convex transfer curves), so both ends passing means every point does."""
+    _check_pair("fg", fg, bg)
+    if design.fg2 is not None:
+        _check_pair("fg2", design.fg2, bg)
+    if design.finder_fg is not None:
+        _check_pair("finder_fg", design.finder_fg, bg)
+
+
+def _check_pair(name: str, fg: str, bg: str) -> None:
     dark, light = _luminance(fg), _luminance(bg)
     if dark >= light:
         raise InvalidValue(
-            "fg",
+            name,
             f"the modules ({fg}) must be darker than the ground ({bg}): many phone scanners cannot "
             "read light modules on a dark ground",
         )
     ratio = contrast_ratio(fg, bg)
     if ratio < limits.MIN_CONTRAST:
         raise InvalidValue(
-            "fg",
+            name,
             f"the contrast of {fg} on {bg} is {ratio:.2f}:1; a phone camera needs at least "
             f"{limits.MIN_CONTRAST}:1 (darken the modules or lighten the ground)",
         )
-
-
-@dataclass(frozen=True)
-class Drawing:
-    """What both formats draw: dark modules on a ground, a border, and a logo on a quiet pad."""
-
-    modules: tuple[tuple[bool, ...], ...]  # the symbol without its border
-    border: int
-    fg: str
-    bg: str
-    logo: Logo | None
-    pad: int  # modules a side of the quiet square in the middle (0 without a logo)
-
-    @property
-    def width(self) -> int:
-        """Modules a side, border included."""
-        return len(self.modules) + 2 * self.border
-
-    def pad_origin(self) -> int:
-        """Module coordinate (border included) of the pad's top-left corner."""
-        return self.border + (len(self.modules) - self.pad) // 2
-
-    def is_dark(self, row: int, column: int) -> bool:
-        """Whether the module at (row, column) of the symbol is drawn dark (the pad is clear)."""
-        if self.pad:
-            start = (len(self.modules) - self.pad) // 2
-            if start <= row < start + self.pad and start <= column < start + self.pad:
-                return False
-        return self.modules[row][column]
 
 
 def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:
@@ -160,7 +167,7 @@ def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:
         pad = int(count * LOGO_SHARE)
         if pad % 2 != count % 2:  # the same parity as the symbol: centred on the module grid
             pad -= 1
-    return Drawing(modules, options.border, options.fg, options.bg, logo, pad)
+    return Drawing(modules, options.border, options.fg, options.bg, logo, pad, options.design)
 
 
 def pixels_per_module(size: int, modules: int) -> int:
@@ -204,11 +211,24 @@ def raster(draw: Drawing, box: int) -> Image.Image:
     return image
 
 
+def check_margin(draw: Drawing, box: int) -> int:
+    """Pixels of ground the decode check adds around an image: a code with less than the standard's
+    quiet zone is checked as it will sit on a page; a framed one as it is (its frame is its page)."""
+    if draw.design.frame != "none":
+        return 0
+    return CHECK_MARGIN_MODULES * box if draw.border < 4 else 0
+
+
 def render_png(payload: str, options: ImageOptions, logo: Logo | None = None) -> bytes:
     options = options.for_logo(logo is not None)
     draw = drawing(payload, options, logo)
-    box = pixels_per_module(options.size, draw.width)
-    image = raster(draw, box)
+    if options.design.plain:
+        box = pixels_per_module(options.size, draw.width)
+        image = raster(draw, box)
+    else:
+        shapes = designs.art(draw, options.design, payload)
+        box = pixels_per_module(options.size, round(shapes.width))
+        image = designs.raster_art(shapes, box, logo)
     buffer = io.BytesIO()
     extra: dict[str, tuple[float, float]] = {}
     if options.size_mm is not None:
@@ -220,7 +240,7 @@ def render_png(payload: str, options: ImageOptions, logo: Logo | None = None) ->
         extra["dpi"] = (options.dpi, options.dpi)
     image.save(buffer, format="PNG", **extra)  # optimize=True: 5% smaller, three times slower
     png = buffer.getvalue()
-    check_decodes(image, payload, margin=CHECK_MARGIN_MODULES * box if draw.border < 4 else 0, ground=draw.bg)
+    check_decodes(image, payload, margin=check_margin(draw, box), ground=draw.bg)
     return png
 
 
@@ -228,13 +248,19 @@ def render_svg(payload: str, options: ImageOptions, logo: Logo | None = None) ->
     options = options.for_logo(logo is not None)
     draw = drawing(payload, options, logo)
     # Checked through a raster of the same drawing (a test also rasterises the SVG text itself).
+    if options.design.plain:
+        check_decodes(
+            raster(draw, SVG_CHECK_SCALE), payload, margin=check_margin(draw, SVG_CHECK_SCALE), ground=draw.bg
+        )
+        return svg_text(draw, options).encode()
+    shapes = designs.art(draw, options.design, payload)
     check_decodes(
-        raster(draw, SVG_CHECK_SCALE),
+        designs.raster_art(shapes, SVG_CHECK_SCALE, logo),
         payload,
-        margin=CHECK_MARGIN_MODULES * SVG_CHECK_SCALE if draw.border < 4 else 0,
+        margin=check_margin(draw, SVG_CHECK_SCALE),
         ground=draw.bg,
     )
-    return svg_text(draw, options).encode()
+    return designed_svg_text(shapes, options, logo).encode()
 
 
 def dark_runs(draw: Drawing) -> Iterator[tuple[int, int, int]]:
@@ -276,6 +302,27 @@ def svg_text(draw: Drawing, options: ImageOptions) -> str:
         )
     parts.append("</svg>\n")
     return "".join(parts)
+
+
+def designed_svg_text(shapes: designs.Art, options: ImageOptions, logo: Logo | None) -> str:
+    """A designed code as SVG: vector shapes in module units (the frame's text as glyph paths)."""
+    scale = options.size / shapes.width  # size is the image's width; a frame makes it taller
+    if options.size_mm is not None:
+        shown_width = f"{options.size_mm:g}mm"
+        shown_height = f"{options.size_mm * shapes.height / shapes.width:.2f}mm"
+    else:
+        shown_width, shown_height = str(options.size), str(round(shapes.height * scale))
+    uri = "data:image/png;base64," + base64.b64encode(logo.png).decode() if logo is not None else None
+    return "".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>\n',
+            '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'version="1.1" width="{shown_width}" height="{shown_height}" '
+            f'viewBox="0 0 {shapes.width:g} {shapes.height:g}">',
+            *designs.svg_body(shapes, uri),
+            "</svg>\n",
+        ]
+    )
 
 
 def check_decodes(image: Image.Image, payload: str, *, margin: int = 0, ground: str = "#ffffff") -> None:

@@ -335,8 +335,8 @@ def test_the_preview_shows_what_the_server_refuses(watched: Watched, running_sta
     code = api_code(edge, title="Preview")
     page.goto(f"{edge}/console/codes/{code['id']}")
     expect(page.locator("#preview img")).to_have_count(1)
-    # The label sheet says it prints in black, beside its link.
-    expect(page.locator("#pdf-black")).to_contain_text("prints in black")
+    # The label sheet says what it draws (the saved design, not these options), beside its link.
+    expect(page.locator("#pdf-black")).to_contain_text("saved design")
     for name, value in (("size", "5000"), ("border", "20"), ("size_mm", "25.55")):
         page.locator(f"#f-{name}").fill(value)
         if name == "size_mm":

@@ -347,6 +347,19 @@ async def test_ten_thousand_rows_with_every_field_are_created(
             "kind": "url",
             "content": None,
             "dynamic": False,
+            "design": {
+                "fg": "#1e3a8a",
+                "bg": "#ffffff",
+                "modules": "dots",
+                "finder": "circle",
+                "finder_fg": "#b91c1c",
+                "gradient": "linear",
+                "fg2": "#1d4ed8",
+                "frame": "label",
+                "frame_text": "SCAN ME",
+                "frame_position": "below",
+                "frame_url": True,
+            },
         }
         for n in range(bulk_module.MAX_ROWS)
     ]
@@ -360,8 +373,8 @@ async def test_ten_thousand_rows_with_every_field_are_created(
 @pytest.mark.parametrize(
     "body",
     [
-        b'[{"target_url": "https://example.org/", "tags": [' + b",".join([b"[]"] * 700_000) + b"]}]",
-        b"[" + b",".join([b"{}"] * 10_000) + b"," + b",".join([b"1"] * 700_000) + b"]",
+        b'[{"target_url": "https://example.org/", "tags": [' + b",".join([b"[]"] * 800_000) + b"]}]",
+        b"[" + b",".join([b"{}"] * 10_000) + b"," + b",".join([b"1"] * 800_000) + b"]",
     ],
 )
 async def test_a_json_body_with_more_values_than_codes_have_is_refused_unread(

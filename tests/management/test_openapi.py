@@ -97,6 +97,13 @@ COMPANIONS: dict[tuple[str, str, str], dict[str, str]] = {
     ("exportCodesPdf", "columns", "maximum"): {"size_mm": "10"},
     ("exportCodesPdf", "rows", "maximum"): {"size_mm": "10"},
 }
+# A design option that holds only beside another: a gradient needs its second colour, the frame's
+# text and place need a frame.
+for _operation in ("getImagePng", "getImageSvg", "exportCodesZip", "exportCodesPdf"):
+    COMPANIONS[(_operation, "gradient", "enum")] = {"fg2": "#1d4ed8"}
+    COMPANIONS[(_operation, "frame_position", "enum")] = {"frame": "label"}
+    COMPANIONS[(_operation, "frame_text", "minLength")] = {"frame": "label"}
+    COMPANIONS[(_operation, "frame_text", "maxLength")] = {"frame": "label"}
 
 
 @dataclass(frozen=True)

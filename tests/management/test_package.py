@@ -147,7 +147,7 @@ def test_below_the_front_ends_nothing_speaks_http() -> None:
 def test_each_console_page_shares_only_the_frame_and_the_forms() -> None:
     graph = import_graph()
     console = f"{PACKAGE}.console"
-    pages = ("sign_in", "codes", "new_code", "code", "scans")
+    pages = ("sign_in", "codes", "new_code", "code", "scans", "design")
     for name in pages:
         shared = {m for m in graph[f"{console}.{name}"] if m.startswith(f"{console}.")}
         assert shared <= {f"{console}.frame", f"{console}.forms"}, name

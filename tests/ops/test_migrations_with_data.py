@@ -242,6 +242,13 @@ async def write_0011(dsn: str) -> None:
     assert (recorder.written, recorder.dropped) == (3, 0)
 
 
+async def seed_0013(connection: asyncpg.Connection) -> None:
+    # A code is given a saved design.
+    await connection.execute(
+        """UPDATE qr_codes SET design = '{"modules": "dots", "frame": "label"}' WHERE id = 'menu-table4'"""
+    )
+
+
 async def seed_0014(connection: asyncpg.Connection) -> None:
     # A static Wi-Fi code (its content encoded, no target) and a dynamic contact.
     wifi = '{"ssid": "Café", "password": "croissant", "security": "WPA", "hidden": false}'
@@ -265,6 +272,7 @@ SEEDS = {
     "0009": seed_0009,
     "0010": seed_0010,
     "0011": seed_0011,
+    "0013": seed_0013,
     "0014": seed_0014,
 }
 

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.management import bulk
+from services.management import bulk, limits
 from services.management.console import contents as console_contents
 from services.management.inputs import findings
 from services.management.schemas import Kind, NewQRCode, QRCode, QRCodeChanges, choices_of, kind_of, shown
-from services.management.schemas.fields import TAG_SEPARATOR
+from services.management.schemas.fields import DESIGN_OPTIONS, TAG_SEPARATOR
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,6 +51,8 @@ def _code_form() -> tuple[FormField, ...]:
     fields = []
     for name, info in NewQRCode.model_fields.items():
         kind, look = kind_of(info), shown(name, info)
+        if look.input == "design":  # drawn by its own panel (_design.html, console/design.py)
+            continue
         default = None if info.is_required() else info.default
         fields.append(
             FormField(
@@ -195,3 +197,35 @@ def csv_columns() -> str:
             column += f" (separated by {TAG_SEPARATOR})"
         shown_columns.append(column)
     return ", ".join(shown_columns)
+
+
+# -- the design panel (templates/_design.html, console/design.py) -----------------------------------
+
+# The panel's colour fields, named apart from the image panel's fg and bg on the same page.
+DESIGN_COLOURS = {"design_fg": "fg", "design_bg": "bg"}
+
+
+def design_values(form: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The panel's fields as a design object (its options as the API takes them), or ``None`` for
+    plain squares in black on white (nothing to save)."""
+    values: dict[str, Any] = {}
+    for name in (*DESIGN_COLOURS, *DESIGN_OPTIONS):
+        raw = form.get(name)
+        if not isinstance(raw, str) or not raw.strip():
+            continue
+        values[DESIGN_COLOURS.get(name, name)] = raw.strip()
+    if values.get("frame") != "label":
+        for name in ("frame_text", "frame_position", "frame_url"):
+            values.pop(name, None)  # hidden with the frame: not sent by a client either
+    else:
+        values["frame_url"] = values.get("frame_url") in ("on", "true")
+    if values.get("gradient") in (None, "none"):
+        values.pop("gradient", None)
+        values.pop("fg2", None)
+    defaults = {"fg": limits.DEFAULT_FG, "bg": limits.DEFAULT_BG, "modules": "square", "finder": "square"}
+    defaults["frame"] = "none"
+    if all(values.get(name, default) == default for name, default in defaults.items()) and values.keys() <= {
+        *defaults
+    }:
+        return None
+    return values

@@ -47,7 +47,7 @@ class NewCode(Pages):
     @page(role=Role.editor, write=True)
     async def create_code(self, request: Request, current: Page) -> Response:
         form = current.posted
-        values = forms.code_values(form, new=True)
+        values = {**forms.code_values(form, new=True), "design": forms.design_values(form)}
         try:
             new = forms.validated(schemas.NewQRCode, values, context=self.service.context)
             created = await self.service.codes.create(new, current.identity)

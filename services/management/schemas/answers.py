@@ -46,6 +46,9 @@ class QRCode(Answer):
         description="true: the images encode the content itself, not the short link: nothing about a "
         "printed code can change, and its short link does not answer."
     )
+    design: dict[str, Any] | None = Field(
+        description="The saved design (the image options it sets), or null: plain black squares."
+    )
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")

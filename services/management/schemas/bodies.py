@@ -8,15 +8,26 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.management import contents, limits
+from services.management.errors import InvalidValue
 from services.management.schemas.answers import QRCode
 from services.management.schemas.fields import (
+    DESIGN_DESCRIPTIONS,
+    Colour,
     Destination,
+    FinderShape,
+    FrameKind,
+    FramePosition,
+    FrameText,
+    GradientKind,
+    ModuleShape,
     Shown,
     Slug,
     Status,
     Tags,
     Timestamp,
     Title,
+    design_from,
+    design_problem,
     kind_of,
 )
 
@@ -28,6 +39,38 @@ class RequestBody(BaseModel):
     # Known names that are not fields here, and what a client sending one is told.
     refused: ClassVar[dict[str, str]] = {}
     unknown: ClassVar[str] = "is not a field of a QR code"
+
+
+class CodeDesign(RequestBody):
+    """A code's saved design: what its images, the console's preview and exports draw when a request
+    names no design option (nor fg or bg). The image options of the same names, with the same rules."""
+
+    fg: Colour = Field(default=limits.DEFAULT_FG, description="Module colour, hex.")
+    bg: Colour = Field(default=limits.DEFAULT_BG, description="Ground colour, hex.")
+    modules: ModuleShape = Field(default="square", description=DESIGN_DESCRIPTIONS["modules"])
+    finder: FinderShape = Field(default="square", description=DESIGN_DESCRIPTIONS["finder"])
+    finder_fg: Colour | None = Field(default=None, description=DESIGN_DESCRIPTIONS["finder_fg"])
+    gradient: GradientKind | None = Field(default=None, description=DESIGN_DESCRIPTIONS["gradient"])
+    fg2: Colour | None = Field(default=None, description=DESIGN_DESCRIPTIONS["fg2"])
+    frame: FrameKind = Field(default="none", description=DESIGN_DESCRIPTIONS["frame"])
+    frame_text: FrameText | None = Field(default=None, description=DESIGN_DESCRIPTIONS["frame_text"])
+    frame_position: FramePosition | None = Field(
+        default=None, description=DESIGN_DESCRIPTIONS["frame_position"]
+    )
+    frame_url: bool | None = Field(default=None, description=DESIGN_DESCRIPTIONS["frame_url"])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CodeDesign:
+        from services.management.rendering import check_contrast
+
+        problem = design_problem(self.model_dump())
+        if problem is not None:
+            raise ValueError(f"{problem[0]} {problem[1]}")
+        try:
+            check_contrast(self.fg, self.bg, design_from(self.model_dump()))
+        except InvalidValue as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 def _read_only_fields() -> dict[str, str]:
@@ -104,6 +147,11 @@ class NewQRCode(RequestBody):
     forward_query: Annotated[bool, Shown("Forward the scan's query string to the destination")] = Field(
         default=False, description="Append the scan's query string to the target."
     )
+    design: Annotated[CodeDesign | None, Shown("Design", input="design")] = Field(
+        default=None,
+        description="The code's saved design: its images, previews and exports use it when a request "
+        "names no design option, fg or bg. null: plain black squares.",
+    )
 
     # The content of a kind other than url, and a contact's choice to stay dynamic (contents.py).
     content: Annotated[dict[str, Any] | None, Shown("Content", input="content")] = Field(
@@ -172,6 +220,7 @@ class QRCodeChanges(RequestBody):
         default=None,
         description="A dynamic vcard's new content; a static code's cannot change (it is in its images).",
     )
+    design: CodeDesign | None = Field(default=None, description="A new saved design; null removes it.")
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, with their values as stored."""
@@ -183,6 +232,9 @@ def _as_stored(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         if value is None and kind_of(NewQRCode.model_fields[name]) == "list":
             values[name] = []
+        elif isinstance(value, BaseModel | dict):  # a design: its JSON object, unset options left out
+            dumped = value.model_dump() if isinstance(value, BaseModel) else value
+            values[name] = {key: each for key, each in dumped.items() if each is not None}
     return values
 
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
+from services.management import design as designs
 from services.management import limits
 from shared.ids import ID_PATTERN, ID_RULE, SLUG_MAX, SLUG_MIN, is_well_formed, slug_problem
 from shared.urls import MAX_URL_LENGTH, check_target_url, has_control_characters
@@ -246,8 +247,8 @@ class Shown:
 
 
 # What a field holds, as a form or a CSV cell writes it: text; a list (tags); one of a few values
-# (a redirect status); yes or no; a moment.
-Kind = Literal["text", "list", "choice", "flag", "moment"]
+# (a redirect status); yes or no; a moment; an object of its own names (a design: JSON in a cell).
+Kind = Literal["text", "list", "choice", "flag", "moment", "object"]
 
 
 def _bare(annotation: Any) -> Any:
@@ -265,6 +266,8 @@ def kind_of(info: FieldInfo) -> Kind:
     annotation = _bare(info.annotation)
     if annotation is bool:
         return "flag"
+    if object_names(info):
+        return "object"
     if get_origin(annotation) is Literal:
         return "choice"
     if get_origin(annotation) is list:
@@ -272,6 +275,14 @@ def kind_of(info: FieldInfo) -> Kind:
     if annotation is datetime:
         return "moment"
     return "text"
+
+
+def object_names(info: FieldInfo) -> tuple[str, ...]:
+    """The names an object field (a model of its own) holds; none for any other field."""
+    annotation = _bare(info.annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return tuple(annotation.model_fields)
+    return ()
 
 
 def choices_of(info: FieldInfo) -> tuple[object, ...]:
@@ -287,3 +298,70 @@ def shown(name: str, info: FieldInfo) -> Shown:
 
 # The buckets of a scan series.
 Interval = Literal["hour", "day", "week", "month"]
+
+
+# -- a code's design --------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    ModuleShape = str
+    FinderShape = str
+    GradientKind = str
+    FrameKind = str
+    FramePosition = str
+else:  # the enums in the document are the ones enforced
+    ModuleShape = Literal[designs.MODULE_SHAPES]
+    FinderShape = Literal[designs.FINDER_SHAPES]
+    GradientKind = Literal[designs.GRADIENTS]
+    FrameKind = Literal[designs.FRAMES]
+    FramePosition = Literal[designs.FRAME_POSITIONS]
+
+
+def _frame_text(value: str) -> str:
+    designs.check_frame_text(value)
+    return value
+
+
+FrameText = Annotated[
+    str,
+    matching(r"\S", "must not be blank", min_length=1, max_length=designs.MAX_FRAME_TEXT),
+    AfterValidator(printable),
+    AfterValidator(_frame_text),
+]
+
+# What each design option says, in the document, the image queries and the code's saved design alike.
+DESIGN_DESCRIPTIONS: dict[str, str] = {
+    "modules": "The data modules' shape (default square).",
+    "finder": "The three finder patterns' shape, their ring and eye (default square).",
+    "finder_fg": "The finder patterns' own colour, hex (default: as the modules); the contrast rule holds.",
+    "gradient": "The modules painted from fg into fg2: linear (top-left to bottom-right) or radial "
+    "(middle to corners); needs fg2.",
+    "fg2": "The gradient's second colour, hex; only with gradient. The contrast rule holds for it too "
+    "(a gradient's lightest point is one of its ends).",
+    "frame": "label: a border outside the quiet zone with frame_text in a band (the image grows taller; "
+    f"size is its width); needs a border of at least {designs.MIN_FRAMED_BORDER}.",
+    "frame_text": f"The frame's call to action, 1 to {designs.MAX_FRAME_TEXT} characters "
+    f"(default {designs.DEFAULT_FRAME_TEXT!r}); only with frame=label.",
+    "frame_position": "The band below (default) or above the code; only with frame=label.",
+    "frame_url": "Print the short URL under the frame's text (default false); only with frame=label.",
+}
+DESIGN_OPTIONS = tuple(DESIGN_DESCRIPTIONS)
+
+
+def design_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The option and the reason when design options given together contradict each other (an
+    option's value alone is its type's to check), else ``None``."""
+    if values.get("gradient") is not None and values.get("fg2") is None:
+        return "fg2", "a gradient needs fg2, its second colour"
+    if values.get("fg2") is not None and values.get("gradient") is None:
+        return "fg2", "is only used with gradient (linear or radial)"
+    if values.get("frame") != "label":
+        for name in ("frame_text", "frame_position", "frame_url"):
+            if values.get(name) is not None:
+                return name, "is only used with frame=label"
+    return None
+
+
+def design_from(values: Mapping[str, Any]) -> designs.Design:
+    """The :class:`~services.management.design.Design` of checked options (absent ones: defaults)."""
+    given = {name: values[name] for name in DESIGN_OPTIONS if values.get(name) is not None}
+    return designs.Design(**given)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from dataclasses import replace
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -20,17 +21,28 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services.management import limits
+from services.management.design import MIN_FRAMED_BORDER
 from services.management.errors import InvalidValue
 from services.management.rendering import ImageOptions, check_contrast
 from services.management.schemas.fields import (
     CURSOR,
+    DESIGN_DESCRIPTIONS,
+    DESIGN_OPTIONS,
     Colour,
     EccLevel,
+    FinderShape,
+    FrameKind,
+    FramePosition,
+    FrameText,
+    GradientKind,
     IdList,
     Interval,
+    ModuleShape,
     QueryBool,
     QueryNumber,
     QueryText,
+    design_from,
+    design_problem,
     matching,
 )
 
@@ -97,7 +109,51 @@ class HistoryQuery(Page):
     limit: Annotated[int, QueryNumber(1, limits.MAX_PAGE)] = limits.DEFAULT_HISTORY_PAGE
 
 
-class ImageQuery(Query):
+class DesignQuery(Query):
+    """A design's options in a query string. None given (and fg and bg as their defaults, black on
+    white): the code's saved design."""
+
+    fg: Colour = Field(
+        default=limits.DEFAULT_FG,
+        description=f"Module colour, hex; darker than bg, with a contrast of at least "
+        f"{limits.MIN_CONTRAST}:1.",
+    )
+    bg: Colour = Field(default=limits.DEFAULT_BG, description="Ground colour, hex.")
+    modules: ModuleShape | None = Field(default=None, description=DESIGN_DESCRIPTIONS["modules"])
+    finder: FinderShape | None = Field(default=None, description=DESIGN_DESCRIPTIONS["finder"])
+    finder_fg: Colour | None = Field(default=None, description=DESIGN_DESCRIPTIONS["finder_fg"])
+    gradient: GradientKind | None = Field(default=None, description=DESIGN_DESCRIPTIONS["gradient"])
+    fg2: Colour | None = Field(default=None, description=DESIGN_DESCRIPTIONS["fg2"])
+    frame: FrameKind | None = Field(default=None, description=DESIGN_DESCRIPTIONS["frame"])
+    frame_text: FrameText | None = Field(default=None, description=DESIGN_DESCRIPTIONS["frame_text"])
+    frame_position: FramePosition | None = Field(
+        default=None, description=DESIGN_DESCRIPTIONS["frame_position"]
+    )
+    frame_url: QueryBool | None = Field(default=None, description=DESIGN_DESCRIPTIONS["frame_url"])
+
+    def designed(self, options: ImageOptions) -> ImageOptions:
+        """``options`` with the design these parameters name (checked: :class:`InvalidValue`), or
+        marked to take the code's saved design when they name none."""
+        # The defaults' colours name no design: a form that always sends its colour fields (the
+        # console's image options) still shows the code's saved design until they are changed.
+        defaults = {"fg": limits.DEFAULT_FG, "bg": limits.DEFAULT_BG}
+        colours = {name for name, default in defaults.items() if getattr(self, name) != default}
+        if not colours and not self.model_fields_set & set(DESIGN_OPTIONS):
+            return replace(options, saved_design=True)
+        values = self.model_dump()
+        problem = design_problem(values)
+        if problem is not None:
+            raise InvalidValue(*problem)
+        design = design_from(values)
+        check_contrast(self.fg, self.bg, design)
+        if design.frame != "none" and options.border < MIN_FRAMED_BORDER:
+            raise InvalidValue(
+                "border", f"a frame sits outside the quiet zone, which must be at least {MIN_FRAMED_BORDER}"
+            )
+        return replace(options, fg=self.fg, bg=self.bg, design=design)
+
+
+class ImageQuery(DesignQuery):
     """Options of both image formats."""
 
     size: Annotated[int, QueryNumber(limits.MIN_SIZE, limits.MAX_SIZE)] = Field(
@@ -108,12 +164,6 @@ class ImageQuery(Query):
         default=limits.DEFAULT_BORDER, description="Quiet-zone modules (keep 4 for print)."
     )
     ecc: EccLevel = Field(default=limits.DEFAULT_ECC, description="Error correction; always H with a logo.")
-    fg: Colour = Field(
-        default=limits.DEFAULT_FG,
-        description=f"Module colour, hex; darker than bg, with a contrast of at least "
-        f"{limits.MIN_CONTRAST}:1.",
-    )
-    bg: Colour = Field(default=limits.DEFAULT_BG, description="Ground colour, hex.")
     dpi: Annotated[int, QueryNumber(limits.MIN_DPI, limits.MAX_DPI)] | None = Field(
         default=None,
         description=f"Recorded in the PNG; with size_mm, the pixels per inch ({limits.DEFAULT_PRINT_DPI}).",
@@ -138,15 +188,8 @@ class ImageQuery(Query):
                     f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {limits.MIN_SIZE} to "
                     f"{limits.MAX_SIZE} px ({advice})",
                 )
-        check_contrast(self.fg, self.bg)
-        return ImageOptions(
-            size=size,
-            border=self.border,
-            ecc=self.ecc.upper(),
-            fg=self.fg,
-            bg=self.bg,
-            dpi=dpi,
-            size_mm=size_mm,
+        return self.designed(
+            ImageOptions(size=size, border=self.border, ecc=self.ecc.upper(), dpi=dpi, size_mm=size_mm)
         )
 
 
@@ -185,7 +228,7 @@ class ZipSvgQuery(CodeFilters, SvgQuery):
     format: Literal["png", "svg"] = "svg"
 
 
-class PdfQuery(CodeFilters):
+class PdfQuery(CodeFilters, DesignQuery):
     """GET /api/v1/qr/export.pdf: which codes, and the label sheets' layout."""
 
     paper: Literal["a4", "letter"] = "a4"
@@ -202,6 +245,10 @@ class PdfQuery(CodeFilters):
         default=limits.DEFAULT_BORDER, description="Quiet-zone modules."
     )
     ecc: EccLevel = Field(default=limits.DEFAULT_ECC, description="Error correction; always H with a logo.")
+
+    def options(self) -> ImageOptions:
+        """The labels' drawing options: the design named here, else each code's saved design."""
+        return self.designed(ImageOptions(size=limits.DEFAULT_SIZE, border=self.border, ecc=self.ecc.upper()))
 
 
 def _zone(name: str) -> str:

@@ -11,7 +11,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from services.management import archives, codes, exports, labels, limits, selections
+from services.management import archives, codes, exports, labels, selections
 from services.management.auth.identity import Identity
 from services.management.codes import Filters
 from services.management.logos import Logo
@@ -63,9 +63,7 @@ class ExportService:
         what does not fit), at most ``max_codes`` of them (as :meth:`images_zip`)."""
         filters = scoped(filters, identity)
         layout = labels.sheet(query.paper, query.size_mm, query.columns, query.rows)
-        options = ImageOptions(
-            size=limits.DEFAULT_SIZE, border=query.border, ecc=query.ecc.upper(), fg="#000000", bg="#ffffff"
-        )
+        options = query.options()
         count = await self._count(filters)
         return self._sheets(filters, layout, options, selections.Progress("pdf", count))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import anyio.to_thread
+from sqlalchemy import select
 
 from services.management import audit, codes, contents, history
 from services.management.auth.identity import Identity
@@ -14,6 +15,7 @@ from services.management.errors import InvalidValue, LogoNotFound
 from services.management.images import ImageRequest, Images
 from services.management.logos import Logo, normalise_logo
 from services.management.metrics import ManagementMetrics
+from services.management.models import qr_codes
 from services.management.rendering import Format, ImageOptions, RenderRefused
 from services.management.schemas import QRCode
 from services.management.service.database import Database
@@ -35,6 +37,9 @@ class ImageService:
         async with self.database.connect() as conn:
             await check_scope(conn, code_id, identity.tags)
             short_url, logo_sha256 = await codes.image_source(conn, code_id)
+            if options.saved_design:  # no design asked for: the code's own
+                saved = await conn.scalar(select(qr_codes.c.design).where(qr_codes.c.id == code_id))
+                options = options.for_code(saved)
         options = options.for_logo(logo_sha256 is not None)
         contents.check_capacity(short_url, options.ecc)  # a static code's payload may not fit at H
         return ImageRequest(short_url, image_format, options, logo_sha256)

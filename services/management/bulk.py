@@ -11,8 +11,8 @@ valid rows are created and the others reported. The rows go in with ``COPY`` (se
 
 A CSV has a header of the fields a code is created with (:class:`NewQRCode`'s: ``target_url``
 required, the others optional, in any order); a list (``tags``) is separated by ``|``; a yes-or-no
-field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; an empty cell means the
-field's default. UTF-8, with or without a BOM; Windows or
+field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; ``rules`` and ``split`` take
+their JSON; an empty cell means the field's default. UTF-8, with or without a BOM; Windows or
 Unix line endings; quoted cells may hold commas and line breaks. An empty line is skipped (it still
 counts as a row, as a spreadsheet shows it).
 
@@ -28,6 +28,7 @@ import csv
 import functools
 import hashlib
 import io
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -197,14 +198,25 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
     for column, cell in zip(columns, record, strict=False):
         if cell == "":
             continue  # the field's default
-        row[column] = _cell(column, cell)
+        value = _cell(column, cell)
+        if value is _NOT_JSON:
+            return RowError(number, column, "must be JSON, such as [] or [{...}]")
+        row[column] = value
     return row
+
+
+_NOT_JSON = object()  # a JSON cell that does not parse
 
 
 def _cell(column: str, cell: str) -> Any:
     """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
+    if kind == "json":  # rules, split: the cell is their JSON
+        try:
+            return json.loads(cell)
+        except (ValueError, RecursionError):
+            return _NOT_JSON
     if kind == "list":
         return [item.strip() for item in cell.split("|") if item.strip()]
     if column in _NUMBERS:

@@ -88,6 +88,9 @@ qr_codes = Table(
     Column("forward_query", Boolean, nullable=False, server_default=false()),
     # The logo in the middle of its images, if any.
     Column("logo_sha256", String(64), ForeignKey("logos.sha256")),
+    # Redirect rules (shared/rules.py): an ordered list, and a split of variants (null: none).
+    Column("rules", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("split", JSONB),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint(f"redirect_status IN {REDIRECT_STATUSES}", name="redirect_status"),
     CheckConstraint("char_length(target_url) <= 2048", name="target_url_length"),
@@ -149,6 +152,8 @@ scans = Table(
     # Written by the version before 0007 (which a rolling upgrade may still run): the agent as text.
     Column("user_agent", Text),
     Column("bot_reason", Text),
+    # Which of the code's redirect rules served it: "rule 2", "variant a", "default" (null: no rules).
+    Column("rule", Text),
     Index(None, "code_id", "scanned_at"),
     postgresql_partition_by="RANGE (scanned_at)",
 )
@@ -206,7 +211,7 @@ scan_day_visitors = Table(
     Column("day", Date, primary_key=True),
     Column("visitor_hash", LargeBinary, primary_key=True),
 )
-TALLY_DIMENSIONS = ("country", "referrer", "agent", "bot_reason")
+TALLY_DIMENSIONS = ("country", "referrer", "agent", "bot_reason", "rule")
 # Per UTC day and value: countries, referrer hosts and user agents (by id) of people; bots' reasons.
 scan_tallies = Table(
     "scan_tallies",

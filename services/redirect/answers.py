@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from services.redirect.rules import Routing
+
 
 @dataclass(frozen=True, slots=True)
 class CodeAnswer:
@@ -20,6 +22,7 @@ class CodeAnswer:
     fallback: bytes | None = None
     forward_query: bool = False
     code_id: str = ""  # the id as stored (a scan of /r/menu is a scan of the code Menu)
+    rules: Routing | None = None  # its redirect rules, compiled (None: none, the location for every scan)
 
     def is_live(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)

@@ -49,6 +49,8 @@ def _code_form() -> tuple[FormField, ...]:
     fields = []
     for name, info in NewQRCode.model_fields.items():
         kind, look = kind_of(info), shown(name, info)
+        if kind == "json":
+            continue  # redirect rules: an editor of their own (console/rules.py)
         default = None if info.is_required() else info.default
         fields.append(
             FormField(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.management import limits
 from services.management.schemas.fields import SHA256, Interval, RedirectStatus
+from services.management.schemas.rules import Rules, Split
 from shared.ids import ID_PATTERN
 
 
@@ -31,6 +32,8 @@ class QRCode(Answer):
     expires_at: datetime | None
     fallback_url: str | None
     forward_query: bool
+    rules: Rules
+    split: Split | None
     logo_sha256: str | None = Field(
         pattern=SHA256,
         description="The logo in the middle of the code's images (PUT .../logo), by its digest.",
@@ -38,6 +41,11 @@ class QRCode(Answer):
     created_at: datetime
     updated_at: datetime
     scan_count: int = Field(ge=0, description="Every recorded scan, people and bots; fresh within seconds.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the write was accepted despite (a country rule without GEOIP_DATABASE); "
+        "empty but in the answer to a create or change.",
+    )
 
 
 class RowProblem(Answer):

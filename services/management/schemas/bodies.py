@@ -19,6 +19,7 @@ from services.management.schemas.fields import (
     Title,
     kind_of,
 )
+from services.management.schemas.rules import Rules, Split
 
 
 class RequestBody(BaseModel):
@@ -83,6 +84,8 @@ class NewQRCode(RequestBody):
     forward_query: Annotated[bool, Shown("Forward the scan's query string to the destination")] = Field(
         default=False, description="Append the scan's query string to the target."
     )
+    rules: Rules = Field(default_factory=list)
+    split: Split | None = Field(default=None, description="null: no split.")
 
     def writable(self) -> dict[str, Any]:
         """The values of the writable fields, as stored (no tags: an empty list)."""
@@ -104,10 +107,12 @@ class QRCodeChanges(RequestBody):
     expires_at: Timestamp | None = None
     fallback_url: Destination | None = None
     forward_query: bool = _NOT_SENT
+    rules: Rules = Field(default=_NOT_SENT, description="[] removes every rule.")
+    split: Split | None = Field(default=None, description="null removes the split.")
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, with their values as stored."""
-        return _as_stored({name: getattr(self, name) for name in self.model_fields_set})
+        return _as_stored(self.model_dump(include=self.model_fields_set))
 
 
 def _as_stored(values: dict[str, Any]) -> dict[str, Any]:

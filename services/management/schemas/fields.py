@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, ValidationInfo
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
@@ -235,8 +235,8 @@ class Shown:
 
 
 # What a field holds, as a form or a CSV cell writes it: text; a list (tags); one of a few values
-# (a redirect status); yes or no; a moment.
-Kind = Literal["text", "list", "choice", "flag", "moment"]
+# (a redirect status); yes or no; a moment; JSON (a list of objects: redirect rules, a split).
+Kind = Literal["text", "list", "choice", "flag", "moment", "json"]
 
 
 def _bare(annotation: Any) -> Any:
@@ -257,7 +257,8 @@ def kind_of(info: FieldInfo) -> Kind:
     if get_origin(annotation) is Literal:
         return "choice"
     if get_origin(annotation) is list:
-        return "list"
+        item = _bare(get_args(annotation)[0])
+        return "json" if isinstance(item, type) and issubclass(item, BaseModel) else "list"
     if annotation is datetime:
         return "moment"
     return "text"

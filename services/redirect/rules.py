@@ -1,0 +1,144 @@
+"""Redirect rules on the hot path: a code's rules compiled when it is loaded into the cache, and
+the destination they give each scan.
+
+The evaluator is :mod:`shared.rules` (the management service's ``rules/try`` runs the same one);
+this module compiles a code's stored JSON into :class:`Routing` (the rule set and each target's
+``Location`` bytes, made once) and reads of a scan only what its rules ask for: the device from the
+user agent (memoised per agent), the best language of ``Accept-Language`` (memoised per header),
+the country of the client's address from the scan writer's GeoIP file (memoised per address, as
+the writer's own look-up is), the query string, the clock. A split needs the visitor's daily key
+(services/redirect/visitors.py): asked of the scan writer, which holds today's key. A code without
+rules has no :class:`Routing`, and the redirect asks nothing of this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from shared.rules import (
+    DEFAULT,
+    RuleSet,
+    Scan,
+    best_language,
+    compile_rules,
+    device_of,
+    rule_label,
+    variant_label,
+)
+from shared.urls import location_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """A code's compiled rules, with the ``Location`` of each rule's and variant's target."""
+
+    rules: RuleSet
+    rule_locations: tuple[bytes, ...]
+    rule_labels: tuple[str, ...]
+    variant_locations: tuple[bytes, ...]
+    variant_labels: tuple[str, ...]
+
+
+def compile_routing(code_id: str, rules: Any, split: Any) -> Routing | None:
+    """The code's rules as stored, compiled (``None``: none). A rule set written around the API that
+    cannot be compiled, or that sends anywhere but to an http(s) URL, is logged and left out: the
+    code then answers its own target, as before it had rules."""
+    try:
+        compiled = compile_rules(rules or None, split or None)
+        if compiled is None:
+            return None
+        targets = [rule.target_url for rule in compiled.rules] + list(compiled.variants)
+        if not all(target[:8].lower().startswith(("http://", "https://")) for target in targets):
+            raise ValueError("a target is not an http(s) URL")
+        return Routing(
+            compiled,
+            tuple(location_bytes(rule.target_url) for rule in compiled.rules),
+            tuple(rule_label(index) for index in range(len(compiled.rules))),
+            tuple(location_bytes(target) for target in compiled.variants),
+            tuple(variant_label(index) for index in range(len(compiled.variants))),
+        )
+    except (ValueError, KeyError, TypeError, LookupError) as exc:
+        log.error(
+            "stored redirect rules cannot be read: ignoring them",
+            extra={"code_id": code_id, "error": str(exc)},
+        )
+        return None
+
+
+class Clients(Protocol):
+    """What the router asks of the scan writer about a client (services/redirect/scans.py)."""
+
+    def country(self, peer: str | None, forwarded: bytes | None) -> str | None: ...
+
+    async def visitor(
+        self, peer: str | None, forwarded: bytes | None, user_agent: bytes | None, moment: float
+    ) -> bytes: ...
+
+
+@functools.lru_cache(maxsize=4096)
+def _device(user_agent: bytes | None) -> str:
+    return device_of(None if user_agent is None else user_agent.decode("latin-1"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _language(header: bytes) -> str | None:
+    return best_language(header.decode("latin-1"))
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_query(query_string: bytes) -> Mapping[str, Sequence[str]]:
+    """A scan's query string as names and their values (read only, shared between scans)."""
+    if not query_string:
+        return {}
+    return parse_qs(query_string[:2048].decode("latin-1"), keep_blank_values=True, max_num_fields=50)
+
+
+class Router:
+    """Where a code with rules sends one scan, and what served it (``rule N``, ``variant x``,
+    ``default``)."""
+
+    def __init__(self, clients: Clients, clock: Callable[[], float]) -> None:
+        self._clients = clients
+        self._clock = clock
+
+    async def route(
+        self,
+        routing: Routing,
+        code_id: str,
+        own_location: bytes,
+        scope: Mapping[str, Any],
+        user_agent: bytes | None,
+        forwarded: bytes | None,
+    ) -> tuple[bytes, str]:
+        rules = routing.rules
+        client = scope.get("client")
+        peer = client[0] if client else None
+        moment = self._clock()
+        language = None
+        if rules.needs_language:
+            for name, value in scope["headers"]:
+                if name == b"accept-language":
+                    language = _language(value)
+                    break
+        scan = Scan(
+            moment,
+            _device(user_agent) if rules.needs_device else "other",
+            language,
+            self._clients.country(peer, forwarded) if rules.needs_country else None,
+            parse_query(scope["query_string"]) if rules.needs_query else {},
+        )
+        index = rules.first_rule(scan)
+        if index is not None:
+            return routing.rule_locations[index], routing.rule_labels[index]
+        if rules.variants:
+            visitor = await self._clients.visitor(peer, forwarded, user_agent, moment)
+            chosen = rules.variant(code_id, visitor)
+            return routing.variant_locations[chosen], routing.variant_labels[chosen]
+        return own_location, DEFAULT

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, func, literal_column, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management.errors import CodeNotFound, InvalidValue, SlugTaken, TryAgain
@@ -140,6 +140,8 @@ async def create_code(
 
 
 COPY_COLUMNS = ("id", "short_url", *WRITABLE, "created_at", "updated_at")
+# Copied as their text (redirect rules): COPY has no JSON codec.
+_JSON_COLUMNS = frozenset(column.name for column in qr_codes.c if isinstance(column.type, JSONB))
 TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
 
 
@@ -217,7 +219,12 @@ async def create_codes(
             "created_at": moment,
             "updated_at": moment,
         }
-        records.append(tuple(row[column] for column in COPY_COLUMNS))
+        records.append(
+            tuple(
+                json.dumps(row[column]) if column in _JSON_COLUMNS and row[column] is not None else row[column]
+                for column in COPY_COLUMNS
+            )
+        )
         history.append(created(values))
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))
     raw = (await conn.get_raw_connection()).driver_connection

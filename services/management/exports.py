@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, date, datetime, time
@@ -62,6 +63,8 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):  # tags, as the bulk upload takes them
+        if value and not isinstance(value[0], str):  # rules, a split: their JSON, as the upload takes it
+            return cell(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
         return cell("|".join(value)) if value else ""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -153,7 +153,8 @@ Split = Annotated[
     Field(
         min_length=2,
         max_length=MAX_VARIANTS,
-        description=f"When no rule holds: a variant by weight, sticky per visitor and day; at most {MAX_VARIANTS}.",
+        description="If no rule holds: a variant by weight, sticky per visitor and day; "
+        f"at most {MAX_VARIANTS}.",
     ),
     PlainSerializer(_stored),
 ]

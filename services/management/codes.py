@@ -221,7 +221,9 @@ async def create_codes(
         }
         records.append(
             tuple(
-                json.dumps(row[column]) if column in _JSON_COLUMNS and row[column] is not None else row[column]
+                json.dumps(row[column])
+                if column in _JSON_COLUMNS and row[column] is not None
+                else row[column]
                 for column in COPY_COLUMNS
             )
         )

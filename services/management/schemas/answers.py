@@ -147,6 +147,15 @@ class TopLists(Answer):
     os: list[TopEntry]
     browsers: list[TopEntry]
     bot_reasons: list[TopEntry]
+    rules: list[TopEntry] = Field(
+        description='What sent the code\'s scans, bots too, each listed: "rule N" (from 1), "variant x" '
+        '(a, b, ... of the split), "default" (neither); empty for a code without rules, and for every code.'
+    )
+
+
+class RuleSeries(Answer):
+    value: str = Field(description='"rule N", "variant x" or "default", as in top.rules.')
+    counts: list[int] = Field(description="Scans per bucket of the series, in its order.")
 
 
 class TagTotals(Answer):
@@ -184,6 +193,11 @@ class ScanReport(Answer):
     )
     by_tag: list[TagTotals] | None = Field(
         default=None, description="Every code together only: totals per tag."
+    )
+    by_rule: list[RuleSeries] | None = Field(
+        default=None,
+        description="With by=rule, one code only: the scans each of its redirect rules sent, per bucket "
+        "(from raw scans: none before raw_since).",
     )
 
 

@@ -57,10 +57,12 @@ _NUMBERS = {
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 MAX_ERRORS = MAX_ROW_ERRORS
 _FIELDS = frozenset(NewQRCode.model_fields)
-# The values of a JSON body of MAX_ROWS rows, each with every field, all its tags and one unknown
-# name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``: a list object for
-# every three bytes), so a body with more values is refused before it is parsed.
-MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS) + 1
+# The values of a JSON body of MAX_ROWS rows, each with every field but its redirect rules, all its
+# tags and one unknown name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``:
+# a list object for every three bytes), so a body with more values is refused before it is parsed.
+# Rules bring values of their own (a dozen for a short rule): a body of many codes with rules may
+# need to be sent in parts.
+MAX_VALUES = MAX_ROWS * (1 + sum(kind != "json" for kind in _KINDS.values()) + 1 + limits.MAX_TAGS) + 1
 # Text up to and including one comma or opening bracket outside strings. Every part is atomic or
 # possessive, so that no match backtracks; a lone quote (the JSON is broken: json.loads says so
 # later) counts as any other character.

@@ -39,7 +39,8 @@ async def console(settings: ManagementSettings) -> AsyncIterator[httpx.AsyncClie
 async def test_rules_are_edited_and_tried_on_the_codes_page(console: httpx.AsyncClient) -> None:
     code = await make_code(console, title="Menu")
     page = await console.get(f"/console/codes/{code}")
-    assert page.status_code == 200 and 'id="rules-heading"' in page.text
+    assert page.status_code == 200
+    assert 'id="rules-heading"' in page.text
     saved = await post_form(
         console, f"/console/codes/{code}/rules", {"rules": json.dumps(RULES), "split": json.dumps(SPLIT)}
     )
@@ -60,7 +61,8 @@ async def test_rules_are_edited_and_tried_on_the_codes_page(console: httpx.Async
     assert "<code>rules[0].if.country</code>" in refused.text
     assert "&#34;FRA&#34;" in refused.text  # shown again as typed, escaped
     broken = await post_form(console, f"/console/codes/{code}/rules", {"rules": "[{", "split": ""})
-    assert broken.status_code == 422 and "must be JSON" in broken.text
+    assert broken.status_code == 422
+    assert "must be JSON" in broken.text
     assert (await console.get(f"/api/v1/qr/{code}")).json()["rules"] == RULES  # nothing half-written
 
     warned = await post_form(
@@ -71,7 +73,8 @@ async def test_rules_are_edited_and_tried_on_the_codes_page(console: httpx.Async
             "split": "",
         },
     )
-    assert warned.status_code == 200 and "no GEOIP_DATABASE" in warned.text
+    assert warned.status_code == 200
+    assert "no GEOIP_DATABASE" in warned.text
     assert (await console.get(f"/api/v1/qr/{code}")).json()["split"] is None
 
     await post_form(console, f"/console/codes/{code}/rules", {"rules": json.dumps(RULES), "split": ""})
@@ -80,13 +83,15 @@ async def test_rules_are_edited_and_tried_on_the_codes_page(console: httpx.Async
         params={"agent": "desktop", "moment": "2026-12-05T11:00", "tz": "Europe/Paris", "language": "fr-BE"},
     )
     assert tried.status_code == 200
-    assert "<strong>rule 2</strong>" in tried.text and "https://example.org/brunch" in tried.text
+    assert "<strong>rule 2</strong>" in tried.text
+    assert "https://example.org/brunch" in tried.text
     iphone = await console.get(f"/console/codes/{code}/rules/try", params={"agent": "iphone"})
     assert "<strong>rule 1</strong>" in iphone.text
     nonsense = await console.get(
         f"/console/codes/{code}/rules/try", params={"moment": "soon", "tz": "Nowhere"}
     )
-    assert nonsense.status_code == 200 and "must be a date and time" in nonsense.text
+    assert nonsense.status_code == 200
+    assert "must be a date and time" in nonsense.text
 
 
 async def test_the_scans_page_shows_each_rules_share(console: httpx.AsyncClient, database_url: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -54,7 +54,7 @@ async def test_rules_are_kept_answered_and_recorded_in_the_history(client: httpx
     response = await create(client, target_url="https://example.org/", slug="menu", rules=RULES, split=SPLIT)
     assert response.status_code == 201, response.text
     code = response.json()
-    assert code["rules"] == RULES and code["split"] == SPLIT
+    assert (code["rules"], code["split"]) == (RULES, SPLIT)
     assert code["warnings"] == [COUNTRY_WITHOUT_GEOIP]  # no GEOIP_DATABASE here
     assert (await client.get("/api/v1/qr/menu")).json()["rules"] == RULES
     changed = await client.patch("/api/v1/qr/menu", json={"rules": RULES[:2], "split": None})

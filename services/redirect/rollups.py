@@ -7,7 +7,8 @@ does the rest in one statement: it unfolds the groups into the raw rows of ``sca
 batch to each rollup with one upsert grouped by its key: the running totals per code
 (``scan_counts``), quarter hours (``scan_quarters``), UTC days with their unique visitors
 (``scan_days``, each visitor hash counted once per code and day through ``scan_day_visitors``), UTC
-months (``scan_months``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per
+months (``scan_months``), and the top lists' tallies (``scan_tallies``, which redirect rule served
+them among them: a code's own, never summed over every code). Each rollup is kept per
 code and, under the code id '', for every code together (a grouping set). The totals per tag the
 codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` as committed
 when the batch holds the SCAN_WRITE lock, which a change of a code's tags takes too, in its trigger:

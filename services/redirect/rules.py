@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from shared.rules import (
     DEFAULT,
+    NO_QUERY,
     RuleSet,
     Scan,
     best_language,
@@ -92,12 +93,25 @@ def _language(header: bytes) -> str | None:
     return best_language(header.decode("latin-1"))
 
 
+# What is read of a header or query string for the rules, and the memos' keys: cut, so that the
+# memos stay small whatever a scan sends (the substrings the rules look for come early).
+MAX_READ = 512
+MAX_QUERY_READ = 2048
+MAX_QUERY_FIELDS = 50
+
+
 @functools.lru_cache(maxsize=1024)
 def parse_query(query_string: bytes) -> Mapping[str, Sequence[str]]:
-    """A scan's query string as names and their values (read only, shared between scans)."""
+    """A scan's query string (cut to MAX_QUERY_READ bytes) as names and their values, read only and
+    shared between scans; one with more than MAX_QUERY_FIELDS fields is read as none."""
     if not query_string:
-        return {}
-    return parse_qs(query_string[:2048].decode("latin-1"), keep_blank_values=True, max_num_fields=50)
+        return NO_QUERY
+    try:
+        return parse_qs(
+            query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS
+        )
+    except ValueError:
+        return NO_QUERY
 
 
 class Router:
@@ -125,14 +139,14 @@ class Router:
         if rules.needs_language:
             for name, value in scope["headers"]:
                 if name == b"accept-language":
-                    language = _language(value)
+                    language = _language(value[:MAX_READ])
                     break
         scan = Scan(
             moment,
-            _device(user_agent) if rules.needs_device else "other",
+            _device(None if user_agent is None else user_agent[:MAX_READ]) if rules.needs_device else "other",
             language,
             self._clients.country(peer, forwarded) if rules.needs_country else None,
-            parse_query(scope["query_string"]) if rules.needs_query else {},
+            parse_query(scope["query_string"][:MAX_QUERY_READ]) if rules.needs_query else NO_QUERY,
         )
         index = rules.first_rule(scan)
         if index is not None:

@@ -134,6 +134,30 @@ async def test_rules_send_each_scan_with_a_temporary_status_and_record_what_serv
     ]
 
 
+async def test_hostile_headers_and_query_strings_get_an_answer(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    rules = [
+        {"if": {"query": {"src": "poster"}}, "target_url": "https://example.org/poster"},
+        {"if": {"language": ["de"]}, "target_url": "https://example.de/"},
+        {"if": {"device": ["android"]}, "target_url": "https://play.google.com/"},
+    ]
+    await insert_code(db, "hostile1", rules)
+    cases = [
+        ("?" + "&".join(f"p{n}=x" for n in range(200)) + "&src=poster", {}, "https://example.org/own"),
+        ("?src=poster&" + "x" * 10_000, {}, "https://example.org/poster"),
+        ("?src=%ZZ%00poster", {}, "https://example.org/own"),
+        ("", {"accept-language": "de;q=" + "9" * 5000}, "https://example.org/own"),
+        ("", {"accept-language": ",".join(["xx"] * 3000) + ",de"}, "https://example.org/own"),
+        ("", {"accept-language": b"\xff\xfe;q=1"}, "https://example.org/own"),
+        ("", {"user-agent": "x" * 8000 + "Android"}, "https://example.org/own"),  # past what is read
+        ("", {"user-agent": "Android " + "x" * 8000}, "https://play.google.com/"),
+    ]
+    for query, headers, location in cases:
+        response = await client.get(f"/r/hostile1{query}", headers=headers)
+        assert (response.status_code, response.headers["location"]) == (302, location), (query[:40], headers)
+
+
 async def test_rules_written_around_the_api_that_cannot_be_read_are_ignored(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:

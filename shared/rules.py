@@ -142,11 +142,9 @@ class RuleSet:
 
     def first_rule(self, scan: Scan) -> int | None:
         """The index of the first rule that holds for ``scan`` (``None``: none does)."""
-        index = 0
-        for holds in self.tests:
+        for index, holds in enumerate(self.tests):
             if holds(scan):
                 return index
-            index += 1
         return None
 
     def variant(self, code_id: str, visitor: bytes) -> int:

@@ -167,9 +167,10 @@ class RedirectEndpoint:
             outcome = "fallback"
         served = None  # which redirect rule sent the scan: a code without rules has none
         if target.rules is not None and location is target.location:
-            location, served = await self._router.route(
-                target.rules, target.code_id, location, scope, user_agent, forwarded
-            )
+            routed = self._router.route(target.rules, location, scope, user_agent, forwarded)
+            if routed is None:  # no rule holds: the split decides, by the visitor's daily key
+                routed = await self._router.split(target.rules, target.code_id, scope, user_agent, forwarded)
+            location, served = routed
             status = _TEMPORARY_STATUS[status]  # another scanner may be sent elsewhere
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])

@@ -122,37 +122,54 @@ class Router:
         self._clients = clients
         self._clock = clock
 
-    async def route(
+    def route(
         self,
         routing: Routing,
-        code_id: str,
         own_location: bytes,
         scope: Mapping[str, Any],
         user_agent: bytes | None,
         forwarded: bytes | None,
-    ) -> tuple[bytes, str]:
+    ) -> tuple[bytes, str] | None:
+        """The rule that sends the scan, or the code's own location (``default``); ``None`` when no
+        rule holds and a split decides (:meth:`split`: the visitor's key may need the database).
+        Not a coroutine: most scans of a code with rules need no await."""
         rules = routing.rules
-        client = scope.get("client")
-        peer = client[0] if client else None
-        moment = self._clock()
         language = None
         if rules.needs_language:
             for name, value in scope["headers"]:
                 if name == b"accept-language":
                     language = _language(value[:MAX_READ])
                     break
+        country = None
+        if rules.needs_country:
+            client = scope.get("client")
+            country = self._clients.country(client[0] if client else None, forwarded)
         scan = Scan(
-            moment,
+            self._clock(),
             _device(None if user_agent is None else user_agent[:MAX_READ]) if rules.needs_device else "other",
             language,
-            self._clients.country(peer, forwarded) if rules.needs_country else None,
+            country,
             parse_query(scope["query_string"][:MAX_QUERY_READ]) if rules.needs_query else NO_QUERY,
         )
         index = rules.first_rule(scan)
         if index is not None:
             return routing.rule_locations[index], routing.rule_labels[index]
         if rules.variants:
-            visitor = await self._clients.visitor(peer, forwarded, user_agent, moment)
-            chosen = rules.variant(code_id, visitor)
-            return routing.variant_locations[chosen], routing.variant_labels[chosen]
+            return None
         return own_location, DEFAULT
+
+    async def split(
+        self,
+        routing: Routing,
+        code_id: str,
+        scope: Mapping[str, Any],
+        user_agent: bytes | None,
+        forwarded: bytes | None,
+    ) -> tuple[bytes, str]:
+        """The split's variant for the scan's visitor (the same all day)."""
+        client = scope.get("client")
+        visitor = await self._clients.visitor(
+            client[0] if client else None, forwarded, user_agent, self._clock()
+        )
+        chosen = routing.rules.variant(code_id, visitor)
+        return routing.variant_locations[chosen], routing.variant_labels[chosen]

@@ -248,6 +248,8 @@ class ScanRecorder:
     def country(self, peer: str | None, forwarded: bytes | None) -> str | None:
         """The country of the client behind trusted proxies (``None`` without a GeoIP file), looked
         up as the writer looks it up, and remembered for the writer."""
+        if self._geoip is None:
+            return None
         if forwarded is not None and len(forwarded) > MAX_FORWARDED_FOR:
             forwarded = last_hops(forwarded)
         return (self._clients.get((peer, forwarded)) or self._client(peer, forwarded)).country

@@ -49,6 +49,7 @@ from services.management.errors import CodeNotFound, InvalidValue
 from services.management.schemas import (
     Bucket,
     Interval,
+    RuleSeries,
     ScanQuery,
     ScanReport,
     TagTotals,
@@ -244,7 +245,14 @@ SELECT kind, value, count FROM (
     FROM entries
     GROUP BY kind, value
 ) AS ranked
-WHERE rank <= :top
+WHERE rank <= :top OR kind = 'rule'
+"""
+# A code's scans per bucket and redirect rule, from raw scans (by=rule).
+RULE_SERIES = """
+SELECT width_bucket(scanned_at, CAST(:bounds AS timestamptz[])) AS bucket, rule, count(*) AS n
+FROM scans
+WHERE code_id = :code AND scanned_at >= :start AND scanned_at < :end AND rule IS NOT NULL
+GROUP BY 1, 2
 """
 # The agents of the range not parsed yet, the most scanned first (MATERIALIZED: only agent ids
 # reach the cast).
@@ -452,6 +460,15 @@ async def report(
                 {**_by_tag_parameters(first, last), "codes": some},
             )
         ]
+    by_rule = None
+    if query.by == "rule" and code_id is not None:
+        series: dict[str, list[int]] = {}
+        for bucket, rule, n in await conn.execute(
+            text(RULE_SERIES), {"code": code, "bounds": bounds, "start": bounds[0], "end": bounds[-1]}
+        ):
+            if 1 <= bucket <= len(instants):
+                series.setdefault(rule, [0] * len(instants))[bucket - 1] += n
+        by_rule = [RuleSeries(value=value, counts=counts) for value, counts in sorted(series.items())]
     return ScanReport(
         code_id=code_id,
         total=sum(totals),
@@ -471,6 +488,7 @@ async def report(
         top=await _top_lists(conn, code, first, last, countries=countries, some=some),
         raw_since=raw_since,
         by_tag=by_tag,
+        by_rule=by_rule,
     )
 
 
@@ -545,6 +563,7 @@ async def _top_lists(
         os=lists.get("os", []),
         browsers=lists.get("browsers", []),
         bot_reasons=lists.get("bot_reason", []),
+        rules=lists.get("rule", []),
     )
 
 

@@ -12,8 +12,8 @@ valid rows are created and the others reported. The rows go in with ``COPY`` (se
 A CSV has a header of the fields a code is created with (:class:`NewQRCode`'s: ``target_url``
 required, the others optional, in any order; a ``kind`` column with a ``content`` column of JSON
 objects makes codes of other kinds); a list (``tags``) is separated by ``|``; a yes-or-no
-field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; an empty cell means the
-field's default. UTF-8, with or without a BOM; Windows or
+field (``enabled``, ``forward_query``) takes true/false, yes/no or 1/0; ``rules``, ``split`` and
+``design`` take their JSON; an empty cell means the field's default. UTF-8, with or without a BOM; Windows or
 Unix line endings; quoted cells may hold commas and line breaks. An empty line is skipped (it still
 counts as a row, as a spreadsheet shows it).
 
@@ -25,7 +25,6 @@ waits on the unique index until the first commits, then reads its answer).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import hashlib
@@ -66,12 +65,15 @@ _KEPT = _FIELDS | contents.FIELD_NAMES
 _CONTENT_VALUES = (
     1 + max(len(model.model_fields) for model in contents.MODELS.values()) + 2 * contents.MAX_ITEMS
 )
-# The values of a JSON body of MAX_ROWS rows, each with every field, all its tags and one unknown
-# name. Parsed JSON takes up to 25 times the bytes of its text (``[[],[],...]``: a list object for
-# every three bytes), so a body with more values is refused before it is parsed.
 # An object field (a design) holds a value per name of its own.
 _NESTED = sum(len(object_names(info)) for info in NewQRCode.model_fields.values())
-MAX_VALUES = MAX_ROWS * (1 + len(_FIELDS) + 1 + limits.MAX_TAGS + _CONTENT_VALUES + _NESTED) + 1
+# The values of a JSON body of MAX_ROWS rows, each with every field but its redirect rules, all its
+# tags, the largest content, every design option and one unknown name. Parsed JSON takes up to 25
+# times the bytes of its text (``[[],[],...]``: a list object for every three bytes), so a body with
+# more values is refused before it is parsed. Rules bring values of their own (a dozen for a short
+# rule): a body of many codes with rules may need to be sent in parts.
+_SIMPLE = sum(kind != "json" for kind in _KINDS.values())
+MAX_VALUES = MAX_ROWS * (1 + _SIMPLE + 1 + limits.MAX_TAGS + _CONTENT_VALUES + _NESTED) + 1
 # Text up to and including one comma or opening bracket outside strings. Every part is atomic or
 # possessive, so that no match backtracks; a lone quote (the JSON is broken: json.loads says so
 # later) counts as any other character.
@@ -209,19 +211,26 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
     for column, cell in zip(columns, record, strict=False):
         if cell == "":
             continue  # the field's default
-        row[column] = _cell(column, cell)
+        value = _cell(column, cell)
+        if value is _NOT_JSON:
+            shape = "[] or [{...}]" if _KINDS[column] == "json" else "{...}"
+            return RowError(number, column, f"must be JSON, such as {shape}")
+        row[column] = value
     return row
+
+
+_NOT_JSON = object()  # a JSON cell that does not parse
 
 
 def _cell(column: str, cell: str) -> Any:
     """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
-    if column == "content":  # a JSON object (left as text when it is none: the model says so)
+    if kind in ("json", "object") or column == "content":  # rules, split, a design, a content
         try:
             return json.loads(cell)
-        except ValueError:
-            return cell
+        except (ValueError, RecursionError):  # RecursionError: nested past what the parser takes
+            return _NOT_JSON
     if kind == "list":
         return [item.strip() for item in cell.split(TAG_SEPARATOR) if item.strip()]
     if column in _NUMBERS:
@@ -229,9 +238,6 @@ def _cell(column: str, cell: str) -> Any:
         return int(digits) if digits.isascii() and digits.isdigit() and len(digits) < 5 else cell
     if kind == "flag":
         return _BOOLEANS.get(cell.strip().lower(), cell)
-    if kind == "object":  # a JSON object in the cell, as the export writes it
-        with contextlib.suppress(ValueError):
-            return json.loads(cell)
     return cell
 
 

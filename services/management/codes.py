@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, func, literal_column, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.management import contents
@@ -169,6 +169,8 @@ async def create_code(
 
 
 COPY_COLUMNS = ("id", "short_url", *WRITABLE, "kind", "dynamic", "created_at", "updated_at")
+# Copied as their text (redirect rules, a design, a content): COPY has no JSON codec.
+_JSON_COLUMNS = frozenset(column.name for column in qr_codes.c if isinstance(column.type, JSONB))
 TAKEN = "SELECT lower(id) FROM qr_codes WHERE lower(id) = ANY(CAST(:ids AS text[]))"
 
 
@@ -246,9 +248,13 @@ async def create_codes(
             "created_at": moment,
             "updated_at": moment,
         }
-        # COPY takes a JSON column's value as its text (as SQLAlchemy writes it for an INSERT).
         records.append(
-            tuple(json.dumps(row[c]) if isinstance(row[c], dict) else row[c] for c in COPY_COLUMNS)
+            tuple(
+                json.dumps(row[column])
+                if column in _JSON_COLUMNS and row[column] is not None
+                else row[column]
+                for column in COPY_COLUMNS
+            )
         )
         history.append(created(values))
         resources.append(to_resource(SimpleNamespace(**row, logo_sha256=None, scan_count=0)))

@@ -64,6 +64,8 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):  # tags, as the bulk upload takes them
+        if value and not isinstance(value[0], str):  # rules, a split: their JSON, as the upload takes it
+            return cell(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
         return cell(TAG_SEPARATOR.join(value)) if value else ""
     if isinstance(value, dict):  # a design or a content, as the bulk upload takes it back
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from services.management.errors import Unreadable
 from services.management.schemas import PATTERN_REASONS, RequestBody
+from services.management.schemas.rules import NESTED_FIELDS, field_path
 from shared.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 
 # A body past its limit is still read (and dropped) up to this many bytes, so that its 413 arrives.
@@ -55,6 +56,9 @@ def findings(error: ValidationError, model: type[BaseModel], *, unknown: str) ->
     found = []
     for each in errors:
         location = each["loc"]
+        if location and location[0] in NESTED_FIELDS:  # redirect rules: the path inside them
+            found.append(_nested(each, location))
+            continue
         field = shown(location[0]) if location else "body"
         if each["type"] == "content_field":  # a code's content names its own field (contents.py)
             found.append((str((each.get("ctx") or {})["field"]), _reason(each)))
@@ -72,6 +76,20 @@ def findings(error: ValidationError, model: type[BaseModel], *, unknown: str) ->
             reason = f"item {items[0]} {reason}"
         found.append((field, reason))
     return found
+
+
+def _nested(error: ErrorDetails, location: tuple[int | str, ...]) -> tuple[str, str]:
+    """A finding inside ``rules`` or ``split``: its path, and a reason naming what lies beyond the
+    path (an item of a condition's list, a query parameter) as the other fields' findings do."""
+    path, beyond = field_path(location)
+    if error["type"] == "extra_forbidden":
+        return path, "is not known here"
+    reason = _reason(error)
+    if beyond and isinstance(beyond[0], int):
+        return path, f"item {beyond[0] + 1} {reason}"
+    if beyond:
+        return path, f"parameter {shown(beyond[0])} {reason}"
+    return path, reason
 
 
 def refusal(error: ValidationError, model: type[BaseModel], *, unknown: str) -> InvalidField:

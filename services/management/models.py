@@ -97,6 +97,9 @@ qr_codes = Table(
     Column("dynamic", Boolean, nullable=False, server_default=false()),
     # The saved design (image options: modules, finder, colours, frame...), null for plain squares.
     Column("design", JSONB),
+    # Redirect rules (shared/rules.py): an ordered list, and a split of variants (null: none).
+    Column("rules", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("split", JSONB),
     CheckConstraint("id ~ '^[A-Za-z0-9_-]{3,64}$'", name="id_format"),
     CheckConstraint(f"kind IN {CONTENT_KINDS}", name="kind"),
     CheckConstraint("(kind = 'url') = (content IS NULL)", name="content_of_kind"),
@@ -161,6 +164,8 @@ scans = Table(
     # Written by the version before 0007 (which a rolling upgrade may still run): the agent as text.
     Column("user_agent", Text),
     Column("bot_reason", Text),
+    # Which of the code's redirect rules served it: "rule 2", "variant a", "default" (null: no rules).
+    Column("rule", Text),
     Index(None, "code_id", "scanned_at"),
     postgresql_partition_by="RANGE (scanned_at)",
 )
@@ -218,7 +223,7 @@ scan_day_visitors = Table(
     Column("day", Date, primary_key=True),
     Column("visitor_hash", LargeBinary, primary_key=True),
 )
-TALLY_DIMENSIONS = ("country", "referrer", "agent", "bot_reason")
+TALLY_DIMENSIONS = ("country", "referrer", "agent", "bot_reason", "rule")
 # Per UTC day and value: countries, referrer hosts and user agents (by id) of people; bots' reasons.
 scan_tallies = Table(
     "scan_tallies",

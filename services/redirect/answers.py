@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from services.redirect.contact import Contact
+from services.redirect.rules import Routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class CodeAnswer:
     forward_query: bool = False
     code_id: str = ""  # the id as stored (a scan of /r/menu is a scan of the code Menu)
     contact: Contact | None = None  # a dynamic contact: its page and card instead of a redirect
+    rules: Routing | None = None  # its redirect rules, compiled (None: none, the location for every scan)
 
     def is_live(self, now: float) -> bool:
         return self.enabled and (self.expires_at is None or now < self.expires_at)

@@ -6,12 +6,14 @@ breaks one fails there rather than in production.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import asyncpg
 
 from services.redirect.answers import CodeAnswer, Found
 from services.redirect.contact import contact_of
+from services.redirect.rules import compile_routing
 from shared.urls import location_bytes
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 # oldest. A deleted code still takes its own spelling (its /r/ answers 404, as before). ``shared``
 # says so: the answer then holds for the spelling asked only (the cache keeps it per spelling).
 LOOKUP_TARGET = """
-SELECT id, target_url, redirect_status, enabled, expires_at, fallback_url, forward_query,
+SELECT id, target_url, redirect_status, enabled, expires_at, fallback_url, forward_query, rules, split,
        deleted_at IS NOT NULL AS deleted, count(*) OVER () > 1 AS shared, kind, content, dynamic
 FROM qr_codes
 WHERE lower(id) = lower($1)
@@ -95,7 +97,14 @@ def _target(row: asyncpg.Record | None, code_id: str) -> CodeAnswer | None:
         forward_query=row["forward_query"],
         code_id=row["id"],
         contact=contact,
+        # Compiled here, once per load into the cache, never per scan.
+        rules=compile_routing(row["id"], _json(row["rules"]), _json(row["split"])),
     )
+
+
+def _json(value: str | None) -> object:
+    """A jsonb column as asyncpg returns it (text, no codec registered: none is needed elsewhere)."""
+    return None if value is None else json.loads(value)
 
 
 def _web_url(url: str) -> bool:

@@ -9,7 +9,8 @@ Answers: the code's status with ``Location`` (``Cache-Control: no-store`` for 30
 destination may change any time); for a disabled or expired code its ``fallback_url`` (302) or 410;
 a dynamic contact's page or card (contact.py); 404 for an unknown, deleted or malformed id (or a
 static code's); 503 with ``Retry-After`` when the database cannot tell.
-Every answer carries ``X-Robots-Tag: noindex`` and ``X-Request-ID``.
+Every answer carries ``X-Robots-Tag: noindex`` and ``X-Request-ID``. A live code with redirect rules
+sends each scan where its rules say (services/redirect/rules.py), with a temporary status.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from services.redirect import contact
 from services.redirect.answers import CodeAnswer
 from services.redirect.cache import NOT_FOUND, LookupCache
 from services.redirect.resolver import Resolver
+from services.redirect.rules import Router
 from services.redirect.scans import ScanRecorder
 from shared.errors import Unavailable
 from shared.ids import is_well_formed
@@ -44,6 +46,8 @@ _COMMON = [(b"x-robots-tag", b"noindex"), (b"content-length", b"0")]
 # A temporary redirect must not be cached anywhere: the destination may change any time.
 _TEMPORARY = [(b"cache-control", b"no-store"), *_COMMON]
 _HEADERS_BY_STATUS = {301: _COMMON, 302: _TEMPORARY, 307: _TEMPORARY, 308: _COMMON}
+# A code with redirect rules answers each scanner its own destination: never a permanent redirect.
+_TEMPORARY_STATUS = {301: 302, 302: 302, 307: 307, 308: 307}
 _WELL_FORMED_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _UNSAFE_IN_QUERY = re.compile(rb"[^\x21-\x22\x24-\x7e]")  # outside printable ASCII, or '#'
 
@@ -99,6 +103,7 @@ class RedirectEndpoint:
         self._recorder = recorder
         self._access_log = access_log
         self._clock = clock
+        self._router = Router(recorder, clock)
         self.request_ids = RequestIds()
         self.in_flight = 0  # the lifespan waits for zero before it closes the scan writer
 
@@ -164,12 +169,19 @@ class RedirectEndpoint:
             outcome = "fallback"
         elif target.contact is not None and contact.wants_card(scope):  # a download is no scan
             return await contact.respond(scope, send, target.contact, request_id), request_id, outcome
+        served = None  # which redirect rule sent the scan: a code without rules has none
+        if target.rules is not None and location is target.location:
+            routed = self._router.route(target.rules, location, scope, user_agent, forwarded)
+            if routed is None:  # no rule holds: the split decides, by the visitor's daily key
+                routed = await self._router.split(target.rules, target.code_id, scope, user_agent, forwarded)
+            location, served = routed
+            status = _TEMPORARY_STATUS[status]  # another scanner may be sent elsewhere
         if target.forward_query and scope["query_string"]:
             location = with_query(location, scope["query_string"])
         if method == "GET":
             client = scope.get("client")
             self._recorder.record(
-                target.code_id, user_agent, referrer, client[0] if client else None, forwarded
+                target.code_id, user_agent, referrer, client[0] if client else None, forwarded, served
             )
         if target.contact is not None and outcome != "fallback":  # services/redirect/contact.py
             return await contact.respond(scope, send, target.contact, request_id), request_id, outcome

@@ -7,7 +7,8 @@ does the rest in one statement: it unfolds the groups into the raw rows of ``sca
 batch to each rollup with one upsert grouped by its key: the running totals per code
 (``scan_counts``), quarter hours (``scan_quarters``), UTC days with their unique visitors
 (``scan_days``, each visitor hash counted once per code and day through ``scan_day_visitors``), UTC
-months (``scan_months``), and the top lists' tallies (``scan_tallies``). Each rollup is kept per
+months (``scan_months``), and the top lists' tallies (``scan_tallies``, which redirect rule served
+them among them: a code's own, never summed over every code). Each rollup is kept per
 code and, under the code id '', for every code together (a grouping set). The totals per tag the
 codes carry (``scan_tag_days``, ``scan_tag_months``: the tags read from ``qr_codes`` as committed
 when the batch holds the SCAN_WRITE lock, which a change of a code's tags takes too, in its trigger:
@@ -62,13 +63,16 @@ BATCH_COLUMNS = (
     "city",
     "moments",
 )
+# What the writer copies: the columns above, then which rule or variant served the scans (a
+# column of its own, last, so that a batch copied without it counts no rule).
+WRITTEN_COLUMNS = (*BATCH_COLUMNS, "rule")
 # Made in the batch's own transaction if this server session has none yet: through PgBouncer in
 # transaction mode consecutive batches may land on different server sessions.
 STAGE = """
 SET LOCAL client_min_messages = warning;
 CREATE TEMPORARY TABLE IF NOT EXISTS scan_batch (
     code_id text NOT NULL, agent_id integer, referrer text, referrer_host text, visitor_hash bytea,
-    bot_reason text, country text, city text, moments text NOT NULL
+    bot_reason text, country text, city text, moments text NOT NULL, rule text
 ) ON COMMIT DELETE ROWS
 """
 # The groups unfold into one row per scan, day and quarter worked out once per row; ``facts`` groups
@@ -80,16 +84,16 @@ WITH batch AS MATERIALIZED (
     SELECT g.code_id, to_timestamp(m.micros::float8 / 1000000) AS scanned_at,
         date '1970-01-01' + (m.micros / 86400000000)::int AS day,
         to_timestamp(m.micros / 900000000 * 900) AS quarter,
-        g.agent_id, g.referrer, g.referrer_host, g.visitor_hash, g.bot_reason, g.country, g.city
+        g.agent_id, g.referrer, g.referrer_host, g.visitor_hash, g.bot_reason, g.country, g.city, g.rule
     FROM pg_temp.scan_batch AS g CROSS JOIN LATERAL unnest(g.moments::int8[]) AS m(micros)
 ), raw AS (
-    INSERT INTO scans (code_id, scanned_at, agent_id, referrer, visitor_hash, is_bot, country, city)
-    SELECT code_id, scanned_at, agent_id, referrer, visitor_hash, bot_reason IS NOT NULL, country, city
+    INSERT INTO scans (code_id, scanned_at, agent_id, referrer, visitor_hash, is_bot, country, city, rule)
+    SELECT code_id, scanned_at, agent_id, referrer, visitor_hash, bot_reason IS NOT NULL, country, city, rule
     FROM batch
 ), facts AS MATERIALIZED (
-    SELECT code_id, day, quarter, agent_id, referrer_host, bot_reason, country,
+    SELECT code_id, day, quarter, agent_id, referrer_host, bot_reason, country, rule,
         count(*) AS n, min(scanned_at) AS first_scan_at, max(scanned_at) AS last_scan_at
-    FROM batch GROUP BY code_id, day, quarter, agent_id, referrer_host, bot_reason, country
+    FROM batch GROUP BY code_id, day, quarter, agent_id, referrer_host, bot_reason, country, rule
 ), counts AS (
     INSERT INTO scan_counts (code_id, total, bots, first_scan_at, last_scan_at)
     SELECT code_id, sum(n), coalesce(sum(n) FILTER (WHERE bot_reason IS NOT NULL), 0),
@@ -214,11 +218,15 @@ WITH batch AS MATERIALIZED (
         ('bot_reason', facts.bot_reason),
         ('agent', CASE WHEN facts.bot_reason IS NULL THEN facts.agent_id::text END),
         ('referrer', CASE WHEN facts.bot_reason IS NULL THEN facts.referrer_host END),
-        ('country', CASE WHEN facts.bot_reason IS NULL THEN facts.country END)
+        ('country', CASE WHEN facts.bot_reason IS NULL THEN facts.country END),
+        -- Every scan a code's rules sent, bots too (the rules send them as they send people).
+        ('rule', facts.rule)
     ) AS tally(dimension, value)
     WHERE tally.value IS NOT NULL
     GROUP BY GROUPING SETS ((facts.code_id, facts.day, tally.dimension, tally.value),
         (facts.day, tally.dimension, tally.value))
+    -- Rules are a code's own: their numbers mean nothing over every code together.
+    HAVING grouping(facts.code_id) = 0 OR tally.dimension <> 'rule'
 ), crowded AS MATERIALIZED (
     -- The days (of a code, or '') that may have too little room for this batch's agents or
     -- referrers, and the room they have. A day holds no more values than it had scans (scan_days
@@ -289,6 +297,7 @@ class Scans(NamedTuple):
     country: str | None
     city: str | None
     moments: list[float]  # Unix times, one per scan (from 1970 on)
+    rule: str | None = None  # what served them: "rule 2", "variant a", "default"; None: a code without rules
 
 
 def moments_text(moments: Sequence[float]) -> str:
@@ -306,8 +315,8 @@ async def write(connection: Connection, groups: Sequence[Scans]) -> None:
         await connection.copy_records_to_table(
             "scan_batch",
             schema_name="pg_temp",
-            records=[(*group[:8], moments_text(group.moments)) for group in groups],
-            columns=BATCH_COLUMNS,
+            records=[(*group[:8], moments_text(group.moments), group.rule) for group in groups],
+            columns=WRITTEN_COLUMNS,
         )
         # A statement of its own: WRITE's snapshot is then taken once the batch before committed.
         await connection.execute(LOCK, AdvisoryLock.SCAN_WRITE)

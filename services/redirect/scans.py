@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -43,8 +44,9 @@ from shared.settings import Network
 
 log = logging.getLogger(__name__)
 
-# (unix time, code id, user agent, referrer, peer address, X-Forwarded-For), as the request saw them.
-RawScan = tuple[float, str, bytes | None, bytes | None, str | None, bytes | None]
+# (unix time, code id, user agent, referrer, peer address, X-Forwarded-For), as the request saw them,
+# and which redirect rule served the scan (services/redirect/rules.py; None: the code has none).
+RawScan = tuple[float, str, bytes | None, bytes | None, str | None, bytes | None, str | None]
 
 EXISTING_CODES = "SELECT id FROM qr_codes WHERE id = ANY($1::text[])"
 # Agents the writer has not seen yet, by text: their ids (made now or by another writer before).
@@ -92,7 +94,7 @@ def header_bytes(scans: Sequence[RawScan]) -> int:
         (len(agent) if agent else 0)
         + (len(referrer) if referrer else 0)
         + (len(forwarded) if forwarded else 0)
-        for _, _, agent, referrer, _, forwarded in scans
+        for _, _, agent, referrer, _, forwarded, _ in scans
     )
 
 
@@ -211,6 +213,7 @@ class ScanRecorder:
         referrer: bytes | None,
         peer: str | None,
         forwarded: bytes | None,
+        served: str | None = None,
     ) -> None:
         buffer = self._buffer
         if len(buffer) >= self.max_buffered or self._closed:
@@ -236,9 +239,45 @@ class ScanRecorder:
             self._dropped_unlogged += 1
             return
         self._buffered_bytes = size
-        buffer.append((self._clock(), code_id, user_agent, referrer, peer, forwarded))
+        buffer.append((self._clock(), code_id, user_agent, referrer, peer, forwarded, served))
         if len(buffer) == self.batch_size:
             self._wake.set()
+
+    # -- what redirect rules ask of a client (services/redirect/rules.py) --------------------------
+
+    def country(self, peer: str | None, forwarded: bytes | None) -> str | None:
+        """The country of the client behind trusted proxies (``None`` without a GeoIP file), looked
+        up as the writer looks it up, and remembered for the writer."""
+        if self._geoip is None:
+            return None
+        if forwarded is not None and len(forwarded) > MAX_FORWARDED_FOR:
+            forwarded = last_hops(forwarded)
+        return (self._clients.get((peer, forwarded)) or self._client(peer, forwarded)).country
+
+    async def visitor(
+        self, peer: str | None, forwarded: bytes | None, user_agent: bytes | None, moment: float
+    ) -> bytes:
+        """The visitor hash the writer will store for this scan: the same all day (what keeps a
+        split's variant). The day's key is fetched, or made, on the first scan of the day that
+        needs it; while the database cannot give it, a hash of the same facts without the key."""
+        if forwarded is not None and len(forwarded) > MAX_FORWARDED_FOR:
+            forwarded = last_hops(forwarded)
+        if user_agent is not None:
+            user_agent = user_agent[:MAX_USER_AGENT]
+        client = self._clients.get((peer, forwarded)) or self._client(peer, forwarded)
+        agent = self._agents.get(user_agent) or self._agent(user_agent)
+        keyed = self._visitors.cached_day(moment)
+        if keyed is None and self._pool is not None:
+            try:
+                async with self._pool.acquire(timeout=self._timeout) as connection:
+                    keyed = await self._visitors.for_day(
+                        connection, datetime.fromtimestamp(moment, UTC).date()
+                    )
+            except (*TRANSIENT, TimeoutError) as exc:
+                log.warning("no visitor key for a split: %s", type(exc).__name__)
+        if keyed is None:
+            return hashlib.blake2b(client.hashed + b"\x00" + agent.hashed, digest_size=16).digest()
+        return visitor_hash(keyed, client.hashed, agent.hashed)
 
     # -- the writer -------------------------------------------------------------------------------
 
@@ -389,9 +428,11 @@ class ScanRecorder:
         if today != self._agents_day:
             self._agents.forget()
             self._agents_day = today
-        alike: dict[tuple[str, bytes | None, bytes | None, str | None, bytes | None, int], list[float]] = {}
-        for moment, code_id, raw_agent, raw_referrer, peer, forwarded in batch:
-            key = (code_id, raw_agent, raw_referrer, peer, forwarded, int(moment // 86400))
+        alike: dict[
+            tuple[str, bytes | None, bytes | None, str | None, bytes | None, int, str | None], list[float]
+        ] = {}
+        for moment, code_id, raw_agent, raw_referrer, peer, forwarded, served in batch:
+            key = (code_id, raw_agent, raw_referrer, peer, forwarded, int(moment // 86400), served)
             moments = alike.get(key)
             if moments is None:
                 alike[key] = [moment]
@@ -399,7 +440,9 @@ class ScanRecorder:
                 moments.append(moment)
         prepared = []
         agents, clients, referrers = self._agents, self._clients, self._referrers
-        for n, ((code_id, raw_agent, raw_referrer, peer, forwarded, _), moments) in enumerate(alike.items()):
+        for n, ((code_id, raw_agent, raw_referrer, peer, forwarded, _, served), moments) in enumerate(
+            alike.items()
+        ):
             if n and n % PREPARE_CHUNK == 0:
                 await asyncio.sleep(0)
             agent = agents.get(raw_agent) or self._agent(raw_agent)
@@ -413,7 +456,7 @@ class ScanRecorder:
                 else referrers.get(raw_referrer) or self._referrer(raw_referrer)
             )
             visitor = visitor_hash(keyed, client.hashed, agent.hashed)
-            prepared.append((code_id, agent, referrer, host, visitor, client, moments))
+            prepared.append((code_id, agent, referrer, host, visitor, client, moments, served))
         await self._identify(connection, {id(agent): agent for _, agent, *_ in prepared if agent.id is None})
         return [
             Scans(
@@ -426,8 +469,9 @@ class ScanRecorder:
                 client.country,
                 client.city,
                 moments,
+                served,
             )
-            for code_id, agent, referrer, host, visitor, client, moments in prepared
+            for code_id, agent, referrer, host, visitor, client, moments, served in prepared
         ]
 
     async def _identify(self, connection: Connection, unknown: dict[int, Agent]) -> None:

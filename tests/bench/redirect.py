@@ -10,6 +10,8 @@ by a tenth from one minute to the next, on both sides alike):
 - through the edge: the project's Traefik (its static file, dynamic file and GOGC) in front of the
   service, against a Traefik with no middleware, no metrics and the default transport in front of
   the bare app; and the project's Traefik in front of the bare app, its own cost;
+- a code with seven redirect rules, the last one matching, against the same code without rules
+  (``python -m tests.bench rules`` alone);
 - Traefik's own metrics, in the ways they could be kept, each in front of the service;
 - p50/p99 latency and answers that were not 3xx, per row; every run hits a code of its own, and
   the scans recorded for each are counted against the redirects wrk saw served;
@@ -21,6 +23,7 @@ by a tenth from one minute to the next, on both sides alike):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -31,8 +34,10 @@ import tempfile
 import time
 import timeit
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -302,12 +307,64 @@ def run(stack: Any, report: Report) -> None:
             scans=recorded,
             redirects=served,
         )
+        rules(stack, report, codes)
         primary_misses = _miss_path(dsn, ours_base, report)
         _miss_on_replica(stack, report, primary_misses)
         _startup(dsn, report, children)
     finally:
         for child in children:
             child.stop()
+
+
+def seven_rules(now: datetime) -> str:
+    """The kinds of redirect rules a code may have, seven, of which wrk's iPhone (no Accept-Language,
+    no query string, an address no GeoIP file places) meets only the last."""
+    paris = now.astimezone(ZoneInfo("Europe/Paris"))
+    elsewhen = [(paris + timedelta(hours=shift)).strftime("%H:%M") for shift in (3, 4)]
+    around = [(now + timedelta(days=shift)).isoformat() for shift in (-1, 1)]
+    return json.dumps(
+        [
+            {"if": {"device": ["android"]}, "target_url": "https://play.google.com/store/apps/details?id=x"},
+            {"if": {"language": ["de"]}, "target_url": "https://example.de/menu"},
+            {"if": {"country": ["FR", "BE"]}, "target_url": "https://example.fr/menu"},
+            {"if": {"query": {"src": "poster"}}, "target_url": "https://example.org/poster"},
+            {"if": {"hours": elsewhen, "tz": "Europe/Paris"}, "target_url": "https://example.org/later"},
+            {"if": {"device": ["desktop"], "between": around}, "target_url": "https://example.org/desk"},
+            {"if": {"between": around}, "target_url": "https://example.org/now"},
+        ]
+    )
+
+
+def rules(stack: Any, report: Report, codes: Codes | None = None) -> None:
+    """A cache hit of a code with seven redirect rules (the last one matching) against the same code
+    without rules, direct to the stack's one redirect worker, in interleaved rounds."""
+    if WRK is None:
+        report.note("wrk not found: redirect rules not measured")
+        return
+    codes = codes or Codes(stack.dsn)
+    base = f"http://127.0.0.1:{stack.settings.redirect_port}"
+    codes.make("warm")
+    service = (next(child.pid for child in stack.children if child.name == "redirect service"),)
+    measured = _rounds(
+        codes,
+        ROUNDS,
+        watch={"plain": {"app": service}, "rules": {"app": service}},
+        plain=Ours(base),
+        rules=Ours(base, seven_rules(datetime.now(UTC))),
+    )
+    plain_row = _row(report, "rules", "GET /r/{id} cache hit, no rules, direct, 1 worker", measured["plain"])
+    report.ratio(
+        _row(
+            report, "rules", "seven rules, last matching vs no rules, direct to one worker", measured["rules"]
+        ),
+        plain_row,
+    )
+    report.ratio(
+        _cpu_row(
+            report, "rules", "seven rules, last matching: the worker's CPU", measured["rules"], ("app",)
+        ),
+        _cpu_row(report, "rules", "no rules: the worker's CPU", measured["plain"], ("app",)),
+    )
 
 
 UA_SCRIPT = str(Path(__file__).with_name("iphone.lua"))
@@ -330,19 +387,20 @@ class Codes:
     def count(self) -> int:
         return len(self.runs)
 
-    def make(self, code_id: str) -> str:
+    def make(self, code_id: str, rules: str = "[]") -> str:
         asyncio.run(
             _sql(
                 self.dsn,
-                "INSERT INTO qr_codes (id, short_url, target_url) "
-                "VALUES ($1::text, 'http://localhost/r/' || $1::text, 'https://example.org/menu')",
+                "INSERT INTO qr_codes (id, short_url, target_url, rules) "
+                "VALUES ($1::text, 'http://localhost/r/' || $1::text, 'https://example.org/menu', $2::jsonb)",
                 code_id,
+                rules,
             )
         )
         return code_id
 
-    def run(self, base: str) -> WrkResult:
-        code_id = self.make(f"bench{len(self.runs):05d}")
+    def run(self, base: str, rules: str = "[]") -> WrkResult:
+        code_id = self.make(f"bench{len(self.runs):05d}", rules)
         httpx.get(f"{base}/r/{code_id}", timeout=10)  # cached from now on (and counted below)
         result = wrk(f"{base}/r/{code_id}", script=UA_SCRIPT)
         self.runs.append((code_id, result.requests + 1))
@@ -367,9 +425,11 @@ class Codes:
 
 @dataclass(frozen=True)
 class Ours:
-    """A URL in front of the redirect service: each run asks for a code of its own."""
+    """A URL in front of the redirect service: each run asks for a code of its own (with these
+    redirect rules, as JSON)."""
 
     base: str
+    rules: str = "[]"
 
 
 # Process groups: a name ("traefik", "app", "postgres") and the roots of its process trees.
@@ -393,7 +453,9 @@ def _rounds(
             groups = watch.get(name, {})
             before = cpu.snapshot(groups)
             result = (
-                codes.run(target.base) if isinstance(target, Ours) else wrk(f"{target}/r/x", script=UA_SCRIPT)
+                codes.run(target.base, target.rules)
+                if isinstance(target, Ours)
+                else wrk(f"{target}/r/x", script=UA_SCRIPT)
             )
             if groups:
                 spent = cpu.per_requests(before, cpu.snapshot(groups), result.requests)

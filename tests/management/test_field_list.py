@@ -22,7 +22,7 @@ import httpx
 
 from services.management import bulk, codes, exports
 from services.management.console import forms
-from services.management.schemas import NewQRCode, QRCode, QRCodeChanges
+from services.management.schemas import NewQRCode, QRCode, QRCodeChanges, kind_of
 from services.ops import schema
 from tests.conftest import free_port
 
@@ -32,7 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_everything_that_names_a_codes_fields_reads_the_models() -> None:
     created = tuple(NewQRCode.model_fields)
     changed = tuple(QRCodeChanges.model_fields)
-    panels = {"design"}  # drawn by a panel of its own (templates/_design.html)
+    # Redirect rules (JSON) and the design have editors of their own, beside the form.
+    rules = {name for name, info in NewQRCode.model_fields.items() if kind_of(info) == "json"}
+    assert rules == {"rules", "split"}
+    panels = rules | {"design"}  # templates/_rules.html, templates/_design.html
     assert {field.name for field in forms.CODE_FORM} == set(created) - panels
     assert {field.name for field in forms.CODE_FORM if not field.new_only} == set(changed) - panels
     assert created == bulk.COLUMNS
@@ -41,7 +44,7 @@ def test_everything_that_names_a_codes_fields_reads_the_models() -> None:
     )
     assert ("id", "short_url", *changed, "kind", "dynamic", "created_at", "updated_at") == codes.COPY_COLUMNS
     assert changed == codes.WRITABLE
-    worked_out = ("target_host_ascii", "static", "scan_count", "state")
+    worked_out = ("target_host_ascii", "static", "scan_count", "state", "warnings")
     answered = [name for name in QRCode.model_fields if name not in worked_out]
     assert [column.name for column in codes._RESOURCE_COLUMNS] == answered
 

@@ -134,6 +134,12 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+OBJECT_ITEMS: dict[str, dict[str, Any]] = {
+    "rules": {"if": {"device": ["ios"]}, "target_url": "https://example.org/ios"},
+    "split": {"target_url": "https://example.org/a", "weight": 1},
+}
+
+
 def _text(name: str, length: int) -> str | None:
     return FILLERS.get(name, lambda n: "x" * n)(length)
 
@@ -170,8 +176,9 @@ def _values(name: str, schema: dict[str, Any], kind: str) -> Iterator[tuple[Any,
         items = _resolve(schema["items"])
         if "maxItems" in schema:
             count = schema["maxItems"]
-            yield [f"t{n}" for n in range(count)], True, "maxItems"
-            yield [f"t{n}" for n in range(count + 1)], False, "maxItems"
+            item = OBJECT_ITEMS.get(name)  # a list of objects (redirect rules): a valid one, repeated
+            yield [item or f"t{n}" for n in range(count)], True, "maxItems"
+            yield [item or f"t{n}" for n in range(count + 1)], False, "maxItems"
         for value, accepted, bound in _values(name, items, kind):
             yield [value], accepted, f"items.{bound}"
 

@@ -63,6 +63,7 @@ EXAMPLES: dict[str, Example] = {
     "updateCode": Example(f"/api/v1/qr/{CODE}", 404, json={"title": "Changed"}),
     "deleteCode": Example(f"/api/v1/qr/{CODE}", 404),
     "getHistory": Example(f"/api/v1/qr/{CODE}/history", 404),
+    "tryRules": Example(f"/api/v1/qr/{CODE}/rules/try", 404, json={"agent": "curl/8"}),
     "getScans": Example(f"/api/v1/qr/{CODE}/scans", 404),
     "eraseScans": Example(f"/api/v1/qr/{CODE}/scans", 404),
     "getScansCsv": Example(f"/api/v1/qr/{CODE}/scans.csv", 404),

@@ -36,8 +36,8 @@ from shared.urls import location_bytes
 QR_MANAGE = str(Path(sys.executable).parent / "qr-manage")
 
 # The first revision with every column the code at head reads or writes on the hot path.
-LOOKUP_FROM = "0014"  # LOOKUP_TARGET reads kind, content and dynamic, added by 0014
-SCANS_FROM = "0011"  # the scan writer names user agents by id and keeps the rollups of 0007 and 0011
+LOOKUP_FROM = "0014"  # LOOKUP_TARGET reads rules (0012), kind, content and dynamic (0014)
+SCANS_FROM = "0012"  # the scan writer keeps the rollups of 0007 and 0011, and each scan's rule (0012)
 COUNTED_FROM = "0003"  # scan_counts exists (the writers of 0003 to 0006 upserted it as below)
 COUNTS_BEFORE_0007 = """
 INSERT INTO scan_counts (code_id, total, bots)
@@ -242,6 +242,32 @@ async def write_0011(dsn: str) -> None:
     assert (recorder.written, recorder.dropped) == (3, 0)
 
 
+async def seed_0012(connection: asyncpg.Connection) -> None:
+    rules = [{"if": {"device": ["ios"]}, "target_url": "https://apps.apple.com/app/id1"}]
+    split = [
+        {"target_url": "https://example.org/a", "weight": 1},
+        {"target_url": "https://example.org/b", "weight": 1},
+    ]
+    await connection.execute(
+        "UPDATE qr_codes SET rules = $1::jsonb, split = $2::jsonb WHERE id = 'analytics-0007'",
+        json.dumps(rules),
+        json.dumps(split),
+    )
+
+
+async def write_0012(dsn: str) -> None:
+    """The scans of write_0011 (the writer at head needs the columns of 0012), and one a redirect
+    rule served, as the writer records it (the rule in the row and the tallies)."""
+    await write_0011(dsn)
+    recorder = ScanRecorder(dsn, trusted_proxies=(), flush_interval=60)
+    await recorder.start()
+    try:
+        recorder.record("analytics-0007", PHONE.encode(), None, "198.51.100.9", None, "rule 1")
+    finally:
+        await recorder.close()
+    assert (recorder.written, recorder.dropped) == (1, 0)
+
+
 async def seed_0013(connection: asyncpg.Connection) -> None:
     # A code is given a saved design.
     await connection.execute(
@@ -257,7 +283,8 @@ async def seed_0014(connection: asyncpg.Connection) -> None:
     await insert(connection, "qr_codes", code("card-0014", "", kind="vcard", content=contact, dynamic=True))
 
 
-WRITTEN = {"0011": write_0011}  # seeds that the writer of the revision makes, after the rows above
+# Seeds that the writer at head makes, after the rows above, from the first revision it can write to.
+WRITTEN = {SCANS_FROM: write_0012}
 
 
 SEEDS = {
@@ -272,6 +299,7 @@ SEEDS = {
     "0009": seed_0009,
     "0010": seed_0010,
     "0011": seed_0011,
+    "0012": seed_0012,
     "0013": seed_0013,
     "0014": seed_0014,
 }
@@ -352,6 +380,14 @@ def assert_kept(before: Snapshot, after: Snapshot, step: str) -> None:
         old = {key: {c: row[c] for c in columns} for key, row in before[name].rows.items()}
         new = {key: {c: row[c] for c in columns} for key, row in after[name].rows.items()}
         assert new == old, f"{step}: rows of {name} changed"
+
+
+def as_before_0012(tables: Snapshot) -> Snapshot:
+    """A 0012 database as the downgrade to 0011 leaves it: no tallies of redirect rules (0011's
+    constraint on the tallies' dimensions knows none)."""
+    tallies = tables["scan_tallies"]
+    rows = {key: row for key, row in tallies.rows.items() if row["dimension"] != "rule"}
+    return {**tables, "scan_tallies": Table(tallies.columns, rows, tallies.keyed)}
 
 
 def as_before_0007(tables: Snapshot) -> Snapshot:
@@ -464,7 +500,7 @@ def test_every_step_up_and_down_keeps_the_data(empty_database_url: str) -> None:
         assert schema.current_revision_sync(dsn) == revision
         downgraded = asyncio.run(snapshot(dsn))
         assert shape(downgraded) == shape(seeded[revision]), f"downgrade to {revision}: tables, columns"
-        expected = as_before_0007(latest) if revision == "0006" else latest
+        expected = {"0006": as_before_0007, "0011": as_before_0012}.get(revision, dict)(latest)
         assert_kept(expected, downgraded, f"downgrade to {revision}")
         latest = downgraded
 
@@ -626,6 +662,7 @@ def test_two_migrators_at_once_queue_and_migrate_once(empty_database_url: str) -
 
 # -- a migration behind a reader -------------------------------------------------------------------
 
+# A lookup as the redirect service makes it (the one at head reads columns of later revisions).
 WAITING_FOR_QR_CODES = """
 SELECT count(*) FROM pg_locks
 WHERE relation = 'qr_codes'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted

@@ -285,7 +285,7 @@ async def test_headers_are_cut_to_what_is_stored_before_they_are_buffered_or_rem
             referrer = f"https://ref{n}.example/".encode() + b"r" * huge
             forwarded = b"198.51.100.7, " * (huge // 14) + b"203.0.113.9"
             recorder.record("scan123abc", agent, referrer, "127.0.0.1", forwarded)
-        held = [(agent, referrer, forwarded) for _, _, agent, referrer, _, forwarded in recorder._buffer]
+        held = [(agent, referrer, forwarded) for _, _, agent, referrer, _, forwarded, _ in recorder._buffer]
         assert all(agent is not None and len(agent) == scans.MAX_USER_AGENT for agent, _, _ in held)
         assert all(referrer is not None and len(referrer) == scans.MAX_REFERRER for _, referrer, _ in held)
         assert all(f is not None and len(f) <= scans.MAX_FORWARDED_FOR + 2 for _, _, f in held)

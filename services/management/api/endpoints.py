@@ -28,6 +28,7 @@ from services.management.errors import DomainError
 from services.management.images import MEDIA_TYPES
 from services.management.inputs import read_body
 from services.management.rendering import Format
+from services.management.schemas.rules_try import RulesTrial
 from services.management.service import Service
 from services.management.service.bulk import REFUSALS
 from services.management.service.tokens import require_every_code
@@ -121,6 +122,9 @@ class ManagementApi:
 
     async def update_code(self, call: Call[schemas.NoQuery, schemas.QRCodeChanges]) -> JSONResponse:
         return answer(await self.service.codes.update(call.code_id, call.body.changes(), call.identity))
+
+    async def try_rules(self, call: Call[schemas.NoQuery, RulesTrial]) -> JSONResponse:
+        return answer(await self.service.codes.try_rules(call.code_id, call.body, call.identity))
 
     async def delete_code(self, call: Call[schemas.NoQuery, None]) -> Response:
         await self.service.codes.delete(call.code_id, call.identity)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from services.management import bulk, limits, schemas
 from services.management.api.endpoints import Call, ManagementApi
 from services.management.auth.roles import Role
+from services.management.schemas.rules_try import RulesTrial, RulesTried
 
 REF = "#/components/schemas/{model}"
 # An endpoint: a method of ManagementApi that takes the call as read for its operation.
@@ -217,6 +218,22 @@ OPERATIONS = (
         {204: Answer("Deleted."), **_404, **_422, **_ADMIN},
         endpoint=ManagementApi.delete_code,
         role=Role.admin,
+    ),
+    Operation(
+        "/api/v1/qr/{code_id}/rules/try",
+        "post",
+        "tryRules",
+        "What the code's redirect rules would give a made-up scanner: agent, language, country, moment",
+        {
+            200: Answer("What would serve the scan, and where it would go.", RulesTried),
+            **_404,
+            **_BODY,
+            **_422,
+            **_ADMIN,
+        },
+        body=RulesTrial,
+        endpoint=ManagementApi.try_rules,
+        role=Role.editor,
     ),
     Operation(
         "/api/v1/qr/{code_id}/history",

@@ -53,6 +53,8 @@ def _code_form() -> tuple[FormField, ...]:
         kind, look = kind_of(info), shown(name, info)
         if look.input == "design":  # drawn by its own panel (_design.html, console/design.py)
             continue
+        if kind == "json":
+            continue  # redirect rules: an editor of their own (console/rules.py)
         default = None if info.is_required() else info.default
         fields.append(
             FormField(

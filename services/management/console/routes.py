@@ -13,6 +13,7 @@ from services.management.console.codes import CodeList
 from services.management.console.design import DesignPanel
 from services.management.console.frame import HERE, Frame
 from services.management.console.new_code import NewCode
+from services.management.console.rules import RulesEditor
 from services.management.console.scans import Scans
 from services.management.console.sign_in import SignIn
 from services.management.service import Service
@@ -20,7 +21,7 @@ from services.management.service import Service
 
 def routes(service: Service, sessions: Sessions, oidc: Provider | None = None) -> list[BaseRoute]:
     frame = Frame(service, sessions, oidc)
-    pages = (SignIn, CodeList, NewCode, CodePage, DesignPanel, Scans)
+    pages = (SignIn, CodeList, NewCode, CodePage, DesignPanel, RulesEditor, Scans)
     return [
         *(route for group in pages for route in group(frame, service).routes()),
         Mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static"),

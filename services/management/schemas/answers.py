@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.management import limits
 from services.management.schemas.fields import SHA256, Interval, RedirectStatus
+from services.management.schemas.rules import Rules, Split
 from shared.ids import ID_PATTERN
 
 
@@ -35,6 +36,8 @@ class QRCode(Answer):
     expires_at: datetime | None
     fallback_url: str | None
     forward_query: bool
+    rules: Rules
+    split: Split | None
     logo_sha256: str | None = Field(
         pattern=SHA256,
         description="The logo in the middle of the code's images (PUT .../logo), by its digest.",
@@ -56,6 +59,11 @@ class QRCode(Answer):
         description="What /r/{id} does now: on (redirects), off (switched off: 410 or the fallback URL), "
         "expired (past expires_at: 410 or the fallback URL), not_yet (before its start: 410 or the "
         "fallback URL), deleted (404; only a deleted code's scans pages show it)."
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the write was accepted despite (a country rule without GEOIP_DATABASE); "
+        "empty but in the answer to a create or change.",
     )
 
 
@@ -158,6 +166,15 @@ class TopLists(Answer):
     os: list[TopEntry]
     browsers: list[TopEntry]
     bot_reasons: list[TopEntry]
+    rules: list[TopEntry] = Field(
+        description='What sent the code\'s scans, bots too, each listed: "rule N" (from 1), "variant x" '
+        '(a, b, ... of the split), "default" (neither); empty for a code without rules, and for every code.'
+    )
+
+
+class RuleSeries(Answer):
+    value: str = Field(description='"rule N", "variant x" or "default", as in top.rules.')
+    counts: list[int] = Field(description="Scans per bucket of the series, in its order.")
 
 
 class TagTotals(Answer):
@@ -195,6 +212,11 @@ class ScanReport(Answer):
     )
     by_tag: list[TagTotals] | None = Field(
         default=None, description="Every code together only: totals per tag."
+    )
+    by_rule: list[RuleSeries] | None = Field(
+        default=None,
+        description="With by=rule, one code only: the scans each of its redirect rules sent, per bucket "
+        "(from raw scans: none before raw_since).",
     )
 
 

@@ -30,6 +30,7 @@ from services.management.schemas.fields import (
     design_problem,
     kind_of,
 )
+from services.management.schemas.rules import Rules, Split
 
 
 class RequestBody(BaseModel):
@@ -147,6 +148,9 @@ class NewQRCode(RequestBody):
     forward_query: Annotated[bool, Shown("Forward the scan's query string to the destination")] = Field(
         default=False, description="Append the scan's query string to the target."
     )
+    rules: Rules = Field(default_factory=list)
+    split: Split | None = Field(default=None, description="null: no split.")
+
     design: Annotated[CodeDesign | None, Shown("Design", input="design")] = Field(
         default=None,
         description="The code's saved design: its images, previews and exports use it when a request "
@@ -221,10 +225,12 @@ class QRCodeChanges(RequestBody):
         description="A dynamic vcard's new content; a static code's cannot change (it is in its images).",
     )
     design: CodeDesign | None = Field(default=None, description="A new saved design; null removes it.")
+    rules: Rules = Field(default=_NOT_SENT, description="[] removes every rule.")
+    split: Split | None = Field(default=None, description="null removes the split.")
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, with their values as stored."""
-        return _as_stored({name: getattr(self, name) for name in self.model_fields_set})
+        return _as_stored(self.model_dump(include=self.model_fields_set))
 
 
 def _as_stored(values: dict[str, Any]) -> dict[str, Any]:

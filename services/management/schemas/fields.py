@@ -247,8 +247,9 @@ class Shown:
 
 
 # What a field holds, as a form or a CSV cell writes it: text; a list (tags); one of a few values
-# (a redirect status); yes or no; a moment; an object of its own names (a design: JSON in a cell).
-Kind = Literal["text", "list", "choice", "flag", "moment", "object"]
+# (a redirect status); yes or no; a moment; an object of its own names (a design: JSON in a cell);
+# JSON (a list of objects: redirect rules, a split).
+Kind = Literal["text", "list", "choice", "flag", "moment", "object", "json"]
 
 
 def _bare(annotation: Any) -> Any:
@@ -271,7 +272,8 @@ def kind_of(info: FieldInfo) -> Kind:
     if get_origin(annotation) is Literal:
         return "choice"
     if get_origin(annotation) is list:
-        return "list"
+        item = _bare(get_args(annotation)[0])
+        return "json" if isinstance(item, type) and issubclass(item, BaseModel) else "list"
     if annotation is datetime:
         return "moment"
     return "text"

@@ -308,6 +308,9 @@ class ScanQuery(Query):
     tz: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_zone)] = Field(
         default="UTC", description="The IANA time zone the buckets follow (their days, DST changes, offsets)."
     )
+    by: Literal["rule"] | None = Field(
+        default=None, description="rule: a code's series per redirect rule too (by_rule)."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> ScanQuery:

@@ -52,7 +52,9 @@ class Service:
             metrics=metrics,
         )
         base_url = settings.public_base_url
-        self.codes = CodeService(self.database, metrics, public_base_url=base_url)
+        self.codes = CodeService(
+            self.database, metrics, public_base_url=base_url, countries=settings.geoip_configured
+        )
         self.images = ImageService(self.database, pipeline, metrics)
         self.bulk = BulkService(self.database, metrics, public_base_url=base_url, context=self.context)
         self.exports = ExportService(self.database, self.images, max_codes=settings.export_max_codes)

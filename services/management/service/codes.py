@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from services.management import audit, codes, history
@@ -18,16 +19,24 @@ from services.management.codes import Filters, check_scope
 from services.management.errors import NotPermitted
 from services.management.metrics import ManagementMetrics
 from services.management.schemas import History, NewQRCode, QRCode, QRCodeList
+from services.management.schemas.rules import COUNTRY_WITHOUT_GEOIP
+from services.management.schemas.rules_try import RulesTrial, RulesTried
 from services.management.service.database import Database
+from shared.rules import DEFAULT, Scan, best_language, compile_rules, device_of
 
 log = logging.getLogger(__name__)
 
 
 class CodeService:
-    def __init__(self, database: Database, metrics: ManagementMetrics, *, public_base_url: str) -> None:
+    def __init__(
+        self, database: Database, metrics: ManagementMetrics, *, public_base_url: str, countries: bool = False
+    ) -> None:
         self.database = database
         self.metrics = metrics
         self.public_base_url = public_base_url
+        # GEOIP_DATABASE is configured (the redirect service's setting, read here too): without it a
+        # country rule never holds, and a write that saves one is told so.
+        self.countries = countries
 
     async def create(self, new: NewQRCode, identity: Identity) -> QRCode:
         """A new code; :class:`SlugTaken` when its slug is or ever was an id, in any case."""
@@ -40,7 +49,7 @@ class CodeService:
             )
         self.metrics.code_changes.labels("create").inc()
         log.info("code created", extra={"code_id": code.id})
-        return code
+        return self._warned(code, fields["rules"]["new"])
 
     async def update(self, code_id: str, changes: Mapping[str, Any], identity: Identity) -> QRCode:
         """The code with ``changes`` (validated values of writable fields); the history records
@@ -57,7 +66,39 @@ class CodeService:
                 )
         self.metrics.code_changes.labels("update").inc()
         log.info("code updated", extra={"code_id": code_id, "fields": sorted(changes)})
+        return self._warned(code, changes.get("rules"))
+
+    def _warned(self, code: QRCode, rules: list[dict[str, Any]] | None) -> QRCode:
+        """``code`` with what its write was accepted despite: a country rule without a GeoIP file."""
+        if not self.countries and rules and any("country" in rule["if"] for rule in rules):
+            return code.model_copy(update={"warnings": [COUNTRY_WITHOUT_GEOIP]})
         return code
+
+    async def try_rules(self, code_id: str, trial: RulesTrial, identity: Identity) -> RulesTried:
+        """What the code's rules would give a made-up scan, by the redirect service's evaluator."""
+        code = await self.get(code_id, identity)
+        dumped = code.model_dump(mode="json", include={"rules", "split"})
+        compiled = compile_rules(dumped["rules"], dumped["split"])
+        moment = trial.moment or datetime.now(UTC)
+        language = best_language(trial.language)
+        scan = Scan(
+            moment=moment.timestamp(),
+            device=device_of(trial.agent),
+            language=language,
+            country=trial.country,
+            query={
+                name: [value] if isinstance(value, str) else value
+                for name, value in (trial.query or {}).items()
+            },
+        )
+        served, target = (
+            (DEFAULT, None)
+            if compiled is None
+            else compiled.choose(code.id, scan, (trial.visitor or "").encode())
+        )
+        return RulesTried(
+            served=served, target_url=target or code.target_url, device=scan.device, language=language
+        )
 
     async def delete(self, code_id: str, identity: Identity) -> None:
         async with self.database.connect(write=True) as conn:

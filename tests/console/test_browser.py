@@ -140,7 +140,7 @@ def test_create_preview_download_edit_scan(
 
     # A new destination, and the history beside it.
     page.get_by_label("Destination URL").fill("https://example.org/after")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status").first).to_contain_text("The changes were saved.")
     history = page.locator("table.history")
     expect(history).to_contain_text("https://example.org/before")
@@ -293,7 +293,7 @@ def test_what_a_code_page_says_is_what_the_service_does(
     assert live["state"] == "on"
     page.goto(f"{edge}/console/codes/{live['id']}")
     page.get_by_label("Expires (UTC)").fill("2025-06-01T12:00")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status").first).to_contain_text("no longer redirects")
     expect(page.locator("#state")).to_contain_text("Expired")
     history = page.locator("table.history")
@@ -548,7 +548,7 @@ def test_the_pages_work_without_javascript(browser: Browser, running_stack: Runn
         page.get_by_role("button", name="Show the preview").click()
         expect(page.locator("#preview img")).to_have_attribute("src", re.compile("fg=%23004d40"))
         page.get_by_label("Destination URL").fill("https://example.org/without-js")
-        page.get_by_role("button", name="Save").click()
+        page.get_by_role("button", name="Save", exact=True).click()
         expect(page.locator("table.history")).to_contain_text("https://example.org/without-js")
         page.get_by_role("link", name="Delete…").click()
         page.get_by_role("button", name="Delete the code").click()

@@ -146,7 +146,10 @@ class Sheets:
             column, row = index % layout.columns, index // layout.columns
             left = MARGIN_MM + column * pitch_x
             top = MARGIN_MM + row * pitch_y  # from the page's top edge
-            _label(self._canvas, code, logos.get(code.logo_sha256 or ""), layout, self.options, left, top)
+            try:
+                _label(self._canvas, code, logos.get(code.logo_sha256 or ""), layout, self.options, left, top)
+            except InvalidValue as exc:  # not drawable in these options (too long at H, say): left blank
+                log.error("label left blank", extra={"code_id": code.id, "reason": str(exc)})
             self.labels += 1
         self._canvas.showPage()
 

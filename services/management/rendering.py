@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import qrcode
 import qrcode.constants
+import qrcode.exceptions
 import zxingcpp
 from PIL import Image, ImageOps
 
@@ -56,6 +57,9 @@ class RenderRefused(Exception):
 @dataclass(frozen=True)
 class ImageOptions:
     size: int = limits.DEFAULT_SIZE  # pixels; with size_mm, derived from it and dpi
+    # False: nobody asked for this size (the default): the nearest whole pixels per module will do,
+    # never a refusal for a symbol that does not divide it.
+    size_chosen: bool = True
     border: int = limits.DEFAULT_BORDER
     ecc: str = limits.DEFAULT_ECC
     fg: str = limits.DEFAULT_FG
@@ -106,6 +110,7 @@ class ImageOptions:
                 logo_sha256,
                 # Only a designed code's key names its design: a plain code's keys stay as they were.
                 *([] if self.design.plain else [self.design.as_key()]),
+                *([] if self.size_chosen else ["size: nearest"]),  # keys of chosen sizes stay as they were
             ]
         )
         return hashlib.sha256(material.encode()).hexdigest()
@@ -159,7 +164,11 @@ def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:
     # and a run of zeros can then fill an error-correction block with zero bytes, on which its
     # Reed-Solomon code fails (glog(0)). Printable ASCII in byte mode never yields a zero data byte.
     qr.add_data(payload, optimize=0)
-    qr.make(fit=True)
+    try:
+        qr.make(fit=True)
+    except (ValueError, qrcode.exceptions.DataOverflowError):  # past version 40 at this level
+        reason = f"{len(payload.encode()):,} bytes do not fit in a QR code at error correction {options.ecc}"
+        raise InvalidValue("ecc", reason) from None
     modules = tuple(tuple(bool(cell) for cell in row) for row in qr.modules)
     pad = 0
     if logo is not None:
@@ -170,10 +179,11 @@ def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:
     return Drawing(modules, options.border, options.fg, options.bg, logo, pad, options.design)
 
 
-def pixels_per_module(size: int, modules: int) -> int:
-    """The whole number of pixels per module nearest ``size``; refused if more than 10% off."""
+def pixels_per_module(size: int, modules: int, *, exact: bool = True) -> int:
+    """The whole number of pixels per module nearest ``size``; when ``exact`` (a size asked for),
+    refused if more than 10% off."""
     box = max(1, round(size / modules))
-    if abs(box * modules - size) > SIZE_TOLERANCE * size:
+    if exact and abs(box * modules - size) > SIZE_TOLERANCE * size:
         raise InvalidValue(
             "size",
             f"{size} px cannot be drawn at whole pixels per module: this code is {modules} modules wide "
@@ -223,11 +233,11 @@ def render_png(payload: str, options: ImageOptions, logo: Logo | None = None) ->
     options = options.for_logo(logo is not None)
     draw = drawing(payload, options, logo)
     if options.design.plain:
-        box = pixels_per_module(options.size, draw.width)
+        box = pixels_per_module(options.size, draw.width, exact=options.size_chosen)
         image = raster(draw, box)
     else:
         shapes = designs.art(draw, options.design, payload)
-        box = pixels_per_module(options.size, round(shapes.width))
+        box = pixels_per_module(options.size, round(shapes.width), exact=options.size_chosen)
         image = designs.raster_art(shapes, box, logo)
     buffer = io.BytesIO()
     extra: dict[str, tuple[float, float]] = {}

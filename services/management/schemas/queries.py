@@ -188,8 +188,16 @@ class ImageQuery(DesignQuery):
                     f"{size_mm:g} mm at {dpi} dpi is {size} px; a PNG is {limits.MIN_SIZE} to "
                     f"{limits.MAX_SIZE} px ({advice})",
                 )
+        chosen = size_mm is not None or "size" in self.model_fields_set
         return self.designed(
-            ImageOptions(size=size, border=self.border, ecc=self.ecc.upper(), dpi=dpi, size_mm=size_mm)
+            ImageOptions(
+                size=size,
+                size_chosen=chosen,
+                border=self.border,
+                ecc=self.ecc.upper(),
+                dpi=dpi,
+                size_mm=size_mm,
+            )
         )
 
 

@@ -74,6 +74,11 @@ class ImageService:
         )
         async with self.database.connect(write=True) as conn:
             await check_scope(conn, code_id, identity.tags)
+            payload, _ = await codes.image_source(conn, code_id)
+            try:  # a logo asks for H: a long static payload may not fit there
+                contents.check_capacity(payload, "H")
+            except InvalidValue as exc:
+                raise InvalidValue("logo", f"a logo needs error correction H, and {exc.reason}") from None
             code, changed = await codes.set_logo(conn, code_id, stored)
             if changed:
                 await history.record(conn, code_id, "update", changed, identity)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 PAGES = {
     "codes": "/console/",
@@ -37,6 +38,21 @@ AGENTS = (
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# The first code's saved design: what the design panel, its preview and the label sheet show.
+DESIGN = {
+    "fg": "#1e3a8a",
+    "modules": "rounded",
+    "finder": "rounded",
+    "finder_fg": "#b91c1c",
+    "gradient": "linear",
+    "fg2": "#0f766e",
+    "frame": "label",
+    "frame_text": "SCAN ME",
+}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+PHONE_PAGES = ("codes", "code")  # the pages a phone is likeliest to open
 
 
 def launch_arguments() -> list[str]:
@@ -64,6 +80,7 @@ def fill(edge: str) -> str:
         made.raise_for_status()
         code: str = made.json()["created"][0]["id"]
         admin.patch(f"/api/v1/qr/{code}", json={"target_url": "https://example.org/menu/summer"})
+        admin.patch(f"/api/v1/qr/{code}", json={"design": DESIGN}).raise_for_status()
         for n in range(24):
             agent = AGENTS[n % len(AGENTS)]
             headers = {
@@ -76,9 +93,21 @@ def fill(edge: str) -> str:
 
 
 def photograph(browser: Browser, edge: str, code: str, folder: Path) -> list[Path]:
-    """Each page at desktop width in the light scheme, and the code page in the dark one too."""
+    """Each page at desktop width in the light scheme, the code page in the dark one too, its
+    design panel alone, and the codes and the code page at a phone's width."""
     folder.mkdir(parents=True, exist_ok=True)
     taken = []
+    context = browser.new_context(viewport=PHONE, color_scheme="light")
+    try:
+        page = context.new_page()
+        for name in PHONE_PAGES:
+            page.goto(edge + PAGES[name].format(code=code))
+            page.wait_for_load_state("networkidle")
+            target = folder / f"{name}-phone.png"
+            page.screenshot(path=str(target), full_page=True)
+            taken.append(target)
+    finally:
+        context.close()
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
         try:
@@ -91,9 +120,30 @@ def photograph(browser: Browser, edge: str, code: str, folder: Path) -> list[Pat
                 target = folder / (f"{name}.png" if scheme == "light" else f"{name}-dark.png")
                 page.screenshot(path=str(target), full_page=True)
                 taken.append(target)
+                if name == "code" and scheme == "light":
+                    panel = folder / "design.png"
+                    page.locator("section.design").screenshot(path=str(panel))
+                    taken.append(panel)
         finally:
             context.close()
     return taken
+
+
+def label_sheet(edge: str, folder: Path) -> Path | None:
+    """The top of the first page of the codes' label sheet, rasterised (poppler's pdftoppm);
+    ``None`` without it."""
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        return None
+    sheet = httpx.get(f"{edge}/api/v1/qr/export.pdf", params={"size_mm": "40"}, timeout=60)
+    sheet.raise_for_status()
+    with tempfile.TemporaryDirectory(prefix="qr-sheet-") as scratch:
+        pdf = Path(scratch) / "sheet.pdf"
+        pdf.write_bytes(sheet.content)
+        # 110 dpi; the upper third of an A4 page (its first rows of labels).
+        command = [pdftoppm, "-png", "-r", "110", "-f", "1", "-l", "1", "-W", "910", "-H", "430"]
+        subprocess.run([*command, "-singlefile", str(pdf), str(folder / "labels")], check=True, timeout=60)
+    return folder / "labels.png"
 
 
 def main(argv: list[str]) -> int:
@@ -127,6 +177,7 @@ def main(argv: list[str]) -> int:
                     try:
                         for path in photograph(browser, edge, code, folder):
                             print(path)  # noqa: T201
+                        print(label_sheet(edge, folder) or "labels.png: pdftoppm missing (poppler-utils)")  # noqa: T201
                     finally:
                         browser.close()
             finally:

@@ -564,12 +564,18 @@ def test_the_screenshots_of_every_page(browser: Browser, running_stack: RunningS
     taken = photograph(browser, running_stack.edge, code, tmp_path)
     assert sorted(path.name for path in taken) == [
         "code-dark.png",
+        "code-phone.png",
         "code.png",
+        "codes-phone.png",
         "codes.png",
+        "design.png",
         "new.png",
         "scans.png",
     ]
     for path in taken:
         with Image.open(path) as shot:
-            assert shot.width == 1280
-            assert shot.height >= 600
+            if path.name.endswith("-phone.png"):
+                assert shot.width == 390
+            elif path.name != "design.png":
+                assert shot.width == 1280
+            assert shot.height >= 300

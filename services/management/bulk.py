@@ -29,7 +29,6 @@ import csv
 import functools
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -206,19 +205,42 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
     for column, cell in zip(columns, record, strict=False):
         if cell == "":
             continue  # the field's default
+        if column == "content":
+            content = _content_cell(cell)
+            if isinstance(content, str):
+                return RowError(number, "content", content)
+            row[column] = content
+            continue
         row[column] = _cell(column, cell)
     return row
+
+
+def _content_cell(cell: str) -> dict[str, Any] | str:
+    """A ``content`` cell's JSON object, or why it is none (the row's refusal). Parsed as a body is
+    (no NaN, no lone surrogate, a nesting too deep for the parser refused), then held to the depth
+    of a content: an object whose values are a text, a number, a yes or no, or a list of texts."""
+    try:
+        value = parse_json(cell.encode())
+    except Unreadable as exc:
+        if "recursion" in str(exc):
+            return "is not valid JSON: it is nested too deeply"
+        return str(exc).removeprefix("the body ")  # "is not valid JSON: ..." and its place
+    if not isinstance(value, dict):
+        return "must be a JSON object"
+    for item in value.values():
+        if isinstance(item, dict) or (
+            isinstance(item, list) and any(isinstance(element, (dict, list)) for element in item)
+        ):
+            return (
+                "is nested too deeply (a content's values are texts, numbers, yes or no, or lists of texts)"
+            )
+    return value
 
 
 def _cell(column: str, cell: str) -> Any:
     """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
-    if column == "content":  # a JSON object (left as text when it is none: the model says so)
-        try:
-            return json.loads(cell)
-        except ValueError:
-            return cell
     if kind == "list":
         return [item.strip() for item in cell.split(TAG_SEPARATOR) if item.strip()]
     if column in _NUMBERS:

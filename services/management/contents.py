@@ -37,6 +37,8 @@ DYNAMIC_KINDS: Final = ("vcard",)
 # 18004, table 7): the largest payload any QR code can carry. A test checks them against qrcode.
 CAPACITY_BYTES: Final = {"L": 2953, "M": 2331, "Q": 1663, "H": 1273}
 
+# What a code's short link does: nothing to a static code, which has none that answers.
+REDIRECT_FIELDS: Final = ("enabled", "expires_at", "fallback_url", "forward_query", "redirect_status")
 MAX_LINE: Final = 200  # a name, a title, a subject: one line
 MAX_TEXT: Final = CAPACITY_BYTES["L"]  # a note, a body: what the largest symbol could hold
 MAX_ITEMS: Final = 10  # phones or e-mails of a contact
@@ -316,6 +318,14 @@ def checked_changes(kind: str, dynamic: bool, changes: Mapping[str, Any]) -> dic
     checked = dict(changes)
     if kind != "url" and "target_url" in changes:
         raise InvalidValue("target_url", f"is for url codes only; a {kind} code carries its content")
+    if kind != "url" and not dynamic:
+        for name in REDIRECT_FIELDS:
+            if name in changes:
+                raise InvalidValue(
+                    name,
+                    f"does nothing to a static {kind} code: its images carry the content itself, and its "
+                    "short link answers nothing (delete it to stop using it; printed copies still scan)",
+                )
     if "content" not in changes:
         return checked
     if kind != "url" and not dynamic:

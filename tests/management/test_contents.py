@@ -344,10 +344,22 @@ async def test_hostile_values_are_refused_naming_the_field(
 
 async def test_a_static_code_cannot_change_but_a_dynamic_contact_can(client: httpx.AsyncClient) -> None:
     static = (await create(client, kind="wifi", content=WIFI)).json()
-    for change in ({"content": {**WIFI, "ssid": "Other"}}, {"target_url": "https://example.org"}):
+    assert static["state"] == "static"  # no short link: neither on nor off
+    redirect_changes = [
+        {"enabled": False},
+        {"expires_at": "2030-01-01T00:00:00Z"},
+        {"fallback_url": "https://example.org/moved"},
+        {"forward_query": True},
+        {"redirect_status": 301},
+    ]
+    for change in [
+        {"content": {**WIFI, "ssid": "Other"}},
+        {"target_url": "https://example.org"},
+        *redirect_changes,
+    ]:
         response = await client.patch(f"/api/v1/qr/{static['id']}", json=change)
         assert response.status_code == 422, response.text
-        assert response.json()["error"]["details"]["field"] in ("content", "target_url")
+        assert response.json()["error"]["details"]["field"] in ("content", "target_url", *change), change
     assert (
         await client.patch(f"/api/v1/qr/{static['id']}", json={"title": "Guest Wi-Fi"})
     ).status_code == 200
@@ -357,6 +369,7 @@ async def test_a_static_code_cannot_change_but_a_dynamic_contact_can(client: htt
     dynamic = (await create(client, kind="vcard", content=VCARD, dynamic=True)).json()
     assert dynamic["static"] is False
     assert dynamic["dynamic"] is True
+    assert dynamic["state"] == "on"
     image = await client.get(f"/api/v1/qr/{dynamic['id']}/image.png")
     assert [result.text for result in read("png", image.content)] == [dynamic["short_url"]]
     changed = {**VCARD, "phones": ["+33 9 99 99 99 99"]}

@@ -88,6 +88,7 @@ STATES = {
     "off": ("Off", "Switched off", "it answers 410"),
     "expired": ("Expired", "Expired", "it answers 410"),
     "not_yet": ("Not yet", "Not started yet", "it answers 410"),
+    "static": ("Static", "Static", "its images carry the content itself; it has no short link"),
     "deleted": ("Deleted", "Deleted", "it answers 404; its scans stay"),
 }
 ORDERS = {"-created_at": "Newest first", "created_at": "Oldest first", "-scan_count": "Most scanned"}

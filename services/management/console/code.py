@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.management import limits, schemas
+from services.management import contents, limits, schemas
 from services.management.auth.roles import Role
+from services.management.console import contents as console_contents
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, code_id, page, reason
@@ -67,7 +68,10 @@ class CodePage(Pages):
         form = current.posted
         was = await self.service.codes.get(code, current.identity)
         before = forms.code_values(forms.as_posted(forms.edit_values(was)), new=False)
-        values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
+        hidden = _hidden_fields(was)  # not on the form: not changed by it
+        values = {
+            k: v for k, v in forms.code_values(form, new=False).items() if v != before[k] and k not in hidden
+        }
         try:
             changes = forms.validated(schemas.QRCodeChanges, values, context=self.service.context).changes()
             now = await self.service.codes.update(code, changes, current.identity) if changes else was
@@ -87,7 +91,11 @@ class CodePage(Pages):
         if not enabled and forms.text(current.posted, "confirmed") != "yes":
             code_now = await self.service.codes.get(code, current.identity)
             return self.render(request, current, "switch_off.html", code=code_now)
-        await self.service.codes.update(code, {"enabled": enabled}, current.identity)
+        try:
+            await self.service.codes.update(code, {"enabled": enabled}, current.identity)
+        except InvalidValue:  # a static code: nothing to switch (the page says why)
+            code_now = await self.service.codes.get(code, current.identity)
+            return self.render(request, current, "switch_off.html", status_code=422, code=code_now)
         notice = "enabled" if enabled else "disabled"
         return RedirectResponse(f"/console/codes/{code}?notice={notice}", status_code=303)
 
@@ -158,10 +166,32 @@ class CodePage(Pages):
             status_code=status_code,
             history=history,
             errors=errors or {},
-            values=values if values is not None else forms.edit_values(code),
+            values=values if values is not None else _edit_values(code),
             logo_error=logo_error,
+            hidden_fields=_hidden_fields(code),
+            editable_kind=code.kind if code.dynamic else None,
+            content_label=console_contents.LABELS.get(code.kind, code.kind),
+            content_rows=console_contents.described(code.content),
             **_preview_context(request, code),
         )
+
+
+def _hidden_fields(code: schemas.QRCode) -> frozenset[str]:
+    """The edit form's fields a code does not use: a target for a kind other than url, and what a
+    short link does for a static code, which has none."""
+    if code.kind == "url":
+        return frozenset()
+    if code.static:
+        return frozenset({"target_url", *contents.REDIRECT_FIELDS})
+    return frozenset({"target_url"})
+
+
+def _edit_values(code: schemas.QRCode) -> dict[str, Any]:
+    """The edit form's values: the code's fields, and a dynamic contact's content in its panel."""
+    values = forms.edit_values(code)
+    if code.dynamic:
+        values.update(console_contents.form_values(code.kind, code.content))
+    return values
 
 
 def _image_options(request: Request) -> tuple[dict[str, str], dict[str, str], str | None]:
@@ -206,6 +236,12 @@ def _preview_context(request: Request, code: schemas.QRCode) -> dict[str, Any]:
     pdf_query = urlencode({"ids": code.id, "ecc": given.get("ecc", limits.DEFAULT_ECC), "size_mm": label_mm})
     return {
         "code": code,
+        # What the image holds, for those who cannot see it.
+        "image_alt": (
+            f"QR code: {console_contents.headline(code.kind, code.content)}"
+            if code.static
+            else f"QR code for {code.short_url}"
+        ),
         "options": given,
         "option_errors": field_errors,
         "option_labels": IMAGE_OPTIONS,

@@ -418,6 +418,8 @@ def _shown(value: Any, field: str = "") -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
+    if isinstance(value, dict):  # a code's content: field by field
+        return "; ".join(f"{label}: {text}" for label, text in console_contents.described(value)) or "—"
     if field in ("expires_at", "deleted_at"):
         return moment(str(value))
     return str(value)

@@ -67,6 +67,9 @@ async def test_the_form_makes_a_wifi_code_and_says_it_is_static(console: httpx.A
     page = (await console.get(path)).text
     assert "<ins>SSID (network name): Café ;guests&#34;; Hidden: yes; Password: croissant;42" in page
     assert "{&#39;ssid&#39;" not in page
+    listing = (await console.get("/console/")).text
+    assert 'alt="QR code: Wi-Fi network Café ;guests&#34;"' in listing
+    assert f'id="short-{code_id[1]}"' not in listing  # no short URL to copy
 
 
 async def test_a_dynamic_contact_is_edited_on_its_page(console: httpx.AsyncClient) -> None:  # noqa: F811

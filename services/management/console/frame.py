@@ -142,6 +142,7 @@ class Frame:
         environment.filters["day"] = _day
         environment.filters["shown"] = _shown
         environment.filters["in_form_order"] = _in_form_order
+        environment.globals["content_headline"] = console_contents.headline
         self.templates = Jinja2Templates(env=environment)
 
     async def serve(

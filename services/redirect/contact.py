@@ -97,7 +97,7 @@ def wants_card(scope: Scope) -> bool:
     query: bytes = scope["query_string"]
     if b"download" not in query:
         return False
-    values = parse_qs(query.decode("latin-1"), max_num_fields=100).get(DOWNLOAD_PARAMETER, [])
+    values = parse_qs(query.decode("latin-1")).get(DOWNLOAD_PARAMETER, [])
     return "vcf" in values
 
 

@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute, Route
 
 from services.management import contents, limits, schemas
 from services.management.auth.roles import Role
-from services.management.console import contents as console_contents
 from services.management.console import forms
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, code_id, page, reason
@@ -166,12 +165,10 @@ class CodePage(Pages):
             status_code=status_code,
             history=history,
             errors=errors or {},
-            values=values if values is not None else _edit_values(code),
+            values=values if values is not None else forms.edit_values(code),
             logo_error=logo_error,
             hidden_fields=_hidden_fields(code),
             editable_kind=code.kind if code.dynamic else None,
-            content_label=console_contents.LABELS.get(code.kind, code.kind),
-            content_rows=console_contents.described(code.content),
             **_preview_context(request, code),
         )
 
@@ -184,14 +181,6 @@ def _hidden_fields(code: schemas.QRCode) -> frozenset[str]:
     if code.static:
         return frozenset({"target_url", *contents.REDIRECT_FIELDS})
     return frozenset({"target_url"})
-
-
-def _edit_values(code: schemas.QRCode) -> dict[str, Any]:
-    """The edit form's values: the code's fields, and a dynamic contact's content in its panel."""
-    values = forms.edit_values(code)
-    if code.dynamic:
-        values.update(console_contents.form_values(code.kind, code.content))
-    return values
 
 
 def _image_options(request: Request) -> tuple[dict[str, str], dict[str, str], str | None]:
@@ -236,12 +225,6 @@ def _preview_context(request: Request, code: schemas.QRCode) -> dict[str, Any]:
     pdf_query = urlencode({"ids": code.id, "ecc": given.get("ecc", limits.DEFAULT_ECC), "size_mm": label_mm})
     return {
         "code": code,
-        # What the image holds, for those who cannot see it.
-        "image_alt": (
-            f"QR code: {console_contents.headline(code.kind, code.content)}"
-            if code.static
-            else f"QR code for {code.short_url}"
-        ),
         "options": given,
         "option_errors": field_errors,
         "option_labels": IMAGE_OPTIONS,

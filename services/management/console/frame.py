@@ -142,7 +142,12 @@ class Frame:
         environment.filters["day"] = _day
         environment.filters["shown"] = _shown
         environment.filters["in_form_order"] = _in_form_order
-        environment.globals["content_headline"] = console_contents.headline
+        # What a code of a kind other than url holds, in words (its page, its image's alt text).
+        environment.globals.update(
+            content_headline=console_contents.headline,
+            content_labels=console_contents.LABELS,
+            content_rows=console_contents.described,
+        )
         self.templates = Jinja2Templates(env=environment)
 
     async def serve(

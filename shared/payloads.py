@@ -6,7 +6,11 @@ service encodes a code's images with them, the redirect service a dynamic contac
   (the syntax the camera apps of iOS and Android read);
 - ``vcard``: vCard 3.0 (RFC 2426), text values escaped, lines folded at 75 octets, CRLF;
 - ``event``: an iCalendar VEVENT (RFC 5545) in a VCALENDAR, its times in UTC (every reader knows
-  UTC; a VTIMEZONE of the event's zone would cost hundreds of bytes of the symbol for nothing);
+  UTC; a VTIMEZONE of the event's zone would cost hundreds of bytes of the symbol for nothing). A
+  wall-clock time is read as :mod:`zoneinfo` reads it with ``fold=0``: a time that does not exist
+  (skipped when clocks go forward) takes the offset in force before the change, so 02:30 on the
+  day Berlin skips 02:00-03:00 is 03:30 summer time; a time that happens twice (clocks go back)
+  is its first occurrence;
 - ``email``: a ``mailto:`` URI (RFC 6068); ``sms``: ``SMSTO:number:text``; ``tel``: a ``tel:`` URI;
   ``geo``: ``geo:lat,lon`` (RFC 5870); ``text``: the text itself.
 
@@ -70,8 +74,14 @@ def fold(line: str) -> str:
 
 
 def _name_parts(name: str) -> tuple[str, str]:
-    """(family, given) of a name written as people write it: the last word is the family name."""
-    given, _, family = name.strip().rpartition(" ")
+    """(family, given) of the contact's N property, kept simple and predictable: for a name without
+    a comma, the last word is the family name and the words before it the given names ("Ada
+    Lovelace": Lovelace; Ada); a name with a comma ("John O'Brien, Jr.", "Lovelace, Ada") is not
+    guessed at: it all goes in the given names (FN, which readers show, is always the name as written)."""
+    name = name.strip()
+    if "," in name:
+        return "", name
+    given, _, family = name.rpartition(" ")
     return family, given
 
 
@@ -92,7 +102,8 @@ def vcard(content: Mapping[str, Any]) -> str:
     lines += [f"TEL;TYPE=VOICE:{phone}" for phone in content.get("phones") or ()]
     lines += [f"EMAIL;TYPE=INTERNET:{email}" for email in content.get("emails") or ()]
     if content.get("url"):
-        lines.append(f"URL:{content['url']}")
+        # Escaped as text: vCard readers (vobject, phones) split a URL at an unescaped comma.
+        lines.append(f"URL:{text_escape(content['url'])}")
     if content.get("address"):
         # The whole address as its street component: people write addresses in too many ways to split.
         lines.append(f"ADR;TYPE=WORK:;;{text_escape(content['address'])};;;;")
@@ -110,8 +121,18 @@ def local_time(value: str, tz: str) -> datetime:
     return moment
 
 
+def utc(moment: datetime) -> datetime:
+    """The instant ``moment`` (an aware time) in UTC: the one comparison of two event times."""
+    return moment.astimezone(UTC)
+
+
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Zero-padded by hand: strftime's %Y leaves years below 1000 without four digits on Linux.
+    instant = utc(moment)
+    return (
+        f"{instant.year:04d}{instant.month:02d}{instant.day:02d}"
+        f"T{instant.hour:02d}{instant.minute:02d}{instant.second:02d}Z"
+    )
 
 
 def event(content: Mapping[str, Any]) -> str:

@@ -211,6 +211,12 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
     for column, cell in zip(columns, record, strict=False):
         if cell == "":
             continue  # the field's default
+        if column == "content":
+            content = _content_cell(cell)
+            if isinstance(content, str):
+                return RowError(number, "content", content)
+            row[column] = content
+            continue
         value = _cell(column, cell)
         if value is _NOT_JSON:
             shape = "[] or [{...}]" if _KINDS[column] == "json" else "{...}"
@@ -222,11 +228,33 @@ def _csv_row(number: int, columns: list[str], record: list[str]) -> dict[str, An
 _NOT_JSON = object()  # a JSON cell that does not parse
 
 
+def _content_cell(cell: str) -> dict[str, Any] | str:
+    """A ``content`` cell's JSON object, or why it is none (the row's refusal). Parsed as a body is
+    (no NaN, no lone surrogate, a nesting too deep for the parser refused), then held to the depth
+    of a content: an object whose values are a text, a number, a yes or no, or a list of texts."""
+    try:
+        value = parse_json(cell.encode())
+    except Unreadable as exc:
+        if "recursion" in str(exc):
+            return "is not valid JSON: it is nested too deeply"
+        return str(exc).removeprefix("the body ")  # "is not valid JSON: ..." and its place
+    if not isinstance(value, dict):
+        return "must be a JSON object"
+    for item in value.values():
+        if isinstance(item, dict) or (
+            isinstance(item, list) and any(isinstance(element, (dict, list)) for element in item)
+        ):
+            return (
+                "is nested too deeply (a content's values are texts, numbers, yes or no, or lists of texts)"
+            )
+    return value
+
+
 def _cell(column: str, cell: str) -> Any:
     """A CSV cell as the JSON value the field takes (left as text when it is none: the model says
     why): a list's items separated by ``|``, a number, a yes or no."""
     kind = _KINDS[column]
-    if kind in ("json", "object") or column == "content":  # rules, split, a design, a content
+    if kind in ("json", "object"):  # rules, split, a design
         try:
             return json.loads(cell)
         except (ValueError, RecursionError):  # RecursionError: nested past what the parser takes

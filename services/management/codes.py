@@ -95,12 +95,15 @@ def code_state(
     deleted_at: datetime | None = None,
     starts_at: datetime | None = None,
     now: datetime | None = None,
+    static: bool = False,
 ) -> CodeState:
     """What ``/r/{id}`` does for a code now, in one word (the API's ``state``, every console page's):
     the redirect service's own test (switched on, not expired) in the same order."""
     now = now or datetime.now(UTC)
     if deleted_at is not None:
         return "deleted"
+    if static:  # no short link: switching it off or an expiry changes nothing a scanner sees
+        return "static"
     if not enabled:
         return "off"
     if expires_at is not None and expires_at <= now:
@@ -114,14 +117,18 @@ def to_resource(row: Any) -> QRCode:
     """A row of :data:`_RESOURCE_COLUMNS` (and ``deleted_at`` when it was read) and its scan count as
     the code answered."""
     values = {column.name: getattr(row, column.name) for column in _RESOURCE_COLUMNS}
+    static = row.kind != "url" and not row.dynamic
     return QRCode(
         **values,
         # The host as a browser will look it up (a row written before hosts were stored so).
         target_host_ascii=_host_ascii(row.target_url) if row.target_url else None,
-        static=row.kind != "url" and not row.dynamic,
+        static=static,
         scan_count=row.scan_count,
         state=code_state(
-            enabled=row.enabled, expires_at=row.expires_at, deleted_at=getattr(row, "deleted_at", None)
+            enabled=row.enabled,
+            expires_at=row.expires_at,
+            deleted_at=getattr(row, "deleted_at", None),
+            static=static,
         ),
     )
 

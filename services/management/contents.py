@@ -15,6 +15,7 @@ console's and the bulk upload's readers of findings use as the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -36,11 +37,20 @@ DYNAMIC_KINDS: Final = ("vcard",)
 # 18004, table 7): the largest payload any QR code can carry. A test checks them against qrcode.
 CAPACITY_BYTES: Final = {"L": 2953, "M": 2331, "Q": 1663, "H": 1273}
 
+# What a code's short link does: nothing to a static code, which has none that answers.
+REDIRECT_FIELDS: Final = ("enabled", "expires_at", "fallback_url", "forward_query", "redirect_status")
 MAX_LINE: Final = 200  # a name, a title, a subject: one line
 MAX_TEXT: Final = CAPACITY_BYTES["L"]  # a note, a body: what the largest symbol could hold
 MAX_ITEMS: Final = 10  # phones or e-mails of a contact
 MAX_SSID_BYTES: Final = 32  # IEEE 802.11
 MAX_PASSWORD: Final = 63  # WPA's passphrase
+# Event years: wide enough for any real event, narrow enough that every time converts to UTC and
+# prints with four digits (0001-01-01 in Tokyo would be year 0 in UTC).
+MIN_EVENT_YEAR: Final = 1900
+MAX_EVENT_YEAR: Final = 2200
+# Names available_timezones() lists that are no IANA zone: the machine's own setting and tzdata's
+# internal ones.
+_NOT_ZONES: Final = frozenset({"localtime", "posixrules", "Factory"})
 PHONE_PATTERN: Final = r"^\+?[0-9][0-9 ().-]{1,30}$"
 EMAIL_PATTERN: Final = r'^[^@\s;,:<>"\\()\[\]]{1,64}@[^@\s;,:<>"\\()\[\]/?#]{1,190}$'
 
@@ -48,6 +58,12 @@ EMAIL_PATTERN: Final = r'^[^@\s;,:<>"\\()\[\]]{1,64}@[^@\s;,:<>"\\()\[\]/?#]{1,1
 def refused(field: str, reason: str) -> PydanticCustomError:
     """A refusal of ``field`` (``content.ssid``, ``content``) for ``reason``, in the API's words."""
     return PydanticCustomError("content_field", "{reason}", {"field": field, "reason": reason})
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
 
 
 def _one_line(value: str) -> str:
@@ -82,7 +98,7 @@ def _zone(value: str) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError("must be an IANA time zone, such as Europe/Paris") from None
-    if value not in _zones():
+    if value not in _zones() or value in _NOT_ZONES or value.startswith(("posix/", "right/")):
         raise ValueError("must be an IANA time zone, such as Europe/Paris")
     return value
 
@@ -96,8 +112,12 @@ def _zones() -> set[str]:
     return _ZONES
 
 
-Line = Annotated[str, Field(min_length=1, max_length=MAX_LINE), AfterValidator(_one_line)]
-Lines = Annotated[str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_lines)]
+Line = Annotated[
+    str, Field(min_length=1, max_length=MAX_LINE), AfterValidator(_one_line), AfterValidator(_not_blank)
+]
+Lines = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_lines), AfterValidator(_not_blank)
+]
 Phone = Annotated[str, Field(pattern=PHONE_PATTERN, max_length=32)]
 Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254)]
 Moment = Annotated[str, Field(min_length=10, max_length=40), AfterValidator(_one_line)]
@@ -110,7 +130,13 @@ class Content(BaseModel):
 
 
 class WifiContent(Content):
-    ssid: Annotated[str, Field(min_length=1), AfterValidator(_one_line), AfterValidator(_ssid_octets)]
+    ssid: Annotated[
+        str,
+        Field(min_length=1),
+        AfterValidator(_one_line),
+        AfterValidator(_ssid_octets),
+        AfterValidator(_not_blank),
+    ]
     password: Annotated[str, Field(max_length=MAX_PASSWORD), AfterValidator(_one_line)] | None = None
     security: Literal["WPA", "WEP", "none"] = "WPA"
     hidden: bool = False
@@ -147,21 +173,32 @@ class EventContent(Content):
 
     @model_validator(mode="after")
     def _end_after_start(self) -> EventContent:
-        try:
-            start = payloads.local_time(self.start, self.tz)
-        except ValueError:
-            raise refused(
-                "content.start", "must be an ISO 8601 date and time, such as 2026-03-28T20:00"
-            ) from None
-        try:
-            end = payloads.local_time(self.end, self.tz)
-        except ValueError:
-            raise refused(
-                "content.end", "must be an ISO 8601 date and time, such as 2026-03-29T02:00"
-            ) from None
-        if end <= start:
+        start = _event_time("start", self.start, self.tz, "2026-03-28T20:00")
+        end = _event_time("end", self.end, self.tz, "2026-03-29T02:00")
+        # Compared as instants: two times of one zone compare by their wall clocks in Python, so a
+        # start that does not exist (read as the hour after) would seem before an end equal to it.
+        if payloads.utc(end) <= payloads.utc(start):
             raise refused("content.end", "must be after start")
         return self
+
+
+def _event_time(name: str, value: str, tz: str, example: str) -> datetime:
+    """An event's ``start`` or ``end`` as an aware time; refused (naming ``content.<name>``) when
+    it is no ISO 8601 date and time, a date alone, or out of MIN_EVENT_YEAR..MAX_EVENT_YEAR."""
+    field = f"content.{name}"
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        raise refused(field, f"must be a date and time, such as {example} (all-day events are not supported)")
+    try:
+        moment = payloads.local_time(value, tz)
+    except ValueError:
+        raise refused(field, f"must be an ISO 8601 date and time, such as {example}") from None
+    if not MIN_EVENT_YEAR <= moment.year <= MAX_EVENT_YEAR:
+        raise refused(field, f"must be in the years {MIN_EVENT_YEAR} to {MAX_EVENT_YEAR}")
+    return moment
 
 
 class EmailContent(Content):
@@ -281,6 +318,14 @@ def checked_changes(kind: str, dynamic: bool, changes: Mapping[str, Any]) -> dic
     checked = dict(changes)
     if kind != "url" and "target_url" in changes:
         raise InvalidValue("target_url", f"is for url codes only; a {kind} code carries its content")
+    if kind != "url" and not dynamic:
+        for name in REDIRECT_FIELDS:
+            if name in changes:
+                raise InvalidValue(
+                    name,
+                    f"does nothing to a static {kind} code: its images carry the content itself, and its "
+                    "short link answers nothing (delete it to stop using it; printed copies still scan)",
+                )
     if "content" not in changes:
         return checked
     if kind != "url" and not dynamic:

@@ -19,13 +19,13 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from starlette.types import Scope, Send
 
 from shared import payloads
 
-DOWNLOAD_QUERY = b"download=vcf"
+DOWNLOAD_PARAMETER = "download"
 _STYLE = (
     "body{font:1.125rem/1.5 system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;"
     "color:#1a1a1a;background:#fff}h1{font-size:1.75rem;margin:0 0 .25rem}p.role{margin:0 0 1.5rem;"
@@ -92,8 +92,13 @@ def _page(fields: dict[str, Any]) -> bytes:
 
 
 def wants_card(scope: Scope) -> bool:
-    """Whether the request asks for the card (``?download=vcf``) rather than the page."""
-    return bool(scope["query_string"] == DOWNLOAD_QUERY)
+    """Whether the request asks for the card (``download=vcf`` among its query parameters, such as
+    ``?utm_source=poster&download=vcf``) rather than the page."""
+    query: bytes = scope["query_string"]
+    if b"download" not in query:
+        return False
+    values = parse_qs(query.decode("latin-1")).get(DOWNLOAD_PARAMETER, [])
+    return "vcf" in values
 
 
 async def respond(scope: Scope, send: Send, contact: Contact, request_id: bytes) -> int:

@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -188,6 +188,26 @@ def test_long_lines_fold_at_75_octets_without_splitting_a_character() -> None:
     assert "".join(line.removeprefix(" ") for line in lines) == "NOTE:" + "é" * 100
 
 
+def test_a_vcard_keeps_a_comma_in_its_url_and_names_predictably() -> None:
+    url = "https://example.com/a?b=1,2"
+    card = vobject.readOne(payloads.vcard({"name": "Jöhn O'Brien, Jr.", "url": url}))
+    assert card.url.value == url
+    assert (card.n.value.family, card.n.value.given) == ("", "Jöhn O'Brien, Jr.")
+    assert card.fn.value == "Jöhn O'Brien, Jr."
+
+
+def test_event_times_are_instants_with_four_digit_years() -> None:
+    event = {"title": "t", "start": "0999-01-01T00:00", "end": "0999-01-01T01:00", "tz": "UTC"}
+    assert "DTSTART:09990101T000000Z\r\n" in payloads.event(event)
+    # A start that does not exist is read with the offset before the change (zoneinfo, fold=0).
+    berlin = {"title": "t", "start": "2027-03-28T02:30", "end": "2027-03-28T04:00", "tz": "Europe/Berlin"}
+    stored = contents.content_of("event", berlin)
+    assert stored is not None
+    assert vobject.readOne(payloads.event(stored)).vevent.dtstart.value == datetime(
+        2027, 3, 28, 1, 30, tzinfo=UTC
+    )
+
+
 async def test_each_kind_round_trips_through_its_image(client: httpx.AsyncClient) -> None:
     for kind, (sent, check) in ROUND_TRIPS.items():
         response = await create(client, kind=kind, content=sent, title=kind)
@@ -266,6 +286,34 @@ HOSTILE: list[tuple[dict[str, Any], str]] = [
     ({"kind": "event", "content": {**EVENT, "start": "tomorrow evening"}}, "content.start"),
     ({"kind": "event", "content": {**EVENT, "end": "2026-03-28T21:00"}}, "content.end"),
     ({"kind": "event", "content": {**EVENT, "title": "a\x1bb"}}, "content.title"),
+    # Times at the ends of the calendar (no UTC time, or none with four digits), a date alone, a
+    # start that does not exist (02:30 is 03:30 that day in Berlin: no time at all before the end).
+    (
+        {"kind": "event", "content": {**EVENT, "start": "0001-01-01T00:00:00", "tz": "Asia/Tokyo"}},
+        "content.start",
+    ),
+    (
+        {"kind": "event", "content": {**EVENT, "end": "9999-12-31T22:00", "tz": "America/New_York"}},
+        "content.end",
+    ),
+    ({"kind": "event", "content": {**EVENT, "start": "0001-01-01T00:00+01:00"}}, "content.start"),
+    ({"kind": "event", "content": {**EVENT, "start": "2026-03-28", "end": "2026-03-29"}}, "content.start"),
+    (
+        {
+            "kind": "event",
+            "content": {
+                **EVENT,
+                "start": "2027-03-28T02:30",
+                "end": "2027-03-28T03:30",
+                "tz": "Europe/Berlin",
+            },
+        },
+        "content.end",
+    ),
+    ({"kind": "event", "content": {**EVENT, "tz": "localtime"}}, "content.tz"),
+    ({"kind": "event", "content": {**EVENT, "title": "  "}}, "content.title"),
+    ({"kind": "vcard", "content": {**VCARD, "name": "   "}}, "content.name"),
+    ({"kind": "text", "content": {"text": " \n "}}, "content.text"),
     ({"kind": "email", "content": {**EMAIL, "to": "x@y.org?cc=z@w.org"}}, "content.to"),
     ({"kind": "email", "content": {**EMAIL, "subject": "a\nBcc: x@y.org"}}, "content.subject"),
     ({"kind": "sms", "content": {**SMS, "number": "+33:6"}}, "content.number"),
@@ -296,10 +344,22 @@ async def test_hostile_values_are_refused_naming_the_field(
 
 async def test_a_static_code_cannot_change_but_a_dynamic_contact_can(client: httpx.AsyncClient) -> None:
     static = (await create(client, kind="wifi", content=WIFI)).json()
-    for change in ({"content": {**WIFI, "ssid": "Other"}}, {"target_url": "https://example.org"}):
+    assert static["state"] == "static"  # no short link: neither on nor off
+    redirect_changes = [
+        {"enabled": False},
+        {"expires_at": "2030-01-01T00:00:00Z"},
+        {"fallback_url": "https://example.org/moved"},
+        {"forward_query": True},
+        {"redirect_status": 301},
+    ]
+    for change in [
+        {"content": {**WIFI, "ssid": "Other"}},
+        {"target_url": "https://example.org"},
+        *redirect_changes,
+    ]:
         response = await client.patch(f"/api/v1/qr/{static['id']}", json=change)
         assert response.status_code == 422, response.text
-        assert response.json()["error"]["details"]["field"] in ("content", "target_url")
+        assert response.json()["error"]["details"]["field"] in ("content", "target_url", *change), change
     assert (
         await client.patch(f"/api/v1/qr/{static['id']}", json={"title": "Guest Wi-Fi"})
     ).status_code == 200
@@ -309,6 +369,7 @@ async def test_a_static_code_cannot_change_but_a_dynamic_contact_can(client: htt
     dynamic = (await create(client, kind="vcard", content=VCARD, dynamic=True)).json()
     assert dynamic["static"] is False
     assert dynamic["dynamic"] is True
+    assert dynamic["state"] == "on"
     image = await client.get(f"/api/v1/qr/{dynamic['id']}/image.png")
     assert [result.text for result in read("png", image.content)] == [dynamic["short_url"]]
     changed = {**VCARD, "phones": ["+33 9 99 99 99 99"]}
@@ -353,6 +414,22 @@ async def test_bulk_and_the_csv_export_carry_the_kind_and_content(client: httpx.
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "content.tz"
+
+    nested = "[" * 1000 + "]" * 1000
+    for cell, message in (
+        ('{"text": ' + nested + "}", "nested too deeply"),
+        ("{not json}", "is not valid JSON"),
+        ('{"text": "a"} and more', "is not valid JSON"),
+        ('{"text": [["a"]]}', "nested too deeply"),
+    ):
+        broken = io.StringIO()
+        csv.writer(broken).writerows([["kind", "content"], ["text", cell]])
+        response = await client.post(
+            "/api/v1/qr/bulk", content=broken.getvalue().encode(), headers={"content-type": "text/csv"}
+        )
+        assert response.status_code == 422, (cell[:20], response.text[:300])
+        error = response.json()["errors"][0]
+        assert (error["field"], message in error["message"]) == ("content", True), error
 
     exported = (await client.get("/api/v1/qr/export.csv")).text
     table = list(csv.DictReader(io.StringIO(exported)))

@@ -69,4 +69,5 @@ async def test_exports_at_a_level_a_payload_cannot_take_finish_whole(client: htt
 
     sheet = await client.get("/api/v1/qr/export.pdf", params={"tag": "unfit", "ecc": "H"})
     assert sheet.status_code == 200
-    assert sheet.content.startswith(b"%PDF") and sheet.content.rstrip().endswith(b"%%EOF")
+    assert sheet.content.startswith(b"%PDF")
+    assert sheet.content.rstrip().endswith(b"%%EOF")

@@ -97,7 +97,11 @@ async def test_scan_page_card_and_an_edit_reaching_the_next_download(
     assert card.note.value == CONTACT["note"]
     assert [tel.value for tel in card.tel_list] == CONTACT["phones"]
 
-    # The page view was a scan (the HEAD and the download were not).
+    # The card is asked for among other query parameters too (a campaign's tags).
+    tagged = await scanner.get(f"{path}?utm_source=poster&download=vcf")
+    assert tagged.headers["content-type"] == "text/vcard; charset=utf-8"
+
+    # The page view was a scan (the HEAD and the downloads were not).
     await redirect_app.recorder.flush()
     assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = $1", code["id"]) == 1
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.management import limits, schemas
+from services.management import contents, limits, schemas
 from services.management.auth.roles import Role
 from services.management.console import forms
 from services.management.console.forms import FormErrors
@@ -67,7 +67,10 @@ class CodePage(Pages):
         form = current.posted
         was = await self.service.codes.get(code, current.identity)
         before = forms.code_values(forms.as_posted(forms.edit_values(was)), new=False)
-        values = {k: v for k, v in forms.code_values(form, new=False).items() if v != before[k]}
+        hidden = _hidden_fields(was)  # not on the form: not changed by it
+        values = {
+            k: v for k, v in forms.code_values(form, new=False).items() if v != before[k] and k not in hidden
+        }
         try:
             changes = forms.validated(schemas.QRCodeChanges, values, context=self.service.context).changes()
             now = await self.service.codes.update(code, changes, current.identity) if changes else was
@@ -87,7 +90,11 @@ class CodePage(Pages):
         if not enabled and forms.text(current.posted, "confirmed") != "yes":
             code_now = await self.service.codes.get(code, current.identity)
             return self.render(request, current, "switch_off.html", code=code_now)
-        await self.service.codes.update(code, {"enabled": enabled}, current.identity)
+        try:
+            await self.service.codes.update(code, {"enabled": enabled}, current.identity)
+        except InvalidValue:  # a static code: nothing to switch (the page says why)
+            code_now = await self.service.codes.get(code, current.identity)
+            return self.render(request, current, "switch_off.html", status_code=422, code=code_now)
         notice = "enabled" if enabled else "disabled"
         return RedirectResponse(f"/console/codes/{code}?notice={notice}", status_code=303)
 
@@ -160,8 +167,20 @@ class CodePage(Pages):
             errors=errors or {},
             values=values if values is not None else forms.edit_values(code),
             logo_error=logo_error,
+            hidden_fields=_hidden_fields(code),
+            editable_kind=code.kind if code.dynamic else None,
             **_preview_context(request, code),
         )
+
+
+def _hidden_fields(code: schemas.QRCode) -> frozenset[str]:
+    """The edit form's fields a code does not use: a target for a kind other than url, and what a
+    short link does for a static code, which has none."""
+    if code.kind == "url":
+        return frozenset()
+    if code.static:
+        return frozenset({"target_url", *contents.REDIRECT_FIELDS})
+    return frozenset({"target_url"})
 
 
 def _image_options(request: Request) -> tuple[dict[str, str], dict[str, str], str | None]:

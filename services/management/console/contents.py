@@ -27,13 +27,28 @@ LABELS = {
     "geo": "Place (geo)",
     "text": "Plain text",
 }
+# Labels where the field's name is no word (the others: the name, capitalised).
+FIELD_LABELS = {
+    "ssid": "SSID (network name)",
+    "url": "URL",
+    "tz": "Time zone",
+    "lat": "Latitude",
+    "lon": "Longitude",
+    "to": "To",
+}
+_CHOICES = {"security": ("WPA", "WEP", "none")}
 HINTS = {
-    "password": "Left empty for an open network (security none).",
-    "security": "WPA, WEP or none.",
+    "ssid": f"At most {contents.MAX_SSID_BYTES} bytes (a letter with an accent takes two).",
+    "password": (
+        f"Left empty for an open network (security none); at most {contents.MAX_PASSWORD} characters."
+    ),
     "phones": "One a line, such as +33 1 23 45 67 89.",
     "emails": "One a line.",
-    "start": "Such as 2026-03-28T20:00: a wall-clock time in the time zone below.",
-    "end": "Such as 2026-03-28T23:00.",
+    "start": (
+        "Such as 2026-03-28T20:00: a wall-clock time in the time zone below (years "
+        f"{contents.MIN_EVENT_YEAR} to {contents.MAX_EVENT_YEAR})."
+    ),
+    "end": "Such as 2026-03-28T23:00: after the start.",
     "tz": "An IANA time zone, such as Europe/Paris (UTC when left empty).",
     "lat": "Degrees north, -90 to 90.",
     "lon": "Degrees east, -180 to 180.",
@@ -49,15 +64,73 @@ def panels() -> list[tuple[str, str, list[dict[str, Any]]]]:
             {
                 "name": name,
                 "form_name": f"content.{kind}.{name}",
-                "label": name.replace("_", " ").capitalize() + ("" if info.is_required() else " (optional)"),
+                "label": label(name) + ("" if info.is_required() else " (optional)"),
                 "hint": HINTS.get(name, ""),
                 "multiline": name in MULTILINE,
                 "flag": name in _FLAGS,
+                "choices": _CHOICES.get(name, ()),
             }
             for name, info in model.model_fields.items()
         ]
         drawn.append((kind, LABELS[kind], fields))
     return drawn
+
+
+def label(name: str) -> str:
+    """A content field's label."""
+    return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def form_values(kind: str, content: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored ``content`` as its panel's fields show it (to edit a dynamic contact): lists one
+    item a line, a yes-or-no as a checkbox's state."""
+    if content is None or kind not in contents.MODELS:
+        return {}
+    shown: dict[str, Any] = {"kind": kind}
+    for name in contents.MODELS[kind].model_fields:
+        value = content.get(name)
+        if name in _FLAGS:
+            shown[f"content.{kind}.{name}"] = bool(value)
+        elif isinstance(value, list):
+            shown[f"content.{kind}.{name}"] = "\n".join(str(item) for item in value)
+        elif value is not None:
+            shown[f"content.{kind}.{name}"] = str(value)
+    return shown
+
+
+def described(content: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(label, text) of each field a content holds, as a person reads it (a static code's page and
+    its history): lists by commas, yes or no, a field left out not shown."""
+    rows = []
+    for name, value in (content or {}).items():
+        if value is None or value == [] or value == "":
+            continue
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, list):
+            text = ", ".join(str(item) for item in value)
+        else:
+            text = str(value)
+        rows.append((label(name), text))
+    return rows
+
+
+def headline(kind: str, content: Mapping[str, Any] | None) -> str:
+    """What a code of ``kind`` holds in a few words (its image's alt text): "Wi-Fi network Café"."""
+    if kind not in LABELS or not content:
+        return LABELS.get(kind, kind)
+    main = {
+        "wifi": "ssid",
+        "vcard": "name",
+        "event": "title",
+        "email": "to",
+        "sms": "number",
+        "tel": "number",
+    }
+    if kind == "geo":
+        return f"{LABELS[kind]} {content.get('lat')}, {content.get('lon')}"
+    value = str(content.get(main.get(kind, "text")) or "")
+    return f"{LABELS[kind]} {value[:80]}".strip()
 
 
 def posted(form: Mapping[str, Any]) -> dict[str, Any] | None:

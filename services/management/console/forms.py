@@ -164,8 +164,14 @@ def typed(form: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def edit_values(code: QRCode) -> dict[str, Any]:
-    """A code's changeable fields as the edit form shows them."""
-    return {field.name: _shown(getattr(code, field.name), field) for field in CODE_FORM if not field.new_only}
+    """A code's changeable fields as the edit form shows them (a dynamic contact's content in its
+    panel's fields)."""
+    values = {
+        field.name: _shown(getattr(code, field.name), field) for field in CODE_FORM if not field.new_only
+    }
+    if code.dynamic:
+        values.update(console_contents.form_values(code.kind, code.content))
+    return values
 
 
 def _shown(value: Any, field: FormField) -> Any:

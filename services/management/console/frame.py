@@ -88,6 +88,7 @@ STATES = {
     "off": ("Off", "Switched off", "it answers 410"),
     "expired": ("Expired", "Expired", "it answers 410"),
     "not_yet": ("Not yet", "Not started yet", "it answers 410"),
+    "static": ("Static", "Static", "its images carry the content itself; it has no short link"),
     "deleted": ("Deleted", "Deleted", "it answers 404; its scans stay"),
 }
 ORDERS = {"-created_at": "Newest first", "created_at": "Oldest first", "-scan_count": "Most scanned"}
@@ -141,6 +142,12 @@ class Frame:
         environment.filters["day"] = _day
         environment.filters["shown"] = _shown
         environment.filters["in_form_order"] = _in_form_order
+        # What a code of a kind other than url holds, in words (its page, its image's alt text).
+        environment.globals.update(
+            content_headline=console_contents.headline,
+            content_labels=console_contents.LABELS,
+            content_rows=console_contents.described,
+        )
         self.templates = Jinja2Templates(env=environment)
 
     async def serve(
@@ -417,6 +424,8 @@ def _shown(value: Any, field: str = "") -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(item) for item in value)
+    if isinstance(value, dict):  # a code's content: field by field
+        return "; ".join(f"{label}: {text}" for label, text in console_contents.described(value)) or "—"
     if field in ("expires_at", "deleted_at"):
         return moment(str(value))
     return str(value)

@@ -57,7 +57,7 @@ class NewCode(Pages):
             field = exc.field or "target_url"
             return self._new_again(request, current, form, {field: reason(exc, field)})
         # A code made switched off, or with its expiry already past, says so at once.
-        notice = "created" if created.state == "on" else "created-stopped"
+        notice = "created" if created.state in ("on", "static") else "created-stopped"
         return RedirectResponse(f"/console/codes/{created.id}?notice={notice}", status_code=303)
 
     def _new_again(self, request: Request, current: Page, form: FormData, errors: dict[str, str]) -> Response:

@@ -18,8 +18,8 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-CodeState = Literal["on", "off", "expired", "not_yet", "deleted"]
-CODE_STATES: tuple[CodeState, ...] = ("on", "off", "expired", "not_yet", "deleted")
+CodeState = Literal["on", "off", "expired", "not_yet", "static", "deleted"]
+CODE_STATES: tuple[CodeState, ...] = ("on", "off", "expired", "not_yet", "static", "deleted")
 
 
 class QRCode(Answer):
@@ -58,7 +58,9 @@ class QRCode(Answer):
     state: CodeState = Field(
         description="What /r/{id} does now: on (redirects), off (switched off: 410 or the fallback URL), "
         "expired (past expires_at: 410 or the fallback URL), not_yet (before its start: 410 or the "
-        "fallback URL), deleted (404; only a deleted code's scans pages show it)."
+        "fallback URL), static (a kind other than url, not dynamic: its images carry the content itself and "
+        "its short link answers 404, whether switched on or not), deleted (404; only a deleted code's scans "
+        "pages show it)."
     )
     warnings: list[str] = Field(
         default_factory=list,

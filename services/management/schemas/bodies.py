@@ -90,7 +90,12 @@ class NewQRCode(RequestBody):
             "Kind",
             "url: a short link you can point elsewhere at any time. Every other kind is static: the image "
             "carries the content itself, which cannot change after printing.",
-            notes={kind: "static: cannot change after printing" for kind in contents.STATIC_KINDS},
+            notes={
+                kind: "static unless dynamic"
+                if kind in contents.DYNAMIC_KINDS
+                else "static: cannot change after printing"
+                for kind in contents.STATIC_KINDS
+            },
         ),
     ] = Field(
         default="url",
@@ -163,9 +168,15 @@ class NewQRCode(RequestBody):
         description="The content of a kind other than url (null for url). wifi: ssid, password, security "
         "(WPA, WEP, none), hidden; vcard: name, organisation, title, phones, emails (lists), url, address, "
         "note; event: title, start, end (ISO 8601, wall-clock times in tz), tz, location, description; "
-        "email: to, subject, body; sms: number, text; tel: number; geo: lat, lon; text: text. Refused "
-        "(422, naming content.<field>) when its payload is more than a version-40 QR code holds at the "
-        f"default error correction ({limits.DEFAULT_ECC}: "
+        "email: to, subject, body; sms: number, text; tel: number; geo: lat, lon; text: text. Limits: "
+        f"ssid at most {contents.MAX_SSID_BYTES} bytes of UTF-8; password at most {contents.MAX_PASSWORD} "
+        "characters (at least 8 for WPA); one-line fields (names, titles, subject) at most "
+        f"{contents.MAX_LINE} characters, texts (address, note, description, body, text) at most "
+        f"{contents.MAX_TEXT:,}; at most {contents.MAX_ITEMS} phones and {contents.MAX_ITEMS} e-mails; "
+        "no field blank; tz an IANA time zone name; start and end dates with a time (no all-day events), "
+        f"in the years {contents.MIN_EVENT_YEAR} to {contents.MAX_EVENT_YEAR}, end after start as instants. "
+        "Refused (422, naming content.<field>) when its payload is more than a version-40 QR code holds "
+        f"at the default error correction ({limits.DEFAULT_ECC}: "
         f"{contents.CAPACITY_BYTES[limits.DEFAULT_ECC]:,} bytes).",
     )
     dynamic: Annotated[

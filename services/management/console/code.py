@@ -163,14 +163,29 @@ class CodePage(Pages):
             current,
             "code.html",
             status_code=status_code,
-            history=history,
-            errors=errors or {},
-            values=values if values is not None else forms.edit_values(code),
-            logo_error=logo_error,
-            hidden_fields=_hidden_fields(code),
-            editable_kind=code.kind if code.dynamic else None,
-            **_preview_context(request, code),
+            **page_context(request, code, history, errors=errors, values=values, logo_error=logo_error),
         )
+
+
+def page_context(
+    request: Request,
+    code: schemas.QRCode,
+    history: Any,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    logo_error: str | None = None,
+) -> dict[str, Any]:
+    """What code.html shows of ``code``, for whichever page group renders it (its rules' editor too)."""
+    return {
+        "history": history,
+        "errors": errors or {},
+        "values": values if values is not None else forms.edit_values(code),
+        "logo_error": logo_error,
+        "hidden_fields": _hidden_fields(code),
+        "editable_kind": code.kind if code.dynamic else None,
+        **_preview_context(request, code),
+    }
 
 
 def _hidden_fields(code: schemas.QRCode) -> frozenset[str]:

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from services.management import schemas
 from services.management.auth.roles import Role
 from services.management.console import forms
-from services.management.console.code import HISTORY_SHOWN, _preview_context
+from services.management.console.code import HISTORY_SHOWN, page_context
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Frame, Page, Pages, code_id, page
 from services.management.errors import InvalidValue
@@ -146,10 +146,6 @@ class RulesEditor(Pages):
             current,
             "code.html",
             status_code=status_code,
-            history=history,
-            errors={},
-            values=forms.edit_values(code),
-            logo_error=None,
             rules_form=typed,
-            **_preview_context(request, code),
+            **page_context(request, code, history),
         )

@@ -179,6 +179,14 @@ def drawing(payload: str, options: ImageOptions, logo: Logo | None) -> Drawing:
     return Drawing(modules, options.border, options.fg, options.bg, logo, pad, options.design)
 
 
+def check_drawable(payload: str, options: ImageOptions) -> None:
+    """:class:`InvalidValue` for options ``payload`` cannot be drawn in as a PNG (too long for the
+    error correction, a size its symbol does not divide), found without drawing a pixel."""
+    draw = drawing(payload, options, None)
+    width = draw.width if options.design.plain else round(designs.art(draw, options.design, payload).width)
+    pixels_per_module(options.size, width, exact=options.size_chosen)
+
+
 def pixels_per_module(size: int, modules: int, *, exact: bool = True) -> int:
     """The whole number of pixels per module nearest ``size``; when ``exact`` (a size asked for),
     refused if more than 10% off."""

@@ -803,3 +803,21 @@ async def test_a_tag_may_not_hold_the_csvs_separator(console: httpx.AsyncClient)
     bulk = await console.post("/api/v1/qr/bulk", content=csv, headers={"content-type": "text/csv"})
     assert bulk.status_code == 201, bulk.text
     assert bulk.json()["created"][0]["tags"] == ["print", "menu"]
+
+
+async def test_options_this_code_cannot_be_drawn_in_are_refused_beside_their_field(
+    console: httpx.AsyncClient,
+) -> None:
+    """Refusals that depend on the code, not only on the options: a size its symbol does not divide
+    (asked in pixels or in millimetres), an error correction its payload does not fit."""
+    made = await console.post("/api/v1/qr", json={"kind": "text", "content": {"text": "Menu. " * 250}})
+    assert made.status_code == 201, made.text
+    code = made.json()["id"]
+    for query, field in (("size=400", "size"), ("size_mm=11&dpi=600", "size_mm"), ("ecc=H", "ecc")):
+        api = await console.get(f"/api/v1/qr/{code}/image.png?{query}")
+        assert api.status_code == 422, (query, api.text)
+        page = await console.get(f"/console/codes/{code}?{query}")
+        assert f'id="e-{field}"' in page.text, query
+        assert f"/api/v1/qr/{code}/image.png?" not in page.text  # no stale preview, no download
+    fine = await console.get(f"/console/codes/{code}")
+    assert f"/api/v1/qr/{code}/image.png?" in fine.text

@@ -20,7 +20,7 @@ from services.management.console.forms import FormErrors
 from services.management.console.frame import Page, Pages, code_id, page, reason
 from services.management.errors import InvalidValue
 from services.management.logos import LOGO_TYPES
-from services.management.rendering import check_contrast, contrast_ratio
+from services.management.rendering import check_contrast, check_drawable, contrast_ratio
 from shared.errors import InvalidField, PayloadTooLarge
 
 HISTORY_SHOWN = 20
@@ -198,9 +198,11 @@ def _hidden_fields(code: schemas.QRCode) -> frozenset[str]:
     return frozenset({"target_url"})
 
 
-def _image_options(request: Request) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """The preview's options as given, the errors by option, and the image's query string (None
-    while an option is wrong)."""
+def _image_options(
+    request: Request, code: schemas.QRCode
+) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """The preview's options as given, the errors by option (those of this code too: a size its
+    symbol does not divide, say), and the image's query string (None while an option is wrong)."""
     given = {k: v.strip() for k, v in request.query_params.items() if k in IMAGE_OPTIONS and v.strip()}
     asked = dict(given)
     if asked.get("size_mm"):
@@ -208,16 +210,19 @@ def _image_options(request: Request) -> tuple[dict[str, str], dict[str, str], st
     errors: dict[str, str] = {}
     try:
         query = forms.validated(schemas.PngQuery, asked, context={})
-        query.options("png")
+        drawn = query.options("png").for_code(code.design).for_logo(code.logo_sha256 is not None)
+        check_drawable(contents.encoded_by(code), drawn)
     except FormErrors as exc:
         errors = exc.errors
     except InvalidValue as exc:
-        errors = {exc.field: exc.reason}
+        # A size in millimetres becomes pixels: its refusal is the millimetres' field's.
+        field = "size_mm" if exc.field == "size" and "size_mm" in asked else exc.field
+        errors = {field: exc.reason}
     return given, errors, (None if errors else urlencode(asked))
 
 
 def _preview_context(request: Request, code: schemas.QRCode) -> dict[str, Any]:
-    given, errors, image_query = _image_options(request)
+    given, errors, image_query = _image_options(request, code)
     fg = _colour(given.get("fg"), limits.DEFAULT_FG)
     bg = _colour(given.get("bg"), limits.DEFAULT_BG)
     try:  # the rule itself, whatever else is wrong with the options

@@ -341,9 +341,10 @@ def rules(stack: Any, report: Report, codes: Codes | None = None) -> None:
     if WRK is None:
         report.note("wrk not found: redirect rules not measured")
         return
-    codes = codes or Codes(stack.dsn)
+    if codes is None:  # alone (python -m tests.bench rules); within run(), its codes are there
+        codes = Codes(stack.dsn)
+        codes.make("warm")  # what the edge's readiness probe asks for
     base = f"http://127.0.0.1:{stack.settings.redirect_port}"
-    codes.make("warm")
     service = (next(child.pid for child in stack.children if child.name == "redirect service"),)
     measured = _rounds(
         codes,

@@ -14,20 +14,11 @@ import pytest
 
 from services.management.schemas.rules import COUNTRY_WITHOUT_GEOIP, MAX_RULES, MAX_VARIANTS
 from services.redirect.scans import ScanRecorder
+from tests.agents import ANDROID, FIREFOX, GOOGLEBOT, IPHONE
 from tests.management.conftest import create, serve
 
 pytestmark = pytest.mark.anyio
 
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
-ANDROID = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/126.0.6478.122 Mobile Safari/537.36"
-)
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 RULES: list[dict[str, Any]] = [
     {"if": {"device": ["ios"]}, "target_url": "https://apps.apple.com/app/id1"},

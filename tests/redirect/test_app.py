@@ -20,20 +20,6 @@ from services.redirect.settings import RedirectSettings
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def app(database_url: str) -> RedirectApp:
-    return create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
-
-
-@pytest.fixture
-async def client(app: RedirectApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app) as manager:
-        await asyncio.wait_for(app.listener.connected.wait(), 5)
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
-            yield http
-
-
 async def insert_code(db: asyncpg.Connection, code_id: str, target: str, **columns: object) -> None:
     names = ["id", "short_url", "target_url", *columns]
     values = [code_id, f"http://qr.test/r/{code_id}", target, *columns.values()]

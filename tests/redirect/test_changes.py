@@ -12,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from services.management.settings import ManagementSettings
 from services.redirect.answers import CodeAnswer
@@ -34,15 +33,6 @@ def app(database_url: str) -> RedirectApp:
             lookup_database_url=database_url, primary_database_url=database_url, db_timeout=LOOKUP_TIMEOUT
         )
     )
-
-
-@pytest.fixture
-async def client(app: RedirectApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app) as manager:
-        await asyncio.wait_for(app.listener.connected.wait(), 5)
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
-            yield http
 
 
 @pytest.fixture

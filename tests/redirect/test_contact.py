@@ -16,12 +16,10 @@ import asyncpg
 import httpx
 import pytest
 import vobject
-from asgi_lifespan import LifespanManager
 
 from services.management.settings import ManagementSettings
-from services.redirect.app import RedirectApp, create_app
+from services.redirect.app import RedirectApp
 from services.redirect.contact import contact_of
-from services.redirect.settings import RedirectSettings
 from tests.management.conftest import BASE, serve
 from tests.management.test_contents import VCARD, WIFI
 
@@ -31,31 +29,17 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
-def redirect_app(database_url: str) -> RedirectApp:
-    return create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
-
-
-@pytest.fixture
-async def scanner(redirect_app: RedirectApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(redirect_app) as manager:
-        await asyncio.wait_for(redirect_app.listener.connected.wait(), 5)
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
-            yield http
-
-
-@pytest.fixture
 async def admin(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     environ = {"DATABASE_URL": database_url, "PUBLIC_BASE_URL": BASE, "QR_DATA_DIR": str(tmp_path / "images")}
     async for http in serve(ManagementSettings.from_env(environ)):
         yield http
 
 
-async def next_download(scanner: httpx.AsyncClient, path: str, phone: str) -> Any:
+async def next_download(client: httpx.AsyncClient, path: str, phone: str) -> Any:
     """The card downloaded once the change notification has reached the redirect service."""
     deadline = asyncio.get_running_loop().time() + 2.0
     while True:
-        card = vobject.readOne((await scanner.get(path)).text)
+        card = vobject.readOne((await client.get(path)).text)
         if [tel.value for tel in card.tel_list] == [phone]:
             return card
         assert asyncio.get_running_loop().time() < deadline, "the edit did not reach the download"
@@ -64,14 +48,14 @@ async def next_download(scanner: httpx.AsyncClient, path: str, phone: str) -> An
 
 @pytest.mark.anyio
 async def test_scan_page_card_and_an_edit_reaching_the_next_download(
-    redirect_app: RedirectApp, scanner: httpx.AsyncClient, admin: httpx.AsyncClient, db: asyncpg.Connection
+    app: RedirectApp, client: httpx.AsyncClient, admin: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     code = (
         await admin.post("/api/v1/qr", json={"kind": "vcard", "content": CONTACT, "dynamic": True})
     ).json()
     path = f"/r/{code['id']}"
 
-    page = await scanner.get(path, headers={"user-agent": "Mozilla/5.0 (iPhone)"})
+    page = await client.get(path, headers={"user-agent": "Mozilla/5.0 (iPhone)"})
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["cache-control"] == "no-store"
@@ -81,9 +65,9 @@ async def test_scan_page_card_and_an_edit_reaching_the_next_download(
     assert "&lt;script&gt;" in page.text
     assert 'href="tel:+33123456789"' in page.text
     assert re.search(r'<a class="save" href="\?download=vcf" download>Save contact</a>', page.text)
-    assert (await scanner.head(path)).content == b""
+    assert (await client.head(path)).content == b""
 
-    download = await scanner.get(path, params={"download": "vcf"})
+    download = await client.get(path, params={"download": "vcf"})
     assert download.status_code == 200
     assert download.headers["content-type"] == "text/vcard; charset=utf-8"
     disposition = download.headers["content-disposition"]
@@ -98,44 +82,44 @@ async def test_scan_page_card_and_an_edit_reaching_the_next_download(
     assert [tel.value for tel in card.tel_list] == CONTACT["phones"]
 
     # The card is asked for among other query parameters too (a campaign's tags).
-    tagged = await scanner.get(f"{path}?utm_source=poster&download=vcf")
+    tagged = await client.get(f"{path}?utm_source=poster&download=vcf")
     assert tagged.headers["content-type"] == "text/vcard; charset=utf-8"
 
     # The page view was a scan (the HEAD and the downloads were not).
-    await redirect_app.recorder.flush()
+    await app.recorder.flush()
     assert await db.fetchval("SELECT total FROM scan_counts WHERE code_id = $1", code["id"]) == 1
 
     changed = await admin.patch(
         f"/api/v1/qr/{code['id']}", json={"content": {**CONTACT, "phones": ["+33 9 87 65 43 21"]}}
     )
     assert changed.status_code == 200, changed.text
-    await next_download(scanner, f"{path}?download=vcf", "+33 9 87 65 43 21")
+    await next_download(client, f"{path}?download=vcf", "+33 9 87 65 43 21")
 
     # Switched off: no contact any more (410), as for a link.
     await admin.patch(f"/api/v1/qr/{code['id']}", json={"enabled": False})
     deadline = asyncio.get_running_loop().time() + 2.0
-    while (await scanner.get(path)).status_code != 410:
+    while (await client.get(path)).status_code != 410:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
-    assert (await scanner.get(path, params={"download": "vcf"})).status_code == 410
+    assert (await client.get(path, params={"download": "vcf"})).status_code == 410
     # With a fallback (and the query forwarded), a switched-off contact sends people there.
     await admin.patch(
         f"/api/v1/qr/{code['id']}", json={"fallback_url": "https://example.org/moved", "forward_query": True}
     )
     deadline = asyncio.get_running_loop().time() + 2.0
-    while (moved := await scanner.get(path, params={"utm": "x"})).status_code != 302:
+    while (moved := await client.get(path, params={"utm": "x"})).status_code != 302:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.02)
     assert moved.headers["location"] == "https://example.org/moved?utm=x"
 
 
 @pytest.mark.anyio
-async def test_a_static_code_has_no_short_link(scanner: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+async def test_a_static_code_has_no_short_link(client: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
     static = (await admin.post("/api/v1/qr", json={"kind": "wifi", "content": WIFI})).json()
     contact = (await admin.post("/api/v1/qr", json={"kind": "vcard", "content": VCARD})).json()
     for code in (static, contact):
-        assert (await scanner.get(f"/r/{code['id']}")).status_code == 404
-        assert (await scanner.get(f"/r/{code['id']}?download=vcf")).status_code == 404
+        assert (await client.get(f"/r/{code['id']}")).status_code == 404
+        assert (await client.get(f"/r/{code['id']}?download=vcf")).status_code == 404
 
 
 @pytest.fixture(scope="module")

@@ -7,42 +7,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from services.redirect.app import RedirectApp, create_app
-from services.redirect.settings import RedirectSettings
+from services.redirect.app import RedirectApp
+from tests.agents import FIREFOX, IPHONE
 
 pytestmark = pytest.mark.anyio
 
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 SPLIT = [
     {"target_url": "https://example.org/a", "weight": 50},
     {"target_url": "https://example.org/b", "weight": 50},
 ]
-
-
-@pytest.fixture
-def app(database_url: str) -> RedirectApp:
-    return create_app(RedirectSettings(lookup_database_url=database_url, primary_database_url=database_url))
-
-
-@pytest.fixture
-async def client(app: RedirectApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app) as manager:
-        await asyncio.wait_for(app.listener.connected.wait(), 5)
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as http:
-            yield http
 
 
 async def insert_code(

@@ -67,6 +67,10 @@ test-compose: $(VENV)/.installed-dev ## the compose deployment on a real Docker 
 bench: $(VENV)/.installed-dev ## measure beside baselines in one run; prints a table, writes bench-results.json
 	$(BIN)/python -m tests.bench
 
+.PHONY: profile
+profile: $(VENV)/.installed-dev ## where a redirect's CPU goes through the edge: Traefik's pprof and py-spy, beside the bare pair
+	$(BIN)/python -m tests.bench profile
+
 .PHONY: bench-analytics-100k
 bench-analytics-100k: $(VENV)/.installed-dev ## the statistics section alone, its 10 million scans over 100,000 codes
 	BENCH_CODES=100000 $(BIN)/python -m tests.bench analytics

@@ -285,7 +285,7 @@ def run(stack: Any, report: Report) -> None:
             _row(report, "edge", "the project's edge, the service behind (2 workers)", two["edge"]), edge2_row
         )
 
-        _metrics_options(ours_base, plain, children, codes, report)
+        _metrics_options(ours_base, {"app": service}, plain, bare.pid, children, codes, report)
 
         raw, raw_base = started(*granian("tests.bench.bare_app:raw"), "/r/x", 302)
         children.append(raw)
@@ -518,30 +518,58 @@ def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
     )
 
 
-def _metrics_options(ours_base: str, plain: str, children: list[Child], codes: Codes, report: Report) -> None:
-    """Traefik's own metrics, the ways they could be kept, each in front of the service and beside
-    the bare Traefik in the same rounds: what the project ships (entry points only, Go's default
-    GOGC), and the alternatives it was chosen over."""
+def _metrics_options(
+    ours_base: str,
+    service: Groups,
+    plain: str,
+    bare_pid: int,
+    children: list[Child],
+    codes: Codes,
+    report: Report,
+) -> None:
+    """Traefik's own metrics and its garbage collector, the ways they could be set, each in front of
+    the service and beside the bare Traefik in the same rounds: what the project ships (entry points
+    only, EDGE_GOGC), and the alternatives it was chosen over. Each row also shows the Traefik's and
+    the worker's CPU per 100,000 redirects (their sum is ``pair``)."""
     shipped = f"GOGC={StackSettings.edge_gogc}"
-    options = {
+    options: dict[str, tuple[str | None, str | None]] = {
         f"shipped: entry points only, none on the hot router, {shipped}": (None, None),
         f"entry points only, the hot router counted too (before), {shipped}": ("hot", None),
         f"labels per router and service, the hot router counted, {shipped}": ("routers", None),
-        "shipped, GOGC=200 (what it shipped before)": (None, "200"),
         f"no metrics section at all, {shipped}": ("none", None),
     }
+    for other in ("100", "200", "400"):
+        if other != str(StackSettings.edge_gogc):
+            default = " (Go's default)" if other == "100" else ""
+            options[f"shipped, GOGC={other}{default}"] = (None, other)
     targets: dict[str, str | Ours] = {"plain": plain}
+    watch: dict[str, Groups] = {"plain": {"traefik": (SERVING[plain],), "app": (bare_pid,)}}
     for name, (metrics, gogc) in options.items():
-        targets[name] = Ours(_traefik(ours_base, children, project=True, metrics=metrics, gogc=gogc))
-    results = _rounds(codes, ROUNDS_METRICS, **targets)
-    baseline = _row(
-        report,
-        "edge metrics",
-        "Traefik: no middleware, no metrics, default transport; bare app",
-        results["plain"],
+        base = _traefik(ours_base, children, project=True, metrics=metrics, gogc=gogc)
+        targets[name] = Ours(base)
+        watch[name] = {"traefik": (SERVING[base],), **service}
+    results = _rounds(codes, ROUNDS_METRICS, watch=watch, **targets)
+    baseline = _metrics_row(
+        report, "Traefik: no middleware, no metrics, default transport; bare app", results["plain"]
     )
     for name in options:
-        report.ratio(_row(report, "edge metrics", f"the service behind, {name}", results[name]), baseline)
+        report.ratio(_metrics_row(report, f"the service behind, {name}", results[name]), baseline)
+
+
+def _metrics_row(report: Report, name: str, result: WrkResult) -> Any:
+    assert result.cpu is not None
+    return report.add(
+        "edge metrics",
+        name,
+        result.rps,
+        "req/s",
+        p99_ms=result.p99_ms,
+        not_3xx=result.not_3xx,
+        rounds=result.runs,
+        traefik=result.cpu["traefik"],
+        app=result.cpu["app"],
+        pair=round(result.cpu["traefik"] + result.cpu["app"], 3),
+    )
 
 
 def _hypercorn(dsn: str, codes: Codes, children: list[Child], report: Report, base_row: Any) -> None:
@@ -580,9 +608,11 @@ def _traefik(
     project: bool,
     metrics: str | None = None,
     gogc: str | None = None,
+    debug: bool = False,
 ) -> str:
     """A Traefik of its own in front of ``backend``: the project's (its static file and dynamic file,
-    GOGC as shipped), or the baseline: no middleware, no metrics, the default transport."""
+    GOGC as shipped), or the baseline: no middleware, no metrics, the default transport. ``debug``:
+    its pprof profiles on the ping port (tests/bench/profile.py)."""
     folder = Path(tempfile.mkdtemp(prefix="traefik-", dir=SCRATCH.name))
     http, https, ping = free_port(), free_port(), free_port()
     addresses = edge.EdgeAddresses(
@@ -617,6 +647,8 @@ def _traefik(
           - url: "{backend}"
 """
         )
+    if debug:
+        static += "api:\n  insecure: true\n  dashboard: false\n  debug: true\n"
     (folder / "traefik.yml").write_text(static)
     environ = {
         **os.environ,

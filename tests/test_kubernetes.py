@@ -277,6 +277,16 @@ def test_the_admin_api_is_closed_until_its_allowlist_is_filled_in() -> None:
     assert values["logs"]["general"]["format"] == "json"
 
 
+def test_traefik_collects_garbage_as_compose_and_make_run_start_it() -> None:
+    from services.ops.settings import StackSettings
+
+    values = yaml.safe_load((FOLDER / "helm" / "traefik-values.yaml").read_text())
+    assert {env["name"]: env["value"] for env in values["env"]}["GOGC"] == str(StackSettings.edge_gogc)
+    compose = yaml.safe_load((FOLDER.parents[1] / "compose.yaml").read_text())
+    shipped = compose["services"]["traefik"]["environment"]["GOGC"]
+    assert shipped == f"${{EDGE_GOGC:-{StackSettings.edge_gogc}}}"
+
+
 def test_the_connection_budget_holds_at_the_autoscalers_most() -> None:
     from services.ops.budget import Budget
 

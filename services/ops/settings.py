@@ -97,7 +97,7 @@ class StackSettings:
     )
     # Go's GOGC for Traefik: collect garbage when the heap has grown by this percentage. 200, not
     # Go's 100: collection falls from 3.8% to 1.9% of Traefik's CPU per redirect (make profile), and
-    # make bench found its CPU per redirect lower in three runs of four (by 5-10%; the fourth 10%
+    # make bench found its CPU per redirect lower in four runs of five (by 5-10%; the other 10%
     # higher), for some 20 MB more heap under load; 400 did no better.
     edge_gogc: int = 200
     tls_files: tuple[Path, Path] | None = None  # EDGE_TLS_CERT and EDGE_TLS_KEY; None: self-signed

@@ -9,8 +9,8 @@ worker's serial time: what its Python and the event loop do per redirect).
 
 Written to ``bench-profiles/``: ``<pair>-traefik.pb.gz`` (read with ``go tool pprof``) and
 ``<pair>-worker.txt`` (collapsed stacks, for flame graphs); printed: each profile's top entries by
-own time and by inclusive time (for the worker, leaving out the frames nearly every sample has:
-Granian's start-up and the event loop's). Without ``go`` the Traefik profiles are kept but not
+own time and by inclusive time (for the worker, leaving out the frames every sample has: Granian's
+start-up). Without ``go`` the Traefik profiles are kept but not
 summarised; without py-spy the workers are left out, said in one line each.
 """
 
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 from services.ops.processes import Child
 from tests.bench import redirect
@@ -71,16 +70,14 @@ def run(stack: Any, report: Report) -> None:
 
 
 def _profile(name: str, base: str, server_pid: int, path: str, report: Report) -> None:
-    traefik_pid = redirect.SERVING[base]
-    debug = _debug_base(traefik_pid)
-    worker = _worker(server_pid)
+    worker = next(iter(redirect._workers(server_pid).values()), (server_pid,))[0]
     redirect.wrk(f"{base}{path}", duration=3, script=redirect.UA_SCRIPT)  # warm
+    results: list[redirect.WrkResult] = []
     load = threading.Thread(
         target=lambda: results.append(
             redirect.wrk(f"{base}{path}", duration=SECONDS + 4, script=redirect.UA_SCRIPT)
         )
     )
-    results: list[redirect.WrkResult] = []
     load.start()
     spy = None
     stacks = OUT / f"{name}-worker.txt"
@@ -94,7 +91,9 @@ def _profile(name: str, base: str, server_pid: int, path: str, report: Report) -
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    pprof = httpx.get(f"{debug}/debug/pprof/profile", params={"seconds": SECONDS}, timeout=SECONDS + 30)
+    pprof = httpx.get(
+        f"{redirect.PINGS[base]}/debug/pprof/profile", params={"seconds": SECONDS}, timeout=SECONDS + 30
+    )
     pprof.raise_for_status()
     (OUT / f"{name}-traefik.pb.gz").write_bytes(pprof.content)
     if spy is not None:
@@ -110,25 +109,6 @@ def _profile(name: str, base: str, server_pid: int, path: str, report: Report) -
         report.note("py-spy not found: the workers were not profiled (pip install py-spy)")
     elif stacks.exists():
         print(_stacks_top(stacks))
-
-
-def _debug_base(traefik_pid: int) -> str:
-    """Traefik's ping/API port, the one of its listening ports that answers /ping."""
-    for connection in psutil.Process(traefik_pid).net_connections(kind="tcp"):
-        if connection.status == psutil.CONN_LISTEN:
-            base = f"http://127.0.0.1:{connection.laddr.port}"
-            try:
-                if httpx.get(f"{base}/ping", timeout=2).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                continue
-    raise RuntimeError("Traefik's ping port not found")
-
-
-def _worker(server_pid: int) -> int:
-    """The Granian worker process serving for the server at ``server_pid`` (one worker)."""
-    children = psutil.Process(server_pid).children(recursive=True)
-    return children[0].pid if children else server_pid
 
 
 def _pprof_top(profile: Path) -> str:
@@ -166,10 +146,26 @@ def _stacks_top(stacks: Path) -> str:
             inclusive[frame] += samples
     rows = [f"worker, {total} samples; by own time:"]
     rows += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(TOP)]
-    rows.append("worker, inclusive (frames in over 60% of the samples left out):")
-    shown = [(frame, n) for frame, n in inclusive.most_common() if n <= 0.6 * total][:TOP]
+    rows.append("worker, inclusive (Granian's start-up frames left out):")
+    shown = [(frame, n) for frame, n in inclusive.most_common() if not frame.endswith(_START_UP)][:TOP]
     rows += [f"  {n / total:6.1%}  {frame}" for frame, n in shown]
     return "\n".join(rows)
+
+
+# The frames under which a Granian worker runs its event loop: in every sample, so no information.
+_START_UP = tuple(
+    f"({name})"
+    for name in (
+        "granian",
+        "cli.py",
+        "core.py",
+        "mp.py",
+        "common.py",
+        "process.py",
+        "popen_fork.py",
+        "context.py",
+    )
+)
 
 
 def _short(frame: str) -> str:

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+import psutil
 
 from services.ops import edge, embedded
 from services.ops.processes import Child, granian_command, spawn, venv_command, wait_ready
@@ -262,13 +263,22 @@ def run(stack: Any, report: Report) -> None:
             "/livez",
         )
         children.append(ours2)
+        plain2 = _traefik(bare2_base, children, project=False)
+        edge2 = _traefik(ours2_base, children, project=True)
+        bare_workers, workers = _workers(bare2.pid), _workers(ours2.pid)
         two = _rounds(
             codes,
             ROUNDS_2,
+            watch={
+                "base": {"app": (bare2.pid,), **bare_workers},
+                "ours": {"app": (ours2.pid,), **workers, "postgres": postgres},
+                "plain": {"traefik": (SERVING[plain2],), "app": (bare2.pid,), **bare_workers},
+                "edge": {"traefik": (SERVING[edge2],), "app": (ours2.pid,), **workers, "postgres": postgres},
+            },
             base=bare2_base,
             ours=Ours(ours2_base),
-            plain=_traefik(bare2_base, children, project=False),
-            edge=Ours(_traefik(ours2_base, children, project=True)),
+            plain=plain2,
+            edge=Ours(edge2),
         )
         base2_row = _row(report, "redirect", "bare Starlette constant 302, Granian 2 workers", two["base"])
         report.ratio(
@@ -284,6 +294,7 @@ def run(stack: Any, report: Report) -> None:
         report.ratio(
             _row(report, "edge", "the project's edge, the service behind (2 workers)", two["edge"]), edge2_row
         )
+        _cpu_rows(report, two, ", 2 workers")
 
         _metrics_options(ours_base, {"app": service}, plain, bare.pid, children, codes, report)
 
@@ -374,6 +385,7 @@ SCRATCH = tempfile.TemporaryDirectory(prefix="qr-bench-redirect-")
 ROUNDS_2 = 5
 ROUNDS_METRICS = 3  # the metrics options: six Traefiks a round
 SERVING: dict[str, int] = {}  # the process answering at each base URL the bench started
+PINGS: dict[str, str] = {}  # each Traefik's ping (and, with debug, API) address, by its base URL
 
 
 class Codes:
@@ -475,23 +487,40 @@ def _rounds(
     return medians
 
 
-def _cpu_rows(report: Report, one: dict[str, WrkResult]) -> None:
-    """CPU per redirect of each pair beside its baseline's, one worker (lower is better: a ratio
-    of 1.18 is 18% more CPU per redirect). PostgreSQL's and wrk's are shown beside, not summed."""
+def _cpu_rows(report: Report, runs: dict[str, WrkResult], workers: str = "") -> None:
+    """CPU per redirect of each pair beside its baseline's (lower is better: a ratio of 1.18 is 18%
+    more CPU per redirect); ``app`` is the Granian server with all its workers, each worker is also
+    shown apart when there are several. PostgreSQL's and wrk's are shown beside, not summed."""
     app = ("app",)
     pair = ("traefik", "app")
-    bare = _cpu_row(report, "cpu", "bare Starlette app on Granian, direct: the worker", one["base"], app)
-    report.ratio(_cpu_row(report, "cpu", "the redirect service, direct: the worker", one["ours"], app), bare)
-    plain = _cpu_row(report, "cpu", "bare Traefik + bare app: both processes", one["plain"], pair)
+    bare = _cpu_row(
+        report, "cpu", f"bare Starlette app on Granian, direct: the worker{workers}", runs["base"], app
+    )
+    report.ratio(
+        _cpu_row(report, "cpu", f"the redirect service, direct: the worker{workers}", runs["ours"], app), bare
+    )
+    plain = _cpu_row(report, "cpu", f"bare Traefik + bare app: both processes{workers}", runs["plain"], pair)
     report.ratio(
         _cpu_row(
-            report, "cpu", "the project's edge + the redirect service: both processes", one["edge"], pair
+            report,
+            "cpu",
+            f"the project's edge + the redirect service: both processes{workers}",
+            runs["edge"],
+            pair,
         ),
         plain,
     )
-    report.ratio(
-        _cpu_row(report, "cpu", "the project's edge + bare app: both processes", one["chain"], pair), plain
-    )
+    if "chain" in runs:
+        report.ratio(
+            _cpu_row(report, "cpu", "the project's edge + bare app: both processes", runs["chain"], pair),
+            plain,
+        )
+
+
+def _workers(server_pid: int) -> Groups:
+    """The worker processes of the Granian server at ``server_pid``, each a group of its own."""
+    workers = psutil.Process(server_pid).children()
+    return {f"worker {n}": (worker.pid,) for n, worker in enumerate(workers, 1)}
 
 
 def _cpu_row(report: Report, section: str, name: str, result: WrkResult, parts: tuple[str, ...]) -> Any:
@@ -505,7 +534,7 @@ def _cpu_row(report: Report, section: str, name: str, result: WrkResult, parts: 
     return report.add(section, name, statistics.median(rounds), "s/100k", rounds=rounds, **(result.cpu or {}))
 
 
-def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
+def _row(report: Report, section: str, name: str, result: WrkResult, **extra: Any) -> Any:
     return report.add(
         section,
         name,
@@ -515,6 +544,7 @@ def _row(report: Report, section: str, name: str, result: WrkResult) -> Any:
         p99_ms=result.p99_ms,
         not_3xx=result.not_3xx,
         rounds=result.runs,
+        **extra,
     )
 
 
@@ -557,19 +587,10 @@ def _metrics_options(
 
 
 def _metrics_row(report: Report, name: str, result: WrkResult) -> Any:
+    """A row of the metrics section, with its Traefik's and worker's CPU per 100,000 redirects."""
     assert result.cpu is not None
-    return report.add(
-        "edge metrics",
-        name,
-        result.rps,
-        "req/s",
-        p99_ms=result.p99_ms,
-        not_3xx=result.not_3xx,
-        rounds=result.runs,
-        traefik=result.cpu["traefik"],
-        app=result.cpu["app"],
-        pair=round(result.cpu["traefik"] + result.cpu["app"], 3),
-    )
+    traefik, app = result.cpu["traefik"], result.cpu["app"]
+    return _row(report, "edge metrics", name, result, traefik=traefik, app=app, pair=round(traefik + app, 3))
 
 
 def _hypercorn(dsn: str, codes: Codes, children: list[Child], report: Report, base_row: Any) -> None:
@@ -666,6 +687,7 @@ def _traefik(
     wait_ready(child, f"http://127.0.0.1:{ping}/ping")
     started(child, f"http://127.0.0.1:{http}", "/r/warm", 302)
     SERVING[f"http://127.0.0.1:{http}"] = child.pid
+    PINGS[f"http://127.0.0.1:{http}"] = f"http://127.0.0.1:{ping}"
     return f"http://127.0.0.1:{http}"
 
 

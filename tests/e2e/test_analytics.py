@@ -8,19 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.agents import ANDROID, GOOGLEBOT, IPHONE
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
 
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
-ANDROID = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/126.0.6478.122 Mobile Safari/537.36"
-)
-GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 SLACKBOT = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
 WHATSAPP = "WhatsApp/2.24.6.77 A"
 

@@ -52,7 +52,7 @@ class CodePage(Pages):
 
     @page(role=Role.viewer)
     async def code(self, request: Request, current: Page) -> Response:
-        return await self._code_page(request, current, code_id(request))
+        return await code_page(self, request, current, code_id(request))
 
     @page(role=Role.viewer)
     async def preview(self, request: Request, current: Page) -> Response:
@@ -76,8 +76,8 @@ class CodePage(Pages):
             now = await self.service.codes.update(code, changes, current.identity) if changes else was
         except (FormErrors, InvalidValue) as exc:  # beside the field each error names
             errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: exc.reason}
-            return await self._code_page(
-                request, current, code, status_code=422, errors=errors, values=forms.typed(form)
+            return await code_page(
+                self, request, current, code, status_code=422, errors=errors, values=forms.typed(form)
             )
         # A save that stops a code working (an expiry already past, the switch off) says so.
         notice = "saved-stopped" if was.state == "on" and now.state != "on" else "saved"
@@ -112,9 +112,9 @@ class CodePage(Pages):
             await self.service.images.set_logo(code, data, content_type, current.identity)
         except (InvalidField, PayloadTooLarge) as exc:  # the upload, as the form sent it
             error = reason(exc, "logo")
-            return await self._code_page(request, current, code, status_code=exc.status, logo_error=error)
+            return await code_page(self, request, current, code, status_code=exc.status, logo_error=error)
         except InvalidValue as exc:  # the image itself
-            return await self._code_page(request, current, code, status_code=422, logo_error=exc.reason)
+            return await code_page(self, request, current, code, status_code=422, logo_error=exc.reason)
         return RedirectResponse(f"/console/codes/{code}?notice=logo", status_code=303)
 
     async def _logo(self, upload: object) -> tuple[bytes, str]:
@@ -146,25 +146,28 @@ class CodePage(Pages):
         await self.service.codes.delete(code_id(request), current.identity)
         return RedirectResponse("/console/?notice=deleted", status_code=303)
 
-    async def _code_page(
-        self,
-        request: Request,
-        current: Page,
-        code_id: str,
-        *,
-        status_code: int = 200,
-        errors: dict[str, str] | None = None,
-        values: dict[str, Any] | None = None,
-        logo_error: str | None = None,
-    ) -> Response:
-        code, history = await self.service.codes.with_history(code_id, current.identity, limit=HISTORY_SHOWN)
-        return self.render(
-            request,
-            current,
-            "code.html",
-            status_code=status_code,
-            **page_context(request, code, history, errors=errors, values=values, logo_error=logo_error),
-        )
+
+async def code_page(
+    pages: Pages,
+    request: Request,
+    current: Page,
+    code_id: str,
+    *,
+    status_code: int = 200,
+    rules_form: Any = None,
+    **fields: Any,
+) -> Response:
+    """The code's page (code.html) for any page group: ``fields`` go to page_context (a form's
+    errors, values, logo error), ``rules_form`` is the rules' editor's state (none: the saved rules)."""
+    code, history = await pages.service.codes.with_history(code_id, current.identity, limit=HISTORY_SHOWN)
+    return pages.render(
+        request,
+        current,
+        "code.html",
+        status_code=status_code,
+        rules_form=rules_form,
+        **page_context(request, code, history, **fields),
+    )
 
 
 def page_context(

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from services.management import schemas
 from services.management.auth.roles import Role
 from services.management.console import forms
-from services.management.console.code import HISTORY_SHOWN, page_context
+from services.management.console.code import code_page
 from services.management.console.forms import FormErrors
 from services.management.console.frame import Frame, Page, Pages, code_id, page
 from services.management.errors import InvalidValue
@@ -102,9 +102,9 @@ class RulesEditor(Pages):
         except (FormErrors, InvalidValue) as exc:
             typed.errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: exc.reason}
         if typed.errors:
-            return await self.code_page(request, current, code, typed, status_code=422)
+            return await code_page(self, request, current, code, rules_form=typed, status_code=422)
         if typed.warnings:  # saved, and said so beside the rules
-            return await self.code_page(request, current, code, typed)
+            return await code_page(self, request, current, code, rules_form=typed)
         return RedirectResponse(f"/console/codes/{code}?notice=saved#rules-heading", status_code=303)
 
     @page(role=Role.editor)
@@ -134,18 +134,4 @@ class RulesEditor(Pages):
                 typed.tried = await self.service.codes.try_rules(code, trial, current.identity)
             except (FormErrors, InvalidValue) as exc:
                 typed.trial_errors = exc.errors if isinstance(exc, FormErrors) else {exc.field: exc.reason}
-        return await self.code_page(request, current, code, typed)
-
-    async def code_page(
-        self, request: Request, current: Page, code_id: str, typed: RulesForm, *, status_code: int = 200
-    ) -> Response:
-        """The code's page, its rules' editor as ``typed``."""
-        code, history = await self.service.codes.with_history(code_id, current.identity, limit=HISTORY_SHOWN)
-        return self.render(
-            request,
-            current,
-            "code.html",
-            status_code=status_code,
-            rules_form=typed,
-            **page_context(request, code, history),
-        )
+        return await code_page(self, request, current, code, rules_form=typed)
